@@ -1,0 +1,35 @@
+// DEL: forgiving and idempotent. It works from (container ID, ifname) alone, because containerd
+// calls it a second time with CNI_NETNS="" and no prevResult. "Already gone" is success; other
+// failures are collected so that cleanup goes on past the first one.
+import type { CniEnv } from "./env.ts";
+import type { NetConf } from "./config.ts";
+import { CniCode, CniError } from "./errors.ts";
+import { ipamDel } from "../ipam/ipam.ts";
+import { IpError, ipBatch } from "../kernel/ip.ts";
+import { hostVethName } from "../dataplane/veth.ts";
+import { removeMasquerade } from "../dataplane/masquerade.ts";
+
+export async function cmdDel(env: CniEnv, conf: NetConf): Promise<void> {
+  const problems: string[] = [];
+  try {
+    await ipamDel(conf, env);
+  } catch (e) {
+    problems.push(`releasing the address: ${(e as Error).message}`);
+  }
+  try {
+    // Deleting the host end removes the pod end too, whether or not the namespace still exists.
+    ipBatch([["link", "del", "dev", hostVethName(env.containerId, env.ifname)]]);
+  } catch (e) {
+    if (!(e instanceof IpError && e.isNotFound)) problems.push(`removing the veth: ${(e as Error).message}`);
+  }
+  if (conf.ipMasq) {
+    try {
+      removeMasquerade(conf.name, env.containerId);
+    } catch (e) {
+      problems.push(`removing masquerade rules: ${(e as Error).message}`);
+    }
+  }
+  if (problems.length) {
+    throw new CniError(CniCode.IoFailure, `DEL ${env.containerId}/${env.ifname} incomplete: ${problems.join("; ")}`, "DEL is safe to retry");
+  }
+}

@@ -1,0 +1,161 @@
+// The one door to iproute2. Every kernel change gauze makes goes through here as argument
+// arrays; several changes go as one `ip -batch` (one spawn), optionally inside another
+// network namespace given as a path (nsenter --net=<path>, which unlike `ip netns exec`
+// does not remount /sys and costs nothing extra: nsenter execs ip).
+import { type SpawnResult, runSync } from "./spawn.ts";
+
+export type IpCommand = readonly string[];
+
+export interface IpTarget {
+  /** Path of a network namespace (e.g. /proc/123/ns/net); absent = the caller's own. */
+  netns?: string;
+}
+
+export class IpError extends Error {
+  constructor(
+    message: string,
+    readonly stderr: string,
+    /** 0-based index of the batch line that failed, when ip said so. */
+    readonly failedLine: number | undefined,
+    readonly command: IpCommand | undefined,
+  ) {
+    super(message);
+    this.name = "IpError";
+  }
+  /** True when the kernel answered "does not exist" (ENODEV / ENOENT / ESRCH). */
+  get isNotFound(): boolean {
+    return /does not exist|Cannot find device|No such (device|process|file)|not found/i.test(this.stderr);
+  }
+  get isExists(): boolean {
+    return /File exists/i.test(this.stderr);
+  }
+}
+
+function checkWord(word: string): string {
+  // ip -batch splits lines on white space: an argument containing it would silently
+  // become two arguments, so refuse it rather than guess at quoting.
+  if (word.length === 0 || /[\s"'\\#]/.test(word)) {
+    throw new Error(`ip: argument ${JSON.stringify(word)} cannot be passed through ip -batch`);
+  }
+  return word;
+}
+
+function baseArgv(target: IpTarget): string[] {
+  return target.netns ? ["nsenter", `--net=${target.netns}`, "ip"] : ["ip"];
+}
+
+export interface BatchOptions {
+  /**
+   * Failures that are expected and fine (e.g. "File exists" when creating what may already be
+   * there). With it, ip runs with -force: every line runs, and only failures this predicate does
+   * not accept are errors. Show commands that fail print nothing, so outputs are only reliable
+   * when nothing failed.
+   */
+  tolerate?: (command: IpCommand, message: string) => boolean;
+  /** ip -d: show commands include linkinfo (kind, bridge port data). */
+  details?: boolean;
+}
+
+interface LineFailure {
+  line: number;
+  message: string;
+}
+
+/** Splits ip's stderr into per-line failures: each "Command failed -:N" closes the text before it. */
+function parseFailures(stderr: string): LineFailure[] {
+  const out: LineFailure[] = [];
+  let pending: string[] = [];
+  for (const l of stderr.split("\n")) {
+    const m = /^Command failed -:(\d+)/.exec(l);
+    if (m) {
+      out.push({ line: Number(m[1]) - 1, message: pending.join("; ") });
+      pending = [];
+    } else if (l.trim()) {
+      pending.push(l.trim());
+    }
+  }
+  return out;
+}
+
+/**
+ * Runs several ip commands in one process. Each `show`/`list` command prints one JSON array
+ * (ip -j); their parsed outputs are returned in order. Throws IpError naming the failed line.
+ */
+export function ipBatch(commands: readonly IpCommand[], target: IpTarget = {}, opts: BatchOptions = {}): unknown[][] {
+  if (commands.length === 0) return [];
+  return batchOutcome(commands, target, opts, runSync(batchArgv(target, opts), { input: batchInput(commands) }));
+}
+
+function batchArgv(target: IpTarget, opts: BatchOptions): string[] {
+  return [...baseArgv(target), "-j", ...(opts.details ? ["-d"] : []), ...(opts.tolerate ? ["-force"] : []), "-batch", "-"];
+}
+
+function batchInput(commands: readonly IpCommand[]): string {
+  return commands.map((c) => c.map(checkWord).join(" ")).join("\n") + "\n";
+}
+
+function batchOutcome(commands: readonly IpCommand[], target: IpTarget, opts: BatchOptions, r: SpawnResult): unknown[][] {
+  if (r.status !== 0) {
+    const failures = parseFailures(r.stderr);
+    const fatal = failures.find((f) => !(opts.tolerate && commands[f.line] && opts.tolerate(commands[f.line]!, f.message)));
+    if (fatal || failures.length === 0) {
+      const cmd = fatal ? commands[fatal.line] : undefined;
+      const what = cmd ? `ip ${cmd.join(" ")}` : "ip -batch";
+      const reason = fatal?.message || r.stderr.trim() || `exit ${r.status}`;
+      throw new IpError(`${what}${target.netns ? ` (in ${target.netns})` : ""}: ${reason}`, fatal?.message ?? r.stderr, fatal?.line, cmd);
+    }
+  }
+  return parseJsonLines(r.stdout);
+}
+
+/** Runs one ip command; returns its parsed JSON output (an empty array for actions). */
+export function ip(command: IpCommand, target: IpTarget = {}): unknown[] {
+  const r = runSync([...baseArgv(target), "-j", ...command]);
+  if (r.status !== 0) {
+    throw new IpError(`ip ${command.join(" ")}${target.netns ? ` (in ${target.netns})` : ""}: ${r.stderr.trim() || `exit ${r.status}`}`, r.stderr, 0, command);
+  }
+  const parsed = parseJsonLines(r.stdout);
+  return parsed[0] ?? [];
+}
+
+function parseJsonLines(out: string): unknown[][] {
+  const result: unknown[][] = [];
+  for (const line of out.split("\n")) {
+    const t = line.trim();
+    if (!t) continue;
+    const v: unknown = JSON.parse(t);
+    result.push(Array.isArray(v) ? v : [v]);
+  }
+  return result;
+}
+
+/** The subset of `ip -j link/addr show` output gauze reads. */
+export interface IpLink {
+  ifindex: number;
+  ifname: string;
+  mtu: number;
+  address?: string;
+  flags?: string[];
+  operstate?: string;
+  master?: string;
+  link_type?: string;
+  linkinfo?: { info_kind?: string; info_slave_kind?: string; info_data?: Record<string, unknown>; info_slave_data?: Record<string, unknown> };
+  addr_info?: IpAddrInfo[];
+}
+
+export interface IpAddrInfo {
+  family: "inet" | "inet6";
+  local: string;
+  prefixlen: number;
+  scope?: string;
+}
+
+export interface IpRoute {
+  dst: string;
+  gateway?: string;
+  dev?: string;
+  protocol?: string;
+  scope?: string;
+  prefsrc?: string;
+  flags?: string[];
+}
