@@ -120,7 +120,14 @@ function createHostSide(
     return ipBatch(build(bridgeNow), {}, batchOpts);
   } catch (e) {
     const vethAdd = e instanceof IpError && e.isExists && e.command?.[1] === "add" && e.command.includes(hostName);
-    if (!vethAdd) throw wrapHostError(e, env);
+    if (!vethAdd) {
+      // Enslaving to something that is not a bridge fails here when the bridge was not read.
+      if (e instanceof IpError && e.command?.includes("master")) {
+        const current = readLinkWithAddrs(bridgeName);
+        if (current) requireBridge(bridgeName, current);
+      }
+      throw wrapHostError(e, env);
+    }
   }
   // "File exists" on the veth: either our stale host end or CNI_IFNAME inside the pod.
   // IPAM refused a second ADD for this attachment already, so a host end by our name is stale.

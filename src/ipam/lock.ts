@@ -3,6 +3,7 @@
 // kernel drops it when the process dies, so a SIGKILLed ADD cannot leave the store locked.
 // flock is not in node:fs; the shipped executable runs on bun, whose FFI calls libc directly.
 import { closeSync, openSync } from "node:fs";
+import { trace } from "../util/trace.ts";
 
 const LOCK_EX = 2;
 const LOCK_UN = 8;
@@ -28,6 +29,7 @@ export interface FileLock {
 
 export async function lockFile(path: string): Promise<FileLock> {
   const flock = await loadFlock();
+  trace("ffi flock loaded");
   const fd = openSync(path, "a+", 0o644);
   // Blocking, like host-local: another ADD holds it for a few milliseconds at most.
   if (flock(fd, LOCK_EX) !== 0) {

@@ -1,0 +1,160 @@
+// Test fixtures for running the real artifact (dist/bin/gauze) the way a runtime does: env +
+// stdin, inside a namespace that stands in for the node. Every namespace and directory a test
+// makes is registered and removed in `after`, even when the test fails.
+import { spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after } from "node:test";
+
+export const ROOT = join(import.meta.dirname, "..", "..");
+export const GAUZE = join(ROOT, "dist", "bin", "gauze");
+export const REF_DIR = ["/usr/lib/cni", "/opt/cni/bin"].find((d) => spawnSync("test", ["-x", `${d}/bridge`]).status === 0) ?? "/usr/lib/cni";
+
+export interface Run {
+  status: number;
+  stdout: string;
+  stderr: string;
+}
+
+export function sh(argv: string[], opts: { input?: string; env?: NodeJS.ProcessEnv } = {}): Run {
+  const r = spawnSync(argv[0]!, argv.slice(1), { input: opts.input, env: opts.env ?? process.env, encoding: "utf8" });
+  return { status: r.status ?? 1, stdout: r.stdout ?? "", stderr: r.stderr ?? "" };
+}
+
+export function must(argv: string[], opts: { input?: string; env?: NodeJS.ProcessEnv } = {}): string {
+  const r = sh(argv, opts);
+  if (r.status !== 0) throw new Error(`${argv.join(" ")} failed (${r.status}): ${r.stdout}${r.stderr}`);
+  return r.stdout;
+}
+
+let counter = 0;
+
+/** A scratch world for one test file: namespaces and temp dirs, all removed in `after`. */
+export class World {
+  readonly tag: string;
+  readonly namespaces: string[] = [];
+  readonly dirs: string[] = [];
+  constructor(name: string) {
+    this.tag = `gz-t${process.pid % 100000}${name}`.slice(0, 20);
+    after(() => this.cleanup());
+  }
+  netns(suffix = `n${counter++}`): string {
+    const name = `${this.tag}-${suffix}`;
+    must(["ip", "netns", "add", name]);
+    this.namespaces.push(name);
+    return name;
+  }
+  tempDir(): string {
+    const d = mkdtempSync(join(tmpdir(), "gauze-test-"));
+    this.dirs.push(d);
+    return d;
+  }
+  cleanup(): void {
+    for (const n of this.namespaces.splice(0)) sh(["ip", "netns", "del", n]);
+    for (const d of this.dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+  }
+}
+
+export function nsPath(name: string): string {
+  return `/run/netns/${name}`;
+}
+
+export interface PluginCall {
+  command: string;
+  containerId?: string;
+  netns?: string;
+  ifname?: string;
+  args?: string;
+  path?: string;
+  extraEnv?: Record<string, string>;
+  /** Namespace the plugin runs in (the "node"). */
+  node: string;
+  bin?: string;
+}
+
+export function pluginEnv(c: PluginCall): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, CNI_COMMAND: c.command, CNI_PATH: c.path ?? REF_DIR, ...c.extraEnv };
+  if (c.containerId !== undefined) env.CNI_CONTAINERID = c.containerId;
+  env.CNI_NETNS = c.netns ?? "";
+  env.CNI_IFNAME = c.ifname ?? "eth0";
+  if (c.args !== undefined) env.CNI_ARGS = c.args;
+  return env;
+}
+
+/** Runs the plugin inside the node namespace, as a runtime on that node would. */
+export function plugin(c: PluginCall, stdin: string | object): Run {
+  const input = typeof stdin === "string" ? stdin : JSON.stringify(stdin);
+  return sh(["nsenter", `--net=${nsPath(c.node)}`, c.bin ?? GAUZE], { input, env: pluginEnv(c) });
+}
+
+export function pluginAsync(c: PluginCall, stdin: string | object): Promise<Run> {
+  const input = typeof stdin === "string" ? stdin : JSON.stringify(stdin);
+  return new Promise((resolve) => {
+    const p = spawn("nsenter", [`--net=${nsPath(c.node)}`, c.bin ?? GAUZE], { env: pluginEnv(c) });
+    let stdout = "";
+    let stderr = "";
+    p.stdout.on("data", (d: Buffer) => { stdout += d.toString(); });
+    p.stderr.on("data", (d: Buffer) => { stderr += d.toString(); });
+    p.on("close", (code) => resolve({ status: code ?? 1, stdout, stderr }));
+    p.stdin.end(input);
+  });
+}
+
+export function json<T = Record<string, unknown>>(r: Run): T {
+  try {
+    return JSON.parse(r.stdout) as T;
+  } catch {
+    throw new Error(`not JSON (exit ${r.status}): ${r.stdout} ${r.stderr}`);
+  }
+}
+
+/** `ip -j ...` inside a namespace, parsed. */
+export function ipIn<T = Record<string, unknown>[]>(ns: string, args: string[]): T {
+  const out = must(["ip", "-n", ns, "-j", ...args]);
+  return (out.trim() ? JSON.parse(out) : []) as T;
+}
+
+export function linkExists(ns: string, name: string): boolean {
+  return sh(["ip", "-n", ns, "link", "show", "dev", name]).status === 0;
+}
+
+export function ping(fromNs: string, ip: string, count = 1): boolean {
+  return sh(["ip", "netns", "exec", fromNs, "ping", "-c", String(count), "-i", "0.2", "-W", "1", ip]).status === 0;
+}
+
+export function gauzeConf(dataDir: string, extra: Record<string, unknown> = {}, ipamExtra: Record<string, unknown> = {}) {
+  return {
+    cniVersion: "1.1.0",
+    name: "gztest",
+    type: "gauze",
+    bridge: "gzbr0",
+    ipam: { ranges: [[{ subnet: "10.99.0.0/24" }]], dataDir, ...ipamExtra },
+    ...extra,
+  };
+}
+
+export interface AddResult {
+  cniVersion: string;
+  interfaces: { name: string; mac?: string; mtu?: number; sandbox?: string }[];
+  ips: { address: string; gateway?: string; interface?: number; version?: string }[];
+  routes: { dst: string; gw?: string }[];
+  dns: Record<string, unknown>;
+}
+
+/** host-local style reservations in <dataDir>/<network>: address -> file content. */
+export function reservations(dataDir: string, network = "gztest"): Map<string, string> {
+  const out = new Map<string, string>();
+  const dir = join(dataDir, network);
+  let names: string[] = [];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return out;
+  }
+  for (const name of names) {
+    if (!/^[0-9.]+$|^[0-9a-f:]+$/.test(name)) continue;
+    out.set(name, readFileSync(join(dir, name), "utf8"));
+  }
+  return out;
+}
