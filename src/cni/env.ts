@@ -1,6 +1,6 @@
 // Reads and validates the CNI_* environment the runtime passes, per verb (SPEC 1.1.0,
 // "Parameters"), and CNI_ARGS ("K=V;K=V", as kubelet/containerd send it).
-import { statSync } from "node:fs";
+import { netnsKind } from "../util/files.ts";
 import { CniCode, CniError } from "./errors.ts";
 
 export const VERBS = ["ADD", "DEL", "CHECK", "VERSION", "STATUS", "GC"] as const;
@@ -96,20 +96,15 @@ export function readEnv(env: NodeJS.ProcessEnv): CniEnv {
   };
 }
 
-let nsfsDev: number | undefined;
-
 /** CNI_NETNS must name an existing network namespace (a file on nsfs). */
 export function requireNetns(netns: string): void {
   if (netns === "") throw new CniError(CniCode.InvalidEnv, "CNI_NETNS is missing", "ADD and CHECK need the path of the container's network namespace");
   if (!netns.startsWith("/")) throw new CniError(CniCode.InvalidEnv, `CNI_NETNS ${JSON.stringify(netns)} is not an absolute path`, "pass a path such as /var/run/netns/<name> or /proc/<pid>/ns/net");
-  let st;
-  try {
-    st = statSync(netns);
-  } catch {
+  const kind = netnsKind(netns);
+  if (kind === "missing") {
     throw new CniError(CniCode.ContainerUnknown, `CNI_NETNS ${netns} does not exist`, "the container's network namespace is gone; nothing to set up");
   }
-  nsfsDev ??= statSync("/proc/self/ns/net").dev;
-  if (st.dev !== nsfsDev) {
+  if (kind !== "netns") {
     throw new CniError(CniCode.InvalidEnv, `CNI_NETNS ${netns} is not a network namespace`, "pass a namespace file (ip netns add creates /var/run/netns/<name>)");
   }
 }

@@ -2,7 +2,7 @@
 // plugin fail at that point, GAUZE_FAULT=<point>:hang makes it stop there (for SIGKILL tests).
 // Points: after-ipam, after-veth, after-pod. Unset in production: one env lookup per point.
 import { CniCode, CniError } from "./errors.ts";
-import { writeSync } from "node:fs";
+import { writeFd } from "../util/files.ts";
 
 export function faultPoint(point: string): void {
   const f = process.env.GAUZE_FAULT;
@@ -10,7 +10,7 @@ export function faultPoint(point: string): void {
   const [at, mode] = f.split(":");
   if (at !== point) return;
   if (mode === "hang") {
-    writeSync(2, `gauze: hanging at fault point ${point}\n`);
+    writeFd(2, `gauze: hanging at fault point ${point}\n`);
     // Block this thread for good without spinning: the test kills us here.
     const sab = new Int32Array(new SharedArrayBuffer(4));
     for (;;) Atomics.wait(sab, 0, 0);

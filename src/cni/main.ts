@@ -1,6 +1,6 @@
 // The plugin entry: a table from CNI verb to command. Reads the environment and stdin, runs
 // the verb, prints the result or the spec's error JSON, and returns the exit status.
-import { readFileSync, writeSync } from "node:fs";
+import { readStdin, writeFd } from "../util/files.ts";
 import { type CniEnv, type Verb, readEnv } from "./env.ts";
 import { type NetConf, loadConfig, parseJsonConfig } from "./config.ts";
 import { CniError, toErrorJson } from "./errors.ts";
@@ -23,16 +23,8 @@ const COMMANDS: Record<Exclude<Verb, "VERSION">, Command> = {
   STATUS: (env, conf) => ipamStatus(conf, env),
 };
 
-function readStdin(): string {
-  try {
-    return readFileSync(0, "utf8");
-  } catch {
-    return "";
-  }
-}
-
 function print(v: unknown): void {
-  writeSync(1, JSON.stringify(v) + "\n");
+  writeFd(1, JSON.stringify(v) + "\n");
 }
 
 /** Best-effort cniVersion of the input, so that errors are shaped for the caller. */
@@ -64,7 +56,7 @@ export async function runPlugin(processEnv: NodeJS.ProcessEnv): Promise<number> 
     return 0;
   } catch (e) {
     print(toErrorJson(e, versionOf(stdin)));
-    if (!(e instanceof CniError) && processEnv.GAUZE_DEBUG) writeSync(2, `${(e as Error).stack}\n`);
+    if (!(e instanceof CniError) && processEnv.GAUZE_DEBUG) writeFd(2, `${(e as Error).stack}\n`);
     return 1;
   }
 }

@@ -4,7 +4,7 @@
 //   GAUZE_MTU=1450                MTU for pod interfaces
 //   GAUZE_IPMASQ=true             the agent masquerades traffic leaving the pod network
 // FLANNEL_* keys are read too, so a node that already has flannel's file works unchanged.
-import { readFileSync } from "node:fs";
+import { FileError, readText } from "../util/files.ts";
 
 export const DEFAULT_SUBNET_FILE = "/run/gauze/subnet.env";
 
@@ -50,9 +50,9 @@ export function parseSubnetEnv(text: string, path: string): SubnetEnv {
 export function readSubnetFile(path: string): SubnetEnv {
   let text: string;
   try {
-    text = readFileSync(path, "utf8");
+    text = readText(path);
   } catch (e) {
-    const missing = (e as NodeJS.ErrnoException).code === "ENOENT";
+    const missing = e instanceof FileError && e.code === "ENOENT";
     throw new SubnetFileError(missing ? `subnet file ${path} does not exist` : `cannot read subnet file ${path}: ${(e as Error).message}`, missing);
   }
   return parseSubnetEnv(text, path);

@@ -1,20 +1,15 @@
 // Runs another IPAM plugin (ipam.type naming something gauze does not build in) the way
 // libcni would: found in CNI_PATH, same environment, the whole network config on stdin.
-import { accessSync, constants } from "node:fs";
-import { join } from "node:path";
+import { isExecutable } from "../util/files.ts";
+import { joinPath } from "../util/builtin.ts";
 import { runSync } from "../kernel/spawn.ts";
 import { CniCode, CniError } from "../cni/errors.ts";
 import { type CniResult, parseResult } from "../cni/result.ts";
 
 export function findPlugin(type: string, path: string[]): string {
   for (const dir of path) {
-    const p = join(dir, type);
-    try {
-      accessSync(p, constants.X_OK);
-      return p;
-    } catch {
-      // not here, try the next directory
-    }
+    const p = joinPath(dir, type);
+    if (isExecutable(p)) return p;
   }
   throw new CniError(CniCode.InvalidConfig, `failed to find plugin "${type}" in path [${path.join(" ")}]`,
     `install the "${type}" plugin into one of those directories, or remove ipam.type to use gauze's built-in IPAM`);

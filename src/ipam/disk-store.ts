@@ -4,12 +4,10 @@
 // A reservation is created by link(2)-ing a fully written temp file to the address's name:
 // link fails if the name exists, so creation is exclusive (like host-local's O_EXCL) and a
 // crash can never leave an empty reservation file nobody owns.
-import {
-  closeSync, linkSync, mkdirSync, openSync, readFileSync, readdirSync, unlinkSync, writeFileSync, writeSync,
-} from "node:fs";
-import { join } from "node:path";
 import { type IP, formatIP, parseIP } from "./cidr.ts";
 import type { IpamStore, Reservation } from "./store.ts";
+import { FileError, linkFile, listDir, makeDirs, readText, readTextIfExists, removeFile, writeText } from "../util/files.ts";
+import { joinPath } from "../util/builtin.ts";
 
 export const LINE_BREAK = "\r\n";
 const LAST_PREFIX = "last_reserved_ip.";
@@ -21,55 +19,45 @@ export class DiskStore implements IpamStore {
   constructor(readonly dir: string) {}
 
   static open(dataDir: string, network: string): DiskStore {
-    const dir = join(dataDir, network);
-    mkdirSync(dir, { recursive: true, mode: 0o755 });
+    const dir = joinPath(dataDir, network);
+    makeDirs(dir);
     return new DiskStore(dir);
   }
 
   get lockPath(): string {
-    return join(this.dir, "lock");
+    return joinPath(this.dir, "lock");
   }
 
   reserve(ip: IP, containerId: string, ifname: string, rangeSetId: string): boolean {
-    const name = join(this.dir, formatIP(ip));
-    const temp = join(this.dir, `${TEMP_PREFIX}${process.pid}`);
-    const fd = openSync(temp, "w", 0o644);
+    const temp = joinPath(this.dir, `${TEMP_PREFIX}${process.pid}`);
+    writeText(temp, `${containerId.trim()}${LINE_BREAK}${ifname}`);
+    let made: boolean;
     try {
-      writeSync(fd, `${containerId.trim()}${LINE_BREAK}${ifname}`);
+      made = linkFile(temp, joinPath(this.dir, formatIP(ip)));
     } finally {
-      closeSync(fd);
+      removeFile(temp);
     }
-    try {
-      linkSync(temp, name);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === "EEXIST") return false;
-      throw e;
-    } finally {
-      unlinkSync(temp);
-    }
-    writeFileSync(join(this.dir, LAST_PREFIX + rangeSetId), formatIP(ip), { mode: 0o644 });
-    return true;
+    if (made) writeText(joinPath(this.dir, LAST_PREFIX + rangeSetId), formatIP(ip));
+    return made;
   }
 
   lastReserved(rangeSetId: string): IP | undefined {
-    try {
-      return parseIP(readFileSync(join(this.dir, LAST_PREFIX + rangeSetId), "utf8").trim());
-    } catch {
-      return undefined;
-    }
+    const text = readTextIfExists(joinPath(this.dir, LAST_PREFIX + rangeSetId));
+    return text === undefined ? undefined : parseIP(text.trim());
   }
 
   /** Every reservation file (skipping the lock, cursors and temp files). */
   list(): Reservation[] {
     const out: Reservation[] = [];
-    for (const name of readdirSync(this.dir)) {
+    for (const name of listDir(this.dir)) {
       const ip = parseIP(name);
       if (!ip) continue;
       let text: string;
       try {
-        text = readFileSync(join(this.dir, name), "utf8");
-      } catch {
-        continue; // released while we listed
+        text = readText(joinPath(this.dir, name));
+      } catch (e) {
+        if (e instanceof FileError && e.code === "ENOENT") continue; // released while we listed
+        throw e;
       }
       const [containerId = "", ifname = ""] = text.trim().split(LINE_BREAK);
       out.push({ ip, containerId: containerId.trim(), ifname: ifname.trim() });
@@ -91,20 +79,14 @@ export class DiskStore implements IpamStore {
   }
 
   release(ip: IP): void {
-    try {
-      unlinkSync(join(this.dir, formatIP(ip)));
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
-    }
+    removeFile(joinPath(this.dir, formatIP(ip)));
   }
 
   /** Removes temp files left by a process killed between write and link. Call under the lock. */
   sweepTemps(): number {
     let n = 0;
-    for (const name of readdirSync(this.dir)) {
-      if (!name.startsWith(TEMP_PREFIX)) continue;
-      unlinkSync(join(this.dir, name));
-      n++;
+    for (const name of listDir(this.dir)) {
+      if (name.startsWith(TEMP_PREFIX) && removeFile(joinPath(this.dir, name))) n++;
     }
     return n;
   }

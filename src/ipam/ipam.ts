@@ -1,6 +1,6 @@
 // The plugin's IPAM front: built-in host-local-compatible allocation on disk, or delegation to
 // another IPAM plugin. Each verb takes the store's lock for the whole operation, as host-local does.
-import { lockFile } from "./lock.ts";
+import { lockFile } from "../util/files.ts";
 import { DiskStore } from "./disk-store.ts";
 import { AllocationError, allocate } from "./allocator.ts";
 import { type IP, formatIP, parseCIDR } from "./cidr.ts";
@@ -18,7 +18,7 @@ async function withStore<T>(ipam: BuiltinIpam, network: string, fn: (s: DiskStor
   } catch (e) {
     throw new CniError(CniCode.IoFailure, `cannot create IPAM directory ${ipam.dataDir}/${network}: ${(e as Error).message}`, "check that ipam.dataDir is on a writable file system", { cause: e });
   }
-  const lock = await lockFile(store.lockPath);
+  const lock = lockFile(store.lockPath);
   try {
     return fn(store);
   } finally {

@@ -1,6 +1,6 @@
 // GAUZE_TRACE=1 prints each phase of a plugin call with its elapsed milliseconds to stderr
 // (stdout belongs to the CNI result). Off, it costs one env lookup.
-import { writeSync } from "node:fs";
+import { writeFd } from "./files.ts";
 
 const on = !!process.env.GAUZE_TRACE;
 let last = performance.now();
@@ -8,6 +8,6 @@ let last = performance.now();
 export function trace(phase: string): void {
   if (!on) return;
   const now = performance.now();
-  writeSync(2, `gauze trace: ${phase} +${(now - last).toFixed(2)} ms (at ${now.toFixed(2)} ms)\n`);
+  writeFd(2, `gauze trace: ${phase} +${(now - last).toFixed(2)} ms (at ${now.toFixed(2)} ms)\n`);
   last = now;
 }

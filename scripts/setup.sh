@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs everything gauze builds and tests with on a fresh Debian 12 machine (as root):
+# Debian's packages for the kernel tools, the reference CNI plugins and a real container
+# runtime, then the npm dependencies (bun comes from npm). Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+packages=(
+  iproute2 iptables nftables iputils-ping util-linux procps ethtool  # the kernel side
+  containernetworking-plugins   # the reference Go plugins: side-by-side anchor, portmap chaining
+  podman runc busybox-static    # a real CNI caller for the runtime test
+  tcpdump tshark iperf3         # captures, the dissector's oracle, overlay benchmarks
+)
+missing=()
+for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+command -v node >/dev/null || { echo "setup: Node.js 20 is required (apt-get install nodejs npm)" >&2; exit 1; }
+npm ci --no-audit --no-fund --loglevel=error
+npm run build
