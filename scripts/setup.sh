@@ -9,7 +9,7 @@ packages=(
   iproute2 iptables nftables iputils-ping util-linux procps ethtool  # the kernel side
   containernetworking-plugins   # the reference Go plugins: side-by-side anchor, portmap chaining
   podman runc busybox-static    # a real CNI caller for the runtime test
-  tcpdump tshark iperf3         # captures, the dissector's oracle, overlay benchmarks
+  tcpdump tshark iperf3 time    # captures, the dissector's oracle, benchmarks (GNU time for peak RSS)
 )
 missing=()
 for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done

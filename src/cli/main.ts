@@ -29,6 +29,35 @@ export async function runCli(argv: string[]): Promise<number> {
       status = await runSmoke(opts);
     });
 
+  program.command("dissect")
+    .description("decode a pcap/pcapng capture, overlay-aware: each layer with its header length, and what the tunnel costs")
+    .argument("<file>", "capture file (pcap or pcapng), or - for stdin")
+    .option("--json", "JSON lines, one per packet (with --summary: one JSON document)")
+    .option("--summary", "one row per tunnel flow with packets, outer/inner bytes and overhead; totals")
+    .option("--vxlan-port <ports>", "UDP ports decoded as VXLAN, comma-separated", "8472,4789")
+    .option("--limit <n>", "stop after n packets (after --filter)")
+    .option("--filter <expr>", "show only matching packets, e.g. \"inner icmp and vni 1\" (see README)")
+    .action(async (file: string, opts: Record<string, string | boolean>) => {
+      const { runDissect } = await import("./dissect.ts");
+      status = runDissect(file, opts);
+    });
+
+  program.command("capture")
+    .description("capture live with tcpdump and decode as it arrives (same output as dissect)")
+    .requiredOption("--iface <name>", "interface to capture on")
+    .option("--netns <name|path>", "network namespace of the interface (a name under /run/netns, or a path)")
+    .option("--filter <bpf>", "tcpdump capture filter, e.g. \"udp port 8472\"")
+    .option("--count <n>", "stop after n packets")
+    .option("--duration <seconds>", "stop after this long")
+    .option("-w, --write <file>", "also write the raw capture (pcap) to this file")
+    .option("--json", "JSON lines, one per packet (with --summary: one JSON document)")
+    .option("--summary", "one row per tunnel flow at the end instead of each packet")
+    .option("--vxlan-port <ports>", "UDP ports decoded as VXLAN, comma-separated", "8472,4789")
+    .action(async (opts: Record<string, string>) => {
+      const { runCapture } = await import("./dissect.ts");
+      status = await runCapture(opts as unknown as import("./dissect.ts").CaptureCliOptions);
+    });
+
   try {
     await program.parseAsync(argv, { from: "user" });
   } catch (e) {

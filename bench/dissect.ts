@@ -1,0 +1,108 @@
+// bench/dissect: gauze dissect against tcpdump and tshark on one VXLAN capture made here.
+// Two namespaces joined by a veth (offloads off, so frames are wire-sized), a VXLAN device on
+// each (VNI 1, UDP 8472), iperf3 TCP through it, tcpdump on the underlay. Then each tool reads
+// the file 3 times (best time, peak RSS): MB/s, packets/s and the ratio to `tcpdump -v`.
+// A 10x smaller file checks that gauze's memory does not grow with the file.
+//   node --import tsx bench/dissect.ts [--mb 120] [--json]
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { must, run } from "./lib.ts";
+
+const args = process.argv.slice(2);
+const mb = Number(args[args.indexOf("--mb") + 1] ?? 120) || 120;
+const asJson = args.includes("--json");
+const gauze = join(import.meta.dirname, "..", "dist", "bin", "gauze");
+const tag = `gz-bd${process.pid % 10000}`;
+const [a, b] = [`${tag}-a`, `${tag}-b`];
+const dir = mkdtempSync(join(tmpdir(), "gauze-bench-dissect-"));
+const file = join(dir, "vxlan.pcap");
+const small = join(dir, "small.pcap");
+const pids: number[] = [];
+
+function setup(): void {
+  must(["ip", "netns", "add", a]);
+  must(["ip", "netns", "add", b]);
+  must(["ip", "link", "add", `${tag}a`, "type", "veth", "peer", "name", `${tag}b`]);
+  must(["ip", "link", "set", `${tag}a`, "netns", a, "name", "eth0"]);
+  must(["ip", "link", "set", `${tag}b`, "netns", b, "name", "eth0"]);
+  const under = { [a]: "192.168.251.1", [b]: "192.168.251.2" };
+  const over = { [a]: "10.201.0.1", [b]: "10.201.0.2" };
+  for (const [ns, peer] of [[a, b], [b, a]] as const) {
+    const batch = [
+      "link set lo up", `addr add ${under[ns]}/30 dev eth0`, "link set eth0 up",
+      `link add vx0 type vxlan id 1 dstport 8472 local ${under[ns]} remote ${under[peer]} dev eth0`,
+      `addr add ${over[ns]}/24 dev vx0`, "link set vx0 up",
+    ].join("\n");
+    must(["ip", "-n", ns, "-batch", "-"], { input: batch + "\n" });
+    must(["ip", "netns", "exec", ns, "ethtool", "-K", "eth0", "tso", "off", "gso", "off", "gro", "off"]);
+    must(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
+  }
+}
+
+async function capture(): Promise<void> {
+  const server = spawn("ip", ["netns", "exec", b, "iperf3", "-s", "-1"], { stdio: "ignore" });
+  pids.push(server.pid!);
+  const td = spawn("ip", ["netns", "exec", a, "tcpdump", "-i", "eth0", "-w", file, "-U", "udp", "port", "8472"], { stdio: ["ignore", "ignore", "pipe"] });
+  pids.push(td.pid!);
+  await new Promise<void>((resolve) => td.stderr.on("data", (d: Buffer) => { if (d.toString().includes("listening")) resolve(); }));
+  await new Promise((r) => setTimeout(r, 300));
+  must(["ip", "netns", "exec", a, "iperf3", "-c", "10.201.0.2", "-n", `${Math.ceil(mb * 1.3)}M`]);
+  td.kill("SIGINT");
+  await new Promise((r) => td.on("close", r));
+  server.kill("SIGKILL");
+  must(["editcap", "-r", file, small, `1-${Math.max(1000, Math.floor(countPackets(file) / 10))}`]);
+}
+
+function countPackets(f: string): number {
+  const out = must(["capinfos", "-M", "-c", f]).stdout;
+  return Number(/Number of packets:\s+(\d+)/.exec(out)?.[1] ?? 0);
+}
+
+interface Row { tool: string; seconds: number; mbPerSec: number; pktPerSec: number; peakRssMb: number; ratioToTcpdump?: number }
+
+function measure(tool: string, argv: string[], f: string, packets: number): Row {
+  let best = Infinity;
+  let rss = 0;
+  for (let i = 0; i < 3; i++) {
+    const r = run(["/usr/bin/time", "-f", "%e %M", "sh", "-c", `exec "$0" "$@" > /dev/null`, ...argv]);
+    if (r.status !== 0) throw new Error(`${tool} failed: ${r.stderr}`);
+    const [secs, kb] = r.stderr.trim().split("\n").pop()!.split(" ").map(Number);
+    best = Math.min(best, secs!);
+    rss = Math.max(rss, kb! / 1024);
+  }
+  const bytes = statSync(f).size;
+  return { tool, seconds: best, mbPerSec: bytes / 1e6 / best, pktPerSec: packets / best, peakRssMb: rss };
+}
+
+try {
+  setup();
+  await capture();
+  const size = statSync(file).size;
+  const packets = countPackets(file);
+  const tools: [string, string[]][] = [
+    ["gauze dissect (text)", [gauze, "dissect", file]],
+    ["gauze dissect --summary", [gauze, "dissect", file, "--summary"]],
+    ["tcpdump -nn -v -T vxlan", ["tcpdump", "-nn", "-v", "-T", "vxlan", "-r", file]],
+    ["tshark fields", ["tshark", "-r", file, "-d", "udp.port==8472,vxlan", "-T", "fields", "-e", "ip.src", "-e", "ip.dst", "-e", "udp.dstport", "-e", "vxlan.vni", "-e", "frame.len"]],
+  ];
+  const rows = tools.map(([t, argv]) => measure(t, argv, file, packets));
+  const tcpdump = rows.find((r) => r.tool.startsWith("tcpdump"))!;
+  for (const r of rows) r.ratioToTcpdump = tcpdump.seconds / r.seconds;
+  const smallRows = [measure("gauze dissect (text), 1/10 file", [gauze, "dissect", small], small, countPackets(small)), measure("gauze --summary, 1/10 file", [gauze, "dissect", small, "--summary"], small, countPackets(small))];
+  if (asJson) {
+    console.log(JSON.stringify({ bench: "dissect", fileMb: size / 1e6, packets, rows, smallFile: smallRows }, null, 2));
+  } else {
+    console.log(`dissect: ${(size / 1e6).toFixed(1)} MB, ${packets} packets of VXLAN (iperf3 TCP), best of 3`);
+    console.log("tool                              seconds    MB/s   packets/s  peak RSS MB  speed vs tcpdump -v");
+    for (const r of [...rows, ...smallRows]) {
+      console.log(`${r.tool.padEnd(32)} ${r.seconds.toFixed(2).padStart(8)} ${r.mbPerSec.toFixed(0).padStart(7)} ${r.pktPerSec.toFixed(0).padStart(11)} ${r.peakRssMb.toFixed(0).padStart(12)}  ${r.ratioToTcpdump ? `${r.ratioToTcpdump.toFixed(2)}x` : ""}`);
+    }
+  }
+} finally {
+  for (const pid of pids) { try { process.kill(pid, "SIGKILL"); } catch { /* gone */ } }
+  run(["ip", "netns", "del", a]);
+  run(["ip", "netns", "del", b]);
+  rmSync(dir, { recursive: true, force: true });
+}

@@ -1,0 +1,315 @@
+// Turning dissections into output: text blocks (outer and inner layers indented, each with its
+// header length, and the tunnel's size annotation), and JSON lines with stable field names
+// (documented in the README).
+import type { ChecksumState, Dissection, Layer } from "./decode/layers.ts";
+import type { Packet } from "./reader.ts";
+import { ipv4Text, ipv6At, macAt } from "./addr.ts";
+import { type AsciiSink, sinkToString } from "./ascii-sink.ts";
+import { walkTcpOptions } from "./decode/transport.ts";
+
+const IP_PROTOS: Record<number, string> = { 1: "icmp", 6: "tcp", 17: "udp", 58: "icmp6", 47: "gre", 50: "esp", 132: "sctp" };
+const ICMP_TYPES: Record<number, string> = { 0: "echo reply", 3: "destination unreachable", 5: "redirect", 8: "echo request", 11: "time exceeded" };
+const ICMP6_TYPES: Record<number, string> = { 1: "destination unreachable", 2: "packet too big", 3: "time exceeded", 128: "echo request", 129: "echo reply", 133: "router solicitation", 143: "multicast listener report v2", 134: "router advertisement", 135: "neighbor solicitation", 136: "neighbor advertisement" };
+const TCP_FLAGS = ["F", "S", "R", "P", ".", "U", "E", "W", "N"];
+const LAYER_TITLE: Record<Layer["kind"], string> = { eth: "Ethernet", sll: "Linux cooked", sll2: "Linux cooked v2", arp: "ARP", ipv4: "IPv4", ipv6: "IPv6", icmp: "ICMP", icmp6: "ICMPv6", udp: "UDP", tcp: "TCP", vxlan: "VXLAN", geneve: "Geneve" };
+
+export function layerTitle(l: Layer): string {
+  return LAYER_TITLE[l.kind];
+}
+
+function hex(n: number, width: number): string {
+  return "0x" + n.toString(16).padStart(width, "0");
+}
+
+
+/** Short per packet; what "offload" means is said once at the end of the output (CHECKSUM_LEGEND). */
+const CKSUM_NOTE: Record<ChecksumState, string> = {
+  ok: " (correct)", none: "", partial: " (offload)", lco: " (correct after offload)", bad: " (incorrect)", unchecked: "",
+};
+
+export const CHECKSUM_LEGEND =
+  "note: \"(offload)\" checksums are a capture artefact, not corruption: the sender left the field for the NIC/veth to\n" +
+  "  fill in after tcpdump saw the packet (checksum offload); \"(correct after offload)\" is a tunnel's outer UDP checksum\n" +
+  "  computed ahead for that final value (local checksum offload).\n";
+
+function writeTcpOption(w: AsciiSink, f: Uint8Array, kind: number, at: number, len: number): void {
+  if (kind === 1) w.str("nop");
+  else if (kind === 2 && len === 4) w.str("mss ").num((f[at + 2]! << 8) | f[at + 3]!);
+  else if (kind === 3 && len === 3) w.str("wscale ").num(f[at + 2]!);
+  else if (kind === 4) w.str("sackOK");
+  else if (kind === 8 && len === 10) w.str("TS val ").num(u32(f, at + 2)).str(" ecr ").num(u32(f, at + 6));
+  else if (kind === 5) {
+    w.str("sack {");
+    for (let b = at + 2; b + 8 <= at + len; b += 8) w.str(b > at + 2 ? " " : "").num(u32(f, b)).char(58).num(u32(f, b + 4));
+    w.char(125);
+  } else w.str("opt-").num(kind);
+}
+
+function writeTcpOptions(w: AsciiSink, f: Uint8Array, from: number, to: number): void {
+  w.str(", options [");
+  let first = true;
+  walkTcpOptions(f, from, to, (kind, at, len) => {
+    if (!first) w.char(44);
+    first = false;
+    writeTcpOption(w, f, kind, at, len);
+  });
+  w.char(93);
+}
+
+function u32(f: Uint8Array, at: number): number {
+  return ((f[at]! << 24) >>> 0) + (f[at + 1]! << 16) + (f[at + 2]! << 8) + f[at + 3]!;
+}
+
+export function tcpOptionList(f: Uint8Array, from: number, to: number): string[] {
+  const out: string[] = [];
+  walkTcpOptions(f, from, to, (kind, at, len) => out.push(sinkToString((w) => writeTcpOption(w, f, kind, at, len))));
+  return out;
+}
+
+/** What the text output has shown that its closing legend must explain. */
+export const shown = { offload: false };
+
+function writeChecksum(w: AsciiSink, state: ChecksumState, value: number): void {
+  if (state === "partial" || state === "lco") shown.offload = true;
+  if (state === "none") w.str("no cksum");
+  else w.str("cksum ").hex(value, 4).str(CKSUM_NOTE[state]);
+}
+
+export function tcpFlags(flags: number): string {
+  let s = "";
+  for (let i = 0; i < TCP_FLAGS.length; i++) if (flags & (1 << i)) s += TCP_FLAGS[i];
+  return s || "none";
+}
+
+/** A switch, not a table lookup: objects keyed by numbers this large are slow dictionaries. */
+function etherTypeName(t: number): string | undefined {
+  switch (t) {
+    case 0x0800: return "IPv4";
+    case 0x86dd: return "IPv6";
+    case 0x0806: return "ARP";
+    case 0x8100: return "802.1Q";
+    case 0x88a8: return "802.1ad";
+    default: return undefined;
+  }
+}
+
+function writeEtherType(w: AsciiSink, t: number): void {
+  const name = etherTypeName(t);
+  if (name) w.str(name);
+  else w.str("ethertype ").hex(t, 4);
+}
+
+function writeProto(w: AsciiSink, p: number, unknown: string): void {
+  const name = IP_PROTOS[p];
+  if (name) w.str(name);
+  else w.str(unknown).num(p);
+}
+
+/** One line describing a layer (after its indentation, title and header length). */
+export function writeLayer(w: AsciiSink, l: Layer, f: Uint8Array): void {
+  switch (l.kind) {
+    case "eth":
+      w.mac(f, l.offset + 6).str(" > ").mac(f, l.offset).str(", ");
+      if (l.vlans.length) w.str(`vlan ${l.vlans.join(".")}, `);
+      return writeEtherType(w, l.etherType);
+    case "sll": case "sll2":
+      w.str(["host", "broadcast", "multicast", "other-host", "outgoing"][l.pktType] ?? `type ${l.pktType}`);
+      if (l.kind === "sll2") w.str(" ifindex ").num(l.ifindex);
+      w.str(", ");
+      return writeEtherType(w, l.etherType);
+    case "arp":
+      if (l.op === 1) w.str("who-has ").ipv4(l.targetIp).str(" tell ").ipv4(l.senderIp);
+      else if (l.op === 2) w.ipv4(l.senderIp).str(" is-at ").mac(f, l.senderMacAt);
+      else w.str("op ").num(l.op);
+      return;
+    case "ipv4":
+      w.ipv4(l.src).str(" > ").ipv4(l.dst).str(", ");
+      writeProto(w, l.proto, "proto ");
+      w.str(", ttl ").num(l.ttl).str(", id ").num(l.id);
+      if (l.flags & 2) w.str(", DF");
+      if (l.fragOffset > 0 || l.flags & 1) w.str(", frag offset ").num(l.fragOffset).str(l.flags & 1 ? "+" : "");
+      w.str(", len ").num(l.totalLen);
+      if (l.optionsLen) w.str(", options ").num(l.optionsLen).str(" bytes");
+      if (!l.checksumOk) w.str(", bad header cksum");
+      return;
+    case "ipv6":
+      w.str(ipv6At(f, l.srcAt)).str(" > ").str(ipv6At(f, l.dstAt)).str(", ");
+      writeProto(w, l.proto, "next header ");
+      w.str(", hlim ").num(l.hopLimit).str(", payload ").num(l.payloadLen);
+      if (l.extHeaders.length) w.str(`, ext ${l.extHeaders.join(",")}`);
+      if (l.fragment) w.str(", frag offset ").num(l.fragment.offset).str(l.fragment.more ? "+" : "");
+      return;
+    case "icmp": case "icmp6": {
+      const name = (l.kind === "icmp" ? ICMP_TYPES : ICMP6_TYPES)[l.type];
+      if (name) w.str(name);
+      else w.str("type ").num(l.type).str(" code ").num(l.code);
+      if (l.id !== undefined) w.str(", id ").num(l.id).str(", seq ").num(l.seq ?? 0);
+      return;
+    }
+    case "udp":
+      w.num(l.srcPort).str(" > ").num(l.dstPort).str(", len ").num(l.length).str(", ");
+      return writeChecksum(w, l.checksumState, l.checksum);
+    case "tcp":
+      w.num(l.srcPort).str(" > ").num(l.dstPort).str(", flags [").str(tcpFlags(l.flags)).str("], seq ").num(l.seq);
+      if (l.flags & 0x10) w.str(", ack ").num(l.ack);
+      w.str(", win ").num(l.window);
+      if (l.headerLen > 20) writeTcpOptions(w, f, l.offset + 20, l.offset + l.headerLen);
+      w.str(", length ").num(l.payloadLen).str(", ");
+      return writeChecksum(w, l.checksumState, l.checksum);
+    case "vxlan":
+      w.str("vni ").num(l.vni).str(", flags [").str(l.flags & 0x08 ? "I" : "-").str(l.flags & 0x80 ? "G" : "").str("]");
+      if (l.groupPolicy !== undefined) w.str(", group policy ").num(l.groupPolicy);
+      return;
+    case "geneve":
+      w.str("vni ").num(l.vni).str(", protocol ");
+      if (l.protocol === 0x6558) w.str("Ethernet");
+      else writeEtherType(w, l.protocol);
+      if (l.options.length) w.str(", ").num(l.options.length).str(" options (").num(l.optionsLen).str(" bytes)");
+      if (l.oam) w.str(", OAM");
+      if (l.critical) w.str(", critical options");
+      return;
+  }
+}
+
+export function layerText(l: Layer, f: Uint8Array): string {
+  return sinkToString((w) => writeLayer(w, l, f));
+}
+
+export function writeTime(w: AsciiSink, sec: number, nsec: number): void {
+  const s = ((sec % 86400) + 86400) % 86400;
+  w.num(Math.floor(s / 3600), 2).char(58).num(Math.floor((s % 3600) / 60), 2).char(58).num(s % 60, 2).char(46).num(Math.floor(nsec / 1000), 6);
+}
+
+const INDENT = ["  ", "    ", "      ", "        ", "          "];
+
+/** "IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14": the headers the tunnel adds. */
+let lastParts: { sig: number[]; text: string } | undefined;
+
+export function encapParts(d: Dissection): string {
+  const t = d.tunnel!;
+  // The same tunnel shape repeats packet after packet: reuse the text when kinds and lengths match.
+  const n = t.innerIp - t.outerIp;
+  if (lastParts && lastParts.sig.length === n * 2) {
+    let same = true;
+    for (let i = 0; i < n && same; i++) {
+      const l = d.layers[t.outerIp + i]!;
+      same = lastParts.sig[2 * i] === KIND_NO[l.kind] + 16 * l.depth && lastParts.sig[2 * i + 1] === l.headerLen;
+    }
+    if (same) return lastParts.text;
+  }
+  const text = buildEncapParts(d);
+  const sig: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const l = d.layers[t.outerIp + i]!;
+    sig.push(KIND_NO[l.kind] + 16 * l.depth, l.headerLen);
+  }
+  lastParts = { sig, text };
+  return text;
+}
+
+const KIND_NO: Record<Layer["kind"], number> = { eth: 0, sll: 1, sll2: 2, arp: 3, ipv4: 4, ipv6: 5, icmp: 6, icmp6: 7, udp: 8, tcp: 9, vxlan: 10, geneve: 11 };
+
+function buildEncapParts(d: Dissection): string {
+  const t = d.tunnel!;
+  const outerDepth = d.layers[t.outerIp]!.depth;
+  let s = "";
+  for (let i = t.outerIp; i < t.innerIp; i++) {
+    const l = d.layers[i]!;
+    s += `${i > t.outerIp ? " + " : ""}${l.depth > outerDepth ? "inner " : ""}${LAYER_TITLE[l.kind]} ${l.headerLen}`;
+  }
+  return s;
+}
+
+function writeLayerLine(w: AsciiSink, l: Layer, f: Uint8Array): void {
+  w.str(INDENT[l.depth] ?? "  ").str(LAYER_TITLE[l.kind]).char(32).num(l.headerLen).str("B  ");
+  writeLayer(w, l, f);
+  w.char(10);
+}
+
+/**
+ * Ethernet and VXLAN lines are functions of their header bytes alone, and in bulk traffic the
+ * same headers come packet after packet: keep the last rendering per (kind, depth) with the
+ * bytes it came from, and copy it when the bytes match. A third of the text-mode time saved.
+ */
+const lineCache = new Map<string, { header: Uint8Array; line: Uint8Array }>();
+
+function writeCachedLine(w: AsciiSink, l: Layer, f: Uint8Array): boolean {
+  const key = l.kind + l.depth;
+  const hit = lineCache.get(key);
+  const n = l.headerLen;
+  if (hit && hit.header.length === n) {
+    let same = true;
+    for (let i = 0; i < n; i++) if (hit.header[i] !== f[l.offset + i]) { same = false; break; }
+    if (same) {
+      w.bytes(hit.line);
+      return true;
+    }
+  }
+  w.room(512);
+  const mark = w.mark();
+  writeLayerLine(w, l, f);
+  lineCache.set(key, { header: f.slice(l.offset, l.offset + n), line: w.since(mark) });
+  return true;
+}
+
+/** The text block of one packet: a header line, one line per layer (indented by depth), notes. */
+export function writePacketText(w: AsciiSink, p: Packet, d: Dissection): void {
+  const t = d.tunnel;
+  w.char(35).num(p.n).char(32);
+  writeTime(w, p.tsSec, p.tsNsec);
+  if (t) {
+    // The tunnel's whole cost on one line: frames, the encapsulation and what it is made of, IP sizes.
+    w.char(32).str(t.kind).str(" vni ").num(t.vni).str(": outer frame ").num(t.outerFrameLen).str(" bytes, inner frame ").num(t.innerFrameLen)
+      .str(" bytes, encapsulation ").num(t.encapBytes).str(" bytes (").str(encapParts(d)).str("); outer IP ").num(t.outerIpLen).str(", inner IP ").num(t.innerIpLen);
+  } else {
+    w.char(32).num(p.wireLen).str(" bytes");
+  }
+  if (p.data.length < p.wireLen) w.str(" (").num(p.data.length).str(" of ").num(p.wireLen).str(" captured)");
+  w.char(10);
+  for (const l of d.layers) {
+    if ((l.kind === "eth" || l.kind === "vxlan") && writeCachedLine(w, l, d.frame)) continue;
+    writeLayerLine(w, l, d.frame);
+  }
+  if (d.cut) w.str("  ! cut by the capture's snapshot length inside ").str(d.cut.layer).str(" at offset ").num(d.cut.offset).char(10);
+  if (d.malformed) w.str("  ! malformed ").str(d.malformed.layer).str(" at offset ").num(d.malformed.offset).str(": ").str(d.malformed.reason).char(10);
+}
+
+export function packetText(p: Packet, d: Dissection): string {
+  return sinkToString((w) => writePacketText(w, p, d));
+}
+
+/** JSON of one packet (field names are part of gauze's interface: see README, "dissect --json"). */
+export function packetJson(p: Packet, d: Dissection): Record<string, unknown> {
+  const f = d.frame;
+  const layers = d.layers.map((l) => {
+    const o: Record<string, unknown> = { layer: l.kind, depth: l.depth, offset: l.offset, header_len: l.headerLen };
+    switch (l.kind) {
+      case "eth": o.src = macAt(f, l.offset + 6); o.dst = macAt(f, l.offset); o.ethertype = hex(l.etherType, 4); if (l.vlans.length) o.vlans = l.vlans; break;
+      case "sll": case "sll2": o.ethertype = hex(l.etherType, 4); o.pkt_type = l.pktType; if (l.kind === "sll2") o.ifindex = l.ifindex; break;
+      case "arp": o.op = l.op; o.sender_ip = ipv4Text(l.senderIp); o.target_ip = ipv4Text(l.targetIp); o.sender_mac = macAt(f, l.senderMacAt); break;
+      case "ipv4": Object.assign(o, { src: ipv4Text(l.src), dst: ipv4Text(l.dst), proto: l.proto, total_len: l.totalLen, ttl: l.ttl, id: l.id, df: (l.flags & 2) !== 0, mf: (l.flags & 1) !== 0, frag_offset: l.fragOffset, header_checksum_ok: l.checksumOk }); break;
+      case "ipv6": Object.assign(o, { src: ipv6At(f, l.srcAt), dst: ipv6At(f, l.dstAt), next_header: l.proto, payload_len: l.payloadLen, hop_limit: l.hopLimit, flow_label: l.flowLabel, ext_headers: l.extHeaders }); if (l.fragment) o.fragment = l.fragment; break;
+      case "icmp": case "icmp6": o.type = l.type; o.code = l.code; if (l.id !== undefined) { o.id = l.id; o.seq = l.seq; } break;
+      case "udp": Object.assign(o, { src_port: l.srcPort, dst_port: l.dstPort, length: l.length, checksum: l.checksum, checksum_state: l.checksumState }); break;
+      case "tcp": Object.assign(o, { src_port: l.srcPort, dst_port: l.dstPort, flags: tcpFlags(l.flags), seq: l.seq, ack: l.ack, window: l.window, payload_len: l.payloadLen, options: tcpOptionList(f, l.offset + 20, l.offset + l.headerLen), checksum: l.checksum, checksum_state: l.checksumState }); break;
+      case "vxlan": o.vni = l.vni; o.flags = l.flags; if (l.groupPolicy !== undefined) o.group_policy = l.groupPolicy; break;
+      case "geneve": Object.assign(o, { vni: l.vni, protocol: hex(l.protocol, 4), options_len: l.optionsLen, options: l.options, oam: l.oam, critical: l.critical }); break;
+    }
+    return o;
+  });
+  const out: Record<string, unknown> = {
+    n: p.n, ts: `${p.tsSec}.${String(p.tsNsec).padStart(9, "0")}`, iface: p.iface, link_type: p.linkType,
+    wire_len: p.wireLen, captured_len: p.data.length, layers,
+  };
+  const t = d.tunnel;
+  if (t) {
+    out.tunnel = {
+      type: t.kind, vni: t.vni, outer_ip_len: t.outerIpLen, inner_ip_len: t.innerIpLen, encap_bytes: t.encapBytes,
+      outer_frame_len: t.outerFrameLen, inner_frame_len: t.innerFrameLen,
+      encap_layers: d.layers.slice(t.outerIp, t.innerIp).map((l) => ({ layer: l.kind, depth: l.depth, header_len: l.headerLen })),
+    };
+  }
+  if (d.cut) out.cut = d.cut;
+  if (d.malformed) out.malformed = d.malformed;
+  return out;
+}

@@ -1,0 +1,71 @@
+// Live capture: tcpdump writes pcap to its stdout as packets arrive (-U -w -) and gauze decodes
+// the stream with the same reader and decoders as for files. tcpdump runs in the namespace given
+// (by name under /run/netns, or a path) through nsenter, and stops on count, duration or Ctrl-C.
+import { spawn } from "node:child_process";
+import { createWriteStream, type WriteStream } from "node:fs";
+import type { DissectRun } from "./run.ts";
+
+export interface LiveOptions {
+  iface: string;
+  netns?: string;
+  /** A tcpdump (BPF) capture filter, applied in the kernel. */
+  bpf?: string;
+  count?: number;
+  durationSec?: number;
+  /** Also write the raw capture here (pcap). */
+  writeFile?: string;
+  /** Called once tcpdump listens, with its own line. */
+  onListening?: (line: string) => void;
+}
+
+export function netnsArg(netns: string): string {
+  return netns.includes("/") ? netns : `/run/netns/${netns}`;
+}
+
+export function captureLive(run: DissectRun, o: LiveOptions): Promise<{ packets: number; stoppedBy: string }> {
+  const tcpdump = ["tcpdump", "-U", "-n", "-w", "-", "-i", o.iface, ...(o.count ? ["-c", String(o.count)] : []), ...(o.bpf ? o.bpf.split(/\s+/).filter(Boolean) : [])];
+  const argv = o.netns ? ["nsenter", `--net=${netnsArg(o.netns)}`, ...tcpdump] : tcpdump;
+  return new Promise((resolve, reject) => {
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", "pipe", "pipe"] });
+    let file: WriteStream | undefined;
+    if (o.writeFile) file = createWriteStream(o.writeFile);
+    let stoppedBy = o.count ? "count" : "end";
+    let stderr = "";
+    let listening = false;
+    const stop = (why: string) => {
+      stoppedBy = why;
+      child.kill("SIGINT"); // tcpdump flushes and exits cleanly on SIGINT
+    };
+    const onSigint = () => stop("interrupt");
+    process.on("SIGINT", onSigint);
+    const timer = o.durationSec ? setTimeout(() => stop("duration"), o.durationSec * 1000) : undefined;
+    child.stderr.on("data", (d: Buffer) => {
+      stderr += d.toString();
+      if (!listening && /listening on/.test(stderr)) {
+        listening = true;
+        o.onListening?.(stderr.split("\n").find((l) => l.includes("listening on")) ?? "");
+      }
+    });
+    let failure: unknown;
+    child.stdout.on("data", (chunk: Buffer) => {
+      file?.write(chunk);
+      try {
+        if (!run.feed(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length))) stop("limit");
+      } catch (e) {
+        failure = e;
+        stop("error");
+      }
+    });
+    child.on("error", (e) => reject(new Error(`cannot run tcpdump: ${e.message} (apt-get install tcpdump)`)));
+    child.on("close", (code) => {
+      if (timer) clearTimeout(timer);
+      process.off("SIGINT", onSigint);
+      file?.end();
+      if (failure) return reject(failure);
+      if (code !== 0 && stoppedBy === "end" && !listening) {
+        return reject(new Error(`tcpdump failed: ${stderr.trim().split("\n").pop() ?? `exit ${code}`}`));
+      }
+      resolve({ packets: run.packetsRead, stoppedBy });
+    });
+  });
+}

@@ -1,0 +1,128 @@
+// --summary: one row per tunnel flow (outer src/dst, tunnel, VNI, inner src/dst, protocol) with
+// packets, outer and inner IP bytes and what the encapsulation cost; totals for the capture.
+import type { Dissection, Ipv4Layer, Ipv6Layer } from "./decode/layers.ts";
+import { ipv4Text, ipv6At } from "./addr.ts";
+
+export interface FlowRow {
+  outer_src: string;
+  outer_dst: string;
+  tunnel: string;
+  vni: number;
+  inner_src: string;
+  inner_dst: string;
+  inner_proto: string;
+  packets: number;
+  outer_bytes: number;
+  inner_bytes: number;
+  overhead_bytes: number;
+  overhead_pct: number;
+}
+
+export interface SummaryReport {
+  flows: FlowRow[];
+  totals: {
+    packets: number;
+    wire_bytes: number;
+    tunnel_packets: number;
+    outer_bytes: number;
+    inner_bytes: number;
+    overhead_bytes: number;
+    /** Encapsulation bytes as a percentage of every byte in the capture (tunnelled or not). */
+    encap_share_pct: number;
+    malformed_packets: number;
+    cut_packets: number;
+  };
+}
+
+const PROTO: Record<number, string> = { 1: "icmp", 6: "tcp", 17: "udp", 58: "icmp6" };
+
+function addr(l: Ipv4Layer | Ipv6Layer, f: Uint8Array, which: "src" | "dst"): string {
+  if (l.kind === "ipv4") return ipv4Text(which === "src" ? l.src : l.dst);
+  return ipv6At(f, which === "src" ? l.srcAt : l.dstAt);
+}
+
+interface Acc { key: Omit<FlowRow, "packets" | "outer_bytes" | "inner_bytes" | "overhead_bytes" | "overhead_pct">; packets: number; outer: number; inner: number }
+
+export class Summary {
+  private flows = new Map<string, Acc>();
+  private packets = 0;
+  private wire = 0;
+  private malformed = 0;
+  private cut = 0;
+
+  add(d: Dissection): void {
+    this.packets++;
+    this.wire += d.wireLen;
+    if (d.malformed) this.malformed++;
+    if (d.cut) this.cut++;
+    const t = d.tunnel;
+    if (!t) return;
+    const o = d.layers[t.outerIp] as Ipv4Layer | Ipv6Layer;
+    const n = d.layers[t.innerIp] as Ipv4Layer | Ipv6Layer;
+    // Bulk traffic is long runs of one flow: compare with the last IPv4 flow before building a key.
+    const last = this.last;
+    if (last && o.kind === "ipv4" && n.kind === "ipv4" && last.os === o.src && last.od === o.dst && last.vni === t.vni &&
+        last.is === n.src && last.id === n.dst && last.p === n.proto && last.kind === t.kind) {
+      last.acc.packets++;
+      last.acc.outer += t.outerIpLen;
+      last.acc.inner += t.innerIpLen;
+      return;
+    }
+    // Numbers make the key for IPv4 (no text per packet); IPv6 needs its text anyway.
+    const k = o.kind === "ipv4" && n.kind === "ipv4"
+      ? `${o.src},${o.dst},${t.kind},${t.vni},${n.src},${n.dst},${n.proto}`
+      : `${addr(o, d.frame, "src")},${addr(o, d.frame, "dst")},${t.kind},${t.vni},${addr(n, d.frame, "src")},${addr(n, d.frame, "dst")},${n.proto}`;
+    let acc = this.flows.get(k);
+    if (!acc) {
+      acc = {
+        key: { outer_src: addr(o, d.frame, "src"), outer_dst: addr(o, d.frame, "dst"), tunnel: t.kind, vni: t.vni, inner_src: addr(n, d.frame, "src"), inner_dst: addr(n, d.frame, "dst"), inner_proto: PROTO[n.proto] ?? String(n.proto) },
+        packets: 0, outer: 0, inner: 0,
+      };
+      this.flows.set(k, acc);
+    }
+    acc.packets++;
+    acc.outer += t.outerIpLen;
+    acc.inner += t.innerIpLen;
+    this.last = o.kind === "ipv4" && n.kind === "ipv4" ? { os: o.src, od: o.dst, vni: t.vni, is: n.src, id: n.dst, p: n.proto, kind: t.kind, acc } : undefined;
+  }
+
+  private last: { os: number; od: number; vni: number; is: number; id: number; p: number; kind: string; acc: Acc } | undefined;
+
+  report(): SummaryReport {
+    const flows = [...this.flows.values()].map((a) => ({
+      ...a.key, packets: a.packets, outer_bytes: a.outer, inner_bytes: a.inner, overhead_bytes: a.outer - a.inner,
+      overhead_pct: a.outer ? round2((100 * (a.outer - a.inner)) / a.outer) : 0,
+    })).sort((x, y) => y.outer_bytes - x.outer_bytes);
+    const sum = (f: (r: FlowRow) => number) => flows.reduce((s, r) => s + f(r), 0);
+    const overhead = sum((r) => r.overhead_bytes);
+    return {
+      flows,
+      totals: {
+        packets: this.packets, wire_bytes: this.wire, tunnel_packets: sum((r) => r.packets),
+        outer_bytes: sum((r) => r.outer_bytes), inner_bytes: sum((r) => r.inner_bytes), overhead_bytes: overhead,
+        encap_share_pct: this.wire ? round2((100 * overhead) / this.wire) : 0,
+        malformed_packets: this.malformed, cut_packets: this.cut,
+      },
+    };
+  }
+}
+
+function round2(x: number): number {
+  return Math.round(x * 100) / 100;
+}
+
+export function summaryText(r: SummaryReport): string {
+  const head = ["outer src", "outer dst", "tunnel", "vni", "inner src", "inner dst", "proto", "packets", "outer B", "inner B", "overhead B", "overhead %"];
+  const rows = r.flows.map((f) => [f.outer_src, f.outer_dst, f.tunnel, String(f.vni), f.inner_src, f.inner_dst, f.inner_proto, String(f.packets), String(f.outer_bytes), String(f.inner_bytes), String(f.overhead_bytes), f.overhead_pct.toFixed(2)]);
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i >= 7 || i === 3 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join("  ").trimEnd();
+  const t = r.totals;
+  return [
+    line(head),
+    ...rows.map(line),
+    "",
+    `totals: ${t.packets} packets, ${t.wire_bytes} bytes on the wire; ${t.tunnel_packets} tunnelled: outer ${t.outer_bytes} B, inner ${t.inner_bytes} B, encapsulation ${t.overhead_bytes} B`,
+    `encapsulation is ${t.encap_share_pct.toFixed(2)}% of all bytes in this capture${t.malformed_packets ? `; ${t.malformed_packets} malformed packets` : ""}${t.cut_packets ? `; ${t.cut_packets} cut by the snaplen` : ""}`,
+    "",
+  ].join("\n");
+}
