@@ -62,8 +62,9 @@ export function captureLive(run: DissectRun, o: LiveOptions): Promise<{ packets:
       process.off("SIGINT", onSigint);
       file?.end();
       if (failure) return reject(failure);
-      if (code !== 0 && stoppedBy === "end" && !listening) {
-        return reject(new Error(`tcpdump failed: ${stderr.trim().split("\n").pop() ?? `exit ${code}`}`));
+      if (code !== 0 && !listening) {
+        const why = stderr.trim().split("\n").filter(Boolean).join("; ") || `exit ${code}`;
+        return reject(new Error(`tcpdump failed: ${why} (list the interfaces with: ip${o.netns ? ` -n ${o.netns}` : ""} link)`));
       }
       resolve({ packets: run.packetsRead, stoppedBy });
     });

@@ -1,0 +1,243 @@
+// The capture reader and the decoders on synthetic frames whose every length is known:
+// pcap and pcapng in both byte orders and resolutions, link types, each decoder, the tunnel
+// size annotation, malformed and cut packets, and a fuzz loop over random and mutated input.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { CaptureReader, CaptureFormatError, type Packet } from "../../src/capture/reader.ts";
+import { decodeOptions, dissect } from "../../src/capture/dissect.ts";
+import { packetJson, packetText } from "../../src/capture/format.ts";
+import { DissectRun } from "../../src/capture/run.ts";
+import { compileFilter } from "../../src/capture/filter.ts";
+import { concat, eth, icmpEcho, ipv4, pcap, pcapng, tcp, udp, vxlan, vxlanPing } from "../support/packets.ts";
+
+function readAll(bytes: Uint8Array, chunk = bytes.length): Packet[] {
+  const r = new CaptureReader();
+  const out: Packet[] = [];
+  for (let o = 0; o < bytes.length; o += chunk) {
+    r.push(bytes.slice(o, o + chunk));
+    for (let p = r.next(); p; p = r.next()) out.push({ ...p, data: p.data.slice() });
+  }
+  r.end();
+  for (let p = r.next(); p; p = r.next()) out.push({ ...p, data: p.data.slice() });
+  return out;
+}
+
+const opts = decodeOptions();
+
+test("a 64-byte ping over VXLAN: outer IP 134, inner IP 84, encapsulation 50", () => {
+  const [p] = readAll(pcap([{ data: vxlanPing() }]));
+  const d = dissect(p!, opts);
+  assert.equal(d.malformed, undefined);
+  assert.deepEqual(d.layers.map((l) => `${l.depth}:${l.kind}:${l.headerLen}`), ["0:eth:14", "0:ipv4:20", "0:udp:8", "0:vxlan:8", "1:eth:14", "1:ipv4:20", "1:icmp:8"]);
+  assert.deepEqual({ ...d.tunnel }, { kind: "vxlan", vni: 1, outerIp: 1, tunnelLayer: 3, innerIp: 5, outerIpLen: 134, innerIpLen: 84, encapBytes: 50, outerFrameLen: 148, innerFrameLen: 98 });
+  const text = packetText(p!, d);
+  assert.match(text, /vxlan vni 1: outer frame 148 bytes, inner frame 98 bytes, encapsulation 50 bytes \(IPv4 20 \+ UDP 8 \+ VXLAN 8 \+ inner Ethernet 14\); outer IP 134, inner IP 84/);
+  assert.match(text, /^ {4}IPv4 20B {2}10\.244\.0\.2 > 10\.244\.1\.3, icmp, ttl 64/m);
+  assert.match(text, /^ {4}ICMP 8B {2}echo request, id 7, seq 1$/m);
+  const j = packetJson(p!, d) as { tunnel: Record<string, unknown>; layers: Record<string, unknown>[] };
+  assert.equal(j.tunnel.outer_ip_len, 134);
+  assert.equal(j.tunnel.inner_ip_len, 84);
+  assert.equal(j.tunnel.encap_bytes, 50);
+  assert.equal(j.layers[3]!.vni, 1);
+});
+
+test("pcap: microsecond and nanosecond, little and big endian, all read the same", () => {
+  const pkts = [{ data: vxlanPing(), ts: 1700000000.5 }, { data: vxlanPing({ vni: 42 }), ts: 1700000001.25 }];
+  for (const nano of [false, true]) for (const bigEndian of [false, true]) {
+    const got = readAll(pcap(pkts, { nano, bigEndian }), 7);
+    assert.equal(got.length, 2);
+    assert.equal(got[0]!.tsSec, 1700000000);
+    assert.equal(got[0]!.tsNsec, 500_000_000);
+    assert.equal(got[1]!.tsNsec, 250_000_000);
+    assert.equal(dissect(got[1]!, opts).tunnel?.vni, 42);
+  }
+});
+
+test("pcapng: several interfaces, link types, tsresol, simple packets, both byte orders", () => {
+  const rawIp = ipv4("10.0.0.1", "10.0.0.2", 1, icmpEcho(8, 1, 1));
+  for (const bigEndian of [false, true]) {
+    const file = pcapng([{ data: vxlanPing(), iface: 0, ts: 1700000000.123456 }, { data: rawIp, iface: 1, ts: 1700000000.0625 }],
+      { bigEndian, ifaces: [{ linkType: 1 }, { linkType: 101, tsresol: 9 }] });
+    const got = readAll(file, 5);
+    assert.equal(got.length, 2);
+    assert.equal(got[0]!.tsNsec, 123456000);
+    assert.equal(got[1]!.linkType, 101);
+    assert.equal(got[1]!.iface, 1);
+    assert.equal(got[1]!.tsSec, 1700000000);
+    assert.equal(got[1]!.tsNsec, 62_500_000);
+    const d = dissect(got[1]!, opts);
+    assert.deepEqual(d.layers.map((l) => l.kind), ["ipv4", "icmp"]);
+  }
+  const simple = readAll(pcapng([{ data: vxlanPing() }], { simple: true }));
+  assert.equal(simple.length, 1);
+  assert.equal(dissect(simple[0]!, opts).tunnel?.encapBytes, 50);
+});
+
+test("Linux cooked captures (SLL, SLL2), 802.1Q, ARP, IPv6 extension headers, TCP options, Geneve with options", () => {
+  const ip = ipv4("10.1.0.1", "10.1.0.2", 6, tcp("10.1.0.1", "10.1.0.2", 1234, 80, 0x02, new Uint8Array(0), [2, 4, 5, 0xb4, 1, 1, 4, 2]));
+  const sll = concat(new Uint8Array([0, 4, 0, 1, 0, 6, 1, 2, 3, 4, 5, 6, 0, 0, 0x08, 0x00]), ip);
+  const sll2 = concat(new Uint8Array([0x08, 0x00, 0, 0, 0, 0, 0, 7, 0, 1, 4, 6, 1, 2, 3, 4, 5, 6, 0, 0]), ip);
+  const [a] = readAll(pcap([{ data: sll }], { linkType: 113 }));
+  const [b] = readAll(pcap([{ data: sll2 }], { linkType: 276 }));
+  for (const p of [a!, b!]) {
+    const d = dissect(p, opts);
+    const t = d.layers.find((l) => l.kind === "tcp");
+    assert.ok(t && t.kind === "tcp");
+    assert.equal(t.checksumState, "ok");
+    assert.match(packetText(p, d), /options \[mss 1460,nop,nop,sackOK\]/);
+  }
+  assert.equal(dissect(b!, opts).layers[0]!.kind, "sll2");
+
+  const tagged = eth("ff:ff:ff:ff:ff:ff", "02:00:00:00:00:01", 0x0806, new Uint8Array([0, 1, 8, 0, 6, 4, 0, 1, 2, 0, 0, 0, 0, 1, 10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 10, 0, 0, 2]), 100);
+  const [c] = readAll(pcap([{ data: tagged }]));
+  const dc = dissect(c!, opts);
+  assert.equal(dc.layers[0]!.kind === "eth" && dc.layers[0]!.vlans[0], 100);
+  assert.match(packetText(c!, dc), /vlan 100, ARP\n.*who-has 10\.0\.0\.2 tell 10\.0\.0\.1/);
+
+  // IPv6 with a hop-by-hop and a destination options header before UDP.
+  const v6udp = new Uint8Array([0x30, 0x39, 0x00, 0x35, 0, 12, 0, 0, 1, 2, 3, 4]);
+  const ext = new Uint8Array([60, 0, 1, 4, 0, 0, 0, 0, /* dest opts: */ 17, 0, 1, 4, 0, 0, 0, 0]);
+  const v6 = concat(new Uint8Array([0x60, 0, 0, 0, 0, ext.length + v6udp.length, 0, 64, ...new Array(15).fill(0), 1, 0xfd, ...new Array(14).fill(0), 2]), ext, v6udp);
+  const [e] = readAll(pcap([{ data: eth("02:00:00:00:00:02", "02:00:00:00:00:01", 0x86dd, v6) }]));
+  const de = dissect(e!, opts);
+  assert.deepEqual(de.layers.map((l) => `${l.kind}:${l.headerLen}`), ["eth:14", "ipv6:56", "udp:8"]);
+  assert.match(packetText(e!, de), /::1 > fd00::2, udp, hlim 64, payload 28, ext 0,60/);
+
+  // Geneve (UDP 6081) with one 4-byte option carrying Ethernet.
+  const inner = eth("02:00:00:00:00:0b", "02:00:00:00:00:0a", 0x0800, ipv4("10.9.0.1", "10.9.0.2", 1, icmpEcho(8, 1, 1)));
+  const gen = concat(new Uint8Array([0x02, 0x00, 0x65, 0x58, 0, 0, 7, 0, 0x01, 0x02, 0x80, 0x01, 0xde, 0xad, 0xbe, 0xef]), inner);
+  const frame = eth("02:00:00:00:00:02", "02:00:00:00:00:01", 0x0800, ipv4("172.18.0.2", "172.18.0.3", 17, udp("172.18.0.2", "172.18.0.3", 5000, 6081, gen)));
+  const [g] = readAll(pcap([{ data: frame }]));
+  const dg = dissect(g!, opts);
+  assert.equal(dg.tunnel?.kind, "geneve");
+  assert.equal(dg.tunnel?.vni, 7);
+  assert.equal(dg.tunnel?.encapBytes, 20 + 8 + 16 + 14);
+});
+
+test("VXLAN on a configured port only; the group-policy bit is shown", () => {
+  const frame = vxlanPing({ port: 4790 });
+  const [p] = readAll(pcap([{ data: frame }]));
+  assert.equal(dissect(p!, opts).tunnel, undefined);
+  assert.equal(dissect(p!, decodeOptions({ vxlanPorts: [4790] })).tunnel?.encapBytes, 50);
+  const gbp = eth("02:00:00:00:00:02", "02:00:00:00:00:01", 0x0800, ipv4("172.18.0.2", "172.18.0.3", 17, udp("172.18.0.2", "172.18.0.3", 1, 4789,
+    vxlan(5, eth("02:00:00:00:00:04", "02:00:00:00:00:03", 0x0800, ipv4("10.0.0.1", "10.0.0.2", 1, icmpEcho(8, 1, 1))), 0x88))));
+  const [q] = readAll(pcap([{ data: gbp }]));
+  assert.match(packetText(q!, dissect(q!, opts)), /vni 5, flags \[IG\], group policy 0/);
+});
+
+test("checksums: correct, offloaded (partial), and wrong are told apart", () => {
+  for (const [mode, word] of [["ok", "correct"], ["partial", "offload"]] as const) {
+    const [p] = readAll(pcap([{ data: vxlanPing({ outerChecksum: mode }) }]));
+    const d = dissect(p!, opts);
+    const u = d.layers[2]!;
+    assert.equal(u.kind === "udp" && u.checksumState, mode);
+    assert.match(packetText(p!, d), new RegExp(`cksum 0x[0-9a-f]{4} \\(${word}`));
+  }
+  const broken = vxlanPing({ outerChecksum: "ok" });
+  broken[40] = broken[40]! ^ 0xff; // flip a checksum byte of the outer UDP header
+  const [b] = readAll(pcap([{ data: broken }]));
+  const db = dissect(b!, opts);
+  assert.equal(db.layers[2]!.kind === "udp" && db.layers[2]!.checksumState, "bad");
+});
+
+test("cut by the snaplen is not malformed; headers that lie are", () => {
+  const full = vxlanPing();
+  const [cut] = readAll(pcap([{ data: full.slice(0, 60), wireLen: full.length }]));
+  const dc = dissect(cut!, opts);
+  assert.equal(dc.malformed, undefined);
+  assert.deepEqual(dc.cut, { layer: "eth", offset: 50 }, "the VXLAN header fits in 60 bytes, the inner Ethernet does not");
+  assert.match(packetText(cut!, dc), /\(60 of 148 captured\)[\s\S]*cut by the capture's snapshot length inside eth at offset 50/);
+
+  const liar = ipv4("10.0.0.1", "10.0.0.2", 1, icmpEcho(8, 1, 1), { totalLen: 1500 });
+  const [l] = readAll(pcap([{ data: eth("02:00:00:00:00:02", "02:00:00:00:00:01", 0x0800, liar) }]));
+  const dl = dissect(l!, opts);
+  assert.match(dl.malformed?.reason ?? "", /total length 1500 is more than the 84 bytes present/);
+  const badIhl = ipv4("10.0.0.1", "10.0.0.2", 1, icmpEcho(8, 1, 1));
+  badIhl[0] = 0x43;
+  const [h] = readAll(pcap([{ data: eth("02:00:00:00:00:02", "02:00:00:00:00:01", 0x0800, badIhl) }]));
+  assert.match(dissect(h!, opts).malformed?.reason ?? "", /header length 12 is below 20/);
+  const noIbit = vxlanPing();
+  noIbit[42] = 0;
+  const [v] = readAll(pcap([{ data: noIbit }]));
+  assert.match(dissect(v!, opts).malformed?.reason ?? "", /lack the I bit/);
+  const [z] = readAll(pcap([{ data: new Uint8Array(0) }]));
+  assert.equal(dissect(z!, opts).malformed?.layer, "eth");
+  const [u] = readAll(pcap([{ data: new Uint8Array(20) }], { linkType: 147 }));
+  assert.match(dissect(u!, opts).malformed?.reason ?? "", /link type 147 is not one gauze decodes/);
+});
+
+test("file-level problems name the byte offset and packet number", () => {
+  const good = pcap([{ data: vxlanPing() }, { data: vxlanPing() }]);
+  const expectErr = (bytes: Uint8Array, re: RegExp) => assert.throws(() => readAll(bytes), (e: unknown) => e instanceof CaptureFormatError && re.test(e.message));
+  expectErr(good.slice(0, good.length - 10), /truncated packet #2: needs 164 bytes, the file has 154 left \(at byte offset 188, packet #2\)/);
+  expectErr(good.slice(0, 30), /truncated packet record header.*packet #1/);
+  expectErr(new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]), /not a capture file: magic 0x01020304/);
+  expectErr(new Uint8Array(0), /empty file/);
+  const huge = good.slice();
+  new DataView(huge.buffer).setUint32(24 + 8, 0xffffffff, true);
+  expectErr(huge, /claims 4294967295 captured bytes, more than the snapshot length 262144 \(at byte offset 24, packet #1\)/);
+  const ng = pcapng([{ data: vxlanPing() }]);
+  const odd = ng.slice();
+  new DataView(odd.buffer).setUint32(28 + 20 + 4, 101, true); // EPB length not a multiple of 4
+  expectErr(odd, /length 101, not a multiple of 4/);
+  const orphan = pcapng([{ data: vxlanPing(), iface: 3 }]);
+  expectErr(orphan, /refers to interface 3, but only 1 are described/);
+});
+
+test("the display filter", () => {
+  const ping = dissect(readAll(pcap([{ data: vxlanPing({ vni: 9 }) }]))[0]!, opts);
+  const yes = ["vxlan", "inner icmp", "vni 9", "outer udp port 8472", "host 10.244.1.3", "src 172.18.0.2", "inner host 10.244.0.2 and not tcp", "(tcp or icmp) && tunnel", "udp dst port 8472"];
+  const no = ["outer icmp", "vni 1", "inner udp", "tcp", "dst 172.18.0.2", "malformed", "port 53"];
+  for (const f of yes) assert.equal(compileFilter(f)(ping), true, f);
+  for (const f of no) assert.equal(compileFilter(f)(ping), false, f);
+  for (const bad of ["", "vni", "host nope", "frob", "(icmp", "icmp)"]) assert.throws(() => compileFilter(bad), /filter/);
+});
+
+test("summary rows per tunnel flow with overhead; streaming in tiny chunks gives the same", () => {
+  const file = pcap([{ data: vxlanPing() }, { data: vxlanPing() }, { data: vxlanPing({ vni: 2 }) }]);
+  const collect = (chunk: number) => {
+    const run = new DissectRun({ mode: "summary", decode: decodeOptions({ detail: false }) }, () => undefined);
+    for (let o = 0; o < file.length; o += chunk) run.feed(file.slice(o, o + chunk));
+    return run.finish()!;
+  };
+  const r = collect(file.length);
+  assert.deepEqual(collect(3), r);
+  assert.equal(r.flows.length, 2);
+  const f = r.flows.find((x) => x.vni === 1)!;
+  assert.deepEqual({ p: f.packets, o: f.outer_bytes, i: f.inner_bytes, ov: f.overhead_bytes, pct: f.overhead_pct, proto: f.inner_proto },
+    { p: 2, o: 268, i: 168, ov: 100, pct: 37.31, proto: "icmp" });
+  assert.equal(r.totals.encap_share_pct, Math.round((150 / (3 * 148)) * 10000) / 100);
+});
+
+test("fuzz: random and mutated captures never throw anything but a file error, and always finish", () => {
+  let seed = 7;
+  const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+  const base = [pcap([{ data: vxlanPing() }, { data: vxlanPing({ outerChecksum: "ok" }) }]), pcapng([{ data: vxlanPing() }], { ifaces: [{ linkType: 1, tsresol: 9 }] })];
+  const decodeAll = (bytes: Uint8Array) => {
+    const run = new DissectRun({ mode: "text", decode: opts }, () => undefined);
+    try {
+      run.feed(bytes);
+      run.finish();
+    } catch (e) {
+      if (!(e instanceof CaptureFormatError)) {
+        throw new Error(`input ${Buffer.from(bytes).toString("hex")} threw ${(e as Error).stack}`);
+      }
+    }
+  };
+  const started = Date.now();
+  for (let i = 0; i < 3000; i++) {
+    const src = base[i % base.length]!;
+    let bytes: Uint8Array;
+    if (i % 10 === 0) {
+      bytes = Uint8Array.from({ length: Math.floor(rand() * 400) }, () => Math.floor(rand() * 256));
+      if (i % 20 === 0 && bytes.length >= 24) bytes.set(src.slice(0, 24)); // a valid header, garbage after
+    } else {
+      bytes = src.slice();
+      const flips = 1 + Math.floor(rand() * 6);
+      for (let k = 0; k < flips; k++) bytes[Math.floor(rand() * bytes.length)] = Math.floor(rand() * 256);
+      if (rand() < 0.2) bytes = bytes.slice(0, Math.floor(rand() * bytes.length));
+    }
+    decodeAll(bytes);
+  }
+  assert.ok(Date.now() - started < 20_000, "3000 inputs in well under 20 s");
+});
