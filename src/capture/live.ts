@@ -3,7 +3,10 @@
 // (by name under /run/netns, or a path) through nsenter, and stops on count, duration or Ctrl-C.
 import { spawn } from "node:child_process";
 import { createWriteStream, type WriteStream } from "node:fs";
-import type { DissectRun } from "./run.ts";
+/** What takes the stream: feed() returns false to stop the capture (e.g. --limit reached). */
+export interface ChunkConsumer {
+  feed(chunk: Uint8Array): boolean;
+}
 
 export interface LiveOptions {
   iface: string;
@@ -22,7 +25,7 @@ export function netnsArg(netns: string): string {
   return netns.includes("/") ? netns : `/run/netns/${netns}`;
 }
 
-export function captureLive(run: DissectRun, o: LiveOptions): Promise<{ packets: number; stoppedBy: string }> {
+export function captureLive(run: ChunkConsumer, o: LiveOptions): Promise<{ stoppedBy: string }> {
   const tcpdump = ["tcpdump", "-U", "-n", "-w", "-", "-i", o.iface, ...(o.count ? ["-c", String(o.count)] : []), ...(o.bpf ? o.bpf.split(/\s+/).filter(Boolean) : [])];
   const argv = o.netns ? ["nsenter", `--net=${netnsArg(o.netns)}`, ...tcpdump] : tcpdump;
   return new Promise((resolve, reject) => {
@@ -66,7 +69,7 @@ export function captureLive(run: DissectRun, o: LiveOptions): Promise<{ packets:
         const why = stderr.trim().split("\n").filter(Boolean).join("; ") || `exit ${code}`;
         return reject(new Error(`tcpdump failed: ${why} (list the interfaces with: ip${o.netns ? ` -n ${o.netns}` : ""} link)`));
       }
-      resolve({ packets: run.packetsRead, stoppedBy });
+      resolve({ stoppedBy });
     });
   });
 }

@@ -147,7 +147,7 @@ export async function runCapture(o: CaptureCliOptions): Promise<number> {
     });
     const report = run.finish();
     if (report) printSummary(report, !!o.json);
-    process.stderr.write(`gauze capture: ${r.packets} packets, stopped by ${r.stoppedBy}\n`);
+    process.stderr.write(`gauze capture: ${run.packetsRead} packets, stopped by ${r.stoppedBy}\n`);
     return 0;
   } catch (e) {
     run.flush();

@@ -58,6 +58,27 @@ export async function runCli(argv: string[]): Promise<number> {
       status = await runCapture(opts as unknown as import("./dissect.ts").CaptureCliOptions);
     });
 
+  program.command("agent")
+    .description("the node agent: lease this node's pod subnet, program the overlay to every other node, install the CNI config")
+    .option("--node <name>", "node name (default: the hostname)")
+    .option("--iface <name>", "the node's underlay interface", "eth0")
+    .option("--store <kind>", "subnet registry: file (embedded)", "file")
+    .option("--store-dir <dir>", "directory of the file registry", "/var/lib/gauze/registry")
+    .option("--root <dir>", "prefix for the node's paths (run/gauze, etc/cni/net.d, var/lib/cni)", "")
+    .option("--no-ip-masq", "do not masquerade pod traffic leaving the pod network")
+    .option("--health-addr <addr>", "where /healthz, /readyz and /metrics listen", "0.0.0.0:9317")
+    .option("--lease-ttl <duration>", "subnet lease lifetime", "24h")
+    .option("--resync <duration>", "full reconcile period (changes are applied at once anyway)", "10s")
+    .option("--bridge <name>", "pod bridge the conflist names", "cni0")
+    .option("--uninstall", "remove the device, routes, rules, subnet file and conflist, release the lease, and exit")
+    .action(async (opts: import("./agent.ts").AgentCliOptions) => {
+      const { runAgent } = await import("./agent.ts");
+      status = await runAgent(opts);
+    });
+
+  const { registerLab } = await import("./lab.ts");
+  registerLab(program, (code) => { status = code; });
+
   try {
     await program.parseAsync(argv, { from: "user" });
   } catch (e) {

@@ -182,6 +182,7 @@ function resolveIpam(raw: Json, env: CniEnv, conf: NetConf): void {
     subnetEnv = readSubnetFile(conf.subnetFile);
   } catch (e) {
     const se = e as SubnetFileError;
+    conf.ipam = { kind: "builtin", rangeSets: [], routes: [], dataDir: optString(raw, "dataDir", DEFAULT_DATA_DIR), requested: [] };
     conf.ipamProblem = new CniError(se.missing ? CniCode.TryAgainLater : CniCode.InvalidConfig, se.message,
       se.missing
         ? "the gauze agent writes it once it has leased a subnet for this node: check that the agent runs (gauze doctor), or give the config an \"ipam\" block"
@@ -197,7 +198,8 @@ function resolveIpam(raw: Json, env: CniEnv, conf: NetConf): void {
   if (conf.mtu === undefined && subnetEnv.mtu !== undefined) conf.mtu = subnetEnv.mtu;
   // As flannel does: when the agent does not masquerade, the plugin does (unless told otherwise).
   if (raw.ipMasq === undefined && subnetEnv.ipMasq === false) conf.ipMasq = true;
-  conf.ipam = builtinFromBlock({ ranges: [[{ subnet: formatPrefix(sub.prefix) }]], routes: [{ dst: formatPrefix(net.prefix) }] }, raw, env);
+  const dataDir = optString(raw, "dataDir", DEFAULT_DATA_DIR);
+  conf.ipam = builtinFromBlock({ ranges: [[{ subnet: formatPrefix(sub.prefix) }]], routes: [{ dst: formatPrefix(net.prefix) }], dataDir }, raw, env);
 }
 
 function builtinFromBlock(ipam: Json, raw: Json, env: CniEnv): BuiltinIpam {

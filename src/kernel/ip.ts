@@ -40,8 +40,10 @@ function checkWord(word: string): string {
   return word;
 }
 
-function baseArgv(target: IpTarget): string[] {
-  return target.netns ? ["nsenter", `--net=${target.netns}`, "ip"] : ["ip"];
+type Tool = "ip" | "bridge";
+
+function baseArgv(target: IpTarget, tool: Tool = "ip"): string[] {
+  return target.netns ? ["nsenter", `--net=${target.netns}`, tool] : [tool];
 }
 
 export interface BatchOptions {
@@ -54,6 +56,8 @@ export interface BatchOptions {
   tolerate?: (command: IpCommand, message: string) => boolean;
   /** ip -d: show commands include linkinfo (kind, bridge port data). */
   details?: boolean;
+  /** iproute2's `bridge` (FDB entries) instead of `ip`; same batch format. */
+  tool?: Tool;
 }
 
 interface LineFailure {
@@ -87,7 +91,7 @@ export function ipBatch(commands: readonly IpCommand[], target: IpTarget = {}, o
 }
 
 function batchArgv(target: IpTarget, opts: BatchOptions): string[] {
-  return [...baseArgv(target), "-j", ...(opts.details ? ["-d"] : []), ...(opts.tolerate ? ["-force"] : []), "-batch", "-"];
+  return [...baseArgv(target, opts.tool), "-j", ...(opts.details ? ["-d"] : []), ...(opts.tolerate ? ["-force"] : []), "-batch", "-"];
 }
 
 function batchInput(commands: readonly IpCommand[]): string {
@@ -100,12 +104,18 @@ function batchOutcome(commands: readonly IpCommand[], target: IpTarget, opts: Ba
     const fatal = failures.find((f) => !(opts.tolerate && commands[f.line] && opts.tolerate(commands[f.line]!, f.message)));
     if (fatal || failures.length === 0) {
       const cmd = fatal ? commands[fatal.line] : undefined;
-      const what = cmd ? `ip ${cmd.join(" ")}` : "ip -batch";
+      const tool = opts.tool ?? "ip";
+      const what = cmd ? `${tool} ${cmd.join(" ")}` : `${tool} -batch`;
       const reason = fatal?.message || r.stderr.trim() || `exit ${r.status}`;
       throw new IpError(`${what}${target.netns ? ` (in ${target.netns})` : ""}: ${reason}`, fatal?.message ?? r.stderr, fatal?.line, cmd);
     }
   }
   return parseJsonLines(r.stdout);
+}
+
+/** `bridge -batch` (FDB): the same door, the other iproute2 tool. */
+export function bridgeBatch(commands: readonly IpCommand[], target: IpTarget = {}): unknown[][] {
+  return ipBatch(commands, target, { tool: "bridge" });
 }
 
 /** Runs one ip command; returns its parsed JSON output (an empty array for actions). */
@@ -148,6 +158,21 @@ export interface IpAddrInfo {
   local: string;
   prefixlen: number;
   scope?: string;
+}
+
+export interface IpNeigh {
+  dst: string;
+  dev?: string;
+  lladdr?: string;
+  state?: string[];
+}
+
+export interface FdbEntry {
+  mac: string;
+  dst?: string;
+  ifname?: string;
+  flags?: string[];
+  state?: string;
 }
 
 export interface IpRoute {

@@ -1,0 +1,53 @@
+// Node-level masquerade and forwarding for the pod network, flannel-style, in chains of our own:
+// nat GAUZE-POSTRTG (pod -> pod: untouched; pod -> outside: MASQUERADE --random-fully) and
+// filter GAUZE-FWD (accept the pod network in FORWARD, whatever the policy). One iptables-save to
+// look, one iptables-restore --noflush to apply; nothing outside our chains but two jumps.
+import { runSync } from "../kernel/spawn.ts";
+
+const NAT_CHAIN = "GAUZE-POSTRTG";
+const FWD_CHAIN = "GAUZE-FWD";
+const NAT_JUMP = `-A POSTROUTING -m comment --comment "gauze: masquerade pod traffic leaving the pod network" -j ${NAT_CHAIN}`;
+const FWD_JUMP = `-A FORWARD -m comment --comment "gauze: forward the pod network" -j ${FWD_CHAIN}`;
+
+function save(): string {
+  const r = runSync(["iptables-save", "-t", "nat"]);
+  const f = runSync(["iptables-save", "-t", "filter"]);
+  if (r.status !== 0 || f.status !== 0) throw new Error(`iptables-save failed: ${r.stderr}${f.stderr} (is iptables installed?)`);
+  return r.stdout + f.stdout;
+}
+
+function restore(rules: string): void {
+  const r = runSync(["iptables-restore", "--noflush", "-w"], { input: rules });
+  if (r.status !== 0) throw new Error(`iptables-restore failed: ${r.stderr.trim()}`);
+}
+
+export function ensureMasquerade(network: string, masquerade: boolean): void {
+  const current = save();
+  const nat = ["*nat", `:${NAT_CHAIN} - [0:0]`, `-A ${NAT_CHAIN} -s ${network} -d ${network} -j RETURN`];
+  if (masquerade) nat.push(`-A ${NAT_CHAIN} -s ${network} ! -d 224.0.0.0/4 -j MASQUERADE --random-fully`);
+  if (!current.includes(NAT_JUMP)) nat.push(NAT_JUMP);
+  const filter = ["*filter", `:${FWD_CHAIN} - [0:0]`, `-A ${FWD_CHAIN} -s ${network} -j ACCEPT`, `-A ${FWD_CHAIN} -d ${network} -j ACCEPT`];
+  if (!current.includes(FWD_JUMP)) filter.push(FWD_JUMP);
+  restore([...nat, "COMMIT", ...filter, "COMMIT", ""].join("\n"));
+}
+
+export function rulesInPlace(network: string): boolean {
+  const current = save();
+  return current.includes(NAT_JUMP) && current.includes(FWD_JUMP) && current.includes(`-A ${FWD_CHAIN} -s ${network} -j ACCEPT`);
+}
+
+export function removeMasquerade(): void {
+  let current: string;
+  try {
+    current = save();
+  } catch {
+    return;
+  }
+  const nat = ["*nat"];
+  if (current.includes(NAT_JUMP)) nat.push(NAT_JUMP.replace("-A ", "-D "));
+  if (current.includes(`:${NAT_CHAIN} `)) nat.push(`:${NAT_CHAIN} - [0:0]`, `-X ${NAT_CHAIN}`);
+  const filter = ["*filter"];
+  if (current.includes(FWD_JUMP)) filter.push(FWD_JUMP.replace("-A ", "-D "));
+  if (current.includes(`:${FWD_CHAIN} `)) filter.push(`:${FWD_CHAIN} - [0:0]`, `-X ${FWD_CHAIN}`);
+  if (nat.length + filter.length > 2) restore([...nat, "COMMIT", ...filter, "COMMIT", ""].join("\n"));
+}

@@ -1,0 +1,21 @@
+// The agent's Prometheus metrics (prom-client), on its own registry.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+
+export function createMetrics(node: string) {
+  const registry = new Registry();
+  registry.setDefaultLabels({ node });
+  collectDefaultMetrics({ register: registry, prefix: "gauze_agent_" });
+  return {
+    registry,
+    ready: new Gauge({ name: "gauze_agent_ready", help: "1 when the device, subnet file, conflist and rules are in place", registers: [registry] }),
+    peers: new Gauge({ name: "gauze_peers", help: "other nodes this node programs routes for", registers: [registry] }),
+    reconciles: new Counter({ name: "gauze_reconcile_total", help: "reconcile passes", labelNames: ["result"], registers: [registry] }),
+    reconcileSeconds: new Histogram({ name: "gauze_reconcile_duration_seconds", help: "time of one reconcile pass", buckets: [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1], registers: [registry] }),
+    kernelChanges: new Counter({ name: "gauze_kernel_changes_total", help: "route/neighbour/FDB entries added or removed", labelNames: ["op"], registers: [registry] }),
+    spawns: new Counter({ name: "gauze_kernel_spawns_total", help: "iproute2 processes run by reconcile", registers: [registry] }),
+    leaseExpiry: new Gauge({ name: "gauze_lease_expiry_timestamp_seconds", help: "when this node's subnet lease expires", registers: [registry] }),
+    registryErrors: new Counter({ name: "gauze_registry_errors_total", help: "failed registry calls", registers: [registry] }),
+  };
+}
+
+export type AgentMetrics = ReturnType<typeof createMetrics>;

@@ -1,0 +1,62 @@
+// What the agent leaves on the node for the plugin and the runtime: the subnet file (first), then
+// the CNI conflist in net.d (last: its appearance is what makes the node Ready). Both written to a
+// temp name and renamed, and not rewritten when nothing changed.
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { formatSubnetEnv, type SubnetEnv } from "../cni/subnet-file.ts";
+
+export const CONFLIST_NAME = "10-gauze.conflist";
+
+export interface NodePaths {
+  subnetFile: string;
+  confDir: string;
+  dataDir: string;
+  statusFile: string;
+}
+
+/** Real paths, or the same paths under a node root (the lab gives each node its own tree). */
+export function nodePaths(root = ""): NodePaths {
+  return {
+    subnetFile: `${root}/run/gauze/subnet.env`,
+    confDir: `${root}/etc/cni/net.d`,
+    dataDir: `${root}/var/lib/cni/networks`,
+    statusFile: `${root}/run/gauze/agent.json`,
+  };
+}
+
+/** Writes `text` to `path` atomically; false when the file already held exactly that. */
+export function writeIfChanged(path: string, text: string): boolean {
+  try {
+    if (readFileSync(path, "utf8") === text) return false;
+  } catch {
+    // absent: write it
+  }
+  mkdirSync(dirname(path), { recursive: true });
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, text);
+  renameSync(tmp, path);
+  return true;
+}
+
+export function writeSubnetFile(paths: NodePaths, env: SubnetEnv): boolean {
+  return writeIfChanged(paths.subnetFile, formatSubnetEnv(env));
+}
+
+export function conflistText(paths: NodePaths, bridge = "cni0"): string {
+  return JSON.stringify({
+    cniVersion: "1.0.0",
+    name: "gauze",
+    plugins: [{ type: "gauze", bridge, subnetFile: paths.subnetFile, dataDir: paths.dataDir }],
+  }, null, 2) + "\n";
+}
+
+export function installConflist(paths: NodePaths, bridge = "cni0"): boolean {
+  // The temp name must not end in .conflist/.conf, or a runtime could load it half-written.
+  return writeIfChanged(join(paths.confDir, CONFLIST_NAME), conflistText(paths, bridge));
+}
+
+export function removeNodeFiles(paths: NodePaths): void {
+  rmSync(join(paths.confDir, CONFLIST_NAME), { force: true });
+  rmSync(paths.subnetFile, { force: true });
+  rmSync(paths.statusFile, { force: true });
+}

@@ -1,0 +1,69 @@
+// `gauze agent`: the node agent, as a hostNetwork DaemonSet pod runs it (or the lab, inside a
+// node's namespace).
+import pino from "pino";
+import { hostname } from "node:os";
+import { Agent, uninstallAgent } from "../agent/agent.ts";
+import { FileRegistry } from "../store/file-registry.ts";
+import type { SubnetRegistry } from "../store/registry.ts";
+
+export interface AgentCliOptions {
+  node?: string;
+  iface: string;
+  store: string;
+  storeDir: string;
+  root: string;
+  ipMasq: boolean;
+  healthAddr: string;
+  leaseTtl: string;
+  resync: string;
+  bridge: string;
+  uninstall?: boolean;
+}
+
+export function parseDuration(text: string, what: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(text.trim());
+  if (!m) throw new Error(`${what} ${JSON.stringify(text)}: write a duration like 500ms, 10s, 5m or 24h`);
+  return Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as "ms" | "s" | "m" | "h"];
+}
+
+function openRegistry(o: AgentCliOptions): SubnetRegistry {
+  if (o.store === "file") return new FileRegistry(o.storeDir);
+  throw new Error(`--store ${o.store}: this build has the embedded "file" registry; etcd and kube arrive with the datastore work`);
+}
+
+export async function runAgent(o: AgentCliOptions): Promise<number> {
+  const node = o.node ?? hostname();
+  const log = pino({ base: { node }, timestamp: pino.stdTimeFunctions.isoTime });
+  let registry: SubnetRegistry;
+  let ttl: number;
+  let resync: number;
+  try {
+    registry = openRegistry(o);
+    ttl = parseDuration(o.leaseTtl, "--lease-ttl");
+    resync = parseDuration(o.resync, "--resync");
+  } catch (e) {
+    process.stderr.write(`gauze agent: ${(e as Error).message}\n`);
+    return 2;
+  }
+  if (o.uninstall) {
+    await uninstallAgent({ node, iface: o.iface, registry, root: o.root, log });
+    return 0;
+  }
+  const agent = new Agent({ node, iface: o.iface, registry, root: o.root, ipMasq: o.ipMasq, healthAddr: o.healthAddr, leaseTtlMs: ttl, resyncMs: resync, bridge: o.bridge, log });
+  try {
+    await agent.start();
+  } catch (e) {
+    log.fatal({ err: (e as Error).message }, "cannot start");
+    return 1;
+  }
+  return new Promise((resolve) => {
+    const stop = (sig: string) => {
+      // The dataplane stays: pods keep talking while the agent is away.
+      log.info({ signal: sig }, "stopping; dataplane left in place");
+      agent.stop();
+      resolve(0);
+    };
+    process.once("SIGTERM", () => stop("SIGTERM"));
+    process.once("SIGINT", () => stop("SIGINT"));
+  });
+}

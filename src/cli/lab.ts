@@ -1,0 +1,177 @@
+// `gauze lab ...`: the CLI side of src/lab.
+import type { Command } from "commander";
+import { spawnSync } from "node:child_process";
+import { netnsPath } from "../kernel/netns.ts";
+import { findNode, listLabs, loadLab, type LabState } from "../lab/state.ts";
+import { labDown, labUp, nodeAdd, nodeRm, nodeView, podRm, podRun, refresh, agentStop, agentStart, waitServing, type Progress } from "../lab/lab.ts";
+
+type SetStatus = (code: number) => void;
+
+const say = (json: boolean): Progress => (line) => { if (!json) process.stderr.write(`${line}\n`); };
+
+async function guard(set: SetStatus, fn: () => Promise<number | void>): Promise<void> {
+  try {
+    set((await fn()) ?? 0);
+  } catch (e) {
+    process.stderr.write(`gauze lab: ${(e as Error).message}\n`);
+    set(1);
+  }
+}
+
+export function statusReport(s: LabState) {
+  return {
+    name: s.name, podCidr: s.podCidr, backend: s.backend, cniInstalled: s.cniInstalled,
+    nodes: s.nodes.map((n) => nodeView(s, n)),
+    pods: s.pods.map((p) => ({ name: p.name, node: p.node, image: p.image, phase: p.phase, ip: p.ip ?? null, ...(p.reason ? { reason: p.reason } : {}) })),
+  };
+}
+
+function printStatus(s: LabState): void {
+  const r = statusReport(s);
+  const out: string[] = [`lab ${r.name}: pod network ${r.podCidr}, backend ${r.backend}${r.cniInstalled ? "" : ", no CNI installed"}`, ""];
+  out.push("NODE".padEnd(28) + "STATUS    " + "NODE IP".padEnd(14) + "SUBNET".padEnd(17) + "VTEP MAC");
+  for (const n of r.nodes) {
+    out.push(n.name.padEnd(28) + (n.ready ? "Ready" : "NotReady").padEnd(10) + n.ip.padEnd(14) + (n.subnet ?? "-").padEnd(17) + (n.vtepMac ?? "-"));
+    if (n.reason) out.push(`  ${n.reason}`);
+    if (n.agent && !n.agent.ready) out.push(`  agent: ${n.agent.running ? "running" : "not running"}${n.agent.reason ? `: ${n.agent.reason}` : ""}`);
+  }
+  out.push("", "POD".padEnd(20) + "NODE".padEnd(28) + "IMAGE".padEnd(10) + "STATUS".padEnd(19) + "IP");
+  for (const p of r.pods) {
+    out.push(p.name.padEnd(20) + p.node.padEnd(28) + p.image.padEnd(10) + p.phase.padEnd(19) + (p.ip ?? "-"));
+    if (p.reason) out.push(`  ${p.reason}`);
+  }
+  if (r.pods.length === 0) out.push("(no pods)");
+  console.log(out.join("\n"));
+}
+
+export function registerLab(program: Command, set: SetStatus): void {
+  const lab = program.command("lab").description("a Kubernetes-like cluster made of network namespaces on this host");
+
+  lab.command("up")
+    .description("create a lab cluster (nodes <name>-control-plane, <name>-worker, ...) and install gauze on it")
+    .option("--name <name>", "lab name", "demo")
+    .option("--nodes <n>", "number of nodes", "2")
+    .option("--pod-cidr <cidr>", "pod network", "10.244.0.0/16")
+    .option("--backend <type>", "vxlan or host-gw", "vxlan")
+    .option("--no-cni", "leave the nodes without a CNI (NotReady), as a fresh kubeadm cluster is")
+    .option("--json", "print the lab's status as JSON")
+    .action((o: { name: string; nodes: string; podCidr: string; backend: string; cni: boolean; json?: boolean }) => guard(set, async () => {
+      if (o.backend !== "vxlan" && o.backend !== "host-gw") throw new Error(`--backend ${o.backend}: use vxlan or host-gw`);
+      const s = await labUp({ name: o.name, nodes: Number(o.nodes), podCidr: o.podCidr, backend: o.backend, cni: o.cni, progress: say(!!o.json) });
+      if (o.json) console.log(JSON.stringify(statusReport(s), null, 2));
+      else printStatus(s);
+    }));
+
+  lab.command("down")
+    .description("remove a lab: namespaces, links, processes, rules and files; --all removes every lab")
+    .option("--name <name>", "lab name", "demo")
+    .option("--all", "every lab on this host")
+    .action((o: { name: string; all?: boolean }) => guard(set, async () => {
+      const names = o.all ? listLabs() : [o.name];
+      if (!o.all) loadLab(o.name); // a clear error for a lab that does not exist
+      for (const n of names) await labDown(n, say(false));
+      if (o.all && names.length === 0) process.stderr.write("no labs\n");
+    }));
+
+  lab.command("list")
+    .description("the labs on this host")
+    .option("--json", "JSON")
+    .action((o: { json?: boolean }) => guard(set, async () => {
+      const names = listLabs();
+      if (o.json) console.log(JSON.stringify(names.map((n) => { const s = loadLab(n); return { name: n, nodes: s.nodes.length, pods: s.pods.length, backend: s.backend }; })));
+      else console.log(names.length ? names.join("\n") : "no labs (gauze lab up creates one)");
+    }));
+
+  lab.command("status")
+    .description("nodes (Ready/NotReady with the reason, IP, subnet, VTEP MAC) and pods (node, IP, phase)")
+    .option("--name <name>", "lab name", "demo")
+    .option("--json", "JSON")
+    .action((o: { name: string; json?: boolean }) => guard(set, async () => {
+      const s = await refresh(o.name);
+      if (o.json) console.log(JSON.stringify(statusReport(s), null, 2));
+      else printStatus(s);
+    }));
+
+  const pod = lab.command("pod").description("pods");
+  pod.command("run")
+    .argument("<pod>")
+    .requiredOption("--node <node>", "node to run on (full name, or e.g. worker)")
+    .option("--image <image>", "nginx (HTTP on :80) or netshoot (a pod to exec into)", "netshoot")
+    .option("--name <lab>", "lab name", "demo")
+    .option("--json", "JSON")
+    .action((name: string, o: { node: string; image: string; name: string; json?: boolean }) => guard(set, async () => {
+      if (o.image !== "nginx" && o.image !== "netshoot") throw new Error(`--image ${o.image}: use nginx or netshoot`);
+      const p = await podRun(o.name, name, o.node, o.image);
+      if (p.phase === "Running" && p.image === "nginx") await waitServing(p);
+      if (o.json) console.log(JSON.stringify({ name: p.name, node: p.node, phase: p.phase, ip: p.ip ?? null, ...(p.reason ? { reason: p.reason } : {}) }));
+      else console.log(`${p.name} on ${p.node}: ${p.phase}${p.ip ? ` ${p.ip}` : ""}${p.reason ? `\n  ${p.reason}` : ""}`);
+      return p.phase === "Running" ? 0 : 1;
+    }));
+  pod.command("rm")
+    .argument("<pod>")
+    .option("--name <lab>", "lab name", "demo")
+    .action((name: string, o: { name: string }) => guard(set, () => podRm(o.name, name)));
+
+  const node = lab.command("node").description("nodes joining and leaving");
+  node.command("add").option("--name <lab>", "lab name", "demo").option("--node <name>", "node name")
+    .action((o: { name: string; node?: string }) => guard(set, async () => { await nodeAdd(o.name, say(false), o.node); }));
+  node.command("rm").argument("<node>").option("--name <lab>", "lab name", "demo")
+    .action((n: string, o: { name: string }) => guard(set, () => nodeRm(o.name, n)));
+  node.command("stop-agent").argument("<node>").option("--name <lab>", "lab name", "demo").option("--kill", "SIGKILL instead of SIGTERM")
+    .description("stop the node's agent (its lease and dataplane stay)")
+    .action((n: string, o: { name: string; kill?: boolean }) => guard(set, () => agentStop(o.name, n, o.kill ? "SIGKILL" : "SIGTERM")));
+  node.command("start-agent").argument("<node>").option("--name <lab>", "lab name", "demo")
+    .action((n: string, o: { name: string }) => guard(set, () => agentStart(o.name, n)));
+
+  lab.command("exec")
+    .description("run a command in a pod's or node's network namespace")
+    .argument("<target>", "pod or node name")
+    .argument("<cmd...>", "command (after --)")
+    .option("--name <lab>", "lab name", "demo")
+    .action((target: string, cmd: string[], o: { name: string }) => guard(set, async () => {
+      const s = loadLab(o.name);
+      const ns = s.pods.find((p) => p.name === target)?.netns ?? findNode(s, target).netns;
+      const r = spawnSync("nsenter", [`--net=${netnsPath(ns)}`, ...cmd], { stdio: "inherit" });
+      return r.status ?? 1;
+    }));
+
+  lab.command("capture")
+    .description("tcpdump on a node's eth0, decoded by gauze (see gauze capture)")
+    .argument("<node>")
+    .option("--name <lab>", "lab name", "demo")
+    .option("--filter <bpf>", "capture filter, e.g. \"udp port 8472\"")
+    .option("--count <n>", "stop after n packets")
+    .option("--duration <seconds>", "stop after this long")
+    .option("-w, --write <file>", "also write the pcap")
+    .option("--json", "JSON lines").option("--summary", "tunnel flow summary")
+    .action((n: string, o: { name: string; filter?: string; count?: string; duration?: string; write?: string; json?: boolean; summary?: boolean }) => guard(set, async () => {
+      const s = loadLab(o.name);
+      const { runCapture } = await import("./dissect.ts");
+      return runCapture({ iface: "eth0", netns: findNode(s, n).netns, ...(o.filter ? { filter: o.filter } : {}), ...(o.count ? { count: o.count } : {}), ...(o.duration ? { duration: o.duration } : {}), ...(o.write ? { write: o.write } : {}), ...(o.json ? { json: true } : {}), ...(o.summary ? { summary: true } : {}) });
+    }));
+
+  lab.command("demo")
+    .description("the journey from NotReady nodes to a decoded VXLAN packet, narrated and verified")
+    .option("--name <name>", "lab name", "demo")
+    .option("--backend <type>", "vxlan or host-gw", "vxlan")
+    .option("--keep", "leave the lab running afterwards")
+    .option("--json", "print the report as JSON")
+    .action((o: { name: string; backend: string; keep?: boolean; json?: boolean }) => guard(set, async () => {
+      const { runDemo } = await import("../lab/demo.ts");
+      return runDemo({ name: o.name, backend: o.backend === "host-gw" ? "host-gw" : "vxlan", keep: !!o.keep, json: !!o.json });
+    }));
+
+  // Helpers the lab runs inside pod namespaces (the lab's "images").
+  lab.command("serve-http", { hidden: true }).option("--port <n>", "port", "80").option("--pod <name>", "pod name", "pod")
+    .action(async (o: { port: string; pod: string }) => {
+      const { serveHttp } = await import("../lab/http.ts");
+      await serveHttp(Number(o.port), o.pod);
+    });
+  lab.command("http-get", { hidden: true }).argument("<url>").option("--timeout <ms>", "timeout", "2000")
+    .action((url: string, o: { timeout: string }) => guard(set, async () => {
+      const { httpGet } = await import("../lab/http.ts");
+      const r = await httpGet(url, Number(o.timeout));
+      process.stdout.write(`${r.status} ${r.body}`);
+      return r.status === 200 ? 0 : 1;
+    }));
+}

@@ -1,0 +1,27 @@
+// The lab's two HTTP helpers: the "nginx" image's server (it answers with the pod's name, so a
+// client sees which pod it reached), and a small GET client to run inside a pod's namespace.
+import { createServer, get } from "node:http";
+
+export function serveHttp(port: number, pod: string): Promise<never> {
+  const server = createServer((req, res) => {
+    const local = `${req.socket.localAddress}:${req.socket.localPort}`;
+    res.writeHead(200, { "content-type": "text/plain", server: "gauze-lab-nginx" });
+    res.end(`hello from ${pod} (${local}), you are ${req.socket.remoteAddress}\n`);
+  });
+  server.listen(port, "0.0.0.0");
+  return new Promise(() => undefined);
+}
+
+export function httpGet(url: string, timeoutMs: number): Promise<{ status: number; body: string; ms: number }> {
+  const t0 = performance.now();
+  return new Promise((resolve, reject) => {
+    const req = get(url, { timeout: timeoutMs }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (d: string) => { body += d; });
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body, ms: performance.now() - t0 }));
+    });
+    req.on("timeout", () => req.destroy(new Error(`no answer from ${url} within ${timeoutMs} ms`)));
+    req.on("error", reject);
+  });
+}

@@ -1,0 +1,384 @@
+// The lab: a kind-like cluster made of network namespaces on this host. An underlay namespace
+// holds a bridge (172.18.0.1/16, kind's network); each node is a namespace with eth0 on it and a
+// tree of node directories; with CNI installed, each node runs the real gauze agent and the
+// runtime stand-in runs the real plugin. Nothing is added to the host's own namespace.
+import { existsSync, linkSync, mkdirSync, readFileSync, rmSync, symlinkSync, copyFileSync, rmdirSync, readdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { randomBytes, randomUUID } from "node:crypto";
+import { ipBatch } from "../kernel/ip.ts";
+import { runSync } from "../kernel/spawn.ts";
+import { NETNS_DIR, netnsPath } from "../kernel/netns.ts";
+import { FileRegistry } from "../store/file-registry.ts";
+import { nodePaths } from "../agent/node-files.ts";
+import type { AgentStatus } from "../agent/agent.ts";
+import { type LabNode, type LabPod, type LabState, LAB_HOME, findNode, findPod, labDir, labExists, listLabs, loadLab, lockLab, nodeNames, saveLab, validateLabName, withLab } from "./state.ts";
+import { type NodeRuntime, RuntimeError, addPod, delPod, loadNetwork } from "./runtime.ts";
+import { gauzeExecutable, spawnInNetns, stopProcess } from "./processes.ts";
+
+export const UNDERLAY_CIDR = "172.18.0.0/16";
+const UNDERLAY_GW = "172.18.0.1";
+export const AGENT_PORT = 9317;
+
+export type Progress = (line: string) => void;
+
+export interface UpOptions {
+  name: string;
+  nodes: number;
+  podCidr: string;
+  backend: "vxlan" | "host-gw";
+  cni: boolean;
+  progress: Progress;
+}
+
+function nodeIp(idx: number): string {
+  return `172.18.${Math.floor((idx + 2) / 256)}.${(idx + 2) % 256}`;
+}
+
+function netnsMounted(): boolean {
+  try {
+    return readFileSync("/proc/self/mountinfo", "utf8").split("\n").some((l) => l.split(" ")[4] === NETNS_DIR);
+  } catch {
+    return false;
+  }
+}
+
+export function runtimeFor(n: LabNode): NodeRuntime {
+  return { nodeNetns: netnsPath(n.netns), confDir: join(n.root, "etc/cni/net.d"), binDir: join(n.root, "opt/cni/bin"), cacheDir: join(n.root, "var/lib/cni/results") };
+}
+
+function must(argv: string[], input?: string): void {
+  const r = runSync(argv, input !== undefined ? { input } : {});
+  if (r.status !== 0) throw new Error(`${argv.join(" ")}: ${r.stderr.trim() || r.stdout.trim()}`);
+}
+
+/** Creates node namespaces, their underlay veths and addresses: a few batches for any number of nodes. */
+function createNodes(s: LabState, specs: { name: string; role: LabNode["role"]; idx: number }[]): LabNode[] {
+  const nodes = specs.map((sp): LabNode => ({ name: sp.name, role: sp.role, netns: `gz-${sp.name}`, ip: nodeIp(sp.idx), idx: sp.idx, root: join(labDir(s.name), "nodes", sp.name) }));
+  for (const n of nodes) must(["ip", "netns", "add", n.netns]);
+  ipBatch(nodes.flatMap((n) => [
+    ["link", "add", `gzu${n.idx}`, "type", "veth", "peer", "name", "eth0", "netns", netnsPath(n.netns)],
+    ["link", "set", "dev", `gzu${n.idx}`, "master", "br0", "up"],
+  ]), { netns: netnsPath(s.underlayNs) });
+  for (const n of nodes) {
+    ipBatch([["link", "set", "dev", "lo", "up"], ["addr", "add", `${n.ip}/16`, "dev", "eth0"], ["link", "set", "dev", "eth0", "up"], ["route", "add", "default", "via", UNDERLAY_GW]], { netns: netnsPath(n.netns) });
+    // What a kubeadm node has: forwarding on, bridged traffic seen by iptables.
+    must(["nsenter", `--net=${netnsPath(n.netns)}`, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.bridge.bridge-nf-call-iptables=1"]);
+    for (const d of ["etc/cni/net.d", "opt/cni/bin", "run/gauze", "var/lib/cni", "var/log"]) mkdirSync(join(n.root, d), { recursive: true });
+  }
+  return nodes;
+}
+
+export async function labUp(o: UpOptions): Promise<LabState> {
+  const bad = validateLabName(o.name);
+  if (bad) throw new Error(bad);
+  if (labExists(o.name)) throw new Error(`lab ${o.name} exists already: gauze lab down --name ${o.name} first, or pick another --name`);
+  if (!Number.isInteger(o.nodes) || o.nodes < 1 || o.nodes > 250) throw new Error(`--nodes ${o.nodes}: give 1 to 250`);
+  recordHostState();
+  mkdirSync(labDir(o.name), { recursive: true });
+  const s: LabState = {
+    name: o.name, podCidr: o.podCidr, backend: o.backend, underlayNs: `gz-${o.name}-underlay`, underlayCidr: UNDERLAY_CIDR,
+    registryDir: join(labDir(o.name), "registry"), cniInstalled: false, nodes: [], pods: [], createdAt: new Date().toISOString(),
+  };
+  saveLab(s);
+  try {
+    const t0 = performance.now();
+    must(["ip", "netns", "add", s.underlayNs]);
+    ipBatch([["link", "set", "dev", "lo", "up"], ["link", "add", "br0", "type", "bridge"], ["addr", "add", `${UNDERLAY_GW}/16`, "dev", "br0"], ["link", "set", "dev", "br0", "up"]], { netns: netnsPath(s.underlayNs) });
+    s.nodes = createNodes(s, nodeNames(o.name, o.nodes).map((n, idx) => ({ ...n, idx })));
+    FileRegistry.init(s.registryDir, { Network: o.podCidr, SubnetLen: 24, Backend: { Type: o.backend } });
+    saveLab(s);
+    o.progress(`lab ${o.name}: ${o.nodes} node(s) on underlay ${UNDERLAY_CIDR} (${s.nodes.map((n) => `${n.name} ${n.ip}`).join(", ")}) in ${(performance.now() - t0).toFixed(0)} ms`);
+    if (o.cni) await installCni(s, o.progress);
+    saveLab(s);
+    return s;
+  } catch (e) {
+    saveLab(s);
+    throw e;
+  }
+}
+
+/** Puts the gauze executable into each node's CNI bin dir (a hard link: no copy of 100 MB per node). */
+function installBinary(n: LabNode): void {
+  const dst = join(n.root, "opt/cni/bin/gauze");
+  if (existsSync(dst)) return;
+  const src = gauzeExecutable();
+  try {
+    linkSync(src, dst);
+  } catch {
+    try { symlinkSync(src, dst); } catch { copyFileSync(src, dst); }
+  }
+}
+
+export function startAgent(s: LabState, n: LabNode): void {
+  const argv = [gauzeExecutable(), "agent", "--node", n.name, "--iface", "eth0", "--store", "file", "--store-dir", s.registryDir,
+    "--root", n.root, "--health-addr", `0.0.0.0:${AGENT_PORT}`, "--resync", "10s"];
+  n.agentPid = spawnInNetns(netnsPath(n.netns), argv, join(n.root, "var/log/gauze-agent.log"));
+}
+
+export function agentStatus(n: LabNode): AgentStatus | undefined {
+  try {
+    return JSON.parse(readFileSync(nodePaths(n.root).statusFile, "utf8")) as AgentStatus;
+  } catch {
+    return undefined;
+  }
+}
+
+export async function waitReady(s: LabState, nodes: LabNode[], timeoutMs = 20_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const waiting = nodes.filter((n) => { try { loadNetwork(runtimeFor(n)); return !agentStatus(n)?.ready; } catch { return true; } });
+    if (waiting.length === 0) return;
+    if (Date.now() > until) {
+      const why = waiting.map((n) => `${n.name}: ${agentStatus(n)?.reason || "agent not reporting"} (log: ${join(n.root, "var/log/gauze-agent.log")})`);
+      throw new Error(`nodes not Ready after ${timeoutMs / 1000} s: ${why.join("; ")}`);
+    }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** "Installs gauze": the plugin into every node's bin dir, the agent on every node (a DaemonSet). */
+export async function installCni(s: LabState, progress: Progress): Promise<void> {
+  const t0 = performance.now();
+  for (const n of s.nodes) {
+    installBinary(n);
+    startAgent(s, n);
+  }
+  s.cniInstalled = true;
+  saveLab(s);
+  await waitReady(s, s.nodes);
+  const subnets = s.nodes.map((n) => `${n.name} ${agentStatus(n)?.subnet}`).join(", ");
+  progress(`gauze installed: agents ready, subnets leased (${subnets}) in ${(performance.now() - t0).toFixed(0)} ms`);
+}
+
+export interface NodeView {
+  name: string;
+  role: string;
+  ready: boolean;
+  reason?: string;
+  ip: string;
+  subnet?: string;
+  vtepMac?: string;
+  agent?: { pid?: number; running: boolean; ready: boolean; reason: string; peers: number };
+}
+
+export function nodeView(s: LabState, n: LabNode): NodeView {
+  let ready = true;
+  let reason: string | undefined;
+  try {
+    loadNetwork(runtimeFor(n));
+  } catch (e) {
+    ready = false;
+    reason = (e as Error).message;
+  }
+  const a = agentStatus(n);
+  const running = !!n.agentPid && existsSync(`/proc/${n.agentPid}`);
+  return {
+    name: n.name, role: n.role, ready, ...(reason ? { reason } : {}), ip: n.ip,
+    ...(a?.subnet ? { subnet: a.subnet } : {}), ...(a?.vtepMac ? { vtepMac: a.vtepMac } : {}),
+    ...(s.cniInstalled ? { agent: { pid: n.agentPid, running, ready: !!a?.ready && running, reason: a?.reason ?? "", peers: a?.peers ?? 0 } } : {}),
+  };
+}
+
+// ---- pods ----
+
+function podRef(s: LabState, p: LabPod) {
+  return { name: p.name, namespace: "default", uid: p.uid, containerId: p.containerId, netns: p.netns };
+}
+
+/** One sandbox set-up attempt, as kubelet makes them: Running, or ContainerCreating with the reason. */
+function trySetUp(s: LabState, p: LabPod): void {
+  const n = findNode(s, p.node);
+  const rt = runtimeFor(n);
+  try {
+    loadNetwork(rt);
+  } catch (e) {
+    p.phase = "Pending";
+    p.reason = `node ${n.name} is NotReady: ${(e as Error).message}`;
+    return;
+  }
+  try {
+    const { result } = addPod(rt, podRef(s, p));
+    const ips = (result.ips as { address: string }[] | undefined) ?? [];
+    p.ip = ips[0]?.address.split("/")[0];
+    p.phase = "Running";
+    delete p.reason;
+    if (p.image === "nginx" && !p.serverPid) {
+      p.serverPid = spawnInNetns(netnsPath(p.netns), [gauzeExecutable(), "lab", "serve-http", "--port", "80", "--pod", p.name], join(labDir(s.name), "pods", `${p.name}.log`));
+    }
+  } catch (e) {
+    if (!(e instanceof RuntimeError)) throw e;
+    p.phase = "ContainerCreating";
+    p.reason = `Failed to create pod sandbox: ${e.message}`;
+  }
+}
+
+const POD_NAME = /^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$/;
+
+export async function podRun(lab: string, name: string, node: string, image: LabPod["image"]): Promise<LabPod> {
+  if (!POD_NAME.test(name)) throw new Error(`pod name ${JSON.stringify(name)}: use lowercase letters, digits and '-' (up to 32)`);
+  return withLab(lab, (s) => {
+    if (s.pods.some((p) => p.name === name)) throw new Error(`pod ${name} exists already in lab ${lab}: gauze lab pod rm ${name} first`);
+    const n = findNode(s, node);
+    const p: LabPod = {
+      name, node: n.name, image, netns: `gz-${lab}-pod-${name}`, containerId: randomBytes(32).toString("hex"), uid: randomUUID(), phase: "Pending",
+    };
+    must(["ip", "netns", "add", p.netns]);
+    s.pods.push(p);
+    trySetUp(s, p);
+    return p;
+  });
+}
+
+export async function waitServing(p: LabPod, timeoutMs = 3000): Promise<void> {
+  // The server binds :80 within a few ms of starting; probe from inside the pod.
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    const r = runSync(["nsenter", `--net=${netnsPath(p.netns)}`, gauzeExecutable(), "lab", "http-get", "http://127.0.0.1:80/", "--timeout", "300"]);
+    if (r.status === 0) return;
+    await new Promise((res) => setTimeout(res, 25));
+  }
+  throw new Error(`pod ${p.name}: HTTP server did not come up on :80`);
+}
+
+async function tearDownPod(s: LabState, p: LabPod): Promise<void> {
+  await stopProcess(p.serverPid, 500);
+  const n = s.nodes.find((x) => x.name === p.node);
+  if (n) {
+    try {
+      delPod(runtimeFor(n), podRef(s, p));
+    } catch {
+      // the namespace goes next; GC would catch leftovers in a real cluster
+    }
+  }
+  runSync(["ip", "netns", "del", p.netns]);
+}
+
+export async function podRm(lab: string, name: string): Promise<void> {
+  await withLab(lab, async (s) => {
+    const p = findPod(s, name);
+    await tearDownPod(s, p);
+    s.pods = s.pods.filter((x) => x !== p);
+  });
+}
+
+/** Retries sandboxes that are not Running (kubelet's loop); returns the state for display. */
+export async function refresh(lab: string): Promise<LabState> {
+  return withLab(lab, (s) => {
+    for (const p of s.pods) if (p.phase !== "Running") trySetUp(s, p);
+    return s;
+  });
+}
+
+// ---- nodes joining and leaving ----
+
+export async function nodeAdd(lab: string, progress: Progress, name?: string): Promise<LabNode> {
+  return withLab(lab, async (s) => {
+    const idx = Math.max(-1, ...s.nodes.map((n) => n.idx)) + 1;
+    const nodeName = name ?? `${lab}-worker${s.nodes.filter((n) => n.role === "worker").length + 1 === 1 ? "" : s.nodes.filter((n) => n.role === "worker").length + 1}`;
+    if (s.nodes.some((n) => n.name === nodeName)) throw new Error(`node ${nodeName} exists already`);
+    const [n] = createNodes(s, [{ name: nodeName, role: "worker", idx }]);
+    s.nodes.push(n!);
+    if (s.cniInstalled) {
+      installBinary(n!);
+      startAgent(s, n!);
+      saveLab(s);
+      await waitReady(s, [n!]);
+    }
+    progress(`node ${n!.name} joined (${n!.ip}${agentStatus(n!)?.subnet ? `, subnet ${agentStatus(n!)!.subnet}` : ""})`);
+    return n!;
+  });
+}
+
+/** Removes a node as `kubectl delete node` would: its pods, its agent, its lease, its namespace. */
+export async function nodeRm(lab: string, name: string): Promise<void> {
+  await withLab(lab, async (s) => {
+    const n = findNode(s, name);
+    for (const p of s.pods.filter((x) => x.node === n.name)) await tearDownPod(s, p);
+    s.pods = s.pods.filter((x) => x.node !== n.name);
+    await stopProcess(n.agentPid);
+    const reg = new FileRegistry(s.registryDir);
+    for (const l of await reg.listLeases()) if (l.node === n.name) await reg.releaseLease(l.subnet);
+    reg.close();
+    runSync(["ip", "netns", "del", n.netns]);
+    rmSync(n.root, { recursive: true, force: true });
+    s.nodes = s.nodes.filter((x) => x !== n);
+  });
+}
+
+export async function agentStop(lab: string, name: string, signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
+  await withLab(lab, async (s) => {
+    const n = findNode(s, name);
+    await stopProcess(n.agentPid, 1000, signal);
+    n.agentPid = undefined;
+  });
+}
+
+export async function agentStart(lab: string, name: string): Promise<void> {
+  await withLab(lab, async (s) => {
+    const n = findNode(s, name);
+    if (n.agentPid && existsSync(`/proc/${n.agentPid}`)) return;
+    startAgent(s, n);
+    saveLab(s);
+    await waitReady(s, [n]);
+  });
+}
+
+// ---- down ----
+
+export async function labDown(name: string, progress: Progress): Promise<void> {
+  const lock = lockLab(name);
+  let s: LabState;
+  try {
+    s = loadLab(name);
+    const t0 = performance.now();
+    await Promise.all([...s.pods.map((p) => stopProcess(p.serverPid, 300)), ...s.nodes.map((n) => stopProcess(n.agentPid, 1000))]);
+    // Deleting a namespace removes every link, route, neighbour and rule in it.
+    for (const ns of [...s.pods.map((p) => p.netns), ...s.nodes.map((n) => n.netns), s.underlayNs]) runSync(["ip", "netns", "del", ns]);
+    rmSync(labDir(name), { recursive: true, force: true });
+    progress(`lab ${name} removed in ${(performance.now() - t0).toFixed(0)} ms`);
+  } finally {
+    lock.release();
+  }
+  cleanHost();
+}
+
+interface HostState {
+  createdVarLibGauze: boolean;
+  createdNetnsMount: boolean;
+}
+
+const HOST_STATE = join(LAB_HOME, ".host.json");
+
+/** The first lab on a host notes what the host lacked, so that the last `lab down` restores it. */
+function recordHostState(): void {
+  if (existsSync(LAB_HOME)) return;
+  const h: HostState = { createdVarLibGauze: !existsSync("/var/lib/gauze"), createdNetnsMount: !netnsMounted() };
+  mkdirSync(LAB_HOME, { recursive: true });
+  writeFileSync(HOST_STATE, JSON.stringify(h) + "\n");
+}
+
+/** Undoes what labs added to the host itself, once the last lab is gone. */
+function cleanHost(): void {
+  if (listLabs().length > 0) return;
+  let host: HostState;
+  try {
+    host = JSON.parse(readFileSync(HOST_STATE, "utf8")) as HostState;
+  } catch {
+    return; // made by an older gauze or by hand: leave it
+  }
+  rmSync(HOST_STATE, { force: true });
+  try { rmdirSync(LAB_HOME); } catch { /* not empty: someone else's files */ }
+  if (host.createdVarLibGauze) {
+    try { rmdirSync("/var/lib/gauze"); } catch { /* not empty */ }
+  }
+  if (host.createdNetnsMount) {
+    let left: string[] = [];
+    try { left = readdirSync(NETNS_DIR); } catch { /* gone */ }
+    if (left.length === 0) {
+      runSync(["umount", NETNS_DIR]);
+      try { rmdirSync(NETNS_DIR); } catch { /* keep */ }
+    }
+  }
+}
+
+export { listLabs, loadLab, labExists };

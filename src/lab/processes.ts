@@ -1,0 +1,56 @@
+// Processes the lab starts and stops: agents and pod servers, detached from the CLI that started
+// them, logging to files in the lab's tree, and killed only by the PID the lab recorded (after
+// checking the PID still runs a gauze executable, so a recycled PID is never hit).
+import { spawn } from "node:child_process";
+import { closeSync, mkdirSync, openSync, readFileSync } from "node:fs";
+import { dirname } from "node:path";
+
+export function gauzeExecutable(): string {
+  // The compiled executable is process.execPath; under node (tests of the sources) it is not.
+  return process.env.GAUZE_BIN ?? process.execPath;
+}
+
+export function spawnInNetns(netnsPath: string, argv: string[], logFile: string): number {
+  mkdirSync(dirname(logFile), { recursive: true });
+  const fd = openSync(logFile, "a");
+  try {
+    const child = spawn("nsenter", [`--net=${netnsPath}`, ...argv], { detached: true, stdio: ["ignore", fd, fd] });
+    child.unref();
+    if (!child.pid) throw new Error(`could not start ${argv[0]}`);
+    return child.pid;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export function isOurProcess(pid: number | undefined): boolean {
+  if (!pid) return false;
+  try {
+    const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+    const exe = gauzeExecutable();
+    return cmd.includes(exe) || cmd.split("\0")[0]!.endsWith("gauze");
+  } catch {
+    return false;
+  }
+}
+
+/** SIGTERM, then SIGKILL after `graceMs` if it still runs; true if it was running. */
+export async function stopProcess(pid: number | undefined, graceMs = 1000, signal: NodeJS.Signals = "SIGTERM"): Promise<boolean> {
+  if (!isOurProcess(pid)) return false;
+  try {
+    process.kill(pid!, signal);
+  } catch {
+    return false;
+  }
+  const until = Date.now() + graceMs;
+  while (Date.now() < until) {
+    if (!isOurProcess(pid)) return true;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  try {
+    process.kill(pid!, "SIGKILL");
+  } catch {
+    // gone meanwhile
+  }
+  return true;
+}

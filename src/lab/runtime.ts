@@ -1,0 +1,151 @@
+// A container runtime stand-in that behaves like containerd + libcni on one lab node: it loads
+// the lexicographically first valid *.conflist / *.conf / *.json in the node's net.d, finds
+// plugins in the node's bin dir, runs the chain inside the node's namespace with the CNI_* env
+// kubelet's runtime sets, caches each ADD result for DEL and CHECK, and reports
+// NetworkReady=false with the message Kubernetes users see when there is no config.
+import { accessSync, constants, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { runSync } from "../kernel/spawn.ts";
+
+export const NOT_INITIALIZED =
+  "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:Network plugin returns error: cni plugin not initialized";
+
+export interface NodeRuntime {
+  nodeNetns: string;
+  confDir: string;
+  binDir: string;
+  cacheDir: string;
+}
+
+export interface NetworkList {
+  cniVersion: string;
+  name: string;
+  plugins: Record<string, unknown>[];
+  file: string;
+}
+
+export class RuntimeError extends Error {}
+
+/** The config libcni would pick, or the NotReady error when there is none. */
+export function loadNetwork(rt: NodeRuntime): NetworkList {
+  let files: string[] = [];
+  try {
+    files = readdirSync(rt.confDir).filter((f) => /\.(conflist|conf|json)$/.test(f)).sort();
+  } catch {
+    // no directory: same as empty
+  }
+  const problems: string[] = [];
+  for (const f of files) {
+    try {
+      const raw = JSON.parse(readFileSync(join(rt.confDir, f), "utf8")) as Record<string, unknown>;
+      if (f.endsWith(".conflist")) {
+        if (!Array.isArray(raw.plugins) || raw.plugins.length === 0) throw new Error("no plugins");
+        if (typeof raw.name !== "string" || typeof raw.cniVersion !== "string") throw new Error("missing name or cniVersion");
+        return { cniVersion: raw.cniVersion, name: raw.name, plugins: raw.plugins as Record<string, unknown>[], file: f };
+      }
+      if (typeof raw.type !== "string" || typeof raw.name !== "string") throw new Error("missing type or name");
+      return { cniVersion: String(raw.cniVersion ?? "0.2.0"), name: raw.name, plugins: [raw], file: f };
+    } catch (e) {
+      problems.push(`${f}: ${(e as Error).message}`);
+    }
+  }
+  throw new RuntimeError(NOT_INITIALIZED + (problems.length ? ` (skipped: ${problems.join("; ")})` : ""));
+}
+
+function findPlugin(rt: NodeRuntime, type: string): string {
+  const p = join(rt.binDir, type);
+  try {
+    accessSync(p, constants.X_OK);
+    return p;
+  } catch {
+    throw new RuntimeError(`failed to find plugin "${type}" in path [${rt.binDir}]`);
+  }
+}
+
+export interface PodRef {
+  name: string;
+  namespace: string;
+  uid: string;
+  containerId: string;
+  netns: string;
+}
+
+function exec(rt: NodeRuntime, list: NetworkList, plugin: Record<string, unknown>, verb: string, pod: PodRef, netnsPath: string, prevResult?: unknown): unknown {
+  const type = String(plugin.type);
+  const bin = findPlugin(rt, type);
+  const conf: Record<string, unknown> = { cniVersion: list.cniVersion, name: list.name, ...plugin };
+  if (prevResult !== undefined) conf.prevResult = prevResult;
+  const env: Record<string, string | undefined> = {
+    PATH: process.env.PATH,
+    CNI_COMMAND: verb,
+    CNI_CONTAINERID: pod.containerId,
+    CNI_NETNS: netnsPath,
+    CNI_IFNAME: "eth0",
+    CNI_PATH: rt.binDir,
+    CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=${pod.namespace};K8S_POD_NAME=${pod.name};K8S_POD_INFRA_CONTAINER_ID=${pod.containerId};K8S_POD_UID=${pod.uid}`,
+  };
+  const r = runSync(["nsenter", `--net=${rt.nodeNetns}`, bin], { input: JSON.stringify(conf), env });
+  if (r.status !== 0) {
+    let msg = r.stderr.trim() || `exit status ${r.status}`;
+    try {
+      const e = JSON.parse(r.stdout) as { msg?: string; details?: string };
+      if (e.msg) msg = e.msg + (e.details ? `: ${e.details}` : "");
+    } catch {
+      // not error JSON
+    }
+    throw new RuntimeError(`plugin type="${type}" failed (${verb.toLowerCase()}): ${msg}`);
+  }
+  return r.stdout.trim() ? JSON.parse(r.stdout) : undefined;
+}
+
+function cachePath(rt: NodeRuntime, net: string, pod: PodRef): string {
+  return join(rt.cacheDir, `${net}-${pod.containerId}-eth0`);
+}
+
+/** Sets up the pod's network (the chain in order, each plugin getting the previous result). */
+export function addPod(rt: NodeRuntime, pod: PodRef): { result: Record<string, unknown>; network: string } {
+  const list = loadNetwork(rt);
+  const netnsPath = `/run/netns/${pod.netns}`;
+  let result: unknown;
+  try {
+    for (const p of list.plugins) result = exec(rt, list, p, "ADD", pod, netnsPath, result);
+  } catch (e) {
+    // As kubelet does after a failed sandbox set-up: tear down what may have been made.
+    try { delPod(rt, pod, netnsPath, list); } catch { /* report the ADD error */ }
+    throw e;
+  }
+  mkdirSync(rt.cacheDir, { recursive: true });
+  writeFileSync(cachePath(rt, list.name, pod), JSON.stringify({ kind: "cniCacheV1", containerId: pod.containerId, ifName: "eth0", networkName: list.name, config: list, result }) + "\n");
+  return { result: result as Record<string, unknown>, network: list.name };
+}
+
+/** Tears the pod's network down in reverse order, with the cached result; netns may be "" (gone). */
+export function delPod(rt: NodeRuntime, pod: PodRef, netnsPath = `/run/netns/${pod.netns}`, list?: NetworkList): void {
+  let cached: { config: NetworkList; result: unknown } | undefined;
+  const l = list ?? (() => { try { return loadNetwork(rt); } catch { return undefined; } })();
+  for (const name of l ? [l.name] : []) {
+    try {
+      cached = JSON.parse(readFileSync(cachePath(rt, name, pod), "utf8")) as { config: NetworkList; result: unknown };
+    } catch {
+      // no cached result: DEL without prevResult, as the spec allows
+    }
+  }
+  const use = cached?.config ?? l;
+  if (!use) return; // no config at all: nothing the runtime could call
+  const errors: string[] = [];
+  for (const p of [...use.plugins].reverse()) {
+    try {
+      exec(rt, use, p, "DEL", pod, netnsPath, cached?.result);
+    } catch (e) {
+      errors.push((e as Error).message);
+    }
+  }
+  rmSync(cachePath(rt, use.name, pod), { force: true });
+  if (errors.length) throw new RuntimeError(errors.join("; "));
+}
+
+export function checkPod(rt: NodeRuntime, pod: PodRef): void {
+  const list = loadNetwork(rt);
+  const cached = JSON.parse(readFileSync(cachePath(rt, list.name, pod), "utf8")) as { result: unknown };
+  for (const p of list.plugins) exec(rt, list, p, "CHECK", pod, `/run/netns/${pod.netns}`, cached.result);
+}

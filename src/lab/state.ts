@@ -1,0 +1,125 @@
+// A lab's state on disk: /var/lib/gauze/lab/<name>/lab.json (nodes, pods, processes), the node
+// trees under nodes/<node>/, the embedded subnet registry under registry/. Changes happen under
+// a flock on the lab's lock file, so lab commands may run side by side.
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { lockFile } from "../util/files.ts";
+
+export const LAB_HOME = "/var/lib/gauze/lab";
+
+export interface LabNode {
+  name: string;
+  role: "control-plane" | "worker";
+  netns: string;
+  ip: string;
+  /** Position on the underlay (node IP = 172.18.0.(idx + 2)). */
+  idx: number;
+  root: string;
+  agentPid?: number;
+}
+
+export type PodPhase = "Pending" | "ContainerCreating" | "Running";
+
+export interface LabPod {
+  name: string;
+  node: string;
+  image: "nginx" | "netshoot";
+  netns: string;
+  containerId: string;
+  uid: string;
+  phase: PodPhase;
+  reason?: string;
+  ip?: string;
+  serverPid?: number;
+}
+
+export interface LabState {
+  name: string;
+  podCidr: string;
+  backend: string;
+  underlayNs: string;
+  underlayCidr: string;
+  registryDir: string;
+  cniInstalled: boolean;
+  nodes: LabNode[];
+  pods: LabPod[];
+  createdAt: string;
+}
+
+const NAME = /^[a-z0-9]([a-z0-9-]{0,18}[a-z0-9])?$/;
+
+export function validateLabName(name: string): string | undefined {
+  return NAME.test(name) ? undefined : `lab name ${JSON.stringify(name)}: use 1-20 lowercase letters, digits and '-'`;
+}
+
+export function labDir(name: string): string {
+  return join(LAB_HOME, name);
+}
+
+export function labExists(name: string): boolean {
+  return existsSync(join(labDir(name), "lab.json"));
+}
+
+export function loadLab(name: string): LabState {
+  const path = join(labDir(name), "lab.json");
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch {
+    throw new Error(`no lab named ${JSON.stringify(name)} (gauze lab up --name ${name} creates it; gauze lab list lists labs)`);
+  }
+  return JSON.parse(text) as LabState;
+}
+
+export function saveLab(s: LabState): void {
+  const dir = labDir(s.name);
+  mkdirSync(dir, { recursive: true });
+  const tmp = join(dir, `lab.json.tmp-${process.pid}`);
+  writeFileSync(tmp, JSON.stringify(s, null, 2) + "\n");
+  renameSync(tmp, join(dir, "lab.json"));
+}
+
+export function listLabs(): string[] {
+  try {
+    return readdirSync(LAB_HOME).filter((n) => existsSync(join(LAB_HOME, n, "lab.json"))).sort();
+  } catch {
+    return [];
+  }
+}
+
+/** Runs `fn` on the lab's state under its lock and saves what it returns. */
+export async function withLab<T>(name: string, fn: (s: LabState) => Promise<T> | T): Promise<T> {
+  loadLab(name); // a clear error, and no directory made, for a lab that does not exist
+  const lock = lockFile(join(labDir(name), "lock"));
+  try {
+    const s = loadLab(name);
+    const out = await fn(s);
+    saveLab(s);
+    return out;
+  } finally {
+    lock.release();
+  }
+}
+
+export function lockLab(name: string) {
+  loadLab(name);
+  return lockFile(join(labDir(name), "lock"));
+}
+
+export function nodeNames(lab: string, count: number): { name: string; role: LabNode["role"] }[] {
+  const out: { name: string; role: LabNode["role"] }[] = [{ name: `${lab}-control-plane`, role: "control-plane" }];
+  for (let i = 1; i < count; i++) out.push({ name: `${lab}-worker${i === 1 ? "" : i}`, role: "worker" });
+  return out;
+}
+
+export function findNode(s: LabState, name: string): LabNode {
+  const n = s.nodes.find((x) => x.name === name) ?? s.nodes.find((x) => x.name === `${s.name}-${name}`);
+  if (!n) throw new Error(`lab ${s.name} has no node ${JSON.stringify(name)} (nodes: ${s.nodes.map((x) => x.name).join(", ")})`);
+  return n;
+}
+
+export function findPod(s: LabState, name: string): LabPod {
+  const p = s.pods.find((x) => x.name === name);
+  if (!p) throw new Error(`lab ${s.name} has no pod ${JSON.stringify(name)} (pods: ${s.pods.map((x) => x.name).join(", ") || "none"})`);
+  return p;
+}

@@ -1,0 +1,121 @@
+// The embedded registry: a directory on the host, shared by every agent of a lab (or of a
+// single machine). config.json holds the network config, leases/<subnet>.json one lease each,
+// written by rename (atomic); allocation runs under flock(2) on `lock`, so many agents can
+// lease at once without two getting one subnet. Watching is inotify on leases/ (fs.watch),
+// with a slow poll as a safety net.
+import { mkdirSync, readFileSync, readdirSync, renameSync, rmSync, watch, writeFileSync, type FSWatcher } from "node:fs";
+import { join } from "node:path";
+import { lockFile } from "../util/files.ts";
+import { type Lease, type LeaseRequest, type NetworkConfig, type SubnetRegistry, RegistryError, leaseKey, pickFreeSubnet, resolveNetwork } from "./registry.ts";
+import { formatPrefix } from "../ipam/cidr.ts";
+
+export class FileRegistry implements SubnetRegistry {
+  readonly kind = "file";
+  private readonly leasesDir: string;
+  private watchers: FSWatcher[] = [];
+  private timers: ReturnType<typeof setInterval>[] = [];
+
+  constructor(readonly dir: string) {
+    this.leasesDir = join(dir, "leases");
+    mkdirSync(this.leasesDir, { recursive: true });
+  }
+
+  /** Writes the network config (the lab does this once, as flannel's kube-flannel-cfg does). */
+  static init(dir: string, config: NetworkConfig): FileRegistry {
+    resolveNetwork(config);
+    const r = new FileRegistry(dir);
+    writeAtomic(join(dir, "config.json"), JSON.stringify(config, null, 2) + "\n");
+    return r;
+  }
+
+  async getNetworkConfig(): Promise<NetworkConfig> {
+    let text: string;
+    try {
+      text = readFileSync(join(this.dir, "config.json"), "utf8");
+    } catch {
+      throw new RegistryError(`no network config in ${this.dir}/config.json`, "create it (gauze lab up writes it) with at least {\"Network\": \"10.244.0.0/16\"}");
+    }
+    try {
+      return JSON.parse(text) as NetworkConfig;
+    } catch (e) {
+      throw new RegistryError(`network config ${this.dir}/config.json is not JSON: ${(e as Error).message}`, "fix the file");
+    }
+  }
+
+  private readAll(): Lease[] {
+    const out: Lease[] = [];
+    for (const f of readdirSync(this.leasesDir)) {
+      if (!f.endsWith(".json")) continue;
+      try {
+        out.push(JSON.parse(readFileSync(join(this.leasesDir, f), "utf8")) as Lease);
+      } catch {
+        // being replaced right now, or garbage: the next listing sees the new version
+      }
+    }
+    return out;
+  }
+
+  async listLeases(): Promise<Lease[]> {
+    const now = Date.now();
+    return this.readAll().filter((l) => l.expiresAt > now);
+  }
+
+  async acquireLease(req: LeaseRequest, ttlMs: number): Promise<Lease> {
+    const net = resolveNetwork(await this.getNetworkConfig());
+    const lock = lockFile(join(this.dir, "lock"));
+    try {
+      const now = Date.now();
+      const all = this.readAll();
+      for (const l of all) if (l.expiresAt <= now) rmSync(this.path(l.subnet), { force: true });
+      const live = all.filter((l) => l.expiresAt > now);
+      const mine = live.find((l) => l.node === req.node);
+      const subnet = mine?.subnet ?? (() => {
+        const free = pickFreeSubnet(net, live.map((l) => l.subnet));
+        if (!free) throw new RegistryError(`no free /${net.subnetLen} left in ${formatPrefix(net.network)} (${live.length} leased)`, "remove nodes, or widen Network / SubnetMin-SubnetMax");
+        return formatPrefix(free);
+      })();
+      const lease: Lease = { subnet, node: req.node, publicIp: req.publicIp, backendType: req.backendType, backendData: req.backendData, expiresAt: now + ttlMs };
+      writeAtomic(this.path(subnet), JSON.stringify(lease) + "\n");
+      return lease;
+    } finally {
+      lock.release();
+    }
+  }
+
+  async renewLease(lease: Lease, ttlMs: number): Promise<Lease> {
+    const renewed = { ...lease, expiresAt: Date.now() + ttlMs };
+    writeAtomic(this.path(lease.subnet), JSON.stringify(renewed) + "\n");
+    return renewed;
+  }
+
+  async releaseLease(subnet: string): Promise<void> {
+    rmSync(this.path(subnet), { force: true });
+  }
+
+  watch(onChange: () => void): () => void {
+    const w = watch(this.leasesDir, () => onChange());
+    // inotify can miss events across some file systems; a listing every 5 s costs nothing.
+    const t = setInterval(onChange, 5000);
+    this.watchers.push(w);
+    this.timers.push(t);
+    return () => {
+      w.close();
+      clearInterval(t);
+    };
+  }
+
+  close(): void {
+    for (const w of this.watchers) w.close();
+    for (const t of this.timers) clearInterval(t);
+  }
+
+  private path(subnet: string): string {
+    return join(this.leasesDir, `${leaseKey(subnet)}.json`);
+  }
+}
+
+function writeAtomic(path: string, text: string): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, text);
+  renameSync(tmp, path);
+}

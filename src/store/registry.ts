@@ -1,0 +1,105 @@
+// The subnet registry: where nodes lease their pod subnets. One interface, several stores
+// (the lab's embedded file store here; etcd and the Kubernetes API later); the agent and the
+// backends only ever see Lease and NetworkConfig.
+import { type Prefix, formatPrefix, parseCIDR, prefixContains, addToIP, familyBits, prefixesOverlap } from "../ipam/cidr.ts";
+
+/** flannel's net-conf.json fields, same names. */
+export interface NetworkConfig {
+  Network: string;
+  SubnetLen?: number;
+  SubnetMin?: string;
+  SubnetMax?: string;
+  Backend?: { Type?: string; VNI?: number; Port?: number };
+}
+
+export interface Lease {
+  /** e.g. 10.244.1.0/24 */
+  subnet: string;
+  node: string;
+  /** The node's underlay address: VXLAN's remote, host-gw's next hop. */
+  publicIp: string;
+  backendType: string;
+  backendData: { vtepMac?: string };
+  /** Milliseconds since the epoch. */
+  expiresAt: number;
+}
+
+export interface LeaseRequest {
+  node: string;
+  publicIp: string;
+  backendType: string;
+  backendData: Lease["backendData"];
+}
+
+export interface SubnetRegistry {
+  readonly kind: string;
+  getNetworkConfig(): Promise<NetworkConfig>;
+  /** This node's live lease if it has one (same subnet after a restart), else a free subnet. */
+  acquireLease(req: LeaseRequest, ttlMs: number): Promise<Lease>;
+  renewLease(lease: Lease, ttlMs: number): Promise<Lease>;
+  /** Live leases (expired ones are left out). */
+  listLeases(): Promise<Lease[]>;
+  releaseLease(subnet: string): Promise<void>;
+  /** Calls `onChange` whenever leases may have changed; the caller re-lists (level-triggered). */
+  watch(onChange: () => void): () => void;
+  close(): void;
+}
+
+export class RegistryError extends Error {
+  constructor(message: string, readonly fix: string) {
+    super(`${message} (${fix})`);
+    this.name = "RegistryError";
+  }
+}
+
+export interface ResolvedNetwork {
+  network: Prefix;
+  subnetLen: number;
+  min: Prefix;
+  max: Prefix;
+  backendType: string;
+  vni: number;
+  port: number;
+}
+
+/** Validates a network config and fills flannel's defaults (SubnetLen 24, VXLAN VNI 1 port 8472). */
+export function resolveNetwork(c: NetworkConfig): ResolvedNetwork {
+  const net = parseCIDR(c.Network ?? "");
+  if (!net) throw new RegistryError(`network config: Network ${JSON.stringify(c.Network)} is not a CIDR`, "set Network, e.g. 10.244.0.0/16");
+  const network = net.prefix;
+  const bits = familyBits(network.ip.family);
+  const subnetLen = c.SubnetLen ?? (network.ip.family === 4 ? 24 : 64);
+  if (!Number.isInteger(subnetLen) || subnetLen <= network.bits || subnetLen > bits - 2) {
+    throw new RegistryError(`network config: SubnetLen ${subnetLen} does not fit in ${formatPrefix(network)}`, `use a length between ${network.bits + 1} and ${bits - 2}`);
+  }
+  const step = 1n << BigInt(bits - subnetLen);
+  const count = 1n << BigInt(subnetLen - network.bits);
+  const nth = (i: bigint): Prefix => ({ ip: addToIP(network.ip, i * step), bits: subnetLen });
+  const parseBound = (v: string | undefined, field: string, dflt: Prefix): Prefix => {
+    if (v === undefined) return dflt;
+    const p = parseCIDR(v.includes("/") ? v : `${v}/${subnetLen}`);
+    if (!p || !prefixContains(network, p.host)) throw new RegistryError(`network config: ${field} ${v} is not inside ${formatPrefix(network)}`, `pick a ${field} inside Network`);
+    return { ip: p.prefix.ip, bits: subnetLen };
+  };
+  const min = parseBound(c.SubnetMin, "SubnetMin", nth(0n));
+  const max = parseBound(c.SubnetMax, "SubnetMax", nth(count - 1n));
+  if (min.ip.value > max.ip.value) throw new RegistryError("network config: SubnetMin is above SubnetMax", "swap them");
+  const type = (c.Backend?.Type ?? "vxlan").toLowerCase();
+  if (type !== "vxlan" && type !== "host-gw") throw new RegistryError(`network config: backend ${JSON.stringify(c.Backend?.Type)} is not supported`, "use vxlan or host-gw");
+  return { network, subnetLen, min, max, backendType: type, vni: c.Backend?.VNI ?? 1, port: c.Backend?.Port ?? 8472 };
+}
+
+/** The lowest subnet in [min, max] that overlaps no live lease; undefined when the network is full. */
+export function pickFreeSubnet(n: ResolvedNetwork, taken: string[]): Prefix | undefined {
+  const used = taken.map((t) => parseCIDR(t)?.prefix).filter((p): p is Prefix => !!p);
+  const step = 1n << BigInt(familyBits(n.network.ip.family) - n.subnetLen);
+  for (let v = n.min.ip.value; v <= n.max.ip.value; v += step) {
+    const cand: Prefix = { ip: { family: n.network.ip.family, value: v }, bits: n.subnetLen };
+    if (!used.some((u) => prefixesOverlap(u, cand))) return cand;
+  }
+  return undefined;
+}
+
+export function leaseKey(subnet: string): string {
+  return subnet.replace("/", "-");
+}
