@@ -120,6 +120,8 @@ test("agent killed with -9 and restarted while a ping runs across nodes: no loss
   assert.equal(g("lab", "pod", "run", "a", "--node", "control-plane", "--name", name).status, 0);
   assert.equal(g("lab", "pod", "run", "b", "--node", "worker", "--name", name).status, 0);
   const target = podIp(name, "b");
+  const ifindex = () => (JSON.parse(must(["ip", "-n", `gz-${name}-control-plane`, "-j", "link", "show", "gauze.1"])) as { ifindex: number }[])[0]!.ifindex;
+  const deviceBefore = ifindex();
   const ping = spawn(GAUZE, ["lab", "exec", "a", "--name", name, "--", "ping", "-i", "0.1", "-c", "40", "-W", "1", target]);
   let out = "";
   ping.stdout.on("data", (d: Buffer) => { out += d.toString(); });
@@ -135,6 +137,12 @@ test("agent killed with -9 and restarted while a ping runs across nodes: no loss
   assert.ok(m, out);
   const lost = Number(m[1]) - Number(m[2]);
   assert.ok(lost <= 10, `lost ${lost} of ${m[1]} at 10 per second`);
+  // The restarted agents adopted what was there: same device, nothing added or removed.
+  assert.equal(ifindex(), deviceBefore, "gauze.1 was not re-created");
+  for (const node of [`${name}-control-plane`, `${name}-worker`]) {
+    const st = JSON.parse(readFileSync(`/var/lib/gauze/lab/${name}/nodes/${node}/run/gauze/agent.json`, "utf8")) as { lastReconcile: { added: number; removed: number } };
+    assert.deepEqual({ added: st.lastReconcile.added, removed: st.lastReconcile.removed }, { added: 0, removed: 0 });
+  }
   assert.ok(status(name).nodes.every((n) => n.ready && n.agent?.ready));
 });
 
