@@ -4,7 +4,7 @@
 // a timer it re-lists and diffs against the kernel). A restart adopts what is already right and
 // never tears the dataplane down; only --uninstall removes it.
 import type { Logger } from "pino";
-import { writeFileSync, mkdirSync } from "node:fs";
+import { writeFileSync, mkdirSync, readFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { type IpLink, ipBatch } from "../kernel/ip.ts";
 import { formatIP, nextIP, parseCIDR } from "../ipam/cidr.ts";
@@ -48,7 +48,27 @@ export interface AgentStatus {
   peers: number;
   leaseExpiresAt?: number;
   lastReconcile?: { at: number; ms: number; added: number; removed: number; spawns: number };
+  /** The other nodes as this agent last saw them in the registry (doctor compares the kernel with it). */
+  peerLeases?: { node: string; subnet: string; publicIp: string; vtepMac?: string }[];
+  healthAddr?: string;
+  iface?: string;
+  vni?: number;
+  port?: number;
+  ipMasq?: boolean;
   updatedAt: number;
+}
+
+export const BR_NETFILTER = "/proc/sys/net/bridge/bridge-nf-call-iptables";
+
+/** flannel refuses to run without br_netfilter; so does gauze, with flannel's words. */
+export function checkBrNetfilter(): string | undefined {
+  let v: string;
+  try {
+    v = readFileSync(BR_NETFILTER, "utf8").trim();
+  } catch {
+    return `Failed to check br_netfilter: stat ${BR_NETFILTER}: no such file or directory (modprobe br_netfilter)`;
+  }
+  return v === "1" ? undefined : `br_netfilter: ${BR_NETFILTER} is ${v}, not 1 (sysctl -w net.bridge.bridge-nf-call-iptables=1)`;
 }
 
 export function readNodeLink(iface: string): NodeLink {
@@ -75,6 +95,7 @@ export class Agent {
   private server?: Server;
   private pending?: ReturnType<typeof setTimeout>;
   private stopped = false;
+  private peerLeases: AgentStatus["peerLeases"] = [];
 
   constructor(private readonly o: AgentOptions) {
     this.paths = nodePaths(o.root);
@@ -82,7 +103,7 @@ export class Agent {
   }
 
   async start(): Promise<void> {
-    this.server = await serveHealth(this.o.healthAddr, this.metrics, () => this.state);
+    this.server = await serveHealth(this.o.healthAddr, this.metrics, () => this.readiness());
     await this.bringUp();
   }
 
@@ -91,6 +112,8 @@ export class Agent {
     if (this.stopped) return;
     try {
       const t0 = performance.now();
+      const brnf = checkBrNetfilter();
+      if (brnf) throw new Error(brnf);
       this.net = resolveNetwork(await this.o.registry.getNetworkConfig());
       this.link = readNodeLink(this.o.iface);
       const network = formatPrefix(this.net.network);
@@ -143,7 +166,9 @@ export class Agent {
         this.metrics.leaseExpiry.set(this.lease.expiresAt / 1000);
       }
       this.reconcile(await this.o.registry.listLeases());
-      if (!this.state.ready) this.setState({ ready: true, reason: "" });
+      const brnf = checkBrNetfilter();
+      if (brnf) this.setState({ ready: false, reason: brnf });
+      else if (!this.state.ready) this.setState({ ready: true, reason: "" });
     } catch (e) {
       this.metrics.registryErrors.inc();
       // The dataplane stays as it is; the next event or timer tries again.
@@ -164,6 +189,7 @@ export class Agent {
         .then((l) => { this.lease = l; this.o.log.warn({ subnet: l.subnet }, "lease was gone; re-acquired"); });
     }
     const peers = leases.filter((l) => l.node !== this.o.node);
+    this.peerLeases = peers.map((l) => ({ node: l.node, subnet: l.subnet, publicIp: l.publicIp, ...(l.backendData.vtepMac ? { vtepMac: l.backendData.vtepMac } : {}) }));
     const t0 = performance.now();
     try {
       const s = this.backend!.reconcile(peers);
@@ -184,6 +210,13 @@ export class Agent {
     }
   }
 
+  /** /readyz: the last known state, and the kernel prerequisite checked live. */
+  private readiness(): Readiness {
+    const brnf = checkBrNetfilter();
+    if (brnf) return { ready: false, reason: brnf };
+    return this.state;
+  }
+
   private setState(s: Readiness): void {
     this.state = s;
     this.metrics.ready.set(s.ready ? 1 : 0);
@@ -195,7 +228,8 @@ export class Agent {
       node: this.o.node, pid: process.pid, ready: this.state.ready, reason: this.state.reason,
       nodeIp: this.link?.ip, subnet: this.lease?.subnet, network: this.net ? formatPrefix(this.net.network) : undefined,
       backend: this.backend?.type, device: this.backend?.device, vtepMac: this.lease?.backendData.vtepMac, podMtu: this.podMtu || undefined,
-      peers: this.peers, leaseExpiresAt: this.lease?.expiresAt, lastReconcile: this.lastReconcile, updatedAt: Date.now(),
+      peers: this.peers, leaseExpiresAt: this.lease?.expiresAt, lastReconcile: this.lastReconcile, peerLeases: this.peerLeases,
+      healthAddr: this.o.healthAddr, iface: this.o.iface, vni: this.net?.vni, port: this.net?.port, ipMasq: this.o.ipMasq, updatedAt: Date.now(),
     };
   }
 

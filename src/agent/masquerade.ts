@@ -9,31 +9,31 @@ const FWD_CHAIN = "GAUZE-FWD";
 const NAT_JUMP = `-A POSTROUTING -m comment --comment "gauze: masquerade pod traffic leaving the pod network" -j ${NAT_CHAIN}`;
 const FWD_JUMP = `-A FORWARD -m comment --comment "gauze: forward the pod network" -j ${FWD_CHAIN}`;
 
-function save(): string {
-  const r = runSync(["iptables-save", "-t", "nat"]);
-  const f = runSync(["iptables-save", "-t", "filter"]);
+/** Argument prefix to run in another namespace (the lab's fault injection); none for the agent's own. */
+function inNs(netns?: string): string[] {
+  return netns ? ["nsenter", `--net=${netns}`] : [];
+}
+
+function save(netns?: string): string {
+  const r = runSync([...inNs(netns), "iptables-save", "-t", "nat"]);
+  const f = runSync([...inNs(netns), "iptables-save", "-t", "filter"]);
   if (r.status !== 0 || f.status !== 0) throw new Error(`iptables-save failed: ${r.stderr}${f.stderr} (is iptables installed?)`);
   return r.stdout + f.stdout;
 }
 
-function restore(rules: string): void {
-  const r = runSync(["iptables-restore", "--noflush", "-w"], { input: rules });
+function restore(rules: string, netns?: string): void {
+  const r = runSync([...inNs(netns), "iptables-restore", "--noflush", "-w"], { input: rules });
   if (r.status !== 0) throw new Error(`iptables-restore failed: ${r.stderr.trim()}`);
 }
 
-export function ensureMasquerade(network: string, masquerade: boolean): void {
-  const current = save();
+export function ensureMasquerade(network: string, masquerade: boolean, netns?: string): void {
+  const current = save(netns);
   const nat = ["*nat", `:${NAT_CHAIN} - [0:0]`, `-A ${NAT_CHAIN} -s ${network} -d ${network} -j RETURN`];
   if (masquerade) nat.push(`-A ${NAT_CHAIN} -s ${network} ! -d 224.0.0.0/4 -j MASQUERADE --random-fully`);
   if (!current.includes(NAT_JUMP)) nat.push(NAT_JUMP);
   const filter = ["*filter", `:${FWD_CHAIN} - [0:0]`, `-A ${FWD_CHAIN} -s ${network} -j ACCEPT`, `-A ${FWD_CHAIN} -d ${network} -j ACCEPT`];
   if (!current.includes(FWD_JUMP)) filter.push(FWD_JUMP);
-  restore([...nat, "COMMIT", ...filter, "COMMIT", ""].join("\n"));
-}
-
-export function rulesInPlace(network: string): boolean {
-  const current = save();
-  return current.includes(NAT_JUMP) && current.includes(FWD_JUMP) && current.includes(`-A ${FWD_CHAIN} -s ${network} -j ACCEPT`);
+  restore([...nat, "COMMIT", ...filter, "COMMIT", ""].join("\n"), netns);
 }
 
 export function removeMasquerade(): void {

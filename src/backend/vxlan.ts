@@ -4,6 +4,7 @@
 // one FDB entry (VTEP MAC -> node IP). No learning, no multicast: the agent is the control plane.
 import { type FdbEntry, type IpLink, type IpNeigh, type IpRoute, IpError, bridgeBatch, ipBatch, type IpCommand } from "../kernel/ip.ts";
 import { parseCIDR, formatIP } from "../ipam/cidr.ts";
+import { setOffload } from "../kernel/ethtool.ts";
 import type { Lease } from "../store/registry.ts";
 import { type Backend, type BackendOptions, type ReconcileStats, registerBackend } from "./backend.ts";
 
@@ -41,6 +42,9 @@ export class VxlanBackend implements Backend {
     cmds.push(["link", "show", "dev", this.device]);
     const out = ipBatch(cmds);
     this.mac = (out[out.length - 1]![0] as IpLink).address ?? "";
+    // With MASQUERADE --random-fully, checksum offload on the VXLAN device corrupts the outer
+    // checksum of NATed packets, and connections stall for 63 s: compute checksums in software.
+    setOffload(this.device, "tx-checksum-ip-generic", false);
     return { backendData: { vtepMac: this.mac }, podMtu: mtu };
   }
 

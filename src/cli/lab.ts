@@ -150,6 +150,25 @@ export function registerLab(program: Command, set: SetStatus): void {
       return runCapture({ iface: "eth0", netns: findNode(s, n).netns, ...(o.filter ? { filter: o.filter } : {}), ...(o.count ? { count: o.count } : {}), ...(o.duration ? { duration: o.duration } : {}), ...(o.write ? { write: o.write } : {}), ...(o.json ? { json: true } : {}), ...(o.summary ? { summary: true } : {}) });
     }));
 
+  lab.command("break")
+    .description("inject a known failure into a lab node (see gauze lab break --help for the list)")
+    .argument("<fault>", "no-br-netfilter, no-cni-config, missing-plugin, ip-forward-off, mtu-mismatch, stale-fdb, agent-down, forward-drop, vxlan-port-blocked")
+    .option("--node <node>", "node to break", "control-plane")
+    .option("--name <lab>", "lab name", "demo")
+    .action((fault: string, o: { node: string; name: string }) => guard(set, async () => {
+      const { breakNode, FAULTS } = await import("../lab/faults.ts");
+      const r = await breakNode(o.name, fault, o.node);
+      console.log(`broke ${r.node}: ${FAULTS[r.fault]} (gauze doctor --node ${r.node} --name ${o.name}; gauze lab fix --name ${o.name})`);
+    }));
+  lab.command("fix")
+    .description("undo every fault gauze lab break injected")
+    .option("--name <lab>", "lab name", "demo")
+    .action((o: { name: string }) => guard(set, async () => {
+      const { fixAll } = await import("../lab/faults.ts");
+      const done = await fixAll(o.name);
+      console.log(done.length ? done.map((r) => `undid ${r.fault} on ${r.node}`).join("\n") : "nothing to undo");
+    }));
+
   lab.command("demo")
     .description("the journey from NotReady nodes to a decoded VXLAN packet, narrated and verified")
     .option("--name <name>", "lab name", "demo")

@@ -76,6 +76,20 @@ export async function runCli(argv: string[]): Promise<number> {
       status = await runAgent(opts);
     });
 
+  program.command("doctor")
+    .description("find what breaks pod networking on a node, with the evidence and the fix")
+    .option("--node <node>", "a lab node (runs inside its namespace)")
+    .option("--name <lab>", "the lab of --node", "demo")
+    .option("--host", "this host (the default without --node)")
+    .option("--root <dir>", "prefix of the node's paths (as the agent's --root)", "")
+    .option("--lab-node <node>", "(internal) the lab node this runs for")
+    .option("--json", "JSON report")
+    .option("--fix", "repair what is safe to repair, then check again")
+    .action(async (o: import("./doctor.ts").DoctorCliOptions) => {
+      const { doctorCli } = await import("./doctor.ts");
+      status = await doctorCli(o);
+    });
+
   const { registerLab } = await import("./lab.ts");
   registerLab(program, (code) => { status = code; });
 

@@ -2,9 +2,14 @@
 // of the process that reads it, so the plugin sees its node's settings, not the host's.
 import { readTextIfExists, writeText } from "../util/files.ts";
 
-export function readSysctl(key: string): string | undefined {
+/** The /proc/sys path of a dotted key; `dev` fills a "{dev}" segment (interface names may hold dots, as gauze.1 does). */
+export function sysctlPath(key: string, dev?: string): string {
+  return `/proc/sys/${key.split(".").map((p) => (p === "{dev}" && dev ? dev : p)).join("/")}`;
+}
+
+export function readSysctl(key: string, dev?: string): string | undefined {
   try {
-    return readTextIfExists(`/proc/sys/${key.replaceAll(".", "/")}`)?.trim();
+    return readTextIfExists(sysctlPath(key, dev))?.trim();
   } catch {
     return undefined;
   }

@@ -109,9 +109,11 @@ function installBinary(n: LabNode): void {
   }
 }
 
+// Resync every 5 minutes: registry events already apply at once; a long period keeps a fault
+// that `gauze lab break` injects in place long enough for doctor to find it.
 export function startAgent(s: LabState, n: LabNode): void {
   const argv = [gauzeExecutable(), "agent", "--node", n.name, "--iface", "eth0", "--store", "file", "--store-dir", s.registryDir,
-    "--root", n.root, "--health-addr", `0.0.0.0:${AGENT_PORT}`, "--resync", "10s"];
+    "--root", n.root, "--health-addr", `0.0.0.0:${AGENT_PORT}`, "--resync", "5m"];
   n.agentPid = spawnInNetns(netnsPath(n.netns), argv, join(n.root, "var/log/gauze-agent.log"));
 }
 
@@ -126,7 +128,16 @@ export function agentStatus(n: LabNode): AgentStatus | undefined {
 export async function waitReady(s: LabState, nodes: LabNode[], timeoutMs = 20_000): Promise<void> {
   const until = Date.now() + timeoutMs;
   for (;;) {
-    const waiting = nodes.filter((n) => { try { loadNetwork(runtimeFor(n)); return !agentStatus(n)?.ready; } catch { return true; } });
+    // Ready means this agent process says so (a report left by an earlier process does not count).
+    const waiting = nodes.filter((n) => {
+      try {
+        loadNetwork(runtimeFor(n));
+        const a = agentStatus(n);
+        return !(a?.ready && a.pid === n.agentPid);
+      } catch {
+        return true;
+      }
+    });
     if (waiting.length === 0) return;
     if (Date.now() > until) {
       const why = waiting.map((n) => `${n.name}: ${agentStatus(n)?.reason || "agent not reporting"} (log: ${join(n.root, "var/log/gauze-agent.log")})`);

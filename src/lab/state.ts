@@ -44,6 +44,8 @@ export interface LabState {
   nodes: LabNode[];
   pods: LabPod[];
   createdAt: string;
+  /** Faults injected by `gauze lab break`, undone by `gauze lab fix`. */
+  faults?: import("./faults.ts").FaultRecord[];
 }
 
 const NAME = /^[a-z0-9]([a-z0-9-]{0,18}[a-z0-9])?$/;

@@ -3,7 +3,7 @@
 // written by rename (atomic); allocation runs under flock(2) on `lock`, so many agents can
 // lease at once without two getting one subnet. Watching is inotify on leases/ (fs.watch),
 // with a slow poll as a safety net.
-import { mkdirSync, readFileSync, readdirSync, renameSync, rmSync, watch, writeFileSync, type FSWatcher } from "node:fs";
+import { mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, watch, writeFileSync, type FSWatcher } from "node:fs";
 import { join } from "node:path";
 import { lockFile } from "../util/files.ts";
 import { type Lease, type LeaseRequest, type NetworkConfig, type SubnetRegistry, RegistryError, leaseKey, pickFreeSubnet, resolveNetwork } from "./registry.ts";
@@ -94,14 +94,31 @@ export class FileRegistry implements SubnetRegistry {
 
   watch(onChange: () => void): () => void {
     const w = watch(this.leasesDir, () => onChange());
-    // inotify can miss events across some file systems; a listing every 5 s costs nothing.
-    const t = setInterval(onChange, 5000);
+    // inotify can miss events on some file systems: every 5 s compare a listing (names and
+    // mtimes) and report a change only if there is one (a full resync has its own timer).
+    let last = this.signature();
+    const t = setInterval(() => {
+      const now = this.signature();
+      if (now !== last) {
+        last = now;
+        onChange();
+      }
+    }, 5000);
     this.watchers.push(w);
     this.timers.push(t);
     return () => {
       w.close();
       clearInterval(t);
     };
+  }
+
+  private signature(): string {
+    try {
+      return readdirSync(this.leasesDir).filter((f) => f.endsWith(".json")).sort()
+        .map((f) => `${f}@${statSync(join(this.leasesDir, f), { throwIfNoEntry: false })?.mtimeMs ?? 0}`).join(",");
+    } catch {
+      return "";
+    }
   }
 
   close(): void {

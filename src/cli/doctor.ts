@@ -1,0 +1,38 @@
+// `gauze doctor`: on a lab node it runs itself inside that node's namespace (where /proc/sys/net,
+// ip and iptables show the node), on a host it runs in place.
+import { spawnSync } from "node:child_process";
+import { loadLab, findNode } from "../lab/state.ts";
+import { gauzeExecutable } from "../lab/processes.ts";
+import { formatReport, runDoctor } from "../doctor/run.ts";
+
+export interface DoctorCliOptions {
+  node?: string;
+  name: string;
+  host?: boolean;
+  root?: string;
+  labNode?: string;
+  json?: boolean;
+  fix?: boolean;
+}
+
+export async function doctorCli(o: DoctorCliOptions): Promise<number> {
+  try {
+    return await doctor(o);
+  } catch (e) {
+    process.stderr.write(`gauze doctor: ${(e as Error).message}\n`);
+    return 2;
+  }
+}
+
+async function doctor(o: DoctorCliOptions): Promise<number> {
+  if (o.node && !o.host) {
+    const s = loadLab(o.name);
+    const n = findNode(s, o.node);
+    const argv = [gauzeExecutable(), "doctor", "--host", "--root", n.root, "--name", s.name, "--lab-node", n.name, ...(o.json ? ["--json"] : []), ...(o.fix ? ["--fix"] : [])];
+    const r = spawnSync("nsenter", [`--net=/run/netns/${n.netns}`, ...argv], { stdio: "inherit", env: { ...process.env, ...(process.stdout.isTTY ? { GAUZE_COLOR: "1" } : {}) } });
+    return r.status ?? 1;
+  }
+  const report = await runDoctor({ root: o.root ?? "", ...(o.labNode ? { lab: o.name, node: o.labNode } : {}), fix: !!o.fix });
+  process.stdout.write(o.json ? JSON.stringify(report, null, 2) + "\n" : formatReport(report, !!process.stdout.isTTY || process.env.GAUZE_COLOR === "1"));
+  return report.ok ? 0 : 1;
+}

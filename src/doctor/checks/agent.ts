@@ -1,0 +1,81 @@
+// The agent: running, ready, holding a lease that is not about to expire, and a subnet file that
+// agrees with the lease.
+import { get } from "node:http";
+import { readSubnetFile } from "../../cni/subnet-file.ts";
+import { parseCIDR, prefixContains } from "../../ipam/cidr.ts";
+import { type Check, ok, skip } from "../check.ts";
+import type { DoctorContext as DoctorContextRef } from "../context.ts";
+
+function fetchText(url: string, timeoutMs = 1000): Promise<{ status: number; body: string } | undefined> {
+  return new Promise((resolve) => {
+    const req = get(url, { timeout: timeoutMs }, (res) => {
+      let body = "";
+      res.on("data", (d: Buffer) => { body += d.toString(); });
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on("timeout", () => { req.destroy(); resolve(undefined); });
+    req.on("error", () => resolve(undefined));
+  });
+}
+
+export const agentChecks: Check[] = [
+  {
+    id: "agent.running", group: "agent", title: "the gauze agent runs on this node",
+    async run(ctx: DoctorContextRef) {
+      const r = await fetchText(`${ctx.healthUrl}/healthz`);
+      if (r?.status === 200) return ok(`${ctx.healthUrl}/healthz answered 200`);
+      const repair = ctx.lab && ctx.node ? async () => {
+        const { agentStart } = await import("../../lab/lab.ts");
+        await agentStart(ctx.lab!, ctx.node!);
+        return `started the agent on ${ctx.node}`;
+      } : undefined;
+      return {
+        status: "fail", evidence: [`nothing answers on ${ctx.healthUrl}/healthz`, ...(ctx.agent ? [`its last report: pid ${ctx.agent.pid}, ${ctx.agent.ready ? "ready" : `not ready: ${ctx.agent.reason}`}`] : ["no report from it on this node"])],
+        fix: ctx.lab ? "gauze doctor --fix (restarts it), or gauze lab node start-agent <node>" : "look for the agent pod in every namespace (kubectl get pods -A | grep gauze) and at its logs",
+        ...(repair ? { repair } : {}),
+      };
+    },
+  },
+  {
+    id: "agent.ready", group: "agent", title: "the agent is ready (/readyz)",
+    async run(ctx) {
+      const r = await fetchText(`${ctx.healthUrl}/readyz`);
+      if (!r) return skip("agent not running (see agent.running)");
+      if (r.status === 200) return ok(`${ctx.healthUrl}/readyz: ${r.body.trim()}`);
+      // A reason another check already names is a consequence, not a second fault.
+      const consequence = /br_netfilter/.test(r.body);
+      return { status: consequence ? "warn" : "fail", evidence: [`/readyz ${r.status}: ${r.body.trim()}`], fix: consequence ? "see kernel.br-netfilter" : "the reason above says what the agent waits for" };
+    },
+  },
+  {
+    id: "agent.lease", group: "agent", title: "the node holds a subnet lease that is not about to expire",
+    run(ctx) {
+      const a = ctx.agent;
+      if (!a?.subnet || !a.leaseExpiresAt) return { status: "fail", evidence: ["the agent reports no lease"], fix: "check the agent's log: it says why it has no subnet (registry unreachable, network full, config missing)" };
+      const left = a.leaseExpiresAt - Date.now();
+      if (left <= 0) return { status: "fail", evidence: [`lease ${a.subnet} expired at ${new Date(a.leaseExpiresAt).toISOString()}`], fix: "restart the agent: it takes its subnet again while nobody else has it" };
+      if (left < 3_600_000) return { status: "warn", evidence: [`lease ${a.subnet} expires in ${Math.round(left / 60000)} min`], fix: "the agent renews at half-life: if it did not, it cannot reach the registry" };
+      return ok(`${a.subnet}, expires in ${(left / 3_600_000).toFixed(1)} h`);
+    },
+  },
+  {
+    id: "agent.subnet-file", group: "agent", title: "the subnet file exists and agrees with the lease",
+    run(ctx) {
+      let env;
+      try {
+        env = readSubnetFile(ctx.paths.subnetFile);
+      } catch (e) {
+        return { status: "fail", evidence: [(e as Error).message, "ADD fails with code 11 until it exists"], fix: "the agent writes it once it is ready: see agent.running and agent.ready" };
+      }
+      const a = ctx.agent;
+      if (!a?.subnet) return ok(`${ctx.paths.subnetFile}: ${env.subnet} (no lease to compare with)`);
+      const gw = parseCIDR(env.subnet);
+      const problems: string[] = [];
+      if (!gw || !prefixContains(parseCIDR(a.subnet)!.prefix, gw.host)) problems.push(`GAUZE_SUBNET=${env.subnet} is not inside the lease ${a.subnet}`);
+      if (a.network && env.network !== a.network) problems.push(`GAUZE_NETWORK=${env.network}, the agent's network is ${a.network}`);
+      if (a.podMtu && env.mtu !== a.podMtu) problems.push(`GAUZE_MTU=${env.mtu}, the overlay carries ${a.podMtu}`);
+      if (problems.length) return { status: "fail", evidence: problems, fix: "restart the agent: it rewrites the subnet file from its lease" };
+      return ok(`${env.subnet} in ${a.subnet}, MTU ${env.mtu}`);
+    },
+  },
+];

@@ -1,0 +1,38 @@
+// iptables: forwarding of the pod network, and masquerading of what leaves it.
+import { runSync } from "../../kernel/spawn.ts";
+import { ensureMasquerade } from "../../agent/masquerade.ts";
+import { type Check, ok, skip } from "../check.ts";
+
+export const filteringChecks: Check[] = [
+  {
+    id: "filtering.forward", group: "filtering", title: "FORWARD lets the pod network through",
+    run(ctx) {
+      const net = ctx.agent?.network;
+      if (!net) return skip("no agent report: pod network unknown");
+      const rules = runSync(["iptables", "-w", "-S", "FORWARD"]).stdout;
+      const policy = /^-P FORWARD (\w+)/m.exec(rules)?.[1] ?? "ACCEPT";
+      const accepted = rules.includes("-j GAUZE-FWD") && runSync(["iptables", "-w", "-S", "GAUZE-FWD"]).stdout.includes(`-s ${net} -j ACCEPT`);
+      const explicit = rules.split("\n").some((l) => l.includes(net) && l.endsWith("-j ACCEPT"));
+      if (policy !== "DROP" || accepted || explicit) return ok(`FORWARD policy ${policy}${accepted ? ", GAUZE-FWD accepts " + net : ""}`);
+      return {
+        status: "fail", evidence: [`FORWARD policy DROP and no rule accepts ${net}`, "pod traffic between nodes and to the outside is dropped here (Docker sets this policy, for one)"],
+        fix: `iptables -I FORWARD -s ${net} -j ACCEPT; iptables -I FORWARD -d ${net} -j ACCEPT (gauze doctor --fix restores the agent's GAUZE-FWD chain)`,
+        repair: () => { ensureMasquerade(net, ctx.agent?.ipMasq ?? true); return "restored GAUZE-FWD and GAUZE-POSTRTG"; },
+      };
+    },
+  },
+  {
+    id: "filtering.masquerade", group: "filtering", title: "pod traffic leaving the pod network is masqueraded",
+    run(ctx) {
+      const net = ctx.agent?.network;
+      if (!net) return skip("no agent report: pod network unknown");
+      if (ctx.agent?.ipMasq === false) return ok("the agent runs with --no-ip-masq: the plugin masquerades per pod");
+      const nat = runSync(["iptables-save", "-t", "nat"]).stdout;
+      if (nat.includes("-j GAUZE-POSTRTG") && nat.includes(`-A GAUZE-POSTRTG -s ${net} ! -d 224.0.0.0/4 -j MASQUERADE`)) return ok(`GAUZE-POSTRTG masquerades ${net}`);
+      return {
+        status: "fail", evidence: [`no MASQUERADE for ${net} in nat POSTROUTING`], fix: "gauze doctor --fix restores the agent's chains; restarting the agent does too",
+        repair: () => { ensureMasquerade(net, true); return "restored GAUZE-POSTRTG"; },
+      };
+    },
+  },
+];

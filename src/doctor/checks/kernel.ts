@@ -1,0 +1,61 @@
+// Kernel prerequisites: br_netfilter, IP forwarding, reverse-path filtering.
+import { readSysctl, sysctlPath } from "../../kernel/sysctl.ts";
+import { writeText } from "../../util/files.ts";
+import { BR_NETFILTER } from "../../agent/agent.ts";
+import { type Check, ok } from "../check.ts";
+
+export const kernelChecks: Check[] = [
+  {
+    id: "kernel.br-netfilter", group: "kernel", title: "bridged pod traffic passes iptables (br_netfilter)",
+    run() {
+      const v = readSysctl("net.bridge.bridge-nf-call-iptables");
+      if (v === undefined) {
+        return {
+          status: "fail",
+          evidence: [`Failed to check br_netfilter: stat ${BR_NETFILTER}: no such file or directory`, "the agent (like flannel's) refuses to start without it: its pod CrashLoops"],
+          fix: "modprobe br_netfilter && echo br_netfilter > /etc/modules-load.d/k8s.conf && sysctl -w net.bridge.bridge-nf-call-iptables=1",
+        };
+      }
+      if (v !== "1") {
+        return {
+          status: "fail", evidence: [`${BR_NETFILTER} = ${v}`, "traffic between pods on one bridge bypasses iptables (Services, NetworkPolicy, masquerade)"],
+          fix: "sysctl -w net.bridge.bridge-nf-call-iptables=1 (and persist it in /etc/sysctl.d/k8s.conf)",
+          repair: () => { writeText(BR_NETFILTER, "1"); return "set net.bridge.bridge-nf-call-iptables=1"; },
+        };
+      }
+      return ok(`${BR_NETFILTER} = 1`);
+    },
+  },
+  {
+    id: "kernel.ip-forward", group: "kernel", title: "the node forwards IPv4",
+    run() {
+      const v = readSysctl("net.ipv4.ip_forward");
+      if (v === "1") return ok("net.ipv4.ip_forward = 1");
+      return {
+        status: "fail", evidence: [`net.ipv4.ip_forward = ${v ?? "unreadable"}`, "pod traffic to other nodes and to the outside is dropped on this node"],
+        fix: "sysctl -w net.ipv4.ip_forward=1 (and persist it in /etc/sysctl.d/k8s.conf)",
+        repair: () => { writeText("/proc/sys/net/ipv4/ip_forward", "1"); return "set net.ipv4.ip_forward=1"; },
+      };
+    },
+  },
+  {
+    id: "kernel.rp-filter", group: "kernel", title: "reverse-path filtering does not drop overlay traffic",
+    run(ctx) {
+      // The effective value is the larger of "all" and the interface's own.
+      const all = Number(readSysctl("net.ipv4.conf.all.rp_filter") ?? 0);
+      const devs = [ctx.agent?.device, "cni0", ctx.agent?.iface].filter((d): d is string => !!d);
+      const values = devs.map((d) => ({ d, v: readSysctl("net.ipv4.conf.{dev}.rp_filter", d) })).filter((x) => x.v !== undefined);
+      const strict = values.filter((x) => Math.max(all, Number(x.v)) === 1).map((x) => x.d);
+      if (strict.length === 0) return ok(`rp_filter: all=${all}${values.map((x) => `, ${x.d}=${x.v}`).join("")}`);
+      return {
+        status: "warn", evidence: strict.map((d) => `rp_filter is strict (1) on ${d}: replies that come back another way are dropped`),
+        fix: `sysctl -w net.ipv4.conf.all.rp_filter=2 ${strict.map((d) => `net.ipv4.conf.${d.replace(".", "/")}.rp_filter=2`).join(" ")} (loose)`,
+        repair: () => {
+          writeText(sysctlPath("net.ipv4.conf.all.rp_filter"), "2");
+          for (const d of strict) writeText(sysctlPath("net.ipv4.conf.{dev}.rp_filter", d), "2");
+          return `set rp_filter=2 on all, ${strict.join(", ")}`;
+        },
+      };
+    },
+  },
+];

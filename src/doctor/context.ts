@@ -1,0 +1,39 @@
+// What the checks look at, gathered once per run: the node's paths, the agent's own report,
+// the active CNI config. Doctor runs inside the node's network namespace, so /proc/sys/net,
+// ip and iptables all show that node.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { nodePaths, type NodePaths } from "../agent/node-files.ts";
+import type { AgentStatus } from "../agent/agent.ts";
+import { type NetworkList, loadNetwork } from "../lab/runtime.ts";
+
+export interface DoctorContext {
+  root: string;
+  paths: NodePaths;
+  binDir: string;
+  /** The lab and node, when doctoring a lab node (lets --fix restart its agent). */
+  lab?: string;
+  node?: string;
+  agent?: AgentStatus;
+  network?: NetworkList;
+  networkError?: string;
+  healthUrl: string;
+}
+
+export function gatherContext(o: { root: string; lab?: string; node?: string }): DoctorContext {
+  const paths = nodePaths(o.root);
+  let agent: AgentStatus | undefined;
+  try {
+    agent = JSON.parse(readFileSync(paths.statusFile, "utf8")) as AgentStatus;
+  } catch {
+    // no agent report
+  }
+  const ctx: DoctorContext = { root: o.root, paths, binDir: join(o.root || "/", "opt/cni/bin"), ...(o.lab ? { lab: o.lab } : {}), ...(o.node ? { node: o.node } : {}), ...(agent ? { agent } : {}),
+    healthUrl: `http://127.0.0.1:${(agent?.healthAddr ?? "0.0.0.0:9317").split(":").pop()}` };
+  try {
+    ctx.network = loadNetwork({ nodeNetns: "", confDir: paths.confDir, binDir: ctx.binDir, cacheDir: "" });
+  } catch (e) {
+    ctx.networkError = (e as Error).message;
+  }
+  return ctx;
+}

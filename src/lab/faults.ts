@@ -1,0 +1,136 @@
+// `gauze lab break <fault>` and `gauze lab fix`: the ways pod networking fails in real clusters,
+// injected into a healthy lab node so that their symptoms (and doctor's findings) can be seen.
+// Each break records how to undo it; `lab fix` undoes them all (doctor --fix may have already).
+import { existsSync, linkSync, mkdirSync, renameSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { runSync } from "../kernel/spawn.ts";
+import { netnsPath } from "../kernel/netns.ts";
+import { CONFLIST_NAME } from "../agent/node-files.ts";
+import { ensureMasquerade } from "../agent/masquerade.ts";
+import { type LabNode, type LabState, findNode, labDir, withLab } from "./state.ts";
+import { agentStatus, startAgent } from "./lab.ts";
+import { gauzeExecutable, stopProcess } from "./processes.ts";
+
+export const FAULTS = {
+  "no-br-netfilter": "bridge-nf-call-iptables off (stands in for a missing br_netfilter module, which this kernel has built in)",
+  "no-cni-config": "the conflist is gone from net.d",
+  "missing-plugin": "the gauze plugin is gone from the CNI bin dir",
+  "ip-forward-off": "IPv4 forwarding off on the node",
+  "mtu-mismatch": "the node's switch port carries 1400 bytes while the node sends 1500",
+  "stale-fdb": "the FDB entries for the other nodes point to a node IP that no longer exists",
+  "agent-down": "the agent is killed",
+  "forward-drop": "FORWARD policy DROP without gauze's accept chain (what Docker does)",
+  "vxlan-port-blocked": "the node drops UDP 8472 in INPUT (a firewall or security group)",
+} as const;
+export type Fault = keyof typeof FAULTS;
+
+export interface FaultRecord {
+  fault: Fault;
+  node: string;
+  detail?: Record<string, string>;
+}
+
+const BREAK_COMMENT = "gauze-lab-break";
+
+function inNode(n: LabNode, argv: string[]): void {
+  const r = runSync(["nsenter", `--net=${netnsPath(n.netns)}`, ...argv]);
+  if (r.status !== 0) throw new Error(`${argv.join(" ")} in ${n.name}: ${r.stderr.trim()}`);
+}
+
+function sysctl(n: LabNode, kv: string): void {
+  inNode(n, ["sysctl", "-qw", kv]);
+}
+
+async function apply(s: LabState, n: LabNode, f: Fault): Promise<FaultRecord> {
+  const rec: FaultRecord = { fault: f, node: n.name };
+  switch (f) {
+    case "no-br-netfilter": sysctl(n, "net.bridge.bridge-nf-call-iptables=0"); break;
+    case "ip-forward-off": sysctl(n, "net.ipv4.ip_forward=0"); break;
+    case "no-cni-config": {
+      const aside = join(labDir(s.name), "broken", n.name);
+      mkdirSync(aside, { recursive: true });
+      renameSync(join(n.root, "etc/cni/net.d", CONFLIST_NAME), join(aside, CONFLIST_NAME));
+      break;
+    }
+    case "missing-plugin": rmSync(join(n.root, "opt/cni/bin/gauze")); break;
+    case "mtu-mismatch": {
+      const r = runSync(["ip", "-n", s.underlayNs, "link", "set", "dev", `gzu${n.idx}`, "mtu", "1400"]);
+      if (r.status !== 0) throw new Error(r.stderr);
+      break;
+    }
+    case "stale-fdb": {
+      const peers = (agentStatus(n)?.peerLeases ?? []).filter((p) => p.vtepMac);
+      if (peers.length === 0) throw new Error(`${n.name} has no peer to break`);
+      const ghost = "172.18.255.250"; // inside the lab's underlay: no node has it
+      for (const p of peers) inNode(n, ["bridge", "fdb", "replace", p.vtepMac!, "dev", "gauze.1", "dst", ghost, "self", "permanent"]);
+      rec.detail = Object.fromEntries(peers.map((p) => [p.vtepMac!, p.publicIp]));
+      break;
+    }
+    case "agent-down": await stopProcess(n.agentPid, 500, "SIGKILL"); n.agentPid = undefined; break;
+    case "forward-drop": {
+      inNode(n, ["iptables", "-w", "-P", "FORWARD", "DROP"]);
+      const rules = runSync(["nsenter", `--net=${netnsPath(n.netns)}`, "iptables", "-w", "-S", "FORWARD"]).stdout.split("\n").filter((l) => l.includes("-j GAUZE-FWD"));
+      for (const l of rules) inNode(n, ["sh", "-c", `iptables -w ${l.replace(/^-A /, "-D ")}`]);
+      break;
+    }
+    case "vxlan-port-blocked":
+      inNode(n, ["iptables", "-w", "-I", "INPUT", "-p", "udp", "--dport", "8472", "-m", "comment", "--comment", BREAK_COMMENT, "-j", "DROP"]);
+      break;
+  }
+  return rec;
+}
+
+/** Undoes one fault; quiet when doctor --fix (or anything else) already did. */
+async function undo(s: LabState, r: FaultRecord): Promise<void> {
+  const n = s.nodes.find((x) => x.name === r.node);
+  if (!n) return;
+  const quiet = (argv: string[]) => runSync(["nsenter", `--net=${netnsPath(n.netns)}`, ...argv]);
+  switch (r.fault) {
+    case "no-br-netfilter": quiet(["sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1"]); break;
+    case "ip-forward-off": quiet(["sysctl", "-qw", "net.ipv4.ip_forward=1"]); break;
+    case "no-cni-config": {
+      const aside = join(labDir(s.name), "broken", n.name, CONFLIST_NAME);
+      const back = join(n.root, "etc/cni/net.d", CONFLIST_NAME);
+      if (existsSync(aside)) { if (existsSync(back)) rmSync(aside); else renameSync(aside, back); }
+      break;
+    }
+    case "missing-plugin": {
+      const p = join(n.root, "opt/cni/bin/gauze");
+      if (!existsSync(p)) linkSync(gauzeExecutable(), p);
+      break;
+    }
+    case "mtu-mismatch": runSync(["ip", "-n", s.underlayNs, "link", "set", "dev", `gzu${n.idx}`, "mtu", "1500"]); break;
+    case "stale-fdb":
+      for (const [mac, dst] of Object.entries(r.detail ?? {})) quiet(["bridge", "fdb", "replace", mac, "dev", "gauze.1", "dst", dst, "self", "permanent"]);
+      break;
+    case "agent-down":
+      if (!n.agentPid || !existsSync(`/proc/${n.agentPid}`)) startAgent(s, n);
+      break;
+    case "forward-drop":
+      quiet(["iptables", "-w", "-P", "FORWARD", "ACCEPT"]);
+      ensureMasquerade(s.podCidr, true, netnsPath(n.netns));
+      break;
+    case "vxlan-port-blocked":
+      quiet(["iptables", "-w", "-D", "INPUT", "-p", "udp", "--dport", "8472", "-m", "comment", "--comment", BREAK_COMMENT, "-j", "DROP"]);
+      break;
+  }
+}
+
+export async function breakNode(lab: string, fault: string, node: string): Promise<FaultRecord> {
+  if (!(fault in FAULTS)) throw new Error(`unknown fault ${JSON.stringify(fault)}: one of ${Object.keys(FAULTS).join(", ")}`);
+  return withLab(lab, async (s) => {
+    const n = findNode(s, node);
+    const rec = await apply(s, n, fault as Fault);
+    (s.faults ??= []).push(rec);
+    return rec;
+  });
+}
+
+export async function fixAll(lab: string): Promise<FaultRecord[]> {
+  return withLab(lab, async (s) => {
+    const done = [...(s.faults ?? [])].reverse();
+    for (const r of done) await undo(s, r);
+    s.faults = [];
+    return done;
+  });
+}
