@@ -13,6 +13,7 @@ export interface DoctorCliOptions {
   labNode?: string;
   json?: boolean;
   fix?: boolean;
+  kubeconfig?: string;
 }
 
 export async function doctorCli(o: DoctorCliOptions): Promise<number> {
@@ -28,11 +29,11 @@ async function doctor(o: DoctorCliOptions): Promise<number> {
   if (o.node && !o.host) {
     const s = loadLab(o.name);
     const n = findNode(s, o.node);
-    const argv = [gauzeExecutable(), "doctor", "--host", "--root", n.root, "--name", s.name, "--lab-node", n.name, ...(o.json ? ["--json"] : []), ...(o.fix ? ["--fix"] : [])];
+    const argv = [gauzeExecutable(), "doctor", "--host", "--root", n.root, "--name", s.name, "--lab-node", n.name, ...(o.json ? ["--json"] : []), ...(o.fix ? ["--fix"] : []), ...(o.kubeconfig ? ["--kubeconfig", o.kubeconfig] : [])];
     const r = spawnSync("nsenter", [`--net=/run/netns/${n.netns}`, ...argv], { stdio: "inherit", env: { ...process.env, ...(process.stdout.isTTY ? { GAUZE_COLOR: "1" } : {}) } });
     return r.status ?? 1;
   }
-  const report = await runDoctor({ root: o.root ?? "", ...(o.labNode ? { lab: o.name, node: o.labNode } : {}), fix: !!o.fix });
+  const report = await runDoctor({ root: o.root ?? "", ...(o.labNode ? { lab: o.name, node: o.labNode } : {}), ...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}), fix: !!o.fix });
   process.stdout.write(o.json ? JSON.stringify(report, null, 2) + "\n" : formatReport(report, !!process.stdout.isTTY || process.env.GAUZE_COLOR === "1"));
   return report.ok ? 0 : 1;
 }

@@ -83,6 +83,7 @@ export async function runCli(argv: string[]): Promise<number> {
     .option("--host", "this host (the default without --node)")
     .option("--root <dir>", "prefix of the node's paths (as the agent's --root)", "")
     .option("--lab-node <node>", "(internal) the lab node this runs for")
+    .option("--kubeconfig <path>", "also check the cluster: agent pods in every namespace, CrashLoops, NotReady nodes")
     .option("--json", "JSON report")
     .option("--fix", "repair what is safe to repair, then check again")
     .action(async (o: import("./doctor.ts").DoctorCliOptions) => {

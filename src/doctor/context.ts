@@ -18,9 +18,11 @@ export interface DoctorContext {
   network?: NetworkList;
   networkError?: string;
   healthUrl: string;
+  /** With --kubeconfig: the Kubernetes checks run against that cluster. */
+  kubeconfig?: string;
 }
 
-export function gatherContext(o: { root: string; lab?: string; node?: string }): DoctorContext {
+export function gatherContext(o: { root: string; lab?: string; node?: string; kubeconfig?: string }): DoctorContext {
   const paths = nodePaths(o.root);
   let agent: AgentStatus | undefined;
   try {
@@ -28,7 +30,7 @@ export function gatherContext(o: { root: string; lab?: string; node?: string }):
   } catch {
     // no agent report
   }
-  const ctx: DoctorContext = { root: o.root, paths, binDir: join(o.root || "/", "opt/cni/bin"), ...(o.lab ? { lab: o.lab } : {}), ...(o.node ? { node: o.node } : {}), ...(agent ? { agent } : {}),
+  const ctx: DoctorContext = { root: o.root, paths, ...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}), binDir: join(o.root || "/", "opt/cni/bin"), ...(o.lab ? { lab: o.lab } : {}), ...(o.node ? { node: o.node } : {}), ...(agent ? { agent } : {}),
     healthUrl: `http://127.0.0.1:${(agent?.healthAddr ?? "0.0.0.0:9317").split(":").pop()}` };
   try {
     ctx.network = loadNetwork({ nodeNetns: "", confDir: paths.confDir, binDir: ctx.binDir, cacheDir: "" });

@@ -8,6 +8,7 @@ import { agentChecks } from "./checks/agent.ts";
 import { overlayChecks } from "./checks/overlay.ts";
 import { filteringChecks } from "./checks/filtering.ts";
 import { ipamChecks } from "./checks/ipam.ts";
+import { kubeChecks } from "./checks/kube.ts";
 
 export const ALL_CHECKS: Check[] = [...kernelChecks, ...cniChecks, ...agentChecks, ...overlayChecks, ...filteringChecks, ...ipamChecks];
 
@@ -19,10 +20,15 @@ export interface DoctorReport {
   ms: number;
 }
 
+/** The checks for this run: the node's always, the cluster's with a kubeconfig. */
+function checksFor(ctx: DoctorContext): Check[] {
+  return ctx.kubeconfig ? [...ALL_CHECKS, ...kubeChecks] : ALL_CHECKS;
+}
+
 async function runAll(ctx: DoctorContext): Promise<{ results: CheckResult[]; repairs: Map<string, () => Promise<string> | string> }> {
   const results: CheckResult[] = [];
   const repairs = new Map<string, () => Promise<string> | string>();
-  for (const c of ALL_CHECKS) {
+  for (const c of checksFor(ctx)) {
     try {
       const o = await c.run(ctx);
       results.push({ id: c.id, group: c.group, title: c.title, status: o.status, evidence: o.evidence, ...(o.fix ? { fix: o.fix } : {}) });
@@ -34,7 +40,7 @@ async function runAll(ctx: DoctorContext): Promise<{ results: CheckResult[]; rep
   return { results, repairs };
 }
 
-export async function runDoctor(o: { root: string; lab?: string; node?: string; fix: boolean }): Promise<DoctorReport> {
+export async function runDoctor(o: { root: string; lab?: string; node?: string; kubeconfig?: string; fix: boolean }): Promise<DoctorReport> {
   const t0 = performance.now();
   let ctx = gatherContext(o);
   let { results, repairs } = await runAll(ctx);

@@ -4,7 +4,12 @@
 // and that `lab fix` leaves the lab healthy for the next fault.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { GAUZE, sh, must } from "./helpers.ts";
+import { startFakeApi } from "../support/fake-apiserver.ts";
 
 const name = `t${process.pid % 1000}doc`;
 const cp = `${name}-control-plane`;
@@ -109,6 +114,30 @@ for (const row of table) {
     assert.ok(ping(1400), "full-size packets too");
   });
 }
+
+test("--kubeconfig: the compiled executable's Kubernetes checks, over HTTP, against stored API responses", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "gauze-kube-e2e-"));
+  const api = await startFakeApi("broken", dir);
+  try {
+    // --host in this (the test's) namespace: the fake API listens on its loopback. Read-only.
+    const r = await new Promise<{ code: number; out: string }>((resolve) => {
+      const p = spawn(GAUZE, ["doctor", "--host", "--kubeconfig", api.kubeconfig, "--json"]);
+      let out = "";
+      p.stdout.on("data", (d: Buffer) => { out += d.toString(); });
+      p.on("close", (code) => resolve({ code: code ?? 1, out }));
+    });
+    const report = JSON.parse(r.out) as Report;
+    const kube = Object.fromEntries(report.checks.filter((c) => c.id.startsWith("kube.")).map((c) => [c.id, c]));
+    assert.equal(kube["kube.crashloop"]?.status, "fail");
+    assert.match(kube["kube.crashloop"]!.evidence.join("\n"), /Failed to check br_netfilter/);
+    assert.equal(kube["kube.nodes"]?.status, "fail");
+    assert.equal(kube["kube.agent-pods"]?.status, "warn");
+    assert.equal(r.code, 1);
+  } finally {
+    api.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
 
 test("bad doctor and break input", () => {
   assert.match(g("lab", "break", "gremlins", "--name", name).stderr, /unknown fault "gremlins": one of no-br-netfilter/);
