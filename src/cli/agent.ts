@@ -3,14 +3,12 @@
 import pino from "pino";
 import { hostname } from "node:os";
 import { Agent, uninstallAgent } from "../agent/agent.ts";
-import { FileRegistry } from "../store/file-registry.ts";
 import type { SubnetRegistry } from "../store/registry.ts";
+import { openRegistry, type StoreFlags } from "../store/open.ts";
 
-export interface AgentCliOptions {
+export interface AgentCliOptions extends StoreFlags {
   node?: string;
   iface: string;
-  store: string;
-  storeDir: string;
   root: string;
   ipMasq: boolean;
   healthAddr: string;
@@ -24,11 +22,6 @@ export function parseDuration(text: string, what: string): number {
   const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(text.trim());
   if (!m) throw new Error(`${what} ${JSON.stringify(text)}: write a duration like 500ms, 10s, 5m or 24h`);
   return Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as "ms" | "s" | "m" | "h"];
-}
-
-function openRegistry(o: AgentCliOptions): SubnetRegistry {
-  if (o.store === "file") return new FileRegistry(o.storeDir);
-  throw new Error(`--store ${o.store}: this build has the embedded "file" registry; etcd and kube arrive with the datastore work`);
 }
 
 export async function runAgent(o: AgentCliOptions): Promise<number> {

@@ -20,7 +20,7 @@ async function guard(set: SetStatus, fn: () => Promise<number | void>): Promise<
 
 export function statusReport(s: LabState) {
   return {
-    name: s.name, podCidr: s.podCidr, backend: s.backend, cniInstalled: s.cniInstalled,
+    name: s.name, podCidr: s.podCidr, backend: s.backend, store: s.store?.kind ?? "file", cniInstalled: s.cniInstalled,
     nodes: s.nodes.map((n) => nodeView(s, n)),
     pods: s.pods.map((p) => ({ name: p.name, node: p.node, image: p.image, phase: p.phase, ip: p.ip ?? null, ...(p.reason ? { reason: p.reason } : {}) })),
   };
@@ -28,7 +28,7 @@ export function statusReport(s: LabState) {
 
 function printStatus(s: LabState): void {
   const r = statusReport(s);
-  const out: string[] = [`lab ${r.name}: pod network ${r.podCidr}, backend ${r.backend}${r.cniInstalled ? "" : ", no CNI installed"}`, ""];
+  const out: string[] = [`lab ${r.name}: pod network ${r.podCidr}, backend ${r.backend}, registry ${r.store}${r.cniInstalled ? "" : ", no CNI installed"}`, ""];
   out.push("NODE".padEnd(28) + "STATUS    " + "NODE IP".padEnd(14) + "SUBNET".padEnd(17) + "VTEP MAC");
   for (const n of r.nodes) {
     out.push(n.name.padEnd(28) + (n.ready ? "Ready" : "NotReady").padEnd(10) + n.ip.padEnd(14) + (n.subnet ?? "-").padEnd(17) + (n.vtepMac ?? "-"));
@@ -54,10 +54,13 @@ export function registerLab(program: Command, set: SetStatus): void {
     .option("--pod-cidr <cidr>", "pod network", "10.244.0.0/16")
     .option("--backend <type>", "vxlan or host-gw", "vxlan")
     .option("--no-cni", "leave the nodes without a CNI (NotReady), as a fresh kubeadm cluster is")
+    .option("--store <kind>", "subnet registry: file (embedded) or etcd (a real etcd server the lab starts)", "file")
+    .option("--etcd-endpoints <urls>", "use this etcd instead of starting one (reachable from the nodes)")
     .option("--json", "print the lab's status as JSON")
-    .action((o: { name: string; nodes: string; podCidr: string; backend: string; cni: boolean; json?: boolean }) => guard(set, async () => {
+    .action((o: { name: string; nodes: string; podCidr: string; backend: string; cni: boolean; store: string; etcdEndpoints?: string; json?: boolean }) => guard(set, async () => {
       if (o.backend !== "vxlan" && o.backend !== "host-gw") throw new Error(`--backend ${o.backend}: use vxlan or host-gw`);
-      const s = await labUp({ name: o.name, nodes: Number(o.nodes), podCidr: o.podCidr, backend: o.backend, cni: o.cni, progress: say(!!o.json) });
+      if (o.store !== "file" && o.store !== "etcd") throw new Error(`--store ${o.store}: use file or etcd`);
+      const s = await labUp({ name: o.name, nodes: Number(o.nodes), podCidr: o.podCidr, backend: o.backend, cni: o.cni, store: o.store, ...(o.etcdEndpoints ? { etcdEndpoints: o.etcdEndpoints } : {}), progress: say(!!o.json) });
       if (o.json) console.log(JSON.stringify(statusReport(s), null, 2));
       else printStatus(s);
     }));
@@ -120,6 +123,9 @@ export function registerLab(program: Command, set: SetStatus): void {
   node.command("stop-agent").argument("<node>").option("--name <lab>", "lab name", "demo").option("--kill", "SIGKILL instead of SIGTERM")
     .description("stop the node's agent (its lease and dataplane stay)")
     .action((n: string, o: { name: string; kill?: boolean }) => guard(set, () => agentStop(o.name, n, o.kill ? "SIGKILL" : "SIGTERM")));
+  const etcd = lab.command("etcd").description("the lab's own etcd (lab up --store etcd)");
+  etcd.command("stop").option("--name <lab>", "lab name", "demo").action((o: { name: string }) => guard(set, async () => { const { etcdStop } = await import("../lab/lab.ts"); await etcdStop(o.name); }));
+  etcd.command("start").option("--name <lab>", "lab name", "demo").action((o: { name: string }) => guard(set, async () => { const { etcdStart } = await import("../lab/lab.ts"); await etcdStart(o.name); }));
   node.command("start-agent").argument("<node>").option("--name <lab>", "lab name", "demo")
     .action((n: string, o: { name: string }) => guard(set, () => agentStart(o.name, n)));
 

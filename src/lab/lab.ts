@@ -9,6 +9,7 @@ import { ipBatch } from "../kernel/ip.ts";
 import { runSync } from "../kernel/spawn.ts";
 import { NETNS_DIR, netnsPath } from "../kernel/netns.ts";
 import { FileRegistry } from "../store/file-registry.ts";
+import { type StoreFlags, storeArgs } from "../store/open.ts";
 import { nodePaths } from "../agent/node-files.ts";
 import type { AgentStatus } from "../agent/agent.ts";
 import { type LabNode, type LabPod, type LabState, LAB_HOME, findNode, findPod, labDir, labExists, listLabs, loadLab, lockLab, nodeNames, saveLab, validateLabName, withLab } from "./state.ts";
@@ -22,6 +23,9 @@ export const AGENT_PORT = 9317;
 export type Progress = (line: string) => void;
 
 export interface UpOptions {
+  store?: "file" | "etcd";
+  /** etcd to use instead of starting one (must be reachable from the nodes). */
+  etcdEndpoints?: string;
   name: string;
   nodes: number;
   podCidr: string;
@@ -77,7 +81,7 @@ export async function labUp(o: UpOptions): Promise<LabState> {
   mkdirSync(labDir(o.name), { recursive: true });
   const s: LabState = {
     name: o.name, podCidr: o.podCidr, backend: o.backend, underlayNs: `gz-${o.name}-underlay`, underlayCidr: UNDERLAY_CIDR,
-    registryDir: join(labDir(o.name), "registry"), cniInstalled: false, nodes: [], pods: [], createdAt: new Date().toISOString(),
+    registryDir: join(labDir(o.name), "registry"), store: { kind: o.store ?? "file", ...(o.etcdEndpoints ? { endpoints: o.etcdEndpoints } : {}) }, cniInstalled: false, nodes: [], pods: [], createdAt: new Date().toISOString(),
   };
   saveLab(s);
   try {
@@ -85,7 +89,8 @@ export async function labUp(o: UpOptions): Promise<LabState> {
     must(["ip", "netns", "add", s.underlayNs]);
     ipBatch([["link", "set", "dev", "lo", "up"], ["link", "add", "br0", "type", "bridge"], ["addr", "add", `${UNDERLAY_GW}/16`, "dev", "br0"], ["link", "set", "dev", "br0", "up"]], { netns: netnsPath(s.underlayNs) });
     s.nodes = createNodes(s, nodeNames(o.name, o.nodes).map((n, idx) => ({ ...n, idx })));
-    FileRegistry.init(s.registryDir, { Network: o.podCidr, SubnetLen: 24, Backend: { Type: o.backend } });
+    if (s.store.kind === "etcd" && !s.store.endpoints) await startEtcd(s, o.progress);
+    initRegistry(s, o.podCidr, o.backend);
     saveLab(s);
     o.progress(`lab ${o.name}: ${o.nodes} node(s) on underlay ${UNDERLAY_CIDR} (${s.nodes.map((n) => `${n.name} ${n.ip}`).join(", ")}) in ${(performance.now() - t0).toFixed(0)} ms`);
     if (o.cni) await installCni(s, o.progress);
@@ -111,8 +116,53 @@ function installBinary(n: LabNode): void {
 
 // Resync every 5 minutes: registry events already apply at once; a long period keeps a fault
 // that `gauze lab break` injects in place long enough for doctor to find it.
+export function storeFlags(s: LabState): StoreFlags {
+  return { store: s.store.kind, storeDir: s.registryDir, ...(s.store.endpoints ? { etcdEndpoints: s.store.endpoints } : {}) };
+}
+
+const ETCD_CLIENT = `http://${UNDERLAY_GW}:2379`;
+
+/** The lab's own etcd: in the underlay namespace, on 172.18.0.1:2379, where every node reaches it. */
+async function startEtcd(s: LabState, progress: Progress): Promise<void> {
+  const dir = join(labDir(s.name), "etcd");
+  mkdirSync(dir, { recursive: true });
+  const argv = ["etcd", "--name", `gz-${s.name}`, "--data-dir", join(dir, "data"), "--listen-client-urls", `${ETCD_CLIENT},http://127.0.0.1:2379`,
+    "--advertise-client-urls", ETCD_CLIENT, "--listen-peer-urls", "http://127.0.0.1:2380", "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
+    "--initial-cluster", `gz-${s.name}=http://127.0.0.1:2380`, "--log-level", "warn"];
+  s.store.etcdPid = spawnInNetns(netnsPath(s.underlayNs), argv, join(dir, "etcd.log"));
+  s.store.etcdDir = dir;
+  s.store.endpoints = ETCD_CLIENT;
+  saveLab(s);
+  progress(`etcd started in ${s.underlayNs} on ${ETCD_CLIENT} (pid ${s.store.etcdPid})`);
+}
+
+export async function etcdStop(lab: string): Promise<void> {
+  await withLab(lab, async (s) => {
+    await stopProcess(s.store.etcdPid, 2000, "SIGTERM", s.store.etcdDir);
+  });
+}
+
+export async function etcdStart(lab: string): Promise<void> {
+  await withLab(lab, async (s) => {
+    if (s.store.kind !== "etcd" || !s.store.etcdDir) throw new Error(`lab ${lab} does not run its own etcd`);
+    await startEtcd(s, () => undefined);
+  });
+}
+
+/** Registry operations run where the registry is reachable: the file one here, etcd from the underlay. */
+function storeHelper(s: LabState, args: string[]): void {
+  if (s.store.kind === "file") return;
+  const endpoints = s.store.endpoints === ETCD_CLIENT ? "http://127.0.0.1:2379" : s.store.endpoints!;
+  must(["nsenter", `--net=${netnsPath(s.underlayNs)}`, gauzeExecutable(), "store", ...args, "--store", "etcd", "--etcd-endpoints", endpoints]);
+}
+
+function initRegistry(s: LabState, podCidr: string, backend: string): void {
+  if (s.store.kind === "file") FileRegistry.init(s.registryDir, { Network: podCidr, SubnetLen: 24, Backend: { Type: backend } });
+  else storeHelper(s, ["init", "--network", podCidr, "--backend", backend]);
+}
+
 export function startAgent(s: LabState, n: LabNode): void {
-  const argv = [gauzeExecutable(), "agent", "--node", n.name, "--iface", "eth0", "--store", "file", "--store-dir", s.registryDir,
+  const argv = [gauzeExecutable(), "agent", "--node", n.name, "--iface", "eth0", ...storeArgs(storeFlags(s)),
     "--root", n.root, "--health-addr", `0.0.0.0:${AGENT_PORT}`, "--resync", "5m"];
   n.agentPid = spawnInNetns(netnsPath(n.netns), argv, join(n.root, "var/log/gauze-agent.log"));
 }
@@ -307,9 +357,13 @@ export async function nodeRm(lab: string, name: string): Promise<void> {
     for (const p of s.pods.filter((x) => x.node === n.name)) await tearDownPod(s, p);
     s.pods = s.pods.filter((x) => x.node !== n.name);
     await stopProcess(n.agentPid);
-    const reg = new FileRegistry(s.registryDir);
-    for (const l of await reg.listLeases()) if (l.node === n.name) await reg.releaseLease(l.subnet);
-    reg.close();
+    if (s.store.kind === "file") {
+      const reg = new FileRegistry(s.registryDir);
+      for (const l of await reg.listLeases()) if (l.node === n.name) await reg.releaseLease(l.subnet);
+      reg.close();
+    } else {
+      storeHelper(s, ["release", "--node", n.name]);
+    }
     runSync(["ip", "netns", "del", n.netns]);
     rmSync(n.root, { recursive: true, force: true });
     s.nodes = s.nodes.filter((x) => x !== n);
@@ -343,6 +397,7 @@ export async function labDown(name: string, progress: Progress): Promise<void> {
     s = loadLab(name);
     const t0 = performance.now();
     await Promise.all([...s.pods.map((p) => stopProcess(p.serverPid, 300)), ...s.nodes.map((n) => stopProcess(n.agentPid, 1000))]);
+    await stopProcess(s.store?.etcdPid, 2000, "SIGTERM", s.store?.etcdDir);
     // Deleting a namespace removes every link, route, neighbour and rule in it.
     for (const ns of [...s.pods.map((p) => p.netns), ...s.nodes.map((n) => n.netns), s.underlayNs]) runSync(["ip", "netns", "del", ns]);
     rmSync(labDir(name), { recursive: true, force: true });

@@ -23,10 +23,12 @@ export function spawnInNetns(netnsPath: string, argv: string[], logFile: string)
   }
 }
 
-export function isOurProcess(pid: number | undefined): boolean {
+/** Whether `pid` still runs what we started: a gauze executable, or a command line holding `marker`. */
+export function isOurProcess(pid: number | undefined, marker?: string): boolean {
   if (!pid) return false;
   try {
     const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+    if (marker) return cmd.includes(marker);
     const exe = gauzeExecutable();
     return cmd.includes(exe) || cmd.split("\0")[0]!.endsWith("gauze");
   } catch {
@@ -35,8 +37,8 @@ export function isOurProcess(pid: number | undefined): boolean {
 }
 
 /** SIGTERM, then SIGKILL after `graceMs` if it still runs; true if it was running. */
-export async function stopProcess(pid: number | undefined, graceMs = 1000, signal: NodeJS.Signals = "SIGTERM"): Promise<boolean> {
-  if (!isOurProcess(pid)) return false;
+export async function stopProcess(pid: number | undefined, graceMs = 1000, signal: NodeJS.Signals = "SIGTERM", marker?: string): Promise<boolean> {
+  if (!isOurProcess(pid, marker)) return false;
   try {
     process.kill(pid!, signal);
   } catch {
@@ -44,7 +46,7 @@ export async function stopProcess(pid: number | undefined, graceMs = 1000, signa
   }
   const until = Date.now() + graceMs;
   while (Date.now() < until) {
-    if (!isOurProcess(pid)) return true;
+    if (!isOurProcess(pid, marker)) return true;
     await new Promise((r) => setTimeout(r, 20));
   }
   try {

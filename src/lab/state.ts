@@ -40,6 +40,8 @@ export interface LabState {
   underlayNs: string;
   underlayCidr: string;
   registryDir: string;
+  /** Where leases live: the embedded file registry, or etcd (the lab's own in the underlay namespace, or given). */
+  store: { kind: "file" | "etcd"; endpoints?: string; etcdPid?: number; etcdDir?: string };
   cniInstalled: boolean;
   nodes: LabNode[];
   pods: LabPod[];

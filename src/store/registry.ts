@@ -89,15 +89,20 @@ export function resolveNetwork(c: NetworkConfig): ResolvedNetwork {
   return { network, subnetLen, min, max, backendType: type, vni: c.Backend?.VNI ?? 1, port: c.Backend?.Port ?? 8472 };
 }
 
-/** The lowest subnet in [min, max] that overlaps no live lease; undefined when the network is full. */
-export function pickFreeSubnet(n: ResolvedNetwork, taken: string[]): Prefix | undefined {
+/**
+ * A subnet in [min, max] that overlaps no live lease; undefined when the network is full. The
+ * lowest one, or with `spread` one of the first `spread` free ones at random: after losing a race
+ * for the lowest, nodes leasing at the same moment then rarely collide again.
+ */
+export function pickFreeSubnet(n: ResolvedNetwork, taken: string[], spread = 1): Prefix | undefined {
   const used = taken.map((t) => parseCIDR(t)?.prefix).filter((p): p is Prefix => !!p);
   const step = 1n << BigInt(familyBits(n.network.ip.family) - n.subnetLen);
-  for (let v = n.min.ip.value; v <= n.max.ip.value; v += step) {
+  const free: Prefix[] = [];
+  for (let v = n.min.ip.value; v <= n.max.ip.value && free.length < spread; v += step) {
     const cand: Prefix = { ip: { family: n.network.ip.family, value: v }, bits: n.subnetLen };
-    if (!used.some((u) => prefixesOverlap(u, cand))) return cand;
+    if (!used.some((u) => prefixesOverlap(u, cand))) free.push(cand);
   }
-  return undefined;
+  return free[Math.floor(Math.random() * free.length)];
 }
 
 export function leaseKey(subnet: string): string {

@@ -1,0 +1,212 @@
+// The etcd v3 registry (flannel's layout under our prefix):
+//   <prefix>/config                  the network config, flannel's net-conf.json fields
+//   <prefix>/subnets/<ip>-<len>      one lease: {"PublicIP", "BackendType", "BackendData": {"VtepMAC"}, "Node", "Expires"}
+// Each subnet key is attached to an etcd lease with the TTL, so a node that disappears frees its
+// subnet by itself. Allocation is a transaction "create only if absent"; a lost race retries with
+// a fresh listing. Watching resumes from the last revision after a disconnect (the etcd3 client
+// does that); a compacted revision falls back to a full resync.
+import { readFileSync } from "node:fs";
+import { Etcd3, type IOptions, type Lease as EtcdLease, type Watcher } from "etcd3";
+import { ExponentialBackoff } from "cockatiel";
+import { formatPrefix } from "../ipam/cidr.ts";
+import { type Lease, type LeaseRequest, type NetworkConfig, type SubnetRegistry, RegistryError, leaseKey, pickFreeSubnet, resolveNetwork } from "./registry.ts";
+
+export const DEFAULT_ETCD_PREFIX = "/gauze.dev/network";
+
+export interface EtcdOptions {
+  endpoints: string[];
+  prefix: string;
+  cafile?: string;
+  certfile?: string;
+  keyfile?: string;
+  /** Per-call deadline: a registry that does not answer must not stall the agent. */
+  callTimeoutMs?: number;
+}
+
+interface StoredLease {
+  PublicIP: string;
+  BackendType: string;
+  BackendData: { VtepMAC?: string };
+  Node: string;
+  Expires: number;
+}
+
+const toLease = (subnet: string, v: StoredLease): Lease => ({
+  subnet, node: v.Node, publicIp: v.PublicIP, backendType: v.BackendType, backendData: { ...(v.BackendData?.VtepMAC ? { vtepMac: v.BackendData.VtepMAC } : {}) }, expiresAt: v.Expires,
+});
+
+const toStored = (l: Lease): StoredLease => ({ PublicIP: l.publicIp, BackendType: l.backendType, BackendData: { ...(l.backendData.vtepMac ? { VtepMAC: l.backendData.vtepMac } : {}) }, Node: l.node, Expires: l.expiresAt });
+
+export class EtcdRegistry implements SubnetRegistry {
+  readonly kind = "etcd";
+  readonly client: Etcd3;
+  private readonly leases = new Map<string, EtcdLease>();
+  private watchers: Watcher[] = [];
+  /** Requests sent, for the scale benchmark's "etcd request count". */
+  requests = 0;
+
+  constructor(readonly o: EtcdOptions) {
+    const opts: IOptions = {
+      hosts: o.endpoints,
+      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + (o.callTimeoutMs ?? 3000) }),
+      // Reconnect watches within 2 s of etcd coming back (the default waits up to 30 s).
+      // (etcd3's typings name an older cockatiel's backoff type; at runtime it calls .next() as this one has.)
+      faultHandling: { watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 2000 }) as unknown as NonNullable<IOptions["faultHandling"]>["watchBackoff"] },
+    };
+    if (o.cafile) {
+      opts.credentials = {
+        rootCertificate: readFileSync(o.cafile),
+        ...(o.certfile ? { certChain: readFileSync(o.certfile) } : {}),
+        ...(o.keyfile ? { privateKey: readFileSync(o.keyfile) } : {}),
+      };
+    }
+    this.client = new Etcd3(opts);
+  }
+
+  private key(subnet: string): string {
+    return `${this.o.prefix}/subnets/${leaseKey(subnet)}`;
+  }
+
+  private fail(e: unknown, what: string): never {
+    if (e instanceof RegistryError) throw e;
+    throw new RegistryError(`etcd ${this.o.endpoints.join(",")}: ${what}: ${(e as Error).message}`, "check that etcd runs and that this node can reach it");
+  }
+
+  async setNetworkConfig(c: NetworkConfig): Promise<void> {
+    resolveNetwork(c);
+    this.requests++;
+    await this.client.put(`${this.o.prefix}/config`).value(JSON.stringify(c)).catch((e) => this.fail(e, "writing the network config"));
+  }
+
+  async getNetworkConfig(): Promise<NetworkConfig> {
+    this.requests++;
+    const text = await this.client.get(`${this.o.prefix}/config`).string().catch((e) => this.fail(e, "reading the network config"));
+    if (text === null) {
+      throw new RegistryError(`no network config at ${this.o.prefix}/config`, `put one there, e.g. {"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}`);
+    }
+    try {
+      return JSON.parse(text) as NetworkConfig;
+    } catch (e) {
+      throw new RegistryError(`network config at ${this.o.prefix}/config is not JSON: ${(e as Error).message}`, "fix the value");
+    }
+  }
+
+  private async listAll(): Promise<Lease[]> {
+    this.requests++;
+    const all = await this.client.getAll().prefix(`${this.o.prefix}/subnets/`).strings().catch((e) => this.fail(e, "listing leases"));
+    const out: Lease[] = [];
+    for (const [k, v] of Object.entries(all)) {
+      try {
+        out.push(toLease(k.slice(k.lastIndexOf("/") + 1).replace("-", "/"), JSON.parse(v) as StoredLease));
+      } catch {
+        // not ours or garbage: skip
+      }
+    }
+    return out;
+  }
+
+  async listLeases(): Promise<Lease[]> {
+    // Expiry is etcd's job (leases); listed keys are live.
+    return this.listAll();
+  }
+
+  private async grant(ttlMs: number): Promise<EtcdLease> {
+    const l = this.client.lease(Math.max(1, Math.ceil(ttlMs / 1000)), { autoKeepAlive: false });
+    this.requests++;
+    await l.grant().catch((e) => this.fail(e, "granting a lease"));
+    return l;
+  }
+
+  async acquireLease(req: LeaseRequest, ttlMs: number): Promise<Lease> {
+    const net = resolveNetwork(await this.getNetworkConfig());
+    for (let attempt = 0; attempt < 30; attempt++) {
+      const live = await this.listAll();
+      const mine = live.find((l) => l.node === req.node);
+      const subnet = mine?.subnet ?? (() => {
+        const free = pickFreeSubnet(net, live.map((l) => l.subnet), attempt === 0 ? 1 : 16);
+        if (!free) throw new RegistryError(`no free /${net.subnetLen} left in ${formatPrefix(net.network)} (${live.length} leased)`, "remove nodes, or widen Network / SubnetMin-SubnetMax");
+        return formatPrefix(free);
+      })();
+      const lease: Lease = { subnet, node: req.node, publicIp: req.publicIp, backendType: req.backendType, backendData: req.backendData, expiresAt: Date.now() + ttlMs };
+      const etcdLease = await this.grant(ttlMs);
+      const key = this.key(subnet);
+      this.requests++;
+      // Ours already (a restart): overwrite it. Free: create it only if nobody did meanwhile.
+      const txn = mine
+        ? this.client.if(key, "Value", "==", JSON.stringify(toStored(mine))).then(etcdLease.put(key).value(JSON.stringify(toStored(lease))))
+        : this.client.if(key, "Create", "==", 0).then(etcdLease.put(key).value(JSON.stringify(toStored(lease))));
+      const r = await txn.commit().catch((e) => this.fail(e, "leasing a subnet"));
+      if (r.succeeded) {
+        this.leases.set(subnet, etcdLease);
+        return lease;
+      }
+      await etcdLease.revoke().catch(() => undefined);
+    }
+    throw new RegistryError("could not lease a subnet after 30 attempts: other nodes keep taking the same ones", "try again");
+  }
+
+  async renewLease(lease: Lease, ttlMs: number): Promise<Lease> {
+    const renewed = { ...lease, expiresAt: Date.now() + ttlMs };
+    let l = this.leases.get(lease.subnet);
+    try {
+      if (!l) throw new Error("no etcd lease held");
+      this.requests++;
+      await l.keepaliveOnce();
+    } catch {
+      // Expired or lost (e.g. after a long etcd outage): attach the key to a new lease.
+      l = await this.grant(ttlMs);
+      this.leases.set(lease.subnet, l);
+    }
+    this.requests++;
+    await l.put(this.key(lease.subnet)).value(JSON.stringify(toStored(renewed))).catch((e) => this.fail(e, "renewing the lease"));
+    return renewed;
+  }
+
+  async releaseLease(subnet: string): Promise<void> {
+    this.requests++;
+    await this.client.delete().key(this.key(subnet)).catch((e) => this.fail(e, "releasing the lease"));
+    await this.leases.get(subnet)?.revoke().catch(() => undefined);
+    this.leases.delete(subnet);
+  }
+
+  watch(onChange: () => void): () => void {
+    return this.watchFrom(undefined, onChange);
+  }
+
+  /** watch() from a given revision (tests use it to start from a compacted one). */
+  watchFrom(fromRev: string | undefined, onChange: () => void): () => void {
+    let stopped = false;
+    let current: Watcher | undefined;
+    const start = (fromRevision?: string) => {
+      let b = this.client.watch().prefix(`${this.o.prefix}/subnets/`);
+      if (fromRevision) b = b.startRevision(fromRevision);
+      this.requests++;
+      b.create().then((w) => {
+        if (stopped) { void w.cancel(); return; }
+        current = w;
+        this.watchers.push(w);
+        w.on("put", () => onChange());
+        w.on("delete", () => onChange());
+        // Gone and back: something may have changed meanwhile; the level-triggered answer is a re-list.
+        w.on("disconnected", () => onChange());
+        w.on("connected", () => onChange());
+        w.on("error", () => {
+          // e.g. the revision to resume from was compacted: resync in full and watch from now.
+          onChange();
+          void w.cancel().catch(() => undefined);
+          if (!stopped) setTimeout(() => start(), 200);
+        });
+      }, () => { if (!stopped) setTimeout(() => start(fromRevision), 1000); });
+    };
+    start(fromRev);
+    return () => {
+      stopped = true;
+      void current?.cancel().catch(() => undefined);
+    };
+  }
+
+  close(): void {
+    for (const w of this.watchers) void w.cancel().catch(() => undefined);
+    this.client.close();
+  }
+}

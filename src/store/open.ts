@@ -1,0 +1,40 @@
+// Opens the registry named by the command line (agent, lab helpers): one place for the flags.
+import { FileRegistry } from "./file-registry.ts";
+import { DEFAULT_ETCD_PREFIX, EtcdRegistry } from "./etcd-registry.ts";
+import type { SubnetRegistry } from "./registry.ts";
+
+export interface StoreFlags {
+  store: string;
+  storeDir: string;
+  etcdEndpoints?: string;
+  etcdPrefix?: string;
+  etcdCafile?: string;
+  etcdCertfile?: string;
+  etcdKeyfile?: string;
+}
+
+export function openRegistry(f: StoreFlags): SubnetRegistry {
+  switch (f.store) {
+    case "file":
+      return new FileRegistry(f.storeDir);
+    case "etcd": {
+      const endpoints = (f.etcdEndpoints ?? "").split(",").map((e) => e.trim()).filter(Boolean);
+      if (endpoints.length === 0) throw new Error("--store etcd needs --etcd-endpoints, e.g. http://10.0.0.1:2379");
+      return new EtcdRegistry({
+        endpoints, prefix: f.etcdPrefix ?? DEFAULT_ETCD_PREFIX,
+        ...(f.etcdCafile ? { cafile: f.etcdCafile } : {}), ...(f.etcdCertfile ? { certfile: f.etcdCertfile } : {}), ...(f.etcdKeyfile ? { keyfile: f.etcdKeyfile } : {}),
+      });
+    }
+    default:
+      throw new Error(`--store ${f.store}: use file or etcd`);
+  }
+}
+
+/** Store flags as arguments, to pass on to an agent or helper the lab starts. */
+export function storeArgs(f: StoreFlags): string[] {
+  const a = ["--store", f.store];
+  if (f.store === "file") a.push("--store-dir", f.storeDir);
+  if (f.etcdEndpoints) a.push("--etcd-endpoints", f.etcdEndpoints);
+  if (f.etcdPrefix) a.push("--etcd-prefix", f.etcdPrefix);
+  return a;
+}
