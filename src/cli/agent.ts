@@ -31,7 +31,7 @@ export async function runAgent(o: AgentCliOptions): Promise<number> {
   let ttl: number;
   let resync: number;
   try {
-    registry = openRegistry(o);
+    registry = await openRegistry(o);
     ttl = parseDuration(o.leaseTtl, "--lease-ttl");
     resync = parseDuration(o.resync, "--resync");
   } catch (e) {

@@ -10,7 +10,7 @@ export async function storeInit(o: StoreFlags & { network: string; backend: stri
     FileRegistry.init(o.storeDir, config);
     return 0;
   }
-  const r = openRegistry(o) as EtcdRegistry;
+  const r = (await openRegistry(o)) as EtcdRegistry;
   const until = Date.now() + Number(o.wait) * 1000;
   try {
     for (;;) {
@@ -31,7 +31,7 @@ export async function storeInit(o: StoreFlags & { network: string; backend: stri
 }
 
 export async function storeRelease(o: StoreFlags & { node: string }): Promise<number> {
-  const r = openRegistry(o);
+  const r = await openRegistry(o);
   try {
     for (const l of await r.listLeases()) if (l.node === o.node) await r.releaseLease(l.subnet);
     return 0;
@@ -41,7 +41,7 @@ export async function storeRelease(o: StoreFlags & { node: string }): Promise<nu
 }
 
 export async function storeLeases(o: StoreFlags): Promise<number> {
-  const r = openRegistry(o);
+  const r = await openRegistry(o);
   try {
     console.log(JSON.stringify(await r.listLeases()));
     return 0;

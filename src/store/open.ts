@@ -11,10 +11,16 @@ export interface StoreFlags {
   etcdCafile?: string;
   etcdCertfile?: string;
   etcdKeyfile?: string;
+  kubeconfig?: string;
+  netConf?: string;
 }
 
-export function openRegistry(f: StoreFlags): SubnetRegistry {
+export async function openRegistry(f: StoreFlags): Promise<SubnetRegistry> {
   switch (f.store) {
+    case "kube": {
+      const { KubeRegistry } = await import("./kube-registry.ts");
+      return KubeRegistry.open({ ...(f.kubeconfig ? { kubeconfig: f.kubeconfig } : {}), netConf: f.netConf ?? "/etc/gauze/net-conf.json" });
+    }
     case "file":
       return new FileRegistry(f.storeDir);
     case "etcd": {
@@ -26,7 +32,7 @@ export function openRegistry(f: StoreFlags): SubnetRegistry {
       });
     }
     default:
-      throw new Error(`--store ${f.store}: use file or etcd`);
+      throw new Error(`--store ${f.store}: use file, etcd or kube`);
   }
 }
 

@@ -1,0 +1,145 @@
+// The Kubernetes API as the registry (flannel's kube subnet manager, gauze's names): a node's
+// subnet is its spec.podCIDR, given by the controller manager; the agent publishes its public IP
+// and VTEP MAC as node annotations under gauze.dev/ and the node condition
+// NetworkUnavailable=False, both through nodes/status (a strategic merge patch, so other
+// conditions stay). Peers come from a list+watch of Nodes (the client's informer: it resumes
+// from the last resourceVersion and re-lists on 410 Gone). RBAC needed: nodes get/list/watch,
+// nodes/status patch.
+import { readFileSync } from "node:fs";
+import type { CoreV1Api, KubeConfig, V1Node } from "@kubernetes/client-node";
+import { formatPrefix, parseCIDR, prefixContains } from "../ipam/cidr.ts";
+import { type Lease, type LeaseRequest, type NetworkConfig, type SubnetRegistry, RegistryError, resolveNetwork } from "./registry.ts";
+
+export const ANNOTATION = {
+  publicIp: "gauze.dev/public-ip",
+  backendType: "gauze.dev/backend-type",
+  backendData: "gauze.dev/backend-data",
+} as const;
+
+export interface KubeOptions {
+  /** Absent: in-cluster config (a DaemonSet pod's service account). */
+  kubeconfig?: string;
+  /** flannel's net-conf.json, usually mounted from a ConfigMap. */
+  netConf: string;
+}
+
+type K8s = typeof import("@kubernetes/client-node");
+
+function nodeLease(n: V1Node): Lease | undefined {
+  const a = n.metadata?.annotations ?? {};
+  const subnet = n.spec?.podCIDR ?? n.spec?.podCIDRs?.[0];
+  if (!subnet || !a[ANNOTATION.publicIp]) return undefined;
+  let data: { VtepMAC?: string } = {};
+  try {
+    data = JSON.parse(a[ANNOTATION.backendData] ?? "{}") as { VtepMAC?: string };
+  } catch {
+    // unreadable backend data: the peer is listed without a VTEP MAC (and skipped by VXLAN)
+  }
+  return {
+    subnet: formatPrefix(parseCIDR(subnet)!.prefix), node: n.metadata!.name!, publicIp: a[ANNOTATION.publicIp]!,
+    backendType: a[ANNOTATION.backendType] ?? "vxlan", backendData: { ...(data.VtepMAC ? { vtepMac: data.VtepMAC } : {}) }, expiresAt: Number.MAX_SAFE_INTEGER,
+  };
+}
+
+export class KubeRegistry implements SubnetRegistry {
+  readonly kind = "kube";
+  private k8s!: K8s;
+  private kc!: KubeConfig;
+  private api!: CoreV1Api;
+  private stopWatch?: () => void;
+
+  private constructor(readonly o: KubeOptions) {}
+
+  /** The client library is loaded only when this store is used (it is large). */
+  static async open(o: KubeOptions): Promise<KubeRegistry> {
+    const r = new KubeRegistry(o);
+    r.k8s = await import("@kubernetes/client-node");
+    r.kc = new r.k8s.KubeConfig();
+    try {
+      if (o.kubeconfig) r.kc.loadFromFile(o.kubeconfig);
+      else r.kc.loadFromCluster();
+    } catch (e) {
+      throw new RegistryError(`cannot load ${o.kubeconfig ? `kubeconfig ${o.kubeconfig}` : "the in-cluster config"}: ${(e as Error).message}`, "pass --kubeconfig, or run as a pod with a service account");
+    }
+    r.api = r.kc.makeApiClient(r.k8s.CoreV1Api);
+    return r;
+  }
+
+  private fail(e: unknown, what: string): never {
+    if (e instanceof RegistryError) throw e;
+    const code = (e as { code?: number }).code;
+    throw new RegistryError(`Kubernetes API: ${what}: ${code ? `HTTP ${code}: ` : ""}${(e as Error).message.split("\n")[0]}`,
+      code === 403 ? "the agent's service account needs nodes get/list/watch and nodes/status patch" : "check the API server and the agent's credentials");
+  }
+
+  async getNetworkConfig(): Promise<NetworkConfig> {
+    try {
+      return JSON.parse(readFileSync(this.o.netConf, "utf8")) as NetworkConfig;
+    } catch (e) {
+      throw new RegistryError(`network config ${this.o.netConf}: ${(e as Error).message}`, "mount the gauze ConfigMap's net-conf.json there, e.g. {\"Network\": \"10.244.0.0/16\", \"Backend\": {\"Type\": \"vxlan\"}}");
+    }
+  }
+
+  private async publish(req: LeaseRequest): Promise<void> {
+    const now = new Date().toISOString();
+    const body = {
+      metadata: { annotations: { [ANNOTATION.publicIp]: req.publicIp, [ANNOTATION.backendType]: req.backendType, [ANNOTATION.backendData]: JSON.stringify({ ...(req.backendData.vtepMac ? { VtepMAC: req.backendData.vtepMac } : {}) }) } },
+      status: { conditions: [{ type: "NetworkUnavailable", status: "False", reason: "GauzeIsUp", message: "gauze agent is running on this node", lastTransitionTime: now, lastHeartbeatTime: now }] },
+    };
+    const opts = this.k8s.setHeaderOptions("Content-Type", this.k8s.PatchStrategy.StrategicMergePatch);
+    await this.api.patchNodeStatus({ name: req.node, body }, opts).catch((e) => this.fail(e, `patching node ${req.node}`));
+  }
+
+  async acquireLease(req: LeaseRequest, ttlMs: number): Promise<Lease> {
+    const net = resolveNetwork(await this.getNetworkConfig());
+    const node = await this.api.readNode({ name: req.node }).catch((e) => this.fail(e, `reading node ${req.node}`));
+    const cidr = node.spec?.podCIDR ?? node.spec?.podCIDRs?.[0];
+    if (!cidr) {
+      throw new RegistryError(`node ${req.node} pod cidr not assigned`, `have the controller manager allocate node CIDRs: kubeadm init --pod-network-cidr=${formatPrefix(net.network)}, or kube-controller-manager --allocate-node-cidrs=true --cluster-cidr=${formatPrefix(net.network)}`);
+    }
+    const p = parseCIDR(cidr);
+    if (!p || !prefixContains(net.network, p.host) || p.prefix.bits < net.network.bits) {
+      throw new RegistryError(`node ${req.node} has podCIDR ${cidr}, outside the configured Network ${formatPrefix(net.network)}`, "make net-conf.json's Network the cluster CIDR the controller manager allocates from");
+    }
+    await this.publish(req);
+    return { subnet: formatPrefix(p.prefix), node: req.node, publicIp: req.publicIp, backendType: req.backendType, backendData: req.backendData, expiresAt: Date.now() + ttlMs };
+  }
+
+  async renewLease(lease: Lease, ttlMs: number): Promise<Lease> {
+    // No TTL in Kubernetes: the node object lives as long as the node. Refresh the annotations.
+    await this.publish(lease);
+    return { ...lease, expiresAt: Date.now() + ttlMs };
+  }
+
+  async listLeases(): Promise<Lease[]> {
+    const list = await this.api.listNode().catch((e) => this.fail(e, "listing nodes"));
+    return list.items.map(nodeLease).filter((l): l is Lease => !!l);
+  }
+
+  async releaseLease(subnet: string): Promise<void> {
+    const list = await this.api.listNode().catch((e) => this.fail(e, "listing nodes"));
+    const node = list.items.find((n) => nodeLease(n)?.subnet === subnet);
+    if (!node) return;
+    const body = { metadata: { annotations: { [ANNOTATION.publicIp]: null, [ANNOTATION.backendType]: null, [ANNOTATION.backendData]: null } } };
+    await this.api.patchNodeStatus({ name: node.metadata!.name!, body }, this.k8s.setHeaderOptions("Content-Type", this.k8s.PatchStrategy.StrategicMergePatch)).catch((e) => this.fail(e, "removing annotations"));
+  }
+
+  watch(onChange: () => void): () => void {
+    const informer = this.k8s.makeInformer(this.kc, "/api/v1/nodes", () => this.api.listNode());
+    let stopped = false;
+    for (const verb of ["add", "update", "delete"] as const) informer.on(verb, () => onChange());
+    // A dropped connection ends the informer with an error: start it again (it resumes from the
+    // last resourceVersion; after 410 Gone it has already re-listed).
+    informer.on("error", () => {
+      onChange();
+      if (!stopped) setTimeout(() => { if (!stopped) void informer.start().catch(() => undefined); }, 500);
+    });
+    void informer.start().catch(() => undefined);
+    this.stopWatch = () => { stopped = true; void informer.stop(); };
+    return this.stopWatch;
+  }
+
+  close(): void {
+    this.stopWatch?.();
+  }
+}
