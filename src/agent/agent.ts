@@ -96,6 +96,7 @@ export class Agent {
   private pending?: ReturnType<typeof setTimeout>;
   private stopped = false;
   private peerLeases: AgentStatus["peerLeases"] = [];
+  private lastListMs = 0;
 
   constructor(private readonly o: AgentOptions) {
     this.paths = nodePaths(o.root);
@@ -165,7 +166,10 @@ export class Agent {
         this.lease = await this.o.registry.renewLease(this.lease, this.o.leaseTtlMs);
         this.metrics.leaseExpiry.set(this.lease.expiresAt / 1000);
       }
-      this.reconcile(await this.o.registry.listLeases());
+      const tList = performance.now();
+      const leases = await this.o.registry.listLeases();
+      this.lastListMs = performance.now() - tList;
+      this.reconcile(leases);
       const brnf = checkBrNetfilter();
       if (brnf) this.setState({ ready: false, reason: brnf });
       else if (!this.state.ready) this.setState({ ready: true, reason: "" });
@@ -202,7 +206,7 @@ export class Agent {
       this.metrics.kernelChanges.inc({ op: "del" }, s.removed);
       this.metrics.spawns.inc(s.spawns);
       this.lastReconcile = { at: Date.now(), ms: +ms.toFixed(2), added: s.added, removed: s.removed, spawns: s.spawns };
-      if (s.added || s.removed) this.o.log.info({ peers: s.peers, added: s.added, removed: s.removed, ms: +ms.toFixed(2) }, "reconciled");
+      if (s.added || s.removed) this.o.log.info({ peers: s.peers, added: s.added, removed: s.removed, ms: +ms.toFixed(2), listMs: +this.lastListMs.toFixed(2) }, "reconciled");
       this.writeStatus();
     } catch (e) {
       this.metrics.reconciles.inc({ result: "error" });

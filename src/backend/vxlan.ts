@@ -21,6 +21,8 @@ export class VxlanBackend implements Backend {
   readonly type = "vxlan";
   readonly device: string;
   private mac = "";
+  /** Time the last reconcile spent reading the kernel (for the agent's log). */
+  readMs = 0;
 
   constructor(private readonly o: BackendOptions) {
     this.device = `gauze.${o.vni}`;
@@ -72,8 +74,10 @@ export class VxlanBackend implements Backend {
       const net = parseCIDR(p.subnet)!.prefix;
       return { subnet: p.subnet, vtep: formatIP(net.ip), mac: p.backendData.vtepMac!.toLowerCase(), nodeIp: p.publicIp };
     });
+    const t0 = performance.now();
     const [routes, neighs] = ipBatch([["route", "show", "dev", dev], ["neigh", "show", "dev", dev]]) as [IpRoute[], IpNeigh[]];
     const [fdb] = bridgeBatch([["fdb", "show", "dev", dev]]) as [FdbEntry[]];
+    this.readMs = performance.now() - t0;
     let spawns = 2;
 
     const fdbCmds: IpCommand[] = [];

@@ -92,22 +92,34 @@ export class EtcdRegistry implements SubnetRegistry {
   }
 
   private async listAll(): Promise<Lease[]> {
+    return (await this.listAtRevision()).leases;
+  }
+
+  private async listAtRevision(): Promise<{ leases: Lease[]; revision: string }> {
     this.requests++;
-    const all = await this.client.getAll().prefix(`${this.o.prefix}/subnets/`).strings().catch((e) => this.fail(e, "listing leases"));
-    const out: Lease[] = [];
-    for (const [k, v] of Object.entries(all)) {
+    const res = await this.client.getAll().prefix(`${this.o.prefix}/subnets/`).exec().catch((e) => this.fail(e, "listing leases"));
+    const leases: Lease[] = [];
+    for (const kv of res.kvs) {
       try {
-        out.push(toLease(k.slice(k.lastIndexOf("/") + 1).replace("-", "/"), JSON.parse(v) as StoredLease));
+        leases.push(toLease(this.subnetOf(kv.key.toString()), JSON.parse(kv.value.toString()) as StoredLease));
       } catch {
         // not ours or garbage: skip
       }
     }
-    return out;
+    return { leases, revision: res.header.revision };
   }
 
   async listLeases(): Promise<Lease[]> {
-    // Expiry is etcd's job (leases); listed keys are live.
+    // While the watch is connected, its events keep a cache exact (an informer): no re-list of a
+    // thousand keys per change. Otherwise ask etcd (and fail, and say so, when it is down).
+    if (this.cache) return [...this.cache.values()];
     return this.listAll();
+  }
+
+  private cache: Map<string, Lease> | undefined;
+
+  private subnetOf(key: string): string {
+    return key.slice(key.lastIndexOf("/") + 1).replace("-", "/");
   }
 
   private async grant(ttlMs: number): Promise<EtcdLease> {
@@ -177,30 +189,55 @@ export class EtcdRegistry implements SubnetRegistry {
   watchFrom(fromRev: string | undefined, onChange: () => void): () => void {
     let stopped = false;
     let current: Watcher | undefined;
-    const start = (fromRevision?: string) => {
-      let b = this.client.watch().prefix(`${this.o.prefix}/subnets/`);
-      if (fromRevision) b = b.startRevision(fromRevision);
+    const start = async (rev?: string) => {
+      let from = rev;
+      let seed: Map<string, Lease> | undefined;
+      if (!from) {
+        // List, then watch from the next revision: the cache misses nothing in between.
+        try {
+          const l = await this.listAtRevision();
+          seed = new Map(l.leases.map((x) => [x.subnet, x]));
+          from = String(BigInt(l.revision) + 1n);
+        } catch {
+          if (!stopped) setTimeout(() => void start(), 1000);
+          return;
+        }
+      }
       this.requests++;
-      b.create().then((w) => {
+      this.client.watch().prefix(`${this.o.prefix}/subnets/`).startRevision(from).create().then((w) => {
         if (stopped) { void w.cancel(); return; }
         current = w;
         this.watchers.push(w);
-        w.on("put", () => onChange());
-        w.on("delete", () => onChange());
-        // Gone and back: something may have changed meanwhile; the level-triggered answer is a re-list.
-        w.on("disconnected", () => onChange());
-        w.on("connected", () => onChange());
+        if (seed) this.cache = seed;
+        w.on("put", (kv) => {
+          try {
+            this.cache?.set(this.subnetOf(kv.key.toString()), toLease(this.subnetOf(kv.key.toString()), JSON.parse(kv.value.toString()) as StoredLease));
+          } catch {
+            // garbage value: not a lease
+          }
+          onChange();
+        });
+        w.on("delete", (kv) => { this.cache?.delete(this.subnetOf(kv.key.toString())); onChange(); });
+        // Gone: stop trusting the cache (listings go to etcd, and fail while it is down).
+        w.on("disconnected", () => { this.cache = undefined; onChange(); });
+        // Back (resumed from the last revision): rebuild the cache from a fresh listing.
+        w.on("connected", () => {
+          if (this.cache) return;
+          this.listAtRevision().then((l) => { this.cache = new Map(l.leases.map((x) => [x.subnet, x])); onChange(); }, () => onChange());
+        });
         w.on("error", () => {
           // e.g. the revision to resume from was compacted: resync in full and watch from now.
+          this.cache = undefined;
           onChange();
           void w.cancel().catch(() => undefined);
-          if (!stopped) setTimeout(() => start(), 200);
+          if (!stopped) setTimeout(() => void start(), 200);
         });
-      }, () => { if (!stopped) setTimeout(() => start(fromRevision), 1000); });
+      }, () => { if (!stopped) setTimeout(() => void start(rev), 1000); });
     };
-    start(fromRev);
+    void start(fromRev);
     return () => {
       stopped = true;
+      this.cache = undefined;
       void current?.cancel().catch(() => undefined);
     };
   }
