@@ -206,7 +206,7 @@ export class Agent {
       this.metrics.kernelChanges.inc({ op: "del" }, s.removed);
       this.metrics.spawns.inc(s.spawns);
       this.lastReconcile = { at: Date.now(), ms: +ms.toFixed(2), added: s.added, removed: s.removed, spawns: s.spawns };
-      if (s.added || s.removed) this.o.log.info({ peers: s.peers, added: s.added, removed: s.removed, ms: +ms.toFixed(2), listMs: +this.lastListMs.toFixed(2) }, "reconciled");
+      if (s.added || s.removed) this.o.log.info({ peers: s.peers, added: s.added, removed: s.removed, ms: +ms.toFixed(2), readMs: +(s.readMs ?? 0).toFixed(2), listMs: +this.lastListMs.toFixed(2) }, "reconciled");
       this.writeStatus();
     } catch (e) {
       this.metrics.reconciles.inc({ result: "error" });

@@ -15,6 +15,8 @@ export interface ReconcileStats {
   removed: number;
   /** Processes spawned for this pass (reads and writes). */
   spawns: number;
+  /** Time spent reading the kernel's current state. */
+  readMs?: number;
 }
 
 export interface Backend {

@@ -21,8 +21,6 @@ export class VxlanBackend implements Backend {
   readonly type = "vxlan";
   readonly device: string;
   private mac = "";
-  /** Time the last reconcile spent reading the kernel (for the agent's log). */
-  readMs = 0;
 
   constructor(private readonly o: BackendOptions) {
     this.device = `gauze.${o.vni}`;
@@ -77,7 +75,7 @@ export class VxlanBackend implements Backend {
     const t0 = performance.now();
     const [routes, neighs] = ipBatch([["route", "show", "dev", dev], ["neigh", "show", "dev", dev]]) as [IpRoute[], IpNeigh[]];
     const [fdb] = bridgeBatch([["fdb", "show", "dev", dev]]) as [FdbEntry[]];
-    this.readMs = performance.now() - t0;
+    const readMs = performance.now() - t0;
     let spawns = 2;
 
     const fdbCmds: IpCommand[] = [];
@@ -121,7 +119,7 @@ export class VxlanBackend implements Backend {
     if (fdbCmds.length) { bridgeBatch(fdbCmds); spawns++; }
     const all = [...ipCmds, ...delRoutes, ...delNeighs];
     if (all.length) { ipBatch(all); spawns++; }
-    return { peers: want.length, added, removed, spawns };
+    return { peers: want.length, added, removed, spawns, readMs };
   }
 
   uninstall(): void {
