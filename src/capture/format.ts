@@ -13,10 +13,6 @@ const ICMP6_TYPES: Record<number, string> = { 1: "destination unreachable", 2: "
 const TCP_FLAGS = ["F", "S", "R", "P", ".", "U", "E", "W", "N"];
 const LAYER_TITLE: Record<Layer["kind"], string> = { eth: "Ethernet", sll: "Linux cooked", sll2: "Linux cooked v2", arp: "ARP", ipv4: "IPv4", ipv6: "IPv6", icmp: "ICMP", icmp6: "ICMPv6", udp: "UDP", tcp: "TCP", vxlan: "VXLAN", geneve: "Geneve" };
 
-export function layerTitle(l: Layer): string {
-  return LAYER_TITLE[l.kind];
-}
-
 function hex(n: number, width: number): string {
   return "0x" + n.toString(16).padStart(width, "0");
 }
@@ -169,10 +165,6 @@ export function writeLayer(w: AsciiSink, l: Layer, f: Uint8Array): void {
       if (l.critical) w.str(", critical options");
       return;
   }
-}
-
-export function layerText(l: Layer, f: Uint8Array): string {
-  return sinkToString((w) => writeLayer(w, l, f));
 }
 
 export function writeTime(w: AsciiSink, sec: number, nsec: number): void {

@@ -3,6 +3,20 @@ import { Command } from "commander";
 import { GAUZE_VERSION } from "../version.ts";
 import { SPEC_VERSION, SUPPORTED_VERSIONS } from "../cni/version.ts";
 
+/** The subnet registry flags, shared by the agent and the lab's store helpers. */
+function withStoreOptions(c: Command): Command {
+  return c
+    .option("--store <kind>", "subnet registry: file (embedded), etcd, or kube (the Kubernetes API)", "file")
+    .option("--store-dir <dir>", "directory of the file registry", "/var/lib/gauze/registry")
+    .option("--etcd-endpoints <urls>", "etcd client URLs, comma-separated")
+    .option("--etcd-prefix <prefix>", "etcd key prefix", "/gauze.dev/network")
+    .option("--etcd-cafile <file>", "CA certificate for etcd")
+    .option("--etcd-certfile <file>", "client certificate for etcd")
+    .option("--etcd-keyfile <file>", "client key for etcd")
+    .option("--kubeconfig <path>", "with --store kube: a kubeconfig (default: in-cluster)")
+    .option("--net-conf <path>", "with --store kube: the network config (flannel's net-conf.json)", "/etc/gauze/net-conf.json");
+}
+
 export async function runCli(argv: string[]): Promise<number> {
   let status = 0;
   const program = new Command()
@@ -58,19 +72,11 @@ export async function runCli(argv: string[]): Promise<number> {
       status = await runCapture(opts as unknown as import("./dissect.ts").CaptureCliOptions);
     });
 
-  program.command("agent")
+  const agent = program.command("agent")
     .description("the node agent: lease this node's pod subnet, program the overlay to every other node, install the CNI config")
     .option("--node <name>", "node name (default: the hostname)")
-    .option("--iface <name>", "the node's underlay interface", "eth0")
-    .option("--store <kind>", "subnet registry: file (embedded), etcd, or kube (the Kubernetes API)", "file")
-    .option("--store-dir <dir>", "directory of the file registry", "/var/lib/gauze/registry")
-    .option("--etcd-endpoints <urls>", "etcd client URLs, comma-separated")
-    .option("--etcd-prefix <prefix>", "etcd key prefix", "/gauze.dev/network")
-    .option("--etcd-cafile <file>", "CA certificate for etcd")
-    .option("--etcd-certfile <file>", "client certificate for etcd")
-    .option("--etcd-keyfile <file>", "client key for etcd")
-    .option("--kubeconfig <path>", "with --store kube: a kubeconfig (default: in-cluster)")
-    .option("--net-conf <path>", "with --store kube: the network config (flannel's net-conf.json)", "/etc/gauze/net-conf.json")
+    .option("--iface <name>", "the node's underlay interface", "eth0");
+  withStoreOptions(agent)
     .option("--root <dir>", "prefix for the node's paths (run/gauze, etc/cni/net.d, var/lib/cni)", "")
     .option("--no-ip-masq", "do not masquerade pod traffic leaving the pod network")
     .option("--health-addr <addr>", "where /healthz, /readyz and /metrics listen", "0.0.0.0:9317")
@@ -99,20 +105,17 @@ export async function runCli(argv: string[]): Promise<number> {
     });
 
   const store = program.command("store", { hidden: true }).description("(internal) subnet registry helpers the lab runs");
-  const storeOpts = (c: Command) => c.option("--store <kind>", "file or etcd", "file").option("--store-dir <dir>", "file registry dir", "/var/lib/gauze/registry")
-    .option("--etcd-endpoints <urls>", "etcd URLs").option("--etcd-prefix <prefix>", "etcd prefix", "/gauze.dev/network")
-    .option("--kubeconfig <path>", "kubeconfig (--store kube)").option("--net-conf <path>", "network config (--store kube)", "/etc/gauze/net-conf.json");
-  storeOpts(store.command("init")).requiredOption("--network <cidr>", "pod network").option("--backend <type>", "vxlan or host-gw", "vxlan").option("--wait <seconds>", "keep trying this long", "15")
+  withStoreOptions(store.command("init")).requiredOption("--network <cidr>", "pod network").option("--backend <type>", "vxlan or host-gw", "vxlan").option("--wait <seconds>", "keep trying this long", "15")
     .action(async (o: import("../store/open.ts").StoreFlags & { network: string; backend: string; wait: string }) => {
       const { storeInit } = await import("./store.ts");
       status = await storeInit(o);
     });
-  storeOpts(store.command("release")).requiredOption("--node <name>", "node whose lease goes")
+  withStoreOptions(store.command("release")).requiredOption("--node <name>", "node whose lease goes")
     .action(async (o: import("../store/open.ts").StoreFlags & { node: string }) => {
       const { storeRelease } = await import("./store.ts");
       status = await storeRelease(o);
     });
-  storeOpts(store.command("leases")).action(async (o: import("../store/open.ts").StoreFlags) => {
+  withStoreOptions(store.command("leases")).action(async (o: import("../store/open.ts").StoreFlags) => {
     const { storeLeases } = await import("./store.ts");
     status = await storeLeases(o);
   });

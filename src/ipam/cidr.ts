@@ -137,10 +137,6 @@ export function prefixLast(p: Prefix): IP {
   return { family: p.ip.family, value: p.ip.value | hostMask };
 }
 
-export function prefixSize(p: Prefix): bigint {
-  return 1n << BigInt(familyBits(p.ip.family) - p.bits);
-}
-
 export function nextIP(ip: IP): IP {
   const max = (1n << BigInt(familyBits(ip.family))) - 1n;
   return { family: ip.family, value: ip.value === max ? 0n : ip.value + 1n };

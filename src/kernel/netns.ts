@@ -25,12 +25,6 @@ export function delNetns(name: string): void {
   runSync(["ip", "netns", "del", name]);
 }
 
-export function listNetns(prefix = NETNS_PREFIX): string[] {
-  const r = runSync(["ip", "-j", "netns", "list"]);
-  if (r.status !== 0 || !r.stdout.trim()) return [];
-  return (JSON.parse(r.stdout) as { name: string }[]).map((n) => n.name).filter((n) => n.startsWith(prefix));
-}
-
 /** Runs argv inside the namespace (nsenter: no /sys remount, no extra process). */
 export function execIn(name: string, argv: readonly string[], opts: { input?: string; env?: Record<string, string | undefined> } = {}): SpawnResult {
   return runSync(["nsenter", `--net=${netnsPath(name)}`, ...argv], opts);

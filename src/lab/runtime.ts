@@ -144,8 +144,3 @@ export function delPod(rt: NodeRuntime, pod: PodRef, netnsPath = `/run/netns/${p
   if (errors.length) throw new RuntimeError(errors.join("; "));
 }
 
-export function checkPod(rt: NodeRuntime, pod: PodRef): void {
-  const list = loadNetwork(rt);
-  const cached = JSON.parse(readFileSync(cachePath(rt, list.name, pod), "utf8")) as { result: unknown };
-  for (const p of list.plugins) exec(rt, list, p, "CHECK", pod, `/run/netns/${pod.netns}`, cached.result);
-}
