@@ -202,3 +202,25 @@ test("CNI_ARGS as kubelet sends them, and an IP request, are honoured", () => {
   assert.equal(json<AddResult>(r).ips[0]!.address, "10.99.0.77/24");
   assert.equal(plugin({ node, command: "DEL", containerId: "ctr-args", netns: "" }, conf).status, 0);
 });
+
+test("dual stack: an IPv4 and an IPv6 range set give each pod both families, default routes for both; CHECK and DEL cover both", () => {
+  const ds = { ...gauzeConf(dataDir, { name: "gzdual", bridge: "gzbr6" }), ipam: { ranges: [[{ subnet: "10.77.0.0/24" }], [{ subnet: "fd00:77::/64" }]], dataDir } };
+  const a = w.netns("dsa");
+  const b = w.netns("dsb");
+  const ra = plugin({ node, command: "ADD", containerId: "ds-a", netns: nsPath(a) }, ds);
+  const rb = plugin({ node, command: "ADD", containerId: "ds-b", netns: nsPath(b) }, ds);
+  assert.equal(ra.status, 0, ra.stdout);
+  const res = json<AddResult>(ra);
+  assert.deepEqual(res.ips.map((i) => i.address), ["10.77.0.2/24", "fd00:77::2/64"]);
+  assert.deepEqual(res.routes, [{ dst: "0.0.0.0/0", gw: "10.77.0.1" }, { dst: "::/0", gw: "fd00:77::1" }]);
+  const ipb6 = json<AddResult>(rb).ips[1]!.address.split("/")[0]!;
+  // IPv6 duplicate address detection takes a moment before the address is usable.
+  let ok6 = false;
+  for (let i = 0; i < 30 && !ok6; i++) ok6 = sh(["ip", "netns", "exec", a, "ping", "-c", "1", "-W", "1", ipb6]).status === 0;
+  assert.ok(ok6, "IPv6 across the bridge");
+  assert.ok(ping(a, "10.77.0.3"));
+  assert.equal(plugin({ node, command: "CHECK", containerId: "ds-a", netns: nsPath(a) }, { ...ds, prevResult: res }).status, 0);
+  assert.deepEqual([...reservations(dataDir, "gzdual").keys()].sort(), ["10.77.0.2", "10.77.0.3", "fd00:77::2", "fd00:77::3"]);
+  for (const [id, ns] of [["ds-a", a], ["ds-b", b]] as const) assert.equal(plugin({ node, command: "DEL", containerId: id, netns: nsPath(ns) }, ds).status, 0);
+  assert.equal(reservations(dataDir, "gzdual").size, 0);
+});
