@@ -69,11 +69,13 @@ export function registerLab(program: Command, set: SetStatus): void {
     .description("remove a lab: namespaces, links, processes, rules and files; --all removes every lab")
     .option("--name <name>", "lab name", "demo")
     .option("--all", "every lab on this host")
-    .action((o: { name: string; all?: boolean }) => guard(set, async () => {
+    .option("--json", "JSON: the labs removed")
+    .action((o: { name: string; all?: boolean; json?: boolean }) => guard(set, async () => {
       const names = o.all ? listLabs() : [o.name];
       if (!o.all) loadLab(o.name); // a clear error for a lab that does not exist
-      for (const n of names) await labDown(n, say(false));
-      if (o.all && names.length === 0) process.stderr.write("no labs\n");
+      for (const n of names) await labDown(n, say(!!o.json));
+      if (o.json) console.log(JSON.stringify({ removed: names }));
+      else if (o.all && names.length === 0) process.stderr.write("no labs\n");
     }));
 
   lab.command("list")
@@ -116,8 +118,11 @@ export function registerLab(program: Command, set: SetStatus): void {
     .action((name: string, o: { name: string }) => guard(set, () => podRm(o.name, name)));
 
   const node = lab.command("node").description("nodes joining and leaving");
-  node.command("add").option("--name <lab>", "lab name", "demo").option("--node <name>", "node name")
-    .action((o: { name: string; node?: string }) => guard(set, async () => { await nodeAdd(o.name, say(false), o.node); }));
+  node.command("add").option("--name <lab>", "lab name", "demo").option("--node <name>", "node name").option("--json", "JSON")
+    .action((o: { name: string; node?: string; json?: boolean }) => guard(set, async () => {
+      const n = await nodeAdd(o.name, say(!!o.json), o.node);
+      if (o.json) console.log(JSON.stringify({ name: n.name, ip: n.ip }));
+    }));
   node.command("rm").argument("<node>").option("--name <lab>", "lab name", "demo")
     .action((n: string, o: { name: string }) => guard(set, () => nodeRm(o.name, n)));
   node.command("stop-agent").argument("<node>").option("--name <lab>", "lab name", "demo").option("--kill", "SIGKILL instead of SIGTERM")
@@ -161,18 +166,22 @@ export function registerLab(program: Command, set: SetStatus): void {
     .argument("<fault>", "no-br-netfilter, no-cni-config, missing-plugin, ip-forward-off, mtu-mismatch, stale-fdb, agent-down, forward-drop, vxlan-port-blocked")
     .option("--node <node>", "node to break", "control-plane")
     .option("--name <lab>", "lab name", "demo")
-    .action((fault: string, o: { node: string; name: string }) => guard(set, async () => {
+    .option("--json", "JSON")
+    .action((fault: string, o: { node: string; name: string; json?: boolean }) => guard(set, async () => {
       const { breakNode, FAULTS } = await import("../lab/faults.ts");
       const r = await breakNode(o.name, fault, o.node);
-      console.log(`broke ${r.node}: ${FAULTS[r.fault]} (gauze doctor --node ${r.node} --name ${o.name}; gauze lab fix --name ${o.name})`);
+      if (o.json) console.log(JSON.stringify({ fault: r.fault, node: r.node, what: FAULTS[r.fault] }));
+      else console.log(`broke ${r.node}: ${FAULTS[r.fault]} (gauze doctor --node ${r.node} --name ${o.name}; gauze lab fix --name ${o.name})`);
     }));
   lab.command("fix")
     .description("undo every fault gauze lab break injected")
     .option("--name <lab>", "lab name", "demo")
-    .action((o: { name: string }) => guard(set, async () => {
+    .option("--json", "JSON")
+    .action((o: { name: string; json?: boolean }) => guard(set, async () => {
       const { fixAll } = await import("../lab/faults.ts");
       const done = await fixAll(o.name);
-      console.log(done.length ? done.map((r) => `undid ${r.fault} on ${r.node}`).join("\n") : "nothing to undo");
+      if (o.json) console.log(JSON.stringify({ undone: done.map((r) => ({ fault: r.fault, node: r.node })) }));
+      else console.log(done.length ? done.map((r) => `undid ${r.fault} on ${r.node}`).join("\n") : "nothing to undo");
     }));
 
   lab.command("demo")
