@@ -3,6 +3,7 @@
 // network namespace given as a path (nsenter --net=<path>, which unlike `ip netns exec`
 // does not remount /sys and costs nothing extra: nsenter execs ip).
 import { type SpawnResult, runSync } from "./spawn.ts";
+import { isExecutable } from "../util/files.ts";
 
 export type IpCommand = readonly string[];
 
@@ -42,8 +43,22 @@ function checkWord(word: string): string {
 
 type Tool = "ip" | "bridge";
 
+// Not `ip -n <name>`: it unshares the mount namespace and remounts /sys, which costs more the
+// more mounts the host has (each named netns is one): measured 38 ms per ADD against 16 ms
+// with nsenter on a node with 60 pods. nsenter gets the tool's absolute path (no PATH walk).
+const toolPaths = new Map<Tool, string>();
+
+function toolPath(tool: Tool): string {
+  let p = toolPaths.get(tool);
+  if (!p) {
+    p = [`/usr/sbin/${tool}`, `/sbin/${tool}`, `/usr/bin/${tool}`, `/bin/${tool}`].find((c) => isExecutable(c)) ?? tool;
+    toolPaths.set(tool, p);
+  }
+  return p;
+}
+
 function baseArgv(target: IpTarget, tool: Tool = "ip"): string[] {
-  return target.netns ? ["nsenter", `--net=${target.netns}`, tool] : [tool];
+  return target.netns ? ["nsenter", `--net=${target.netns}`, toolPath(tool)] : [tool];
 }
 
 export interface BatchOptions {
