@@ -66,7 +66,7 @@ function measure(tool: string, argv: string[], f: string, packets: number): Row 
   let best = Infinity;
   let rss = 0;
   for (let i = 0; i < 3; i++) {
-    const r = run(["/usr/bin/time", "-f", "%e %M", "sh", "-c", `exec "$0" "$@" > /dev/null`, ...argv]);
+    const r = run(["timeout", "300", "/usr/bin/time", "-f", "%e %M", "sh", "-c", `exec "$0" "$@" > /dev/null`, ...argv]);
     if (r.status !== 0) throw new Error(`${tool} failed: ${r.stderr}`);
     const [secs, kb] = r.stderr.trim().split("\n").pop()!.split(" ").map(Number);
     best = Math.min(best, secs!);
@@ -85,7 +85,9 @@ try {
     ["gauze dissect (text)", [gauze, "dissect", file]],
     ["gauze dissect --summary", [gauze, "dissect", file, "--summary"]],
     ["tcpdump -nn -v -T vxlan", ["tcpdump", "-nn", "-v", "-T", "vxlan", "-r", file]],
-    ["tshark fields", ["tshark", "-r", file, "-d", "udp.port==8472,vxlan", "-T", "fields", "-e", "ip.src", "-e", "ip.dst", "-e", "udp.dstport", "-e", "vxlan.vni", "-e", "frame.len"]],
+    // TCP reassembly and sequence analysis off: gauze does neither, and with them tshark once ran
+    // for over 10 minutes on one of these captures.
+    ["tshark fields", ["tshark", "-o", "tcp.desegment_tcp_streams:FALSE", "-o", "tcp.analyze_sequence_numbers:FALSE", "-r", file, "-d", "udp.port==8472,vxlan", "-T", "fields", "-e", "ip.src", "-e", "ip.dst", "-e", "udp.dstport", "-e", "vxlan.vni", "-e", "frame.len"]],
   ];
   const rows = tools.map(([t, argv]) => measure(t, argv, file, packets));
   const tcpdump = rows.find((r) => r.tool.startsWith("tcpdump"))!;

@@ -4,7 +4,8 @@
 // a timer it re-lists and diffs against the kernel). A restart adopts what is already right and
 // never tears the dataplane down; only --uninstall removes it.
 import type { Logger } from "pino";
-import { writeFileSync, mkdirSync, readFileSync } from "node:fs";
+import { writeFileSync, mkdirSync } from "node:fs";
+import { checkBrNetfilter } from "./prereq.ts";
 import { dirname } from "node:path";
 import { type IpLink, ipBatch } from "../kernel/ip.ts";
 import { formatIP, nextIP, parseCIDR } from "../ipam/cidr.ts";
@@ -56,19 +57,6 @@ export interface AgentStatus {
   port?: number;
   ipMasq?: boolean;
   updatedAt: number;
-}
-
-export const BR_NETFILTER = "/proc/sys/net/bridge/bridge-nf-call-iptables";
-
-/** flannel refuses to run without br_netfilter; so does gauze, with flannel's words. */
-export function checkBrNetfilter(): string | undefined {
-  let v: string;
-  try {
-    v = readFileSync(BR_NETFILTER, "utf8").trim();
-  } catch {
-    return `Failed to check br_netfilter: stat ${BR_NETFILTER}: no such file or directory (modprobe br_netfilter)`;
-  }
-  return v === "1" ? undefined : `br_netfilter: ${BR_NETFILTER} is ${v}, not 1 (sysctl -w net.bridge.bridge-nf-call-iptables=1)`;
 }
 
 export function readNodeLink(iface: string): NodeLink {

@@ -2,7 +2,7 @@
 // run from wherever the registry is reachable (for the lab's etcd: the underlay namespace).
 import { openRegistry, type StoreFlags } from "../store/open.ts";
 import { FileRegistry } from "../store/file-registry.ts";
-import { EtcdRegistry } from "../store/etcd-registry.ts";
+import type { EtcdRegistry } from "../store/etcd-registry.ts";
 
 export async function storeInit(o: StoreFlags & { network: string; backend: string; wait: string }): Promise<number> {
   const config = { Network: o.network, SubnetLen: 24, Backend: { Type: o.backend } };

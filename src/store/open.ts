@@ -1,7 +1,10 @@
 // Opens the registry named by the command line (agent, lab helpers): one place for the flags.
+// The etcd and Kubernetes clients are large: imported only when their store is chosen, so that
+// every other command starts without them.
 import { FileRegistry } from "./file-registry.ts";
-import { DEFAULT_ETCD_PREFIX, EtcdRegistry } from "./etcd-registry.ts";
 import type { SubnetRegistry } from "./registry.ts";
+
+const DEFAULT_ETCD_PREFIX = "/gauze.dev/network";
 
 export interface StoreFlags {
   store: string;
@@ -26,6 +29,7 @@ export async function openRegistry(f: StoreFlags): Promise<SubnetRegistry> {
     case "etcd": {
       const endpoints = (f.etcdEndpoints ?? "").split(",").map((e) => e.trim()).filter(Boolean);
       if (endpoints.length === 0) throw new Error("--store etcd needs --etcd-endpoints, e.g. http://10.0.0.1:2379");
+      const { EtcdRegistry } = await import("./etcd-registry.ts");
       return new EtcdRegistry({
         endpoints, prefix: f.etcdPrefix ?? DEFAULT_ETCD_PREFIX,
         ...(f.etcdCafile ? { cafile: f.etcdCafile } : {}), ...(f.etcdCertfile ? { certfile: f.etcdCertfile } : {}), ...(f.etcdKeyfile ? { keyfile: f.etcdKeyfile } : {}),

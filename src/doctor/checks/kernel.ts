@@ -1,7 +1,7 @@
 // Kernel prerequisites: br_netfilter, IP forwarding, reverse-path filtering.
 import { readSysctl, sysctlPath } from "../../kernel/sysctl.ts";
 import { writeText } from "../../util/files.ts";
-import { BR_NETFILTER } from "../../agent/agent.ts";
+import { BR_NETFILTER } from "../../agent/prereq.ts";
 import { type Check, ok } from "../check.ts";
 
 export const kernelChecks: Check[] = [
