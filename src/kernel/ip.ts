@@ -3,7 +3,7 @@
 // network namespace given as a path (nsenter --net=<path>, which unlike `ip netns exec`
 // does not remount /sys and costs nothing extra: nsenter execs ip).
 import { type SpawnResult, runSync } from "./spawn.ts";
-import { isExecutable } from "../util/files.ts";
+import { inNetns, isExecutable } from "../util/files.ts";
 
 export type IpCommand = readonly string[];
 
@@ -102,7 +102,13 @@ function parseFailures(stderr: string): LineFailure[] {
  */
 export function ipBatch(commands: readonly IpCommand[], target: IpTarget = {}, opts: BatchOptions = {}): unknown[][] {
   if (commands.length === 0) return [];
-  return batchOutcome(commands, target, opts, runSync(batchArgv(target, opts), { input: batchInput(commands) }));
+  const input = batchInput(commands);
+  // Under bun, enter the namespace with setns(2) around the spawn (no nsenter process: ~1 ms).
+  if (target.netns) {
+    const inside = inNetns(target.netns, () => runSync(batchArgv({}, opts), { input }));
+    if (inside) return batchOutcome(commands, target, opts, inside.value);
+  }
+  return batchOutcome(commands, target, opts, runSync(batchArgv(target, opts), { input }));
 }
 
 function batchArgv(target: IpTarget, opts: BatchOptions): string[] {

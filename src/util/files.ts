@@ -30,6 +30,7 @@ interface Libc {
   access(p: Uint8Array, mode: number): number;
   flock(fd: number, op: number): number;
   ioctl(fd: number, req: number): number;
+  setns(fd: number, nstype: number): number;
   opendir(p: Uint8Array): unknown;
   readdir(dir: unknown): unknown;
   closedir(dir: unknown): number;
@@ -56,6 +57,7 @@ function bind(): Libc | undefined {
     access: { args: [T.ptr, T.i32], returns: T.i32 },
     flock: { args: [T.i32, T.i32], returns: T.i32 },
     ioctl: { args: [T.i32, T.u64], returns: T.i32 },
+    setns: { args: [T.i32, T.i32], returns: T.i32 },
     opendir: { args: [T.ptr], returns: T.ptr },
     readdir: { args: [T.ptr], returns: T.ptr },
     closedir: { args: [T.ptr], returns: T.i32 },
@@ -73,6 +75,7 @@ function bind(): Libc | undefined {
     access: (p, m) => sym.access!(p, m) as number,
     flock: (fd, op) => sym.flock!(fd, op) as number,
     ioctl: (fd, r) => sym.ioctl!(fd, r) as number,
+    setns: (fd, t) => sym.setns!(fd, t) as number,
     opendir: (p) => sym.opendir!(p),
     readdir: (d) => sym.readdir!(d),
     closedir: (d) => sym.closedir!(d) as number,
@@ -338,3 +341,32 @@ export function lockFile(path: string): FileLock {
   };
 }
 
+
+/**
+ * Runs `fn` with this thread in the network namespace at `path`, and always back. Processes
+ * spawned meanwhile start in that namespace: the plugin runs ip for the pod's side this way,
+ * without an nsenter process in between. Undefined under node (no setns there).
+ */
+export function inNetns<T>(path: string, fn: () => T): { value: T } | undefined {
+  const c = bind();
+  if (!c) return undefined;
+  const self = c.open(cstr("/proc/thread-self/ns/net"), O_RDONLY | O_CLOEXEC, 0);
+  if (self < 0) return undefined;
+  const target = c.open(cstr(path), O_RDONLY | O_CLOEXEC, 0);
+  if (target < 0) { c.close(self); fail(c, path, "open"); }
+  try {
+    if (c.setns(target, CLONE_NEWNET) !== 0) fail(c, path, "setns");
+    try {
+      return { value: fn() };
+    } finally {
+      if (c.setns(self, CLONE_NEWNET) !== 0) {
+        // Stuck in the pod's namespace: nothing after this may touch the network. Stop here.
+        writeFd(2, "gauze: cannot return to the node's network namespace; exiting\n");
+        process.exit(70);
+      }
+    }
+  } finally {
+    c.close(target);
+    c.close(self);
+  }
+}

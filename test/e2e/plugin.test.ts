@@ -224,3 +224,20 @@ test("dual stack: an IPv4 and an IPv6 range set give each pod both families, def
   for (const [id, ns] of [["ds-a", a], ["ds-b", b]] as const) assert.equal(plugin({ node, command: "DEL", containerId: id, netns: nsPath(ns) }, ds).status, 0);
   assert.equal(reservations(dataDir, "gzdual").size, 0);
 });
+
+test("CNI_NETNS as /proc/<pid>/ns/net (an unnamed namespace, as some runtimes pass it)", async () => {
+  const { spawn } = await import("node:child_process");
+  const holder = spawn("unshare", ["--net", "sleep", "30"], { stdio: "ignore" });
+  try {
+    await new Promise((r) => setTimeout(r, 100));
+    const nsFile = `/proc/${holder.pid}/ns/net`;
+    const r = plugin({ node, command: "ADD", containerId: "ctr-proc", netns: nsFile }, conf);
+    assert.equal(r.status, 0, r.stdout);
+    const ip = json<AddResult>(r).ips[0]!.address.split("/")[0]!;
+    assert.match(sh(["nsenter", `--net=${nsFile}`, "ip", "-4", "addr", "show", "dev", "eth0"]).stdout, new RegExp(ip.replace(/\./g, "\\.")));
+    assert.equal(sh(["nsenter", `--net=${nsFile}`, "ping", "-c", "1", "-W", "1", "10.99.0.1"]).status, 0);
+    assert.equal(plugin({ node, command: "DEL", containerId: "ctr-proc", netns: nsFile }, conf).status, 0);
+  } finally {
+    holder.kill("SIGKILL");
+  }
+});
