@@ -60,6 +60,15 @@ test("lab demo: NotReady to a decoded VXLAN packet, every step verified, in unde
   assert.deepEqual(before.netns, []);
 });
 
+test("lab demo on the host-gw backend: the pod's packet goes bare, 0 bytes of overhead", { timeout: 60_000 }, () => {
+  const name = lab("g");
+  const r = g("lab", "demo", "--name", name, "--backend", "host-gw", "--json");
+  assert.equal(r.status, 0, r.stdout + r.stderr);
+  const report = JSON.parse(r.stdout) as { ok: boolean; steps: { facts: string[] }[] };
+  assert.equal(report.ok, true);
+  assert.match(report.steps.flatMap((s) => s.facts).join("\n"), /IP 84 bytes: 0 bytes of overhead/);
+});
+
 test("full mesh: 4 nodes x 3 pods, every pod reaches every other pod", { timeout: 120_000 }, () => {
   const name = lab("m");
   assert.equal(g("lab", "up", "--name", name, "--nodes", "4").status, 0);
