@@ -69,8 +69,10 @@ async function apply(s: LabState, n: LabNode, f: Fault): Promise<FaultRecord> {
     case "agent-down": await stopProcess(n.agentPid, 500, "SIGKILL"); n.agentPid = undefined; break;
     case "forward-drop": {
       inNode(n, ["iptables", "-w", "-P", "FORWARD", "DROP"]);
-      const rules = runSync(["nsenter", `--net=${netnsPath(n.netns)}`, "iptables", "-w", "-S", "FORWARD"]).stdout.split("\n").filter((l) => l.includes("-j GAUZE-FWD"));
-      for (const l of rules) inNode(n, ["sh", "-c", `iptables -w ${l.replace(/^-A /, "-D ")}`]);
+      // Delete gauze's jumps by rule number (highest first), no shell and no re-quoting.
+      const appended = runSync(["nsenter", `--net=${netnsPath(n.netns)}`, "iptables", "-w", "-S", "FORWARD"]).stdout.split("\n").filter((l) => l.startsWith("-A "));
+      const numbers = appended.map((l, i) => (l.includes("-j GAUZE-FWD") ? i + 1 : 0)).filter(Boolean).reverse();
+      for (const num of numbers) inNode(n, ["iptables", "-w", "-D", "FORWARD", String(num)]);
       break;
     }
     case "vxlan-port-blocked":
