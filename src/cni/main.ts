@@ -6,17 +6,17 @@ import { type NetConf, loadConfig, parseJsonConfig } from "./config.ts";
 import { CniError, toErrorJson } from "./errors.ts";
 import { SPEC_VERSION, SUPPORTED_VERSIONS, requireVerbAllowed } from "./version.ts";
 import { convertResult } from "./result.ts";
-import { cmdAdd } from "./add.ts";
+import { type EarlyIp, cmdAdd, startEarlyIp } from "./add.ts";
 import { cmdDel } from "./del.ts";
 import { cmdCheck } from "./check.ts";
 import { cmdGc } from "./gc.ts";
 import { ipamStatus } from "../ipam/ipam.ts";
 import { trace } from "../util/trace.ts";
 
-type Command = (env: CniEnv, conf: NetConf) => Promise<unknown>;
+type Command = (env: CniEnv, conf: NetConf, early?: EarlyIp) => Promise<unknown>;
 
 const COMMANDS: Record<Exclude<Verb, "VERSION">, Command> = {
-  ADD: async (env, conf) => convertResult(await cmdAdd(env, conf), conf.cniVersion),
+  ADD: async (env, conf, early) => convertResult(await cmdAdd(env, conf, early), conf.cniVersion),
   DEL: (env, conf) => cmdDel(env, conf),
   CHECK: (env, conf) => cmdCheck(env, conf),
   GC: (env, conf) => cmdGc(env, conf).then(() => undefined),
@@ -36,6 +36,7 @@ function versionOf(text: string): string {
 export async function runPlugin(processEnv: NodeJS.ProcessEnv): Promise<number> {
   trace("start");
   const stdin = readStdin();
+  let early: EarlyIp | undefined;
   try {
     const env = readEnv(processEnv);
     if (env.command === "VERSION") {
@@ -47,14 +48,18 @@ export async function runPlugin(processEnv: NodeJS.ProcessEnv): Promise<number> 
       print({ cniVersion: asked, supportedVersions: SUPPORTED_VERSIONS });
       return 0;
     }
+    // ADD's two ip processes start before the config is even parsed (see add.ts:startEarlyIp).
+    early = env.command === "ADD" ? startEarlyIp(env) : undefined;
     const conf = loadConfig(stdin, env);
     requireVerbAllowed(env.command, conf.cniVersion);
     trace("config");
-    const out = await COMMANDS[env.command](env, conf);
+    const out = await COMMANDS[env.command](env, conf, early);
     trace("done");
     if (out !== undefined) print(out);
     return 0;
   } catch (e) {
+    early?.host.cancel();
+    early?.pod.cancel();
     print(toErrorJson(e, versionOf(stdin)));
     if (!(e instanceof CniError) && processEnv.GAUZE_DEBUG) writeFd(2, `${(e as Error).stack}\n`);
     return 1;

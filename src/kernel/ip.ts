@@ -2,7 +2,7 @@
 // arrays; several changes go as one `ip -batch` (one spawn), optionally inside another
 // network namespace given as a path (nsenter --net=<path>, which unlike `ip netns exec`
 // does not remount /sys and costs nothing extra: nsenter execs ip).
-import { type SpawnResult, runSync } from "./spawn.ts";
+import { type SpawnResult, runSync, startEarly } from "./spawn.ts";
 import { inNetns, isExecutable } from "../util/files.ts";
 
 export type IpCommand = readonly string[];
@@ -109,6 +109,45 @@ export function ipBatch(commands: readonly IpCommand[], target: IpTarget = {}, o
     if (inside) return batchOutcome(commands, target, opts, inside.value);
   }
   return batchOutcome(commands, target, opts, runSync(batchArgv(target, opts), { input }));
+}
+
+/** An `ip -batch` started before its commands are known (see spawn.ts:startEarly). */
+export interface EarlyBatch {
+  /** `tolerate` needs the batch started with `force`. */
+  run(commands: readonly IpCommand[], tolerate?: BatchOptions["tolerate"]): Promise<unknown[][]>;
+  /** Ends it without commands (ip exits at once). */
+  cancel(): void;
+}
+
+/**
+ * Starts `ip -batch` now, in `target`'s namespace, and feeds it later: on the plugin's path the
+ * exec and start-up of ip then overlap config parsing and IPAM. Falls back to ipBatch under node.
+ */
+export function startBatch(target: IpTarget = {}, spawnOpts: { details?: boolean; force?: boolean } = {}): EarlyBatch {
+  const argv = [...baseArgv({}, "ip"), "-j", ...(spawnOpts.details ? ["-d"] : []), ...(spawnOpts.force ? ["-force"] : []), "-batch", "-"];
+  const spawn = () => startEarly(argv);
+  const pending = target.netns ? inNetns(target.netns, spawn)?.value : spawn();
+  if (!pending) {
+    return { run: async (commands, tolerate) => ipBatch(commands, target, { ...(spawnOpts.details ? { details: true } : {}), ...(tolerate ? { tolerate } : {}) }), cancel: () => undefined };
+  }
+  let used = false;
+  return {
+    async run(commands, tolerate) {
+      if (used) throw new Error("startBatch: run() twice");
+      used = true;
+      if (commands.length === 0) {
+        await pending.finish("");
+        return [];
+      }
+      return batchOutcome(commands, target, { ...(tolerate ? { tolerate } : {}) }, await pending.finish(batchInput(commands)));
+    },
+    cancel() {
+      if (!used) {
+        used = true;
+        void pending.finish("").catch(() => undefined);
+      }
+    },
+  };
 }
 
 function batchArgv(target: IpTarget, opts: BatchOptions): string[] {

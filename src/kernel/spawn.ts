@@ -39,3 +39,23 @@ export function runSync(argv: readonly string[], opts: SpawnOptions = {}): Spawn
   return { status: p.status ?? 128, stdout: p.stdout ?? "", stderr: p.stderr ?? "" };
 }
 
+
+/** A process started now whose input is given later: its exec and start-up overlap other work. */
+export interface PendingProcess {
+  /** Sends the whole input, closes stdin, and waits for the result. */
+  finish(input: string): Promise<SpawnResult>;
+}
+
+/** Starts argv at once with stdin held open (bun only; undefined elsewhere: use runSync). */
+export function startEarly(argv: readonly string[]): PendingProcess | undefined {
+  if (typeof Bun === "undefined") return undefined;
+  const p = Bun.spawn([...argv], { stdin: "pipe", stdout: "pipe", stderr: "pipe" });
+  return {
+    async finish(input: string) {
+      p.stdin.write(input);
+      await p.stdin.end();
+      const [stdout, stderr, status] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+      return { status, stdout, stderr };
+    },
+  };
+}
