@@ -99,18 +99,21 @@ function nodeCode(e: unknown): string {
   return (e as NodeJS.ErrnoException).code ?? "EIO";
 }
 
+/** One read buffer for the process: IPAM reads dozens of tiny reservation files per ADD. */
+const readBuf = new Uint8Array(65536);
+
 function readFd(c: Libc, fd: number): string {
   const chunks: Uint8Array[] = [];
-  const buf = new Uint8Array(65536);
   for (;;) {
-    const n = Number(c.read(fd, buf, buf.length));
+    const n = Number(c.read(fd, readBuf, readBuf.length));
     if (n < 0) {
       if (c.errno() === 4) continue;
       throw new FileError(ERRNO[c.errno()] ?? "EIO", `fd ${fd}`, "read");
     }
     if (n === 0) break;
-    chunks.push(buf.slice(0, n));
+    chunks.push(readBuf.slice(0, n));
   }
+  if (chunks.length === 0) return "";
   if (chunks.length === 1) return dec.decode(chunks[0]);
   return dec.decode(Buffer.concat(chunks));
 }
