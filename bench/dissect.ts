@@ -1,7 +1,8 @@
 // bench/dissect: gauze dissect against tcpdump and tshark on one VXLAN capture made here.
 // Two namespaces joined by a veth (offloads off, so frames are wire-sized), a VXLAN device on
 // each (VNI 1, UDP 8472), iperf3 TCP through it, tcpdump on the underlay. Then each tool reads
-// the file 3 times (best time, peak RSS): MB/s, packets/s and the ratio to `tcpdump -v`.
+// the file 5 times, interleaved with the others (best time, peak RSS): MB/s, packets/s and the
+// ratio to `tcpdump -v`.
 // A 10x smaller file checks that gauze's memory does not grow with the file.
 //   node --import tsx bench/dissect.ts [--mb 120] [--json]
 import { spawn } from "node:child_process";
@@ -62,18 +63,27 @@ function countPackets(f: string): number {
 
 interface Row { tool: string; seconds: number; mbPerSec: number; pktPerSec: number; peakRssMb: number; ratioToTcpdump?: number }
 
-function measure(tool: string, argv: string[], f: string, packets: number): Row {
-  let best = Infinity;
-  let rss = 0;
-  for (let i = 0; i < 3; i++) {
-    const r = run(["timeout", "300", "/usr/bin/time", "-f", "%e %M", "sh", "-c", `exec "$0" "$@" > /dev/null`, ...argv]);
-    if (r.status !== 0) throw new Error(`${tool} failed: ${r.stderr}`);
-    const [secs, kb] = r.stderr.trim().split("\n").pop()!.split(" ").map(Number);
-    best = Math.min(best, secs!);
-    rss = Math.max(rss, kb! / 1024);
-  }
+interface Sample { seconds: number; rssMb: number }
+
+function once(tool: string, argv: string[]): Sample {
+  const r = run(["timeout", "300", "/usr/bin/time", "-f", "%e %M", "sh", "-c", `exec "$0" "$@" > /dev/null`, ...argv]);
+  if (r.status !== 0) throw new Error(`${tool} failed: ${r.stderr}`);
+  const [secs, kb] = r.stderr.trim().split("\n").pop()!.split(" ").map(Number);
+  return { seconds: secs!, rssMb: kb! / 1024 };
+}
+
+/**
+ * Best of `rounds` for each tool, the tools interleaved round by round: this VM's speed drifts
+ * over tens of seconds, and running one tool's repeats back to back would hand it one phase.
+ */
+function measureAll(tools: [string, string[]][], f: string, packets: number, rounds = 5): Row[] {
+  const samples = tools.map(() => [] as Sample[]);
+  for (let r = 0; r < rounds; r++) tools.forEach(([t, argv], i) => samples[i]!.push(once(t, argv)));
   const bytes = statSync(f).size;
-  return { tool, seconds: best, mbPerSec: bytes / 1e6 / best, pktPerSec: packets / best, peakRssMb: rss };
+  return tools.map(([tool], i) => {
+    const best = Math.min(...samples[i]!.map((x) => x.seconds));
+    return { tool, seconds: best, mbPerSec: bytes / 1e6 / best, pktPerSec: packets / best, peakRssMb: Math.max(...samples[i]!.map((x) => x.rssMb)) };
+  });
 }
 
 try {
@@ -89,14 +99,14 @@ try {
     // for over 10 minutes on one of these captures.
     ["tshark fields", ["tshark", "-o", "tcp.desegment_tcp_streams:FALSE", "-o", "tcp.analyze_sequence_numbers:FALSE", "-r", file, "-d", "udp.port==8472,vxlan", "-T", "fields", "-e", "ip.src", "-e", "ip.dst", "-e", "udp.dstport", "-e", "vxlan.vni", "-e", "frame.len"]],
   ];
-  const rows = tools.map(([t, argv]) => measure(t, argv, file, packets));
+  const rows = measureAll(tools, file, packets);
   const tcpdump = rows.find((r) => r.tool.startsWith("tcpdump"))!;
   for (const r of rows) r.ratioToTcpdump = tcpdump.seconds / r.seconds;
-  const smallRows = [measure("gauze dissect (text), 1/10 file", [gauze, "dissect", small], small, countPackets(small)), measure("gauze --summary, 1/10 file", [gauze, "dissect", small, "--summary"], small, countPackets(small))];
+  const smallRows = measureAll([["gauze dissect (text), 1/10 file", [gauze, "dissect", small]], ["gauze --summary, 1/10 file", [gauze, "dissect", small, "--summary"]]], small, countPackets(small), 3);
   if (asJson) {
     console.log(JSON.stringify({ bench: "dissect", fileMb: size / 1e6, packets, rows, smallFile: smallRows }, null, 2));
   } else {
-    console.log(`dissect: ${(size / 1e6).toFixed(1)} MB, ${packets} packets of VXLAN (iperf3 TCP), best of 3`);
+    console.log(`dissect: ${(size / 1e6).toFixed(1)} MB, ${packets} packets of VXLAN (iperf3 TCP), best of 5 interleaved runs`);
     console.log("tool                              seconds    MB/s   packets/s  peak RSS MB  speed vs tcpdump -v");
     for (const r of [...rows, ...smallRows]) {
       console.log(`${r.tool.padEnd(32)} ${r.seconds.toFixed(2).padStart(8)} ${r.mbPerSec.toFixed(0).padStart(7)} ${r.pktPerSec.toFixed(0).padStart(11)} ${r.peakRssMb.toFixed(0).padStart(12)}  ${r.ratioToTcpdump ? `${r.ratioToTcpdump.toFixed(2)}x` : ""}`);

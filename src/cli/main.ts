@@ -120,8 +120,13 @@ export async function runCli(argv: string[]): Promise<number> {
     status = await storeLeases(o);
   });
 
-  const { registerLab } = await import("./lab.ts");
-  registerLab(program, (code) => { status = code; });
+  // The lab's commands pull in the lab's modules: register them only when they can be wanted
+  // (a lab command, or help), so that dissect, doctor and the rest start without them.
+  const first = argv[0];
+  if (first === undefined || first === "lab" || first === "help" || first.startsWith("-")) {
+    const { registerLab } = await import("./lab.ts");
+    registerLab(program, (code) => { status = code; });
+  }
 
   try {
     await program.parseAsync(argv, { from: "user" });
