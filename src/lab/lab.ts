@@ -175,7 +175,7 @@ export function agentStatus(n: LabNode): AgentStatus | undefined {
   }
 }
 
-export async function waitReady(s: LabState, nodes: LabNode[], timeoutMs = 20_000): Promise<void> {
+export async function waitReady(nodes: LabNode[], timeoutMs = 20_000): Promise<void> {
   const until = Date.now() + timeoutMs;
   for (;;) {
     // Ready means this agent process says so (a report left by an earlier process does not count).
@@ -206,7 +206,7 @@ export async function installCni(s: LabState, progress: Progress): Promise<void>
   }
   s.cniInstalled = true;
   saveLab(s);
-  await waitReady(s, s.nodes);
+  await waitReady(s.nodes);
   const subnets = s.nodes.map((n) => `${n.name} ${agentStatus(n)?.subnet}`).join(", ");
   progress(`gauze installed: agents ready, subnets leased (${subnets}) in ${(performance.now() - t0).toFixed(0)} ms`);
 }
@@ -242,7 +242,7 @@ export function nodeView(s: LabState, n: LabNode): NodeView {
 
 // ---- pods ----
 
-function podRef(s: LabState, p: LabPod) {
+function podRef(p: LabPod) {
   return { name: p.name, namespace: "default", uid: p.uid, containerId: p.containerId, netns: p.netns };
 }
 
@@ -258,7 +258,7 @@ function trySetUp(s: LabState, p: LabPod): void {
     return;
   }
   try {
-    const { result } = addPod(rt, podRef(s, p));
+    const { result } = addPod(rt, podRef(p));
     const ips = (result.ips as { address: string }[] | undefined) ?? [];
     p.ip = ips[0]?.address.split("/")[0];
     p.phase = "Running";
@@ -306,7 +306,7 @@ async function tearDownPod(s: LabState, p: LabPod): Promise<void> {
   const n = s.nodes.find((x) => x.name === p.node);
   if (n) {
     try {
-      delPod(runtimeFor(n), podRef(s, p));
+      delPod(runtimeFor(n), podRef(p));
     } catch {
       // the namespace goes next; GC would catch leftovers in a real cluster
     }
@@ -343,7 +343,7 @@ export async function nodeAdd(lab: string, progress: Progress, name?: string): P
       installBinary(n!);
       startAgent(s, n!);
       saveLab(s);
-      await waitReady(s, [n!]);
+      await waitReady([n!]);
     }
     progress(`node ${n!.name} joined (${n!.ip}${agentStatus(n!)?.subnet ? `, subnet ${agentStatus(n!)!.subnet}` : ""})`);
     return n!;
@@ -384,7 +384,7 @@ export async function agentStart(lab: string, name: string): Promise<void> {
     if (n.agentPid && existsSync(`/proc/${n.agentPid}`)) return;
     startAgent(s, n);
     saveLab(s);
-    await waitReady(s, [n]);
+    await waitReady([n]);
   });
 }
 
@@ -447,4 +447,3 @@ function cleanHost(): void {
   }
 }
 
-export { listLabs, loadLab, labExists };
