@@ -78,9 +78,19 @@ export function sum16(frame: Uint8Array, from: number, to: number, initial = 0):
       words = new Uint32Array(buffer, 0, buffer.byteLength >> 2);
       wordsBuffer = buffer;
     }
-    let s = 0;
+    // Four sums: one would be a chain of dependent additions, each waiting for the last.
+    let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
     const w0 = (abs + i) >> 2;
-    for (let k = w0; k < w0 + nWords; k++) s += words[k]!;
+    const wEnd = w0 + nWords;
+    let k = w0;
+    for (; k + 3 < wEnd; k += 4) {
+      s0 += words[k]!;
+      s1 += words[k + 1]!;
+      s2 += words[k + 2]!;
+      s3 += words[k + 3]!;
+    }
+    for (; k < wEnd; k++) s0 += words[k]!;
+    const s = s0 + s1 + s2 + s3;
     // Little-endian words: each holds bytes (p, p+1, p+2, p+3) as p | p+1<<8 | ... Fold to 16
     // bits: the low byte of each half came from the earlier position.
     let f = s;
