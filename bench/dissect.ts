@@ -1,10 +1,11 @@
 // bench/dissect: gauze dissect against tcpdump and tshark on one VXLAN capture made here.
 // Two namespaces joined by a veth (offloads off, so frames are wire-sized), a VXLAN device on
 // each (VNI 1, UDP 8472), iperf3 TCP through it, tcpdump on the underlay. Then each tool reads
-// the file 5 times, interleaved with the others (best time, peak RSS): MB/s, packets/s and the
-// ratio to `tcpdump -v`.
+// the file 7 times (--rounds), interleaved with the others: best time, peak RSS, MB/s, packets/s,
+// and two ratios to `tcpdump -v`: best against best, and the median of each round's own ratio
+// (this VM's speed drifts; a round's tools run seconds apart).
 // A 10x smaller file checks that gauze's memory does not grow with the file.
-//   node --import tsx bench/dissect.ts [--mb 120] [--json]
+//   node --import tsx bench/dissect.ts [--mb 120] [--rounds 7] [--json]
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -14,6 +15,7 @@ import { must, run } from "./lib.ts";
 const args = process.argv.slice(2);
 const mb = Number(args[args.indexOf("--mb") + 1] ?? 120) || 120;
 const asJson = args.includes("--json");
+const rounds = Number(args[args.indexOf("--rounds") + 1] ?? 7) || 7;
 const gauze = join(import.meta.dirname, "..", "dist", "bin", "gauze");
 const tag = `gz-bd${process.pid % 10000}`;
 const [a, b] = [`${tag}-a`, `${tag}-b`];
@@ -61,9 +63,21 @@ function countPackets(f: string): number {
   return Number(/Number of packets:\s+(\d+)/.exec(out)?.[1] ?? 0);
 }
 
-interface Row { tool: string; seconds: number; mbPerSec: number; pktPerSec: number; peakRssMb: number; ratioToTcpdump?: number }
+interface Row {
+  tool: string; seconds: number; mbPerSec: number; pktPerSec: number; peakRssMb: number;
+  /** tcpdump's best time over this tool's best time. */
+  ratioToTcpdump?: number;
+  /** The median over rounds of tcpdump's time over this tool's time in the same round. */
+  roundRatioToTcpdump?: number;
+  samples: number[];
+}
 
 interface Sample { seconds: number; rssMb: number }
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((x, y) => x - y);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+}
 
 function once(tool: string, argv: string[]): Sample {
   const r = run(["timeout", "300", "/usr/bin/time", "-f", "%e %M", "sh", "-c", `exec "$0" "$@" > /dev/null`, ...argv]);
@@ -82,7 +96,7 @@ function measureAll(tools: [string, string[]][], f: string, packets: number, rou
   const bytes = statSync(f).size;
   return tools.map(([tool], i) => {
     const best = Math.min(...samples[i]!.map((x) => x.seconds));
-    return { tool, seconds: best, mbPerSec: bytes / 1e6 / best, pktPerSec: packets / best, peakRssMb: Math.max(...samples[i]!.map((x) => x.rssMb)) };
+    return { tool, seconds: best, mbPerSec: bytes / 1e6 / best, pktPerSec: packets / best, peakRssMb: Math.max(...samples[i]!.map((x) => x.rssMb)), samples: samples[i]!.map((x) => x.seconds) };
   });
 }
 
@@ -99,17 +113,22 @@ try {
     // for over 10 minutes on one of these captures.
     ["tshark fields", ["tshark", "-o", "tcp.desegment_tcp_streams:FALSE", "-o", "tcp.analyze_sequence_numbers:FALSE", "-r", file, "-d", "udp.port==8472,vxlan", "-T", "fields", "-e", "ip.src", "-e", "ip.dst", "-e", "udp.dstport", "-e", "vxlan.vni", "-e", "frame.len"]],
   ];
-  const rows = measureAll(tools, file, packets);
+  const rows = measureAll(tools, file, packets, rounds);
   const tcpdump = rows.find((r) => r.tool.startsWith("tcpdump"))!;
-  for (const r of rows) r.ratioToTcpdump = tcpdump.seconds / r.seconds;
+  for (const r of rows) {
+    r.ratioToTcpdump = tcpdump.seconds / r.seconds;
+    r.roundRatioToTcpdump = median(r.samples.map((s, i) => tcpdump.samples[i]! / s));
+  }
   const smallRows = measureAll([["gauze dissect (text), 1/10 file", [gauze, "dissect", small]], ["gauze --summary, 1/10 file", [gauze, "dissect", small, "--summary"]]], small, countPackets(small), 3);
   if (asJson) {
     console.log(JSON.stringify({ bench: "dissect", fileMb: size / 1e6, packets, rows, smallFile: smallRows }, null, 2));
   } else {
-    console.log(`dissect: ${(size / 1e6).toFixed(1)} MB, ${packets} packets of VXLAN (iperf3 TCP), best of 5 interleaved runs`);
-    console.log("tool                              seconds    MB/s   packets/s  peak RSS MB  speed vs tcpdump -v");
+    console.log(`dissect: ${(size / 1e6).toFixed(1)} MB, ${packets} packets of VXLAN (iperf3 TCP), ${rounds} interleaved rounds`);
+    console.log("speed vs tcpdump -v: best time against best time, and the median of the rounds' own ratios");
+    console.log("tool                              best s    MB/s   packets/s  peak RSS MB   speed (best)  speed (rounds)");
     for (const r of [...rows, ...smallRows]) {
-      console.log(`${r.tool.padEnd(32)} ${r.seconds.toFixed(2).padStart(8)} ${r.mbPerSec.toFixed(0).padStart(7)} ${r.pktPerSec.toFixed(0).padStart(11)} ${r.peakRssMb.toFixed(0).padStart(12)}  ${r.ratioToTcpdump ? `${r.ratioToTcpdump.toFixed(2)}x` : ""}`);
+      const ratios = r.ratioToTcpdump ? `${r.ratioToTcpdump.toFixed(2).padStart(11)}x ${r.roundRatioToTcpdump!.toFixed(2).padStart(14)}x` : "";
+      console.log(`${r.tool.padEnd(32)} ${r.seconds.toFixed(2).padStart(8)} ${r.mbPerSec.toFixed(0).padStart(7)} ${r.pktPerSec.toFixed(0).padStart(11)} ${r.peakRssMb.toFixed(0).padStart(12)}  ${ratios}`);
     }
   }
 } finally {

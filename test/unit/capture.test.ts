@@ -8,7 +8,7 @@ import { decodeOptions, dissect } from "../../src/capture/dissect.ts";
 import { packetJson, packetText } from "../../src/capture/format.ts";
 import { DissectRun } from "../../src/capture/run.ts";
 import { compileFilter } from "../../src/capture/filter.ts";
-import { concat, eth, icmpEcho, ipv4, pcap, pcapng, tcp, udp, vxlan, vxlanPing } from "../support/packets.ts";
+import { concat, csum, eth, icmpEcho, ipv4, pcap, pcapng, tcp, udp, vxlan, vxlanPing } from "../support/packets.ts";
 
 function readAll(bytes: Uint8Array, chunk = bytes.length): Packet[] {
   const r = new CaptureReader();
@@ -138,6 +138,37 @@ test("checksums: correct, offloaded (partial), and wrong are told apart", () => 
   const [b] = readAll(pcap([{ data: broken }]));
   const db = dissect(b!, opts);
   assert.equal(db.layers[2]!.kind === "udp" && db.layers[2]!.checksumState, "bad");
+});
+
+test("checksums of nested segments: inner TCP left for offload with the outer UDP computed ahead (LCO), both right, inner UDP without one", () => {
+  const innerTcp = (payload: Uint8Array) => eth("0a:58:0a:f4:01:03", "0a:58:0a:f4:00:02", 0x0800,
+    ipv4("10.244.0.2", "10.244.1.3", 6, tcp("10.244.0.2", "10.244.1.3", 40001, 5201, 0x18, payload, [1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2])));
+  const overVxlan = (inner: Uint8Array) => eth("02:42:ac:12:00:03", "02:42:ac:12:00:02", 0x0800,
+    ipv4("172.18.0.2", "172.18.0.3", 17, udp("172.18.0.2", "172.18.0.3", 40000, 8472, vxlan(1, inner), { checksum: "ok" })));
+  const states = (frame: Uint8Array) => {
+    const [p] = readAll(pcap([{ data: frame }]));
+    return dissect(p!, opts).layers.filter((l) => l.kind === "udp" || l.kind === "tcp").map((l) => (l as { checksumState: string }).checksumState);
+  };
+  const payload = Uint8Array.from({ length: 1001 }, (_, i) => (i * 31) & 255); // odd length: the byte lanes matter
+  const frame = overVxlan(innerTcp(payload));
+  assert.deepEqual(states(frame), ["ok", "ok"]);
+  // What a veth capture holds: the inner field has only the pseudo-header sum, the outer was
+  // computed for the inner's final value.
+  const tcpAt = 14 + 20 + 8 + 8 + 14 + 20;
+  const pseudoSum = csum([10, 244, 0, 2, 10, 244, 1, 3, 0, 6, ...[(frame.length - tcpAt) >> 8, (frame.length - tcpAt) & 255]]);
+  const partial = ~pseudoSum & 0xffff;
+  const lco = frame.slice();
+  lco[tcpAt + 16] = partial >> 8;
+  lco[tcpAt + 17] = partial & 255;
+  assert.deepEqual(states(lco), ["lco", "partial"]);
+  const wrong = lco.slice();
+  wrong[50] = wrong[50]! ^ 1; // an inner MAC byte changed after the outer sum was made
+  assert.deepEqual(states(wrong), ["bad", "partial"]);
+  // (A changed payload byte would go unseen: with the inner checksum left for offload, nothing
+  // in the capture vouches for the payload; the outer sum was made for whatever it holds.)
+  // An inner UDP without a checksum still counts in the outer one.
+  const innerUdp = eth("0a:58:0a:f4:01:03", "0a:58:0a:f4:00:02", 0x0800, ipv4("10.244.0.2", "10.244.1.3", 17, udp("10.244.0.2", "10.244.1.3", 53, 53, payload)));
+  assert.deepEqual(states(overVxlan(innerUdp)), ["ok", "none"]);
 });
 
 test("cut by the snaplen is not malformed; headers that lie are", () => {
