@@ -3,7 +3,7 @@
 // (documented in the README).
 import type {
   ArpLayer, ChecksumState, Dissection, EthLayer, GeneveLayer, IcmpLayer, Ipv4Layer, Ipv6Layer, Layer, SllLayer, TcpLayer,
-  UdpLayer, VxlanLayer,
+  Tunnel, UdpLayer, VxlanLayer,
 } from "./decode/layers.ts";
 import type { Packet } from "./reader.ts";
 import { ipv4Text, ipv6At, macAt } from "./addr.ts";
@@ -52,12 +52,12 @@ const visitOption = (kind: number, at: number, len: number) => {
   writeTcpOption(optState.w!, optState.f, kind, at, len);
 };
 
+/** Linux's options on every data segment: nop, nop, timestamps. */
+function isUsualTcpOptions(f: Uint8Array, from: number, to: number): boolean {
+  return to - from === 12 && f[from] === 1 && f[from + 1] === 1 && f[from + 2] === 8 && f[from + 3] === 10;
+}
+
 function writeTcpOptions(w: AsciiSink, f: Uint8Array, from: number, to: number): void {
-  // Linux's layout on every data segment (nop, nop, timestamps), written without the walker.
-  if (to - from === 12 && f[from] === 1 && f[from + 1] === 1 && f[from + 2] === 8 && f[from + 3] === 10) {
-    w.str(", options [nop,nop,TS val ").num(u32(f, from + 4)).str(" ecr ").num(u32(f, from + 8)).char(93);
-    return;
-  }
   w.str(", options [");
   optState.w = w;
   optState.f = f;
@@ -172,6 +172,18 @@ function writeIpv4Head(w: AsciiSink, l: Ipv4Layer): void {
 
 function writeIpv4Tail(w: AsciiSink, l: Ipv4Layer): void {
   w.num(l.id);
+  // The rest of the line follows from fields that stay the same in bulk traffic.
+  const slot = SLOT_IPV4_TAIL + (l.depth & 3);
+  const flags = l.flags | (l.fragOffset * 8);
+  const rest = l.optionsLen * 2 + (l.checksumOk ? 1 : 0);
+  if (reuse(w, slot, flags, l.totalLen, rest, 0, 0)) return;
+  w.room(256);
+  const m = w.mark();
+  writeIpv4Rest(w, l);
+  remember(w, slot, m, flags, l.totalLen, rest, 0, 0);
+}
+
+function writeIpv4Rest(w: AsciiSink, l: Ipv4Layer): void {
   if (l.flags & 2) w.str(", DF");
   if (l.fragOffset > 0 || l.flags & 1) w.str(", frag offset ").num(l.fragOffset).str(l.flags & 1 ? "+" : "");
   w.str(", len ").num(l.totalLen);
@@ -219,10 +231,29 @@ function writeTcpHead(w: AsciiSink, l: TcpLayer): void {
 
 function writeTcpTail(w: AsciiSink, l: TcpLayer, f: Uint8Array): void {
   w.num(l.seq);
-  if (l.flags & 0x10) w.str(", ack ").num(l.ack);
-  w.str(", win ").num(l.window);
-  if (l.headerLen > 20) writeTcpOptions(w, f, l.offset + 20, l.offset + l.headerLen);
-  w.str(", length ").num(l.payloadLen).str(", ");
+  // The ack and window often repeat packet to packet, and so does the payload length: their
+  // text is reused while they do (with Linux's usual options: up to the timestamp value).
+  const from = l.offset + 20;
+  const usual = isUsualTcpOptions(f, from, l.offset + l.headerLen);
+  const slot = SLOT_TCP_ACK + (l.depth & 3);
+  const ack = l.flags & 0x10 ? l.ack : -1;
+  if (!reuse(w, slot, ack, l.window, usual ? 1 : 0, 0, 0)) {
+    w.room(256);
+    const m = w.mark();
+    if (ack >= 0) w.str(", ack ").num(ack);
+    w.str(", win ").num(l.window);
+    if (usual) w.str(", options [nop,nop,TS val ");
+    remember(w, slot, m, ack, l.window, usual ? 1 : 0, 0, 0);
+  }
+  if (usual) w.num(u32(f, from + 4)).str(" ecr ").num(u32(f, from + 8)).char(93);
+  else if (l.headerLen > 20) writeTcpOptions(w, f, from, l.offset + l.headerLen);
+  const lenSlot = SLOT_TCP_LENGTH + (l.depth & 3);
+  if (!reuse(w, lenSlot, l.payloadLen, 0, 0, 0, 0)) {
+    w.room(64);
+    const m = w.mark();
+    w.str(", length ").num(l.payloadLen).str(", ");
+    remember(w, lenSlot, m, l.payloadLen, 0, 0, 0, 0);
+  }
   writeChecksum(w, l.checksumState, l.checksum);
 }
 
@@ -257,26 +288,29 @@ const KIND_NO: Record<Layer["kind"], number> = { eth: 0, sll: 1, sll2: 2, arp: 3
  *   IP id, the UDP length, the TCP sequence number), keyed by the numbers they show.
  * Together they more than halve text mode's formatting time.
  */
-interface Rendered { a: number; b: number; c: number; header: Uint8Array | undefined; bytes: Uint8Array }
+interface Rendered { a: number; b: number; c: number; d: number; e: number; header: Uint8Array | undefined; bytes: Uint8Array }
 const rendered: (Rendered | undefined)[] = [];
-const SLOT_HEADER_KIND = 100;
-const SLOT_HEADER_ENCAP = 101;
+// Slots beyond the per-(kind, depth) ones: pieces of the header line, and line tails per depth.
+const SLOT_HEADER_TAIL = 100;
+const SLOT_IPV4_TAIL = 104;
+const SLOT_TCP_ACK = 108;
+const SLOT_TCP_LENGTH = 112;
 
 function slotOf(l: Layer): number {
   return KIND_NO[l.kind] * 8 + l.depth;
 }
 
-/** Copies the cached bytes for `slot` if they were made from (a, b, c); false if not. */
-function reuse(w: AsciiSink, slot: number, a: number, b: number, c: number): boolean {
+/** Copies the cached bytes for `slot` if they were made from (a, b, c, d, e); false if not. */
+function reuse(w: AsciiSink, slot: number, a: number, b: number, c: number, d: number, e: number): boolean {
   const r = rendered[slot];
-  if (r === undefined || r.a !== a || r.b !== b || r.c !== c) return false;
+  if (r === undefined || r.a !== a || r.b !== b || r.c !== c || r.d !== d || r.e !== e) return false;
   w.bytes(r.bytes);
   return true;
 }
 
 /** Call w.room() and take w.mark() before writing what `remember` will keep. */
-function remember(w: AsciiSink, slot: number, mark: number, a: number, b: number, c: number, header?: Uint8Array): void {
-  rendered[slot] = { a, b, c, header, bytes: w.since(mark) };
+function remember(w: AsciiSink, slot: number, mark: number, a: number, b: number, c: number, d: number, e: number, header?: Uint8Array): void {
+  rendered[slot] = { a, b, c, d, e, header, bytes: w.since(mark) };
 }
 
 function writeTitle(w: AsciiSink, l: Layer): void {
@@ -289,24 +323,24 @@ function writeLayerLine(w: AsciiSink, l: Layer, f: Uint8Array): void {
     case "ipv4": {
       const slot = slotOf(l);
       const c = l.proto | (l.ttl << 8) | (l.headerLen << 16);
-      if (!reuse(w, slot, l.src, l.dst, c)) {
+      if (!reuse(w, slot, l.src, l.dst, c, 0, 0)) {
         w.room(512);
         const m = w.mark();
         writeTitle(w, l);
         writeIpv4Head(w, l);
-        remember(w, slot, m, l.src, l.dst, c);
+        remember(w, slot, m, l.src, l.dst, c, 0, 0);
       }
       writeIpv4Tail(w, l);
       break;
     }
     case "udp": {
       const slot = slotOf(l);
-      if (!reuse(w, slot, l.srcPort, l.dstPort, 0)) {
+      if (!reuse(w, slot, l.srcPort, l.dstPort, 0, 0, 0)) {
         w.room(512);
         const m = w.mark();
         writeTitle(w, l);
         writeUdpHead(w, l);
-        remember(w, slot, m, l.srcPort, l.dstPort, 0);
+        remember(w, slot, m, l.srcPort, l.dstPort, 0, 0, 0);
       }
       writeUdpTail(w, l);
       break;
@@ -314,12 +348,12 @@ function writeLayerLine(w: AsciiSink, l: Layer, f: Uint8Array): void {
     case "tcp": {
       const slot = slotOf(l);
       const c = l.flags | (l.headerLen << 16);
-      if (!reuse(w, slot, l.srcPort, l.dstPort, c)) {
+      if (!reuse(w, slot, l.srcPort, l.dstPort, c, 0, 0)) {
         w.room(512);
         const m = w.mark();
         writeTitle(w, l);
         writeTcpHead(w, l);
-        remember(w, slot, m, l.srcPort, l.dstPort, c);
+        remember(w, slot, m, l.srcPort, l.dstPort, c, 0, 0);
       }
       writeTcpTail(w, l, f);
       break;
@@ -349,27 +383,42 @@ function writeWholeLineCached(w: AsciiSink, l: Layer, f: Uint8Array): void {
   const m = w.mark();
   writeTitle(w, l);
   writeLayer(w, l, f);
-  remember(w, slot, m, 0, 0, 0, f.slice(l.offset, l.offset + n));
+  remember(w, slot, m, 0, 0, 0, 0, 0, f.slice(l.offset, l.offset + n));
 }
 
-/**
- * The encapsulation's description, from " bytes, encapsulation" to "outer IP ":
- * "... 50 bytes (IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14); outer IP ". The same tunnel
- * shape repeats packet after packet: reused while the kinds and lengths of its layers match.
- */
-function writeEncapMiddle(w: AsciiSink, d: Dissection, t: NonNullable<Dissection["tunnel"]>): void {
-  // Layer kinds/depths and header lengths, packed: a tunnel has at most a handful of layers.
-  let shape = 0;
+// The tunnel's shape for the header line's cache key: layer kinds/depths and header lengths
+// from the outer IP header to the inner one, packed (a tunnel has a handful of layers).
+let shapeKinds = 0;
+let shapeLens = 0;
+
+function measureShape(d: Dissection, t: Tunnel): void {
+  let kinds = 0;
   let lens = 0;
   for (let i = t.outerIp; i < t.innerIp; i++) {
     const l = d.layers[i]!;
-    shape = (shape * 64 + KIND_NO[l.kind] * 4 + (l.depth & 3)) % 2147483647;
+    kinds = (kinds * 64 + KIND_NO[l.kind] * 4 + (l.depth & 3)) % 2147483647;
     lens = (lens * 256 + l.headerLen) % 2147483647;
   }
-  if (reuse(w, SLOT_HEADER_ENCAP, shape, lens, t.encapBytes)) return;
+  shapeKinds = kinds;
+  shapeLens = lens;
+}
+
+/**
+ * The tunnel's whole cost on one line: frames, the encapsulation and what it is made of, IP
+ * sizes. " vxlan vni 1: outer frame 148 bytes, inner frame 98 bytes, encapsulation 50 bytes
+ * (IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14); outer IP 134, inner IP 84". The same sizes
+ * come packet after packet in bulk traffic: reused while the numbers and the shape match.
+ */
+function writeTunnelLine(w: AsciiSink, d: Dissection, t: Tunnel): void {
+  measureShape(d, t);
+  const kindVni = KIND_NO[t.kind] + 16 * t.vni;
+  const frames = t.outerFrameLen * 65536 + t.innerFrameLen;
+  const ips = t.outerIpLen * 65536 + t.innerIpLen;
+  if (reuse(w, SLOT_HEADER_TAIL, kindVni, frames, ips, shapeKinds, shapeLens)) return;
   w.room(1024);
   const m = w.mark();
-  w.str(" bytes, encapsulation ").num(t.encapBytes).str(" bytes (");
+  w.char(32).str(t.kind).str(" vni ").num(t.vni).str(": outer frame ").num(t.outerFrameLen).str(" bytes, inner frame ").num(t.innerFrameLen)
+    .str(" bytes, encapsulation ").num(t.encapBytes).str(" bytes (");
   const outerDepth = d.layers[t.outerIp]!.depth;
   for (let i = t.outerIp; i < t.innerIp; i++) {
     const l = d.layers[i]!;
@@ -377,8 +426,8 @@ function writeEncapMiddle(w: AsciiSink, d: Dissection, t: NonNullable<Dissection
     if (l.depth > outerDepth) w.str("inner ");
     w.str(LAYER_TITLE[l.kind]).char(32).num(l.headerLen);
   }
-  w.str("); outer IP ");
-  remember(w, SLOT_HEADER_ENCAP, m, shape, lens, t.encapBytes);
+  w.str("); outer IP ").num(t.outerIpLen).str(", inner IP ").num(t.innerIpLen);
+  remember(w, SLOT_HEADER_TAIL, m, kindVni, frames, ips, shapeKinds, shapeLens);
 }
 
 /** The text block of one packet: a header line, one line per layer (indented by depth), notes. */
@@ -386,21 +435,8 @@ export function writePacketText(w: AsciiSink, p: Packet, d: Dissection): void {
   const t = d.tunnel;
   w.char(35).num(p.n).char(32);
   writeTime(w, p.tsSec, p.tsNsec);
-  if (t) {
-    // The tunnel's whole cost on one line: frames, the encapsulation and what it is made of, IP sizes.
-    const kind = KIND_NO[t.kind];
-    if (!reuse(w, SLOT_HEADER_KIND, kind, t.vni, 0)) {
-      w.room(128);
-      const m = w.mark();
-      w.char(32).str(t.kind).str(" vni ").num(t.vni).str(": outer frame ");
-      remember(w, SLOT_HEADER_KIND, m, kind, t.vni, 0);
-    }
-    w.num(t.outerFrameLen).str(" bytes, inner frame ").num(t.innerFrameLen);
-    writeEncapMiddle(w, d, t);
-    w.num(t.outerIpLen).str(", inner IP ").num(t.innerIpLen);
-  } else {
-    w.char(32).num(p.wireLen).str(" bytes");
-  }
+  if (t) writeTunnelLine(w, d, t);
+  else w.char(32).num(p.wireLen).str(" bytes");
   if (p.data.length < p.wireLen) w.str(" (").num(p.data.length).str(" of ").num(p.wireLen).str(" captured)");
   w.char(10);
   const layers = d.layers;
