@@ -136,6 +136,42 @@ export function readText(path: string): string {
   }
 }
 
+/**
+ * The bytes of a small file, or undefined if it is not there. Under bun the result is a view of
+ * one shared buffer, valid until the next read: for scanning many tiny files without a string
+ * or an allocation per file.
+ */
+export function readBytesIfExists(path: string): Uint8Array | undefined {
+  const c = bind();
+  if (!c) {
+    try {
+      return nodeBuiltin("node:fs").readFileSync(path);
+    } catch (e) {
+      if (nodeCode(e) === "ENOENT") return undefined;
+      throw new FileError(nodeCode(e), path, "read");
+    }
+  }
+  const fd = c.open(cstr(path), O_RDONLY | O_CLOEXEC, 0);
+  if (fd < 0) {
+    if (c.errno() === 2) return undefined;
+    fail(c, path, "open");
+  }
+  try {
+    let used = 0;
+    for (;;) {
+      const n = Number(c.read(fd, readBuf.subarray(used), readBuf.length - used));
+      if (n < 0) {
+        if (c.errno() === 4) continue;
+        fail(c, path, "read");
+      }
+      if (n === 0 || used + n === readBuf.length) return readBuf.subarray(0, used + n);
+      used += n;
+    }
+  } finally {
+    c.close(fd);
+  }
+}
+
 export function readTextIfExists(path: string): string | undefined {
   try {
     return readText(path);
