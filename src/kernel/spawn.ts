@@ -2,6 +2,7 @@
 // Under bun (the shipped executable) Bun.spawnSync costs about 1 ms per call; node's
 // child_process is the fallback so the same code runs under tsx in unit tests.
 import { nodeBuiltin } from "../util/builtin.ts";
+import { closeFd, makePipe, readAllAndClose, writeFd } from "../util/files.ts";
 
 export interface SpawnResult {
   status: number;
@@ -46,16 +47,40 @@ export interface PendingProcess {
   finish(input: string): Promise<SpawnResult>;
 }
 
-/** Starts argv at once with stdin held open (bun only; undefined elsewhere: use runSync). */
+/**
+ * Starts argv at once with stdin held open (bun only; undefined elsewhere: use runSync).
+ * All three standard streams are plain pipes this process reads and writes with read(2) and
+ * write(2): Bun's own pipe streams start two pool threads per plugin call, for a few hundred
+ * bytes each way. Input is written whole at the end and output read once the child exits.
+ */
 export function startEarly(argv: readonly string[]): PendingProcess | undefined {
   if (typeof Bun === "undefined") return undefined;
-  const p = Bun.spawn([...argv], { stdin: "pipe", stdout: "pipe", stderr: "pipe" });
+  const pipes = [makePipe(), makePipe(), makePipe()];
+  if (pipes.some((x) => !x)) {
+    for (const x of pipes) if (x) { closeFd(x.read); closeFd(x.write); }
+    return undefined;
+  }
+  const [input, out, err] = pipes as { read: number; write: number }[];
+  const child = (() => {
+    try {
+      return Bun.spawn([...argv], { stdin: input!.read, stdout: out!.write, stderr: err!.write });
+    } finally {
+      // The child has its copies: ours would keep its stdin from ending and its output from EOF.
+      closeFd(input!.read);
+      closeFd(out!.write);
+      closeFd(err!.write);
+    }
+  })();
   return {
-    async finish(input: string) {
-      p.stdin.write(input);
-      await p.stdin.end();
-      const [stdout, stderr, status] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
-      return { status, stdout, stderr };
+    async finish(text: string) {
+      try {
+        if (text) writeFd(input!.write, text);
+      } finally {
+        closeFd(input!.write);
+      }
+      const stdout = readAllAndClose(out!.read);
+      const stderr = readAllAndClose(err!.read);
+      return { status: await child.exited, stdout, stderr };
     },
   };
 }

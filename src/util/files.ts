@@ -31,6 +31,7 @@ interface Libc {
   flock(fd: number, op: number): number;
   ioctl(fd: number, req: number): number;
   setns(fd: number, nstype: number): number;
+  pipe2(fds: Int32Array, flags: number): number;
   opendir(p: Uint8Array): unknown;
   readdir(dir: unknown): unknown;
   closedir(dir: unknown): number;
@@ -40,6 +41,8 @@ interface Libc {
 
 let libc: Libc | undefined;
 
+// Callers write `libc ?? bind()`: a call to bind() per file operation made it hot enough for
+// the JIT to compile it (on a thread of its own) in every plugin run.
 function bind(): Libc | undefined {
   if (typeof Bun === "undefined") return undefined;
   if (libc) return libc;
@@ -58,6 +61,7 @@ function bind(): Libc | undefined {
     flock: { args: [T.i32, T.i32], returns: T.i32 },
     ioctl: { args: [T.i32, T.u64], returns: T.i32 },
     setns: { args: [T.i32, T.i32], returns: T.i32 },
+    pipe2: { args: [T.ptr, T.i32], returns: T.i32 },
     opendir: { args: [T.ptr], returns: T.ptr },
     readdir: { args: [T.ptr], returns: T.ptr },
     closedir: { args: [T.ptr], returns: T.i32 },
@@ -76,6 +80,7 @@ function bind(): Libc | undefined {
     flock: (fd, op) => sym.flock!(fd, op) as number,
     ioctl: (fd, r) => sym.ioctl!(fd, r) as number,
     setns: (fd, t) => sym.setns!(fd, t) as number,
+    pipe2: (fds, flags) => sym.pipe2!(fds, flags) as number,
     opendir: (p) => sym.opendir!(p),
     readdir: (d) => sym.readdir!(d),
     closedir: (d) => sym.closedir!(d) as number,
@@ -119,7 +124,7 @@ function readFd(c: Libc, fd: number): string {
 }
 
 export function readText(path: string): string {
-  const c = bind();
+  const c = libc ?? bind();
   if (!c) {
     try {
       return nodeBuiltin("node:fs").readFileSync(path, "utf8");
@@ -142,7 +147,7 @@ export function readText(path: string): string {
  * or an allocation per file.
  */
 export function readBytesIfExists(path: string): Uint8Array | undefined {
-  const c = bind();
+  const c = libc ?? bind();
   if (!c) {
     try {
       return nodeBuiltin("node:fs").readFileSync(path);
@@ -181,8 +186,35 @@ export function readTextIfExists(path: string): string | undefined {
   }
 }
 
+/**
+ * A pipe for a child's output that this process reads with plain read(2) (bun only; undefined
+ * elsewhere). Reading a child's stdout through Bun's streams starts two pool threads per
+ * plugin call; the plugin reads its ip's few kilobytes at the end, when ip has exited anyway.
+ */
+export function makePipe(): { read: number; write: number } | undefined {
+  const c = libc ?? bind();
+  if (!c) return undefined;
+  const fds = new Int32Array(2);
+  if (c.pipe2(fds, O_CLOEXEC) !== 0) return undefined;
+  return { read: fds[0]!, write: fds[1]! };
+}
+
+/** Reads a descriptor to its end and closes it. */
+export function readAllAndClose(fd: number): string {
+  const c = (libc ?? bind())!;
+  try {
+    return readFd(c, fd);
+  } finally {
+    c.close(fd);
+  }
+}
+
+export function closeFd(fd: number): void {
+  (libc ?? bind())?.close(fd);
+}
+
 export function readStdin(): string {
-  const c = bind();
+  const c = libc ?? bind();
   if (!c) {
     try {
       return nodeBuiltin("node:fs").readFileSync(0, "utf8");
@@ -211,7 +243,7 @@ function writeAll(c: Libc, fd: number, data: Uint8Array, what: string): void {
 
 /** Writes to an open descriptor (1 = stdout, 2 = stderr). */
 export function writeFd(fd: number, text: string): void {
-  const c = bind();
+  const c = libc ?? bind();
   if (!c) {
     nodeBuiltin("node:fs").writeSync(fd, text);
     return;
@@ -220,7 +252,7 @@ export function writeFd(fd: number, text: string): void {
 }
 
 export function writeText(path: string, text: string, opts: { append?: boolean; mode?: number } = {}): void {
-  const c = bind();
+  const c = libc ?? bind();
   if (!c) {
     try {
       nodeBuiltin("node:fs").writeFileSync(path, text, { flag: opts.append ? "a" : "w", mode: opts.mode ?? 0o644 });
@@ -240,7 +272,7 @@ export function writeText(path: string, text: string, opts: { append?: boolean; 
 
 /** link(2): creates `newPath` for `existing`; false when `newPath` already exists. */
 export function linkFile(existing: string, newPath: string): boolean {
-  const c = bind();
+  const c = libc ?? bind();
   if (!c) {
     try {
       nodeBuiltin("node:fs").linkSync(existing, newPath);
@@ -257,7 +289,7 @@ export function linkFile(existing: string, newPath: string): boolean {
 
 /** unlink(2); false when it was not there. */
 export function removeFile(path: string): boolean {
-  const c = bind();
+  const c = libc ?? bind();
   if (!c) {
     try {
       nodeBuiltin("node:fs").unlinkSync(path);
@@ -273,7 +305,7 @@ export function removeFile(path: string): boolean {
 }
 
 export function makeDirs(path: string, mode = 0o755): void {
-  const c = bind();
+  const c = libc ?? bind();
   if (!c) {
     try {
       nodeBuiltin("node:fs").mkdirSync(path, { recursive: true, mode });
@@ -291,7 +323,7 @@ export function makeDirs(path: string, mode = 0o755): void {
 }
 
 export function listDir(path: string): string[] {
-  const c = bind();
+  const c = libc ?? bind();
   if (!c) {
     try {
       return nodeBuiltin("node:fs").readdirSync(path);
@@ -316,7 +348,7 @@ export function listDir(path: string): string[] {
 }
 
 export function isExecutable(path: string): boolean {
-  const c = bind();
+  const c = libc ?? bind();
   if (!c) {
     try {
       nodeBuiltin("node:fs").accessSync(path, X_OK);
@@ -330,7 +362,7 @@ export function isExecutable(path: string): boolean {
 
 /** What a CNI_NETNS path is: gone, a network namespace, or something else. */
 export function netnsKind(path: string): "missing" | "netns" | "other" {
-  const c = bind();
+  const c = libc ?? bind();
   if (!c) {
     const fs = nodeBuiltin("node:fs");
     try {
@@ -359,7 +391,7 @@ export interface FileLock {
  * cannot leave the store locked. Blocking, like host-local (others hold it for milliseconds).
  */
 export function lockFile(path: string): FileLock {
-  const c = bind();
+  const c = libc ?? bind();
   if (!c) throw new FileError("ENOSYS", path, "flock (needs the bun executable, not node)");
   const fd = c.open(cstr(path), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644);
   if (fd < 0) fail(c, path, "open");
@@ -387,7 +419,7 @@ export function lockFile(path: string): FileLock {
  * without an nsenter process in between. Undefined under node (no setns there).
  */
 export function inNetns<T>(path: string, fn: () => T): { value: T } | undefined {
-  const c = bind();
+  const c = libc ?? bind();
   if (!c) return undefined;
   const self = c.open(cstr("/proc/thread-self/ns/net"), O_RDONLY | O_CLOEXEC, 0);
   if (self < 0) return undefined;
