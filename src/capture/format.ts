@@ -120,20 +120,18 @@ function writeProto(w: AsciiSink, p: number, unknown: string): void {
 }
 
 /**
- * One line describing a layer (after its indentation, title and header length). One small
- * function per kind: as a single switch the JIT's optimising tier spent 160 ms compiling it,
- * a quarter of a 120 MB capture's run, while the rest of the run waited in its queue.
+ * The body of a line written whole (after its indentation, title and header length); IPv4,
+ * UDP and TCP lines are written as head and tail instead (writeLayerLine). One small function
+ * per kind: as a single switch the JIT's optimising tier spent 160 ms compiling it, a quarter
+ * of a 120 MB capture's run, while the rest of the run waited in its queue.
  */
-export function writeLayer(w: AsciiSink, l: Layer, f: Uint8Array): void {
+function writeLayer(w: AsciiSink, l: Exclude<Layer, Ipv4Layer | UdpLayer | TcpLayer>, f: Uint8Array): void {
   switch (l.kind) {
     case "eth": return writeEth(w, l, f);
     case "sll": case "sll2": return writeSll(w, l);
     case "arp": return writeArp(w, l, f);
-    case "ipv4": return writeIpv4(w, l);
     case "ipv6": return writeIpv6(w, l, f);
     case "icmp": case "icmp6": return writeIcmp(w, l);
-    case "udp": return writeUdp(w, l);
-    case "tcp": return writeTcp(w, l, f);
     case "vxlan": return writeVxlan(w, l);
     case "geneve": return writeGeneve(w, l);
   }
@@ -158,12 +156,7 @@ function writeArp(w: AsciiSink, l: ArpLayer, f: Uint8Array): void {
   else w.str("op ").num(l.op);
 }
 
-function writeIpv4(w: AsciiSink, l: Ipv4Layer): void {
-  writeIpv4Head(w, l);
-  writeIpv4Tail(w, l);
-}
-
-/** Up to the first field that changes from packet to packet in one flow (see writeLineWithHead). */
+/** Up to the first field that changes from packet to packet in one flow (see writeLayerLine). */
 function writeIpv4Head(w: AsciiSink, l: Ipv4Layer): void {
   w.ipv4(l.src).str(" > ").ipv4(l.dst).str(", ");
   writeProto(w, l.proto, "proto ");
@@ -176,11 +169,7 @@ function writeIpv4Tail(w: AsciiSink, l: Ipv4Layer): void {
   const slot = SLOT_IPV4_TAIL + (l.depth & 3);
   const flags = l.flags | (l.fragOffset * 8);
   const rest = l.optionsLen * 2 + (l.checksumOk ? 1 : 0);
-  if (reuse(w, slot, flags, l.totalLen, rest, 0, 0)) return;
-  w.room(256);
-  const m = w.mark();
-  writeIpv4Rest(w, l);
-  remember(w, slot, m, flags, l.totalLen, rest, 0, 0);
+  if (!reuse(w, slot, flags, l.totalLen, rest, 0, 0)) writeKept(w, slot, flags, l.totalLen, rest, 0, 0, () => writeIpv4Rest(w, l));
 }
 
 function writeIpv4Rest(w: AsciiSink, l: Ipv4Layer): void {
@@ -206,11 +195,6 @@ function writeIcmp(w: AsciiSink, l: IcmpLayer): void {
   if (l.id !== undefined) w.str(", id ").num(l.id).str(", seq ").num(l.seq ?? 0);
 }
 
-function writeUdp(w: AsciiSink, l: UdpLayer): void {
-  writeUdpHead(w, l);
-  writeUdpTail(w, l);
-}
-
 function writeUdpHead(w: AsciiSink, l: UdpLayer): void {
   w.num(l.srcPort).str(" > ").num(l.dstPort).str(", len ");
 }
@@ -218,11 +202,6 @@ function writeUdpHead(w: AsciiSink, l: UdpLayer): void {
 function writeUdpTail(w: AsciiSink, l: UdpLayer): void {
   w.num(l.length).str(", ");
   writeChecksum(w, l.checksumState, l.checksum);
-}
-
-function writeTcp(w: AsciiSink, l: TcpLayer, f: Uint8Array): void {
-  writeTcpHead(w, l);
-  writeTcpTail(w, l, f);
 }
 
 function writeTcpHead(w: AsciiSink, l: TcpLayer): void {
@@ -238,21 +217,17 @@ function writeTcpTail(w: AsciiSink, l: TcpLayer, f: Uint8Array): void {
   const slot = SLOT_TCP_ACK + (l.depth & 3);
   const ack = l.flags & 0x10 ? l.ack : -1;
   if (!reuse(w, slot, ack, l.window, usual ? 1 : 0, 0, 0)) {
-    w.room(256);
-    const m = w.mark();
-    if (ack >= 0) w.str(", ack ").num(ack);
-    w.str(", win ").num(l.window);
-    if (usual) w.str(", options [nop,nop,TS val ");
-    remember(w, slot, m, ack, l.window, usual ? 1 : 0, 0, 0);
+    writeKept(w, slot, ack, l.window, usual ? 1 : 0, 0, 0, () => {
+      if (ack >= 0) w.str(", ack ").num(ack);
+      w.str(", win ").num(l.window);
+      if (usual) w.str(", options [nop,nop,TS val ");
+    });
   }
   if (usual) w.num(u32(f, from + 4)).str(" ecr ").num(u32(f, from + 8)).char(93);
   else if (l.headerLen > 20) writeTcpOptions(w, f, from, l.offset + l.headerLen);
   const lenSlot = SLOT_TCP_LENGTH + (l.depth & 3);
   if (!reuse(w, lenSlot, l.payloadLen, 0, 0, 0, 0)) {
-    w.room(64);
-    const m = w.mark();
-    w.str(", length ").num(l.payloadLen).str(", ");
-    remember(w, lenSlot, m, l.payloadLen, 0, 0, 0, 0);
+    writeKept(w, lenSlot, l.payloadLen, 0, 0, 0, 0, () => w.str(", length ").num(l.payloadLen).str(", "));
   }
   writeChecksum(w, l.checksumState, l.checksum);
 }
@@ -282,10 +257,12 @@ const KIND_NO: Record<Layer["kind"], number> = { eth: 0, sll: 1, sll2: 2, arp: 3
 
 /**
  * Bulk traffic is packet after packet of the same few flows, and most of each line is the same
- * from one to the next. Two caches, per (kind, depth) slot, keep rendered bytes to copy:
+ * from one to the next. Rendered pieces are kept per slot with what they were made from and
+ * copied while that matches:
  * - whole lines for Ethernet and VXLAN, which are functions of their header bytes alone;
  * - line heads for IPv4, UDP and TCP, up to the first field that changes within a flow (the
- *   IP id, the UDP length, the TCP sequence number), keyed by the numbers they show.
+ *   IP id, the UDP length, the TCP sequence number), keyed by the numbers they show;
+ * - the tunnel line, the IPv4 tail after the id, the TCP ack/window and length pieces.
  * Together they more than halve text mode's formatting time.
  */
 interface Rendered { a: number; b: number; c: number; d: number; e: number; header: Uint8Array | undefined; bytes: Uint8Array }
@@ -308,9 +285,16 @@ function reuse(w: AsciiSink, slot: number, a: number, b: number, c: number, d: n
   return true;
 }
 
-/** Call w.room() and take w.mark() before writing what `remember` will keep. */
-function remember(w: AsciiSink, slot: number, mark: number, a: number, b: number, c: number, d: number, e: number, header?: Uint8Array): void {
-  rendered[slot] = { a, b, c, d, e, header, bytes: w.since(mark) };
+/**
+ * Writes a piece with `write` and keeps its bytes for `slot`, as made from (a, b, c, d, e) (or
+ * from `header`'s bytes). A piece is at most a line: room for 1 KiB first means no flush falls
+ * between its start and its end.
+ */
+function writeKept(w: AsciiSink, slot: number, a: number, b: number, c: number, d: number, e: number, write: () => void, header?: Uint8Array): void {
+  w.room(1024);
+  const m = w.mark();
+  write();
+  rendered[slot] = { a, b, c, d, e, header, bytes: w.since(m) };
 }
 
 function writeTitle(w: AsciiSink, l: Layer): void {
@@ -323,38 +307,20 @@ function writeLayerLine(w: AsciiSink, l: Layer, f: Uint8Array): void {
     case "ipv4": {
       const slot = slotOf(l);
       const c = l.proto | (l.ttl << 8) | (l.headerLen << 16);
-      if (!reuse(w, slot, l.src, l.dst, c, 0, 0)) {
-        w.room(512);
-        const m = w.mark();
-        writeTitle(w, l);
-        writeIpv4Head(w, l);
-        remember(w, slot, m, l.src, l.dst, c, 0, 0);
-      }
+      if (!reuse(w, slot, l.src, l.dst, c, 0, 0)) writeKept(w, slot, l.src, l.dst, c, 0, 0, () => { writeTitle(w, l); writeIpv4Head(w, l); });
       writeIpv4Tail(w, l);
       break;
     }
     case "udp": {
       const slot = slotOf(l);
-      if (!reuse(w, slot, l.srcPort, l.dstPort, 0, 0, 0)) {
-        w.room(512);
-        const m = w.mark();
-        writeTitle(w, l);
-        writeUdpHead(w, l);
-        remember(w, slot, m, l.srcPort, l.dstPort, 0, 0, 0);
-      }
+      if (!reuse(w, slot, l.srcPort, l.dstPort, 0, 0, 0)) writeKept(w, slot, l.srcPort, l.dstPort, 0, 0, 0, () => { writeTitle(w, l); writeUdpHead(w, l); });
       writeUdpTail(w, l);
       break;
     }
     case "tcp": {
       const slot = slotOf(l);
       const c = l.flags | (l.headerLen << 16);
-      if (!reuse(w, slot, l.srcPort, l.dstPort, c, 0, 0)) {
-        w.room(512);
-        const m = w.mark();
-        writeTitle(w, l);
-        writeTcpHead(w, l);
-        remember(w, slot, m, l.srcPort, l.dstPort, c, 0, 0);
-      }
+      if (!reuse(w, slot, l.srcPort, l.dstPort, c, 0, 0)) writeKept(w, slot, l.srcPort, l.dstPort, c, 0, 0, () => { writeTitle(w, l); writeTcpHead(w, l); });
       writeTcpTail(w, l, f);
       break;
     }
@@ -366,7 +332,7 @@ function writeLayerLine(w: AsciiSink, l: Layer, f: Uint8Array): void {
 }
 
 /** Ethernet and VXLAN: the whole line, reused while the header bytes are the same. */
-function writeWholeLineCached(w: AsciiSink, l: Layer, f: Uint8Array): void {
+function writeWholeLineCached(w: AsciiSink, l: EthLayer | VxlanLayer, f: Uint8Array): void {
   const slot = slotOf(l);
   const r = rendered[slot];
   const n = l.headerLen;
@@ -379,11 +345,7 @@ function writeWholeLineCached(w: AsciiSink, l: Layer, f: Uint8Array): void {
       return;
     }
   }
-  w.room(512);
-  const m = w.mark();
-  writeTitle(w, l);
-  writeLayer(w, l, f);
-  remember(w, slot, m, 0, 0, 0, 0, 0, f.slice(l.offset, l.offset + n));
+  writeKept(w, slot, 0, 0, 0, 0, 0, () => { writeTitle(w, l); writeLayer(w, l, f); }, f.slice(l.offset, l.offset + n));
 }
 
 // The tunnel's shape for the header line's cache key: layer kinds/depths and header lengths
@@ -415,8 +377,10 @@ function writeTunnelLine(w: AsciiSink, d: Dissection, t: Tunnel): void {
   const frames = t.outerFrameLen * 65536 + t.innerFrameLen;
   const ips = t.outerIpLen * 65536 + t.innerIpLen;
   if (reuse(w, SLOT_HEADER_TAIL, kindVni, frames, ips, shapeKinds, shapeLens)) return;
-  w.room(1024);
-  const m = w.mark();
+  writeKept(w, SLOT_HEADER_TAIL, kindVni, frames, ips, shapeKinds, shapeLens, () => writeTunnelText(w, d, t));
+}
+
+function writeTunnelText(w: AsciiSink, d: Dissection, t: Tunnel): void {
   w.char(32).str(t.kind).str(" vni ").num(t.vni).str(": outer frame ").num(t.outerFrameLen).str(" bytes, inner frame ").num(t.innerFrameLen)
     .str(" bytes, encapsulation ").num(t.encapBytes).str(" bytes (");
   const outerDepth = d.layers[t.outerIp]!.depth;
@@ -427,7 +391,6 @@ function writeTunnelLine(w: AsciiSink, d: Dissection, t: Tunnel): void {
     w.str(LAYER_TITLE[l.kind]).char(32).num(l.headerLen);
   }
   w.str("); outer IP ").num(t.outerIpLen).str(", inner IP ").num(t.innerIpLen);
-  remember(w, SLOT_HEADER_TAIL, m, kindVni, frames, ips, shapeKinds, shapeLens);
 }
 
 /** The text block of one packet: a header line, one line per layer (indented by depth), notes. */
