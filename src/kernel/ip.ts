@@ -36,11 +36,8 @@ export class IpError extends Error {
 // arguments, so refuse it rather than guess at quoting.
 const UNSAFE_WORD = /[\s"'\\#]/;
 
-function checkWord(word: string): string {
-  if (word.length === 0 || UNSAFE_WORD.test(word)) {
-    throw new Error(`ip: argument ${JSON.stringify(word)} cannot be passed through ip -batch`);
-  }
-  return word;
+function refuseWord(word: string): never {
+  throw new Error(`ip: argument ${JSON.stringify(word)} cannot be passed through ip -batch`);
 }
 
 type Tool = "ip" | "bridge";
@@ -162,7 +159,7 @@ function batchInput(commands: readonly IpCommand[]): string {
   let text = "";
   for (const c of commands) {
     for (const word of c) {
-      if (word.length === 0 || UNSAFE_WORD.test(word)) checkWord(word);
+      if (word.length === 0 || UNSAFE_WORD.test(word)) refuseWord(word);
     }
     text += c.join(" ") + "\n";
   }
