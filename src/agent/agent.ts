@@ -1,24 +1,26 @@
 // The node agent: leases this node's subnet, sets up the backend's device, writes the subnet
 // file and then the conflist (the node turns Ready), masquerades, and keeps every other node's
-// routes/neighbours/FDB in step with the registry (level-triggered: on each watch event and on
-// a timer it re-lists and diffs against the kernel). A restart adopts what is already right and
-// never tears the dataplane down; only --uninstall removes it.
+// routes/neighbours/FDB in step with the registry. Level-triggered: each pass reads what the
+// backend owns (one netlink dump per kind), plans the difference and applies only that. Passes
+// run on registry changes, on kernel events that touch what gauze owns (someone deleted a route
+// by hand: it is back within milliseconds), and on a timer as a safety net. A restart adopts
+// what is already right and never tears the dataplane down; only uninstall removes it.
 import type { Logger } from "pino";
 import { writeFileSync, mkdirSync } from "node:fs";
-import { checkBrNetfilter } from "./prereq.ts";
 import { dirname } from "node:path";
-import { type IpLink, ipBatch } from "../kernel/ip.ts";
-import { formatIP, nextIP, parseCIDR } from "../ipam/cidr.ts";
+import type { Server } from "node:http";
+import { checkBrNetfilter } from "./prereq.ts";
+import { type Link, Rtnl } from "../kernel/netlink/index.ts";
+import { type KernelEvent, type KernelWatch, watchKernel } from "../kernel/netlink/monitor.ts";
+import { formatIP, formatPrefix, nextIP, parseCIDR } from "../net/cidr.ts";
 import { type Lease, type SubnetRegistry, resolveNetwork, type ResolvedNetwork } from "../store/registry.ts";
-import { type Backend, type NodeLink, createBackend } from "../backend/backend.ts";
+import { type Backend, type NodeLink, type Plan, applyPlan, createBackend } from "../backend/backend.ts";
 import "../backend/vxlan.ts";
 import "../backend/host-gw.ts";
 import { type NodePaths, installConflist, nodePaths, writeSubnetFile, removeNodeFiles } from "./node-files.ts";
 import { ensureMasquerade, removeMasquerade } from "./masquerade.ts";
 import { createMetrics, type AgentMetrics } from "./metrics.ts";
 import { serveHealth, type Readiness } from "./http.ts";
-import { formatPrefix } from "../ipam/cidr.ts";
-import type { Server } from "node:http";
 
 export interface AgentOptions {
   node: string;
@@ -43,14 +45,22 @@ export interface AgentStatus {
   subnet?: string;
   network?: string;
   backend?: string;
+  /** The backend's options in effect (VNI and Port for vxlan). */
+  backendOptions?: Record<string, unknown>;
+  /** Bytes each packet gains on the wire with this backend. */
+  overhead?: number;
   device?: string;
   vtepMac?: string;
   podMtu?: number;
   peers: number;
   leaseExpiresAt?: number;
-  lastReconcile?: { at: number; ms: number; added: number; removed: number; spawns: number };
+  lastReconcile?: { at: number; ms: number; readMs: number; added: number; removed: number; failed: number; trigger: string };
+  /** Drift repaired after kernel events: how many passes, and the last one. */
+  repairs?: { count: number; last?: { at: number; event: string; ms: number } };
   /** The other nodes as this agent last saw them in the registry (doctor compares the kernel with it). */
-  peerLeases?: { node: string; subnet: string; publicIp: string; vtepMac?: string }[];
+  peerLeases?: { node: string; subnet: string; publicIp: string; backendType: string; vtepMac?: string }[];
+  /** Leases the backend skipped, with why. */
+  skipped?: Plan["skipped"];
   healthAddr?: string;
   iface?: string;
   vni?: number;
@@ -59,17 +69,21 @@ export interface AgentStatus {
   updatedAt: number;
 }
 
-export function readNodeLink(iface: string): NodeLink {
-  const [links] = ipBatch([["addr", "show", "dev", iface]]) as [IpLink[]];
-  const l = links[0];
-  const v4 = l?.addr_info?.find((a) => a.family === "inet");
-  if (!l || !v4) throw new Error(`interface ${iface} has no IPv4 address: give the node's underlay interface with --iface`);
-  return { iface, ip: v4.local, mtu: l.mtu };
+/** The node's underlay link and its first IPv4 address. */
+export function readNodeLink(nl: Rtnl, iface: string): NodeLink {
+  const l = nl.link(iface);
+  if (!l) throw new Error(`interface ${iface} does not exist: give the node's underlay interface with --iface`);
+  const v4 = nl.addrs(l, 4).find((a) => a.scope === 0);
+  if (!v4) throw new Error(`interface ${iface} has no IPv4 address: give the node's underlay interface with --iface`);
+  return { iface, index: l.index, ip: v4.address, prefixLen: v4.prefixLen, mtu: l.mtu };
 }
+
+type Trigger = "start" | "registry" | "timer" | "kernel";
 
 export class Agent {
   private readonly paths: NodePaths;
   private readonly metrics: AgentMetrics;
+  private nl?: Rtnl;
   private backend?: Backend;
   private net?: ResolvedNetwork;
   private lease?: Lease;
@@ -77,13 +91,19 @@ export class Agent {
   private podMtu = 0;
   private state: Readiness = { ready: false, reason: "starting" };
   private peers = 0;
+  private leases: Lease[] = [];
+  private device?: Link;
+  private wanted = new Set<string>();
+  private skipped: Plan["skipped"] = [];
   private lastReconcile?: AgentStatus["lastReconcile"];
+  private repairs: NonNullable<AgentStatus["repairs"]> = { count: 0 };
   private stopWatch?: () => void;
+  private kernelWatch?: KernelWatch;
   private timers: ReturnType<typeof setTimeout>[] = [];
   private server?: Server;
-  private pending?: ReturnType<typeof setTimeout>;
+  private pending?: { timer: ReturnType<typeof setTimeout>; trigger: Trigger; event?: string; at: number };
+  private running = false;
   private stopped = false;
-  private peerLeases: AgentStatus["peerLeases"] = [];
   private lastListMs = 0;
 
   constructor(private readonly o: AgentOptions) {
@@ -103,24 +123,31 @@ export class Agent {
       const t0 = performance.now();
       const brnf = checkBrNetfilter();
       if (brnf) throw new Error(brnf);
+      this.nl ??= Rtnl.open();
       this.net = resolveNetwork(await this.o.registry.getNetworkConfig());
-      this.link = readNodeLink(this.o.iface);
+      this.link = readNodeLink(this.nl, this.o.iface);
       const network = formatPrefix(this.net.network);
-      this.backend = createBackend(this.net.backendType, { link: this.link, network, vni: this.net.vni, port: this.net.port });
-      const { backendData, podMtu } = this.backend.setup();
+      this.backend = createBackend(this.net.backendType, { link: this.link, network, config: this.net.backendConfig });
+      const { backendData, podMtu } = this.backend.setup(this.nl);
       this.podMtu = podMtu;
       this.lease = await this.o.registry.acquireLease({ node: this.o.node, publicIp: this.link.ip, backendType: this.backend.type, backendData }, this.o.leaseTtlMs);
       this.metrics.leaseExpiry.set(this.lease.expiresAt / 1000);
-      this.backend.activate(this.lease);
+      this.backend.activate(this.nl, this.lease);
       ensureMasquerade(network, this.o.ipMasq);
       // As flannel writes it: the subnet file's SUBNET is the gateway address with the length.
       const gw = formatIP(nextIP(parseCIDR(this.lease.subnet)!.prefix.ip));
       writeSubnetFile(this.paths, { network, subnet: `${gw}/${this.net.subnetLen}`, mtu: podMtu, ipMasq: this.o.ipMasq });
       installConflist(this.paths, this.o.bridge);
-      this.setState({ ready: true, reason: "" });
-      this.o.log.info({ subnet: this.lease.subnet, nodeIp: this.link.ip, backend: this.backend.type, device: this.backend.device, podMtu, ms: +(performance.now() - t0).toFixed(1) }, "ready: subnet leased, subnet file and conflist written");
-      this.stopWatch = this.o.registry.watch(() => this.schedule());
-      this.reconcile();
+      this.stopWatch = this.o.registry.watch(() => this.schedule("registry"));
+      this.kernelWatch = watchKernel({
+        onEvents: (events) => this.onKernelEvents(events),
+        onOverrun: () => { this.o.log.warn("kernel events were lost (socket buffer full); full pass"); this.schedule("kernel", "event overrun"); },
+        onError: (e) => this.o.log.warn({ err: e.message }, "kernel event socket"),
+      });
+      // The first pass programs the peers and reports ready: the status file never says ready
+      // without the peers it was ready with.
+      await this.resync("start");
+      this.o.log.info({ subnet: this.lease.subnet, nodeIp: this.link.ip, backend: this.backend.type, device: this.backend.device, podMtu, peers: this.peers, ms: +(performance.now() - t0).toFixed(1) }, "ready: subnet leased, subnet file and conflist written, peers programmed");
       this.loop();
     } catch (e) {
       this.metrics.registryErrors.inc();
@@ -132,32 +159,62 @@ export class Agent {
     }
   }
 
-  /** Debounces bursts of watch events (many nodes joining at once) into one pass. */
-  private schedule(): void {
-    if (this.pending || this.stopped) return;
-    this.pending = setTimeout(() => {
-      this.pending = undefined;
-      void this.resync();
-    }, 5);
+  /** Kernel events about what the backend owns, that differ from the last plan, start a repair pass. */
+  private onKernelEvents(events: KernelEvent[]): void {
+    if (!this.backend || this.stopped) return;
+    const hit = events.find((e) => this.backend!.concerns(e, this.device, this.wanted));
+    if (hit) this.schedule("kernel", describeEvent(hit));
+  }
+
+  /** Debounces bursts (many nodes joining at once, a flush of many routes) into one pass. */
+  private schedule(trigger: Trigger, event?: string): void {
+    if (this.stopped) return;
+    if (this.pending) {
+      // A registry change needs the re-list; a kernel event alone does not.
+      if (trigger === "registry") this.pending.trigger = "registry";
+      return;
+    }
+    this.pending = {
+      trigger, at: performance.now(), ...(event ? { event } : {}),
+      timer: setTimeout(() => {
+        const p = this.pending!;
+        this.pending = undefined;
+        void this.resync(p.trigger, p);
+      }, 5),
+    };
   }
 
   private loop(): void {
-    const t = setInterval(() => void this.resync(), this.o.resyncMs);
+    const t = setInterval(() => this.schedule("timer"), this.o.resyncMs);
     this.timers.push(t as unknown as ReturnType<typeof setTimeout>);
   }
 
-  /** A full pass: renew the lease when half of it is gone, re-acquire it if it vanished, reconcile. */
-  private async resync(): Promise<void> {
+  /** A pass: renew the lease when half of it is gone, re-list (unless only the kernel changed), reconcile. */
+  private async resync(trigger: Trigger, pending?: { event?: string; at: number }): Promise<void> {
     if (this.stopped || !this.lease || !this.backend) return;
+    if (this.running) {
+      // One pass at a time; this one runs again right after.
+      this.schedule(trigger, pending?.event);
+      return;
+    }
+    this.running = true;
     try {
-      if (this.lease.expiresAt - Date.now() < this.o.leaseTtlMs / 2) {
-        this.lease = await this.o.registry.renewLease(this.lease, this.o.leaseTtlMs);
-        this.metrics.leaseExpiry.set(this.lease.expiresAt / 1000);
+      if (trigger !== "kernel") {
+        if (this.lease.expiresAt - Date.now() < this.o.leaseTtlMs / 2) {
+          this.lease = await this.o.registry.renewLease(this.lease, this.o.leaseTtlMs);
+          this.metrics.leaseExpiry.set(this.lease.expiresAt / 1000);
+        }
+        const tList = performance.now();
+        this.leases = await this.o.registry.listLeases();
+        this.lastListMs = performance.now() - tList;
+        this.checkOwnLease();
       }
-      const tList = performance.now();
-      const leases = await this.o.registry.listLeases();
-      this.lastListMs = performance.now() - tList;
-      this.reconcile(leases);
+      this.reconcile(trigger);
+      if (trigger === "kernel" && pending) {
+        const ms = +(performance.now() - pending.at).toFixed(2);
+        this.repairs = { count: this.repairs.count + 1, last: { at: Date.now(), event: pending.event ?? "", ms } };
+        this.metrics.repairs.inc();
+      }
       const brnf = checkBrNetfilter();
       if (brnf) this.setState({ ready: false, reason: brnf });
       else if (!this.state.ready) this.setState({ ready: true, reason: "" });
@@ -166,35 +223,52 @@ export class Agent {
       // The dataplane stays as it is; the next event or timer tries again.
       this.setState({ ready: false, reason: `registry unreachable: ${(e as Error).message}` });
       this.o.log.warn({ err: (e as Error).message }, "resync failed; dataplane left as it is");
+    } finally {
+      this.running = false;
     }
   }
 
-  reconcile(leases?: Lease[]): void {
-    if (!leases) {
-      void this.o.registry.listLeases().then((l) => this.reconcile(l), (e: Error) => this.o.log.warn({ err: e.message }, "list failed"));
-      return;
-    }
-    const mine = leases.find((l) => l.node === this.o.node);
-    if (!mine && this.lease) {
-      // Someone removed our lease: take it again (same subnet if still free).
-      void this.o.registry.acquireLease({ node: this.o.node, publicIp: this.lease.publicIp, backendType: this.lease.backendType, backendData: this.lease.backendData }, this.o.leaseTtlMs)
-        .then((l) => { this.lease = l; this.o.log.warn({ subnet: l.subnet }, "lease was gone; re-acquired"); });
-    }
-    const peers = leases.filter((l) => l.node !== this.o.node);
-    this.peerLeases = peers.map((l) => ({ node: l.node, subnet: l.subnet, publicIp: l.publicIp, ...(l.backendData.vtepMac ? { vtepMac: l.backendData.vtepMac } : {}) }));
+  /** Someone removed our lease: take it again (the same subnet if still free). */
+  private checkOwnLease(): void {
+    if (!this.lease || this.leases.some((l) => l.node === this.o.node)) return;
+    const l = this.lease;
+    void this.o.registry.acquireLease({ node: this.o.node, publicIp: l.publicIp, backendType: l.backendType, backendData: l.backendData }, this.o.leaseTtlMs)
+      .then((got) => { this.lease = got; this.o.log.warn({ subnet: got.subnet }, "lease was gone; re-acquired"); }, (e: Error) => this.o.log.error({ err: e.message }, "lease was gone and could not be re-acquired"));
+  }
+
+  private reconcile(trigger: Trigger): void {
+    const backend = this.backend!;
+    const nl = this.nl!;
+    const peers = this.leases.filter((l) => l.node !== this.o.node);
     const t0 = performance.now();
     try {
-      const s = this.backend!.reconcile(peers);
+      let view = backend.read(nl);
+      if (backend.needsSetup(view)) {
+        // The device was deleted, set down or changed by hand: make it again, then the peers.
+        this.o.log.warn({ device: backend.device }, "overlay device missing or changed; setting it up again");
+        backend.setup(nl);
+        backend.activate(nl, this.lease!);
+        view = backend.read(nl);
+      }
+      const readMs = performance.now() - t0;
+      const plan = backend.plan(view, peers);
+      this.device = view.device;
+      this.wanted = plan.wanted;
+      this.skipped = plan.skipped;
+      const r = applyPlan(nl, plan, (c, message) => this.o.log.warn({ peer: c.peer || undefined, change: c.text, err: message }, "kernel refused a change"));
       const ms = performance.now() - t0;
-      this.peers = s.peers;
-      this.metrics.peers.set(s.peers);
-      this.metrics.reconciles.inc({ result: "ok" });
+      this.peers = plan.peers;
+      this.metrics.peers.set(plan.peers);
+      this.metrics.skippedLeases.set(plan.skipped.length);
+      this.metrics.reconciles.inc({ result: r.failed ? "partial" : "ok" });
       this.metrics.reconcileSeconds.observe(ms / 1000);
-      this.metrics.kernelChanges.inc({ op: "add" }, s.added);
-      this.metrics.kernelChanges.inc({ op: "del" }, s.removed);
-      this.metrics.spawns.inc(s.spawns);
-      this.lastReconcile = { at: Date.now(), ms: +ms.toFixed(2), added: s.added, removed: s.removed, spawns: s.spawns };
-      if (s.added || s.removed) this.o.log.info({ peers: s.peers, added: s.added, removed: s.removed, ms: +ms.toFixed(2), readMs: +(s.readMs ?? 0).toFixed(2), listMs: +this.lastListMs.toFixed(2) }, "reconciled");
+      this.metrics.kernelChanges.inc({ op: "add" }, r.added);
+      this.metrics.kernelChanges.inc({ op: "del" }, r.removed);
+      this.metrics.kernelRefusals.inc(r.failed);
+      this.lastReconcile = { at: Date.now(), ms: +ms.toFixed(2), readMs: +readMs.toFixed(2), added: r.added, removed: r.removed, failed: r.failed, trigger };
+      if (r.added || r.removed || r.failed) {
+        this.o.log.info({ trigger, peers: plan.peers, added: r.added, removed: r.removed, failed: r.failed, ms: +ms.toFixed(2), readMs: +readMs.toFixed(2), listMs: +this.lastListMs.toFixed(2) }, "reconciled");
+      }
       this.writeStatus();
     } catch (e) {
       this.metrics.reconciles.inc({ result: "error" });
@@ -216,12 +290,15 @@ export class Agent {
   }
 
   status(): AgentStatus {
+    const opts = this.backend?.options as { vni?: number; port?: number } | undefined;
     return {
       node: this.o.node, pid: process.pid, ready: this.state.ready, reason: this.state.reason,
       nodeIp: this.link?.ip, subnet: this.lease?.subnet, network: this.net ? formatPrefix(this.net.network) : undefined,
-      backend: this.backend?.type, device: this.backend?.device, vtepMac: this.lease?.backendData.vtepMac, podMtu: this.podMtu || undefined,
-      peers: this.peers, leaseExpiresAt: this.lease?.expiresAt, lastReconcile: this.lastReconcile, peerLeases: this.peerLeases,
-      healthAddr: this.o.healthAddr, iface: this.o.iface, vni: this.net?.vni, port: this.net?.port, ipMasq: this.o.ipMasq, updatedAt: Date.now(),
+      backend: this.backend?.type, backendOptions: this.backend?.options, overhead: this.backend?.overhead, device: this.backend?.device,
+      vtepMac: this.lease?.backendData.vtepMac, podMtu: this.podMtu || undefined,
+      peers: this.peers, leaseExpiresAt: this.lease?.expiresAt, lastReconcile: this.lastReconcile, repairs: this.repairs,
+      peerLeases: this.leases.filter((l) => l.node !== this.o.node).map((l) => ({ node: l.node, subnet: l.subnet, publicIp: l.publicIp, backendType: l.backendType, ...(l.backendData.vtepMac ? { vtepMac: l.backendData.vtepMac } : {}) })),
+      skipped: this.skipped, healthAddr: this.o.healthAddr, iface: this.o.iface, vni: opts?.vni, port: opts?.port, ipMasq: this.o.ipMasq, updatedAt: Date.now(),
     };
   }
 
@@ -238,10 +315,22 @@ export class Agent {
   stop(): void {
     this.stopped = true;
     this.stopWatch?.();
+    this.kernelWatch?.stop();
     for (const t of this.timers) clearTimeout(t);
-    if (this.pending) clearTimeout(this.pending);
+    if (this.pending) clearTimeout(this.pending.timer);
     this.server?.close();
     this.o.registry.close();
+    this.nl?.close();
+  }
+}
+
+function describeEvent(e: KernelEvent): string {
+  switch (e.kind) {
+    case "link": return `link ${e.link.name} ${e.op === "del" ? "deleted" : e.link.up ? "changed" : "down"}`;
+    case "route": return `route ${e.route.dst}${e.route.gateway ? ` via ${e.route.gateway}` : ""} ${e.op === "del" ? "deleted" : "changed"}`;
+    case "neigh": return `neighbour ${e.neigh.dst} ${e.op === "del" ? "deleted" : "changed"}`;
+    case "fdb": return `FDB ${e.fdb.mac}${e.fdb.dst ? ` dst ${e.fdb.dst}` : ""} ${e.op === "del" ? "deleted" : "changed"}`;
+    case "addr": return `address ${e.addr.address} ${e.op === "del" ? "deleted" : "changed"}`;
   }
 }
 
@@ -259,8 +348,13 @@ export async function uninstallAgent(o: Pick<AgentOptions, "node" | "iface" | "r
   } catch {
     // no config: remove the default device anyway
   }
-  const link = (() => { try { return readNodeLink(o.iface); } catch { return { iface: o.iface, ip: "0.0.0.0", mtu: 1500 }; } })();
-  const backend = createBackend(net?.backendType ?? "vxlan", { link, network: net ? formatPrefix(net.network) : "10.244.0.0/16", vni: net?.vni ?? 1, port: net?.port ?? 8472 });
-  backend.uninstall();
+  const nl = Rtnl.open();
+  try {
+    const link = (() => { try { return readNodeLink(nl, o.iface); } catch { return { iface: o.iface, index: 0, ip: "0.0.0.0", mtu: 1500 }; } })();
+    const backend = createBackend(net?.backendType ?? "vxlan", { link, network: net ? formatPrefix(net.network) : "10.244.0.0/16", config: net?.backendConfig ?? {} });
+    backend.uninstall(nl);
+  } finally {
+    nl.close();
+  }
   o.log.info({ released: mine?.subnet }, "uninstalled");
 }

@@ -2,28 +2,16 @@
 // nat GAUZE-POSTRTG (pod -> pod: untouched; pod -> outside: MASQUERADE --random-fully) and
 // filter GAUZE-FWD (accept the pod network in FORWARD, whatever the policy). One iptables-save to
 // look, one iptables-restore --noflush to apply; nothing outside our chains but two jumps.
-import { runSync } from "../kernel/spawn.ts";
+import { iptablesRestore, iptablesSave } from "../kernel/iptables.ts";
 
 const NAT_CHAIN = "GAUZE-POSTRTG";
 const FWD_CHAIN = "GAUZE-FWD";
 const NAT_JUMP = `-A POSTROUTING -m comment --comment "gauze: masquerade pod traffic leaving the pod network" -j ${NAT_CHAIN}`;
 const FWD_JUMP = `-A FORWARD -m comment --comment "gauze: forward the pod network" -j ${FWD_CHAIN}`;
 
-/** Argument prefix to run in another namespace (the lab's fault injection); none for the agent's own. */
-function inNs(netns?: string): string[] {
-  return netns ? ["nsenter", `--net=${netns}`] : [];
-}
-
 function save(netns?: string): string {
-  const r = runSync([...inNs(netns), "iptables-save", "-t", "nat"]);
-  const f = runSync([...inNs(netns), "iptables-save", "-t", "filter"]);
-  if (r.status !== 0 || f.status !== 0) throw new Error(`iptables-save failed: ${r.stderr}${f.stderr} (is iptables installed?)`);
-  return r.stdout + f.stdout;
-}
-
-function restore(rules: string, netns?: string): void {
-  const r = runSync([...inNs(netns), "iptables-restore", "--noflush", "-w"], { input: rules });
-  if (r.status !== 0) throw new Error(`iptables-restore failed: ${r.stderr.trim()}`);
+  const o = netns ? { netns } : {};
+  return iptablesSave("nat", o) + iptablesSave("filter", o);
 }
 
 export function ensureMasquerade(network: string, masquerade: boolean, netns?: string): void {
@@ -33,7 +21,7 @@ export function ensureMasquerade(network: string, masquerade: boolean, netns?: s
   if (!current.includes(NAT_JUMP)) nat.push(NAT_JUMP);
   const filter = ["*filter", `:${FWD_CHAIN} - [0:0]`, `-A ${FWD_CHAIN} -s ${network} -j ACCEPT`, `-A ${FWD_CHAIN} -d ${network} -j ACCEPT`];
   if (!current.includes(FWD_JUMP)) filter.push(FWD_JUMP);
-  restore([...nat, "COMMIT", ...filter, "COMMIT", ""].join("\n"), netns);
+  iptablesRestore([...nat, "COMMIT", ...filter, "COMMIT", ""].join("\n"), netns ? { netns } : {});
 }
 
 export function removeMasquerade(): void {
@@ -49,5 +37,5 @@ export function removeMasquerade(): void {
   const filter = ["*filter"];
   if (current.includes(FWD_JUMP)) filter.push(FWD_JUMP.replace("-A ", "-D "));
   if (current.includes(`:${FWD_CHAIN} `)) filter.push(`:${FWD_CHAIN} - [0:0]`, `-X ${FWD_CHAIN}`);
-  if (nat.length + filter.length > 2) restore([...nat, "COMMIT", ...filter, "COMMIT", ""].join("\n"));
+  if (nat.length + filter.length > 2) iptablesRestore([...nat, "COMMIT", ...filter, "COMMIT", ""].join("\n"));
 }

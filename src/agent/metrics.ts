@@ -12,7 +12,9 @@ export function createMetrics(node: string) {
     reconciles: new Counter({ name: "gauze_reconcile_total", help: "reconcile passes", labelNames: ["result"], registers: [registry] }),
     reconcileSeconds: new Histogram({ name: "gauze_reconcile_duration_seconds", help: "time of one reconcile pass", buckets: [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1], registers: [registry] }),
     kernelChanges: new Counter({ name: "gauze_kernel_changes_total", help: "route/neighbour/FDB entries added or removed", labelNames: ["op"], registers: [registry] }),
-    spawns: new Counter({ name: "gauze_kernel_spawns_total", help: "iproute2 processes run by reconcile", registers: [registry] }),
+    kernelRefusals: new Counter({ name: "gauze_kernel_refusals_total", help: "changes the kernel refused during reconcile (each logged)", registers: [registry] }),
+    repairs: new Counter({ name: "gauze_drift_repairs_total", help: "reconcile passes started by a kernel event (an owned entry changed by hand)", registers: [registry] }),
+    skippedLeases: new Gauge({ name: "gauze_skipped_leases", help: "peer leases the backend cannot use (see the agent log and doctor)", registers: [registry] }),
     leaseExpiry: new Gauge({ name: "gauze_lease_expiry_timestamp_seconds", help: "when this node's subnet lease expires", registers: [registry] }),
     registryErrors: new Counter({ name: "gauze_registry_errors_total", help: "failed registry calls", registers: [registry] }),
   };

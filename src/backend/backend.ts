@@ -1,43 +1,106 @@
 // A backend turns leases into kernel state on one node. flannel's seam: backends never know
-// which registry the leases came from; they register by name.
+// which registry the leases came from; they register by name, parse their own options from the
+// network config's Backend block, and split their work in three: read what they own in the
+// kernel (one netlink dump per kind), plan the changes from that view and the peers' leases
+// (pure: unit-tested without a kernel; doctor shows the same plan), and apply the plan.
+import type { Link, Request, Rtnl } from "../kernel/netlink/index.ts";
+import type { KernelEvent } from "../kernel/netlink/monitor.ts";
 import type { Lease } from "../store/registry.ts";
 
+/**
+ * rtm_protocol of the routes gauze makes: it marks them as gauze's, so that gauze only ever
+ * removes routes it made and leaves everyone else's alone (`ip route` shows "proto 71").
+ */
+export const GAUZE_ROUTE_PROTOCOL = 71;
+
 export interface NodeLink {
-  /** The node's underlay interface (eth0) and its IPv4 address and MTU. */
+  /** The node's underlay interface (eth0), its index, IPv4 address (with prefix length) and MTU. */
   iface: string;
+  index: number;
   ip: string;
+  prefixLen?: number;
   mtu: number;
+}
+
+/** One change of a plan: what it does (for logs and doctor) and the request that does it. */
+export interface Change {
+  op: "add" | "del";
+  /** Which peer it is for (a node name), or "" for entries no lease accounts for. */
+  peer: string;
+  text: string;
+  request: Request;
+}
+
+export interface Plan {
+  changes: Change[];
+  /** Peers the plan programs. */
+  peers: number;
+  /** Leases the backend cannot use, with why (a VXLAN lease without a VTEP MAC, say). */
+  skipped: { node: string; subnet: string; why: string }[];
+  /** Keys of the entries the plan wants in place: kernel events about these need no action. */
+  wanted: Set<string>;
 }
 
 export interface ReconcileStats {
   peers: number;
   added: number;
   removed: number;
-  /** Processes spawned for this pass (reads and writes). */
-  spawns: number;
-  /** Time spent reading the kernel's current state. */
-  readMs?: number;
+  /** Changes the kernel refused (each logged with its message). */
+  failed: number;
+  /** Time spent reading the kernel's current state, and in all. */
+  readMs: number;
+  ms: number;
 }
 
 export interface Backend {
   readonly type: string;
-  /** Creates or adopts the device ("exists and compatible" is kept as is). */
-  setup(): { backendData: Lease["backendData"]; podMtu: number };
-  /** Once the lease is known: this node's own addressing on the device. */
-  activate(lease: Lease): void;
-  /** Level-triggered: makes the kernel match these peers, touching only what differs. */
-  reconcile(peers: Lease[]): ReconcileStats;
-  /** Removes everything the backend made (agent --uninstall). */
-  uninstall(): void;
   /** Name of the device pods' traffic leaves through (for doctor and status). */
   readonly device: string;
+  /** Bytes each packet gains on the wire (VXLAN over IPv4: 50). */
+  readonly overhead: number;
+  /** The options in effect, for the status report. */
+  readonly options: Record<string, unknown>;
+  /** Creates or adopts the device ("exists and compatible" is kept as is). */
+  setup(nl: Rtnl): { backendData: Lease["backendData"]; podMtu: number };
+  /** Once the lease is known: this node's own addressing on the device. */
+  activate(nl: Rtnl, lease: Lease): void;
+  /** What the backend owns in the kernel now. */
+  read(nl: Rtnl): KernelView;
+  /** Whether the device is missing or not as set up (deleted, down, changed by hand): setup again. */
+  needsSetup(view: KernelView): boolean;
+  /** The changes that make `view` match these peers. Pure. */
+  plan(view: KernelView, peers: Lease[]): Plan;
+  /**
+   * Whether a kernel event touches what the backend owns and differs from what the last plan
+   * wanted (`wanted`: Plan.wanted), so that a repair pass is due. Events the agent's own
+   * changes cause match `wanted` and ask for nothing.
+   */
+  concerns(e: KernelEvent, device: Link | undefined, wanted: Set<string>): boolean;
+  /** Removes everything the backend made (uninstall). */
+  uninstall(nl: Rtnl): void;
+}
+
+/** The kernel state a backend owns, as read in one pass. */
+export interface KernelView {
+  device?: Link;
+  routes: import("../kernel/netlink/index.ts").Route[];
+  neighbours: import("../kernel/netlink/index.ts").Neigh[];
+  fdb: import("../kernel/netlink/index.ts").FdbEntry[];
 }
 
 export interface BackendOptions {
   link: NodeLink;
+  /** The pod network, e.g. 10.244.0.0/16. */
   network: string;
-  vni: number;
-  port: number;
+  /** The network config's Backend block, as given (each backend validates its own fields). */
+  config: Record<string, unknown>;
+}
+
+export class BackendConfigError extends Error {
+  constructor(field: string, message: string, fix: string) {
+    super(`network config: Backend.${field} ${message} (${fix})`);
+    this.name = "BackendConfigError";
+  }
 }
 
 export type BackendFactory = (o: BackendOptions) => Backend;
@@ -48,8 +111,27 @@ export function registerBackend(type: string, f: BackendFactory): void {
   factories.set(type, f);
 }
 
+export function backendTypes(): string[] {
+  return [...factories.keys()];
+}
+
 export function createBackend(type: string, o: BackendOptions): Backend {
   const f = factories.get(type);
-  if (!f) throw new Error(`unknown backend ${JSON.stringify(type)}: gauze has ${[...factories.keys()].join(", ")}`);
+  if (!f) throw new BackendConfigError("Type", JSON.stringify(type) + " is not a backend gauze has", `use one of ${backendTypes().join(", ")}`);
   return f(o);
+}
+
+/** Runs a plan: every change in one batch; returns the stats (refusals counted, not thrown). */
+export function applyPlan(nl: Rtnl, plan: Plan, onRefused: (c: Change, message: string) => void): { added: number; removed: number; failed: number } {
+  const outcomes = nl.apply(plan.changes.map((c) => c.request));
+  let added = 0, removed = 0, failed = 0;
+  plan.changes.forEach((c, i) => {
+    const e = outcomes[i];
+    if (e && !(c.op === "del" && e.notFound)) {
+      failed++;
+      onRefused(c, e.message);
+    } else if (c.op === "add") added++;
+    else removed++;
+  });
+  return { added, removed, failed };
 }

@@ -1,19 +1,30 @@
 // host-gw: zero overhead. Each other node's subnet is routed via that node's underlay address
 // on the underlay interface; no encapsulation, so it needs the nodes on one L2 segment (the lab's
-// underlay bridge is one). Pod MTU = underlay MTU.
-import { type IpCommand, type IpRoute, ipBatch } from "../kernel/ip.ts";
-import { parseCIDR, prefixesOverlap } from "../ipam/cidr.ts";
+// underlay bridge is one). A peer outside this node's underlay subnet cannot be reached this way:
+// its lease is skipped with the reason. Pod MTU = underlay MTU.
+import { parseCIDR, parseIP, prefixContains } from "../net/cidr.ts";
+import { type Link, type Rtnl, delRoute, replaceRoute } from "../kernel/netlink/index.ts";
+import type { KernelEvent } from "../kernel/netlink/monitor.ts";
 import type { Lease } from "../store/registry.ts";
-import { type Backend, type BackendOptions, type ReconcileStats, registerBackend } from "./backend.ts";
+import { type Backend, type BackendOptions, type Change, type KernelView, type Plan, BackendConfigError, GAUZE_ROUTE_PROTOCOL, registerBackend } from "./backend.ts";
+
+const routeKey = (dst: string, gw: string) => `r ${dst} ${gw}`;
+const subnetKey = (subnet: string) => `s ${subnet}`;
 
 export class HostGwBackend implements Backend {
   readonly type = "host-gw";
   readonly device: string;
+  readonly overhead = 0;
+  readonly options = {};
+
   constructor(private readonly o: BackendOptions) {
+    for (const k of Object.keys(o.config)) {
+      if (k !== "Type") throw new BackendConfigError(k, "is not an option of the host-gw backend", "remove it; host-gw takes no options");
+    }
     this.device = o.link.iface;
   }
 
-  setup() {
+  setup(): { backendData: Lease["backendData"]; podMtu: number } {
     return { backendData: {}, podMtu: this.o.link.mtu };
   }
 
@@ -21,27 +32,60 @@ export class HostGwBackend implements Backend {
     // nothing of its own: the node's subnet lives on the pod bridge
   }
 
-  reconcile(peers: Lease[]): ReconcileStats {
-    const dev = this.o.link.iface;
-    const network = parseCIDR(this.o.network)!.prefix;
-    const want = peers.filter((p) => p.backendType === "host-gw").map((p) => ({ subnet: p.subnet, via: p.publicIp }));
-    const [routes] = ipBatch([["route", "show", "dev", dev]]) as [IpRoute[]];
-    const ours = routes.filter((r) => r.dst !== "default" && r.gateway && parseCIDR(r.dst) && prefixesOverlap(parseCIDR(r.dst)!.prefix, network));
-    const cmds: IpCommand[] = [];
-    let added = 0;
-    let removed = 0;
-    for (const w of want) {
-      if (!ours.some((r) => r.dst === w.subnet && r.gateway === w.via)) { cmds.push(["route", "replace", w.subnet, "via", w.via, "dev", dev]); added++; }
-    }
-    for (const r of ours) {
-      if (!want.some((w) => w.subnet === r.dst)) { cmds.push(["route", "del", r.dst, "dev", dev]); removed++; }
-    }
-    if (cmds.length) ipBatch(cmds);
-    return { peers: want.length, added, removed, spawns: cmds.length ? 2 : 1 };
+  read(nl: Rtnl): KernelView {
+    const device = nl.linkByIndex(this.o.link.index);
+    return { ...(device ? { device } : {}), routes: device ? nl.routes(4, device) : [], neighbours: [], fdb: [] };
   }
 
-  uninstall(): void {
-    this.reconcile([]);
+  needsSetup(): boolean {
+    return false; // the underlay is the node's, not gauze's
+  }
+
+  plan(view: KernelView, leases: Lease[]): Plan {
+    const skipped: Plan["skipped"] = [];
+    const wanted = new Set<string>();
+    const changes: Change[] = [];
+    const dev = view.device;
+    if (!dev) return { changes, peers: 0, skipped, wanted };
+    const underlay = this.o.link.prefixLen !== undefined ? parseCIDR(`${this.o.link.ip}/${this.o.link.prefixLen}`)?.prefix : undefined;
+    const peers: Lease[] = [];
+    for (const p of leases) {
+      if (p.backendType !== "host-gw") { skipped.push({ node: p.node, subnet: p.subnet, why: `backend ${p.backendType}, not host-gw` }); continue; }
+      const ip = parseIP(p.publicIp);
+      if (underlay && ip && !prefixContains(underlay, ip)) {
+        skipped.push({ node: p.node, subnet: p.subnet, why: `its node IP ${p.publicIp} is outside this node's underlay subnet ${this.o.link.ip}/${this.o.link.prefixLen}: host-gw needs every node on one L2 segment (use vxlan)` });
+        continue;
+      }
+      peers.push(p);
+      wanted.add(subnetKey(p.subnet));
+      wanted.add(routeKey(p.subnet, p.publicIp));
+    }
+    const have = new Set(view.routes.map((r) => routeKey(r.dst, r.gateway ?? "")));
+    for (const p of peers) {
+      if (!have.has(routeKey(p.subnet, p.publicIp))) {
+        changes.push({ op: "add", peer: p.node, text: `route ${p.subnet} via ${p.publicIp}`, request: replaceRoute({ dst: p.subnet, via: p.publicIp, dev, protocol: GAUZE_ROUTE_PROTOCOL }) });
+      }
+    }
+    for (const r of view.routes) {
+      // Only routes gauze made; the underlay's own routes are never touched.
+      if (r.protocol === GAUZE_ROUTE_PROTOCOL && !wanted.has(subnetKey(r.dst))) {
+        changes.push({ op: "del", peer: "", text: `route ${r.dst} via ${r.gateway ?? "-"}`, request: delRoute({ dst: r.dst, dev, protocol: GAUZE_ROUTE_PROTOCOL }) });
+      }
+    }
+    return { changes, peers: peers.length, skipped, wanted };
+  }
+
+  concerns(e: KernelEvent, dev: Link | undefined, wanted: Set<string>): boolean {
+    if (e.kind !== "route" || !dev || e.route.oif !== dev.index || e.route.family !== 4) return false;
+    const r = e.route;
+    if (e.op === "new" && wanted.has(routeKey(r.dst, r.gateway ?? ""))) return false;
+    return r.protocol === GAUZE_ROUTE_PROTOCOL || wanted.has(subnetKey(r.dst));
+  }
+
+  uninstall(nl: Rtnl): void {
+    const view = this.read(nl);
+    const plan = this.plan(view, []);
+    nl.apply(plan.changes.map((c) => c.request));
   }
 }
 

@@ -2,132 +2,209 @@
 // MTU = underlay MTU - 50), the node's subnet address as a /32 on it, and for every other node
 // one onlink route via its VTEP address, one permanent neighbour (VTEP address -> VTEP MAC) and
 // one FDB entry (VTEP MAC -> node IP). No learning, no multicast: the agent is the control plane.
-import { type FdbEntry, type IpLink, type IpNeigh, type IpRoute, IpError, bridgeBatch, ipBatch, type IpCommand } from "../kernel/ip.ts";
-import { parseCIDR, formatIP } from "../ipam/cidr.ts";
+import { formatIP, parseCIDR, prefixContains, parseIP } from "../net/cidr.ts";
 import { setOffload } from "../kernel/ethtool.ts";
+import {
+  type Link, type Rtnl, addAddr, addVxlan, delAddr, delFdb, delLink, delNeigh, delRoute, isOnlink, isPermanent,
+  replaceFdb, replaceNeigh, replaceRoute, setLink,
+} from "../kernel/netlink/index.ts";
+import type { KernelEvent } from "../kernel/netlink/monitor.ts";
 import type { Lease } from "../store/registry.ts";
-import { type Backend, type BackendOptions, type ReconcileStats, registerBackend } from "./backend.ts";
+import {
+  type Backend, type BackendOptions, type Change, type KernelView, type Plan, BackendConfigError, GAUZE_ROUTE_PROTOCOL, registerBackend,
+} from "./backend.ts";
 
 export const VXLAN_OVERHEAD = 50; // outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14
 
+export type VxlanOptions = { vni: number; port: number };
+
+const KNOWN = new Set(["Type", "VNI", "Port"]);
+
+/** flannel's defaults and rules for the Backend block: VNI 1..16777215 (default 1), Port (default 8472). */
+export function parseVxlanOptions(c: Record<string, unknown>): VxlanOptions {
+  for (const k of Object.keys(c)) {
+    if (!KNOWN.has(k)) throw new BackendConfigError(k, "is not an option of the vxlan backend", `remove it; vxlan takes ${[...KNOWN].join(", ")}`);
+  }
+  const vni = c.VNI ?? 1;
+  if (typeof vni !== "number" || !Number.isInteger(vni) || vni < 1 || vni > 0xffffff) throw new BackendConfigError("VNI", `${JSON.stringify(vni)} is not a VNI`, "use an integer from 1 to 16777215");
+  const port = c.Port ?? 8472;
+  if (typeof port !== "number" || !Number.isInteger(port) || port < 1 || port > 65535) throw new BackendConfigError("Port", `${JSON.stringify(port)} is not a UDP port`, "use an integer from 1 to 65535 (flannel's default is 8472)");
+  return { vni, port };
+}
+
 /** A stable VTEP MAC from the node IP (0e:47 = "G", locally administered): the same after a re-create. */
 export function vtepMacFor(nodeIp: string): string {
-  const ip = parseCIDR(`${nodeIp}/32`)!.host.value;
+  const ip = parseIP(nodeIp)!.value;
   const b = [24n, 16n, 8n, 0n].map((s) => Number((ip >> s) & 0xffn).toString(16).padStart(2, "0"));
   return `0e:47:${b.join(":")}`;
 }
 
+interface Peer {
+  node: string;
+  subnet: string;
+  vtep: string;
+  mac: string;
+  nodeIp: string;
+}
+
+const routeKey = (dst: string, gw: string) => `r ${dst} ${gw}`;
+const neighKey = (dst: string, mac: string) => `n ${dst} ${mac}`;
+const fdbKey = (mac: string, dst: string) => `f ${mac} ${dst}`;
+const subnetKey = (subnet: string) => `s ${subnet}`;
+
 export class VxlanBackend implements Backend {
   readonly type = "vxlan";
   readonly device: string;
-  private mac = "";
+  readonly overhead = VXLAN_OVERHEAD;
+  readonly options: VxlanOptions;
+  private readonly network;
 
   constructor(private readonly o: BackendOptions) {
-    this.device = `gauze.${o.vni}`;
+    this.options = parseVxlanOptions(o.config);
+    this.device = `gauze.${this.options.vni}`;
+    this.network = parseCIDR(o.network)!.prefix;
   }
 
-  setup(): { backendData: Lease["backendData"]; podMtu: number } {
+  private compatible(l: Link | undefined): l is Link {
+    const v = l?.vxlan;
+    return l?.kind === "vxlan" && v?.vni === this.options.vni && v.port === this.options.port && v.local === this.o.link.ip && v.learning === false;
+  }
+
+  needsSetup(view: KernelView): boolean {
+    return !this.compatible(view.device) || !view.device.up || view.device.mtu !== this.o.link.mtu - VXLAN_OVERHEAD;
+  }
+
+  setup(nl: Rtnl): { backendData: Lease["backendData"]; podMtu: number } {
     const mtu = this.o.link.mtu - VXLAN_OVERHEAD;
-    const current = this.read();
-    const d = current?.linkinfo?.info_data as { id?: number; port?: number; local?: string; learning?: boolean } | undefined;
-    const compatible = current && current.linkinfo?.info_kind === "vxlan" && d?.id === this.o.vni && d?.port === this.o.port && d?.local === this.o.link.ip && d?.learning === false;
-    const cmds: IpCommand[] = [];
-    if (current && !compatible) cmds.push(["link", "del", "dev", this.device]);
+    const current = nl.link(this.device);
+    const compatible = this.compatible(current);
+    if (current && !compatible) nl.run([delLink(current)]);
     if (!compatible) {
-      cmds.push(["link", "add", this.device, "address", vtepMacFor(this.o.link.ip), "type", "vxlan", "id", String(this.o.vni), "dstport", String(this.o.port),
-        "local", this.o.link.ip, "dev", this.o.link.iface, "nolearning"]);
+      nl.run([addVxlan({
+        name: this.device, vni: this.options.vni, port: this.options.port, local: this.o.link.ip, dev: { index: this.o.link.index, name: this.o.link.iface },
+        learning: false, mac: vtepMacFor(this.o.link.ip), mtu, up: true,
+      })]);
+    } else if (current.mtu !== mtu || !current.up) {
+      nl.run([setLink(current, { mtu, up: true })]);
     }
-    if (!compatible || current?.mtu !== mtu) cmds.push(["link", "set", "dev", this.device, "mtu", String(mtu)]);
-    if (!compatible || !(current?.flags ?? []).includes("UP")) cmds.push(["link", "set", "dev", this.device, "up"]);
-    cmds.push(["link", "show", "dev", this.device]);
-    const out = ipBatch(cmds);
-    this.mac = (out[out.length - 1]![0] as IpLink).address ?? "";
+    const dev = nl.link(this.device);
+    if (!dev) throw new Error(`${this.device} vanished right after it was set up`);
     // With MASQUERADE --random-fully, checksum offload on the VXLAN device corrupts the outer
     // checksum of NATed packets, and connections stall for 63 s: compute checksums in software.
     setOffload(this.device, "tx-checksum-ip-generic", false);
-    return { backendData: { vtepMac: this.mac }, podMtu: mtu };
+    return { backendData: { vtepMac: dev.mac ?? vtepMacFor(this.o.link.ip) }, podMtu: mtu };
   }
 
-  private read(): IpLink | undefined {
-    try {
-      return (ipBatch([["link", "show", "dev", this.device]], {}, { details: true })[0] as IpLink[])[0];
-    } catch (e) {
-      if (e instanceof IpError && e.isNotFound) return undefined;
-      throw e;
-    }
-  }
-
-  activate(lease: Lease): void {
+  activate(nl: Rtnl, lease: Lease): void {
+    const dev = nl.link(this.device);
+    if (!dev) throw new Error(`${this.device} is missing: the agent sets it up before activating`);
     const want = `${formatIP(parseCIDR(lease.subnet)!.prefix.ip)}/32`;
-    const [links] = ipBatch([["addr", "show", "dev", this.device]]) as [IpLink[]];
-    const have = (links[0]?.addr_info ?? []).filter((a) => a.family === "inet").map((a) => `${a.local}/${a.prefixlen}`);
-    const cmds: IpCommand[] = have.filter((a) => a !== want).map((a) => ["addr", "del", a, "dev", this.device]);
-    if (!have.includes(want)) cmds.push(["addr", "add", want, "dev", this.device]);
-    if (cmds.length) ipBatch(cmds);
+    const have = nl.addrs(dev, 4).map((a) => `${a.address}/${a.prefixLen}`);
+    const reqs = have.filter((a) => a !== want).map((a) => delAddr(dev, a));
+    if (!have.includes(want)) reqs.push(addAddr(dev, want));
+    nl.run(reqs);
   }
 
-  reconcile(peers: Lease[]): ReconcileStats {
-    const dev = this.device;
-    const want = peers.filter((p) => p.backendType === "vxlan" && p.backendData.vtepMac).map((p) => {
-      const net = parseCIDR(p.subnet)!.prefix;
-      return { subnet: p.subnet, vtep: formatIP(net.ip), mac: p.backendData.vtepMac!.toLowerCase(), nodeIp: p.publicIp };
-    });
-    const t0 = performance.now();
-    const [routes, neighs] = ipBatch([["route", "show", "dev", dev], ["neigh", "show", "dev", dev]]) as [IpRoute[], IpNeigh[]];
-    const [fdb] = bridgeBatch([["fdb", "show", "dev", dev]]) as [FdbEntry[]];
-    const readMs = performance.now() - t0;
-    let spawns = 2;
+  read(nl: Rtnl): KernelView {
+    const device = nl.link(this.device);
+    if (!device) return { routes: [], neighbours: [], fdb: [] };
+    return { device, routes: nl.routes(4, device), neighbours: nl.neighbours(4, device), fdb: nl.fdb(device) };
+  }
 
-    const fdbCmds: IpCommand[] = [];
-    const ipCmds: IpCommand[] = [];
-    const delRoutes: IpCommand[] = [];
-    const delNeighs: IpCommand[] = [];
-    let added = 0;
-    let removed = 0;
+  private peersOf(leases: Lease[], skipped: Plan["skipped"]): Peer[] {
+    const out: Peer[] = [];
+    for (const p of leases) {
+      if (p.backendType !== "vxlan") { skipped.push({ node: p.node, subnet: p.subnet, why: `backend ${p.backendType}, not vxlan` }); continue; }
+      if (!p.backendData.vtepMac) { skipped.push({ node: p.node, subnet: p.subnet, why: "no VTEP MAC in its lease" }); continue; }
+      const net = parseCIDR(p.subnet)!.prefix;
+      out.push({ node: p.node, subnet: p.subnet, vtep: formatIP(net.ip), mac: p.backendData.vtepMac.toLowerCase(), nodeIp: p.publicIp });
+    }
+    return out;
+  }
+
+  plan(view: KernelView, leases: Lease[]): Plan {
+    const skipped: Plan["skipped"] = [];
+    const wanted = new Set<string>();
+    const changes: Change[] = [];
+    const dev = view.device;
+    if (!dev) return { changes, peers: 0, skipped, wanted };
+    const peers = this.peersOf(leases, skipped);
+    for (const p of peers) {
+      wanted.add(subnetKey(p.subnet));
+      wanted.add(routeKey(p.subnet, p.vtep));
+      wanted.add(neighKey(p.vtep, p.mac));
+      wanted.add(fdbKey(p.mac, p.nodeIp));
+    }
     // Keyed sets, not nested scans: at 1000 peers a nested diff costs 3 million comparisons.
-    const peerFdb = fdb.filter((f) => f.dst);
-    const haveFdb = new Set(peerFdb.map((f) => `${f.mac.toLowerCase()} ${f.dst}`));
-    const haveNeigh = new Set(neighs.filter((n) => (n.state ?? []).includes("PERMANENT")).map((n) => `${n.dst} ${n.lladdr?.toLowerCase()}`));
-    const haveRoute = new Set(routes.filter((r) => (r.flags ?? []).includes("onlink")).map((r) => `${r.dst} ${r.gateway}`));
-    const wantFdb = new Set(want.map((w) => `${w.mac} ${w.nodeIp}`));
-    const wantVtep = new Set(want.map((w) => w.vtep));
-    const wantSubnet = new Set(want.map((w) => w.subnet));
-    for (const w of want) {
-      if (!haveFdb.has(`${w.mac} ${w.nodeIp}`)) {
-        fdbCmds.push(["fdb", "replace", w.mac, "dev", dev, "dst", w.nodeIp, "self", "permanent"]);
-        added++;
+    const haveRoute = new Set(view.routes.filter(isOnlink).map((r) => routeKey(r.dst, r.gateway ?? "")));
+    const haveNeigh = new Set(view.neighbours.filter(isPermanent).map((n) => neighKey(n.dst, n.lladdr ?? "")));
+    const haveFdb = new Set(view.fdb.filter((f) => f.dst).map((f) => fdbKey(f.mac, f.dst!)));
+    const fdbChanges: Change[] = [];
+    const neighChanges: Change[] = [];
+    const routeChanges: Change[] = [];
+    for (const p of peers) {
+      if (!haveFdb.has(fdbKey(p.mac, p.nodeIp))) {
+        fdbChanges.push({ op: "add", peer: p.node, text: `FDB ${p.mac} dst ${p.nodeIp}`, request: replaceFdb(dev, p.mac, p.nodeIp) });
       }
-      if (!haveNeigh.has(`${w.vtep} ${w.mac}`)) {
-        ipCmds.push(["neigh", "replace", w.vtep, "lladdr", w.mac, "dev", dev, "nud", "permanent"]);
-        added++;
+      if (!haveNeigh.has(neighKey(p.vtep, p.mac))) {
+        neighChanges.push({ op: "add", peer: p.node, text: `neighbour ${p.vtep} lladdr ${p.mac}`, request: replaceNeigh(dev, p.vtep, p.mac) });
       }
-      if (!haveRoute.has(`${w.subnet} ${w.vtep}`)) {
-        ipCmds.push(["route", "replace", w.subnet, "via", w.vtep, "dev", dev, "onlink"]);
-        added++;
+      if (!haveRoute.has(routeKey(p.subnet, p.vtep))) {
+        routeChanges.push({ op: "add", peer: p.node, text: `route ${p.subnet} via ${p.vtep} onlink`, request: replaceRoute({ dst: p.subnet, via: p.vtep, dev, onlink: true, protocol: GAUZE_ROUTE_PROTOCOL }) });
       }
     }
-    for (const r of routes) {
-      if (r.gateway && !wantSubnet.has(r.dst)) { delRoutes.push(["route", "del", r.dst, "dev", dev]); removed++; }
+    const wantSubnet = new Set(peers.map((p) => p.subnet));
+    const wantVtep = new Map(peers.map((p) => [p.vtep, p.mac]));
+    const byMac = new Map(peers.map((p) => [p.mac, p.node]));
+    const stale: Change[] = [];
+    for (const r of view.routes) {
+      // Only routes gauze made: someone else's routes on the device are left alone.
+      if (r.protocol === GAUZE_ROUTE_PROTOCOL && !wantSubnet.has(r.dst)) {
+        stale.push({ op: "del", peer: "", text: `route ${r.dst} via ${r.gateway ?? "-"}`, request: delRoute({ dst: r.dst, dev, protocol: GAUZE_ROUTE_PROTOCOL }) });
+      }
     }
-    for (const n of neighs) {
-      if ((n.state ?? []).includes("PERMANENT") && !wantVtep.has(n.dst)) { delNeighs.push(["neigh", "del", n.dst, "dev", dev]); removed++; }
+    for (const n of view.neighbours) {
+      const ip = parseIP(n.dst);
+      if (isPermanent(n) && ip && prefixContains(this.network, ip) && !wantVtep.has(n.dst)) {
+        stale.push({ op: "del", peer: "", text: `neighbour ${n.dst} lladdr ${n.lladdr ?? "-"}`, request: delNeigh(dev, n.dst) });
+      }
     }
-    for (const f of peerFdb) {
-      if (!wantFdb.has(`${f.mac.toLowerCase()} ${f.dst}`)) { fdbCmds.push(["fdb", "del", f.mac, "dev", dev, "dst", f.dst!, "self"]); removed++; }
+    for (const f of view.fdb) {
+      if (f.dst && !wanted.has(fdbKey(f.mac, f.dst))) {
+        stale.push({ op: "del", peer: byMac.get(f.mac) ?? "", text: `FDB ${f.mac} dst ${f.dst}`, request: delFdb(dev, f.mac, f.dst) });
+      }
     }
     // FDB first, then neighbours before routes: when a route appears, its path already works.
-    if (fdbCmds.length) { bridgeBatch(fdbCmds); spawns++; }
-    const all = [...ipCmds, ...delRoutes, ...delNeighs];
-    if (all.length) { ipBatch(all); spawns++; }
-    return { peers: want.length, added, removed, spawns, readMs };
+    // Stale entries go last, after their replacements are in.
+    return { changes: [...fdbChanges, ...neighChanges, ...routeChanges, ...stale], peers: peers.length, skipped, wanted };
   }
 
-  uninstall(): void {
-    try {
-      ipBatch([["link", "del", "dev", this.device]]);
-    } catch (e) {
-      if (!(e instanceof IpError && e.isNotFound)) throw e;
+  concerns(e: KernelEvent, dev: Link | undefined, wanted: Set<string>): boolean {
+    switch (e.kind) {
+      case "link":
+        // The device deleted, set down or renamed away, or one of its name appeared (re-created by hand).
+        return e.link.name === this.device || (dev !== undefined && e.link.index === dev.index);
+      case "route": {
+        const r = e.route;
+        if (!dev || r.oif !== dev.index || r.family !== 4) return false;
+        if (e.op === "new" && isOnlink(r) && wanted.has(routeKey(r.dst, r.gateway ?? ""))) return false;
+        // Ours (made by gauze, or to a peer's subnet); someone else's other routes are left alone.
+        return r.protocol === GAUZE_ROUTE_PROTOCOL || wanted.has(subnetKey(r.dst));
+      }
+      case "neigh":
+        if (!dev || e.neigh.index !== dev.index) return false;
+        return !(e.op === "new" && isPermanent(e.neigh) && wanted.has(neighKey(e.neigh.dst, e.neigh.lladdr ?? "")));
+      case "fdb":
+        if (!dev || e.fdb.index !== dev.index || !e.fdb.dst) return false;
+        return !(e.op === "new" && wanted.has(fdbKey(e.fdb.mac, e.fdb.dst)));
+      default:
+        return false;
     }
+  }
+
+  uninstall(nl: Rtnl): void {
+    const [e] = nl.apply([delLink(this.device)]);
+    if (e && !e.notFound) throw e;
   }
 }
 

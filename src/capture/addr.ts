@@ -1,5 +1,5 @@
 // Address text for the formatters (the decoders keep numbers and offsets).
-import { formatIP } from "../ipam/cidr.ts";
+import { formatIP } from "../net/cidr.ts";
 
 const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
 

@@ -8,7 +8,7 @@
 // Example: "inner icmp and vni 1", "outer udp port 8472 and not inner tcp".
 import type { Dissection, Layer } from "./decode/layers.ts";
 import { ipv4Text, ipv6At } from "./addr.ts";
-import { parseIP, formatIP } from "../ipam/cidr.ts";
+import { parseIP, formatIP } from "../net/cidr.ts";
 
 export type PacketFilter = (d: Dissection) => boolean;
 

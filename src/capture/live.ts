@@ -1,7 +1,8 @@
 // Live capture: tcpdump writes pcap to its stdout as packets arrive (-U -w -) and gauze decodes
 // the stream with the same reader and decoders as for files. tcpdump runs in the namespace given
-// (by name under /run/netns, or a path) through nsenter, and stops on count, duration or Ctrl-C.
-import { spawn } from "node:child_process";
+// (by name under /run/netns, or a path), started inside it, and stops on count, duration or Ctrl-C.
+import { startPiped } from "../kernel/spawn.ts";
+import { netnsArg } from "../kernel/netns.ts";
 import { createWriteStream, type WriteStream } from "node:fs";
 /** What takes the stream: feed() returns false to stop the capture (e.g. --limit reached). */
 export interface ChunkConsumer {
@@ -21,15 +22,11 @@ export interface LiveOptions {
   onListening?: (line: string) => void;
 }
 
-export function netnsArg(netns: string): string {
-  return netns.includes("/") ? netns : `/run/netns/${netns}`;
-}
-
 export function captureLive(run: ChunkConsumer, o: LiveOptions): Promise<{ stoppedBy: string }> {
   const tcpdump = ["tcpdump", "-U", "-n", "-w", "-", "-i", o.iface, ...(o.count ? ["-c", String(o.count)] : []), ...(o.bpf ? o.bpf.split(/\s+/).filter(Boolean) : [])];
-  const argv = o.netns ? ["nsenter", `--net=${netnsArg(o.netns)}`, ...tcpdump] : tcpdump;
+
   return new Promise((resolve, reject) => {
-    const child = spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", "pipe", "pipe"] });
+    const child = startPiped(tcpdump, o.netns ? { netns: netnsArg(o.netns) } : {});
     let file: WriteStream | undefined;
     if (o.writeFile) file = createWriteStream(o.writeFile);
     let stoppedBy = o.count ? "count" : "end";

@@ -1,6 +1,7 @@
 // `gauze doctor`: on a lab node it runs itself inside that node's namespace (where /proc/sys/net,
 // ip and iptables show the node), on a host it runs in place.
-import { spawnSync } from "node:child_process";
+import { runInteractive } from "../kernel/spawn.ts";
+import { netnsPath } from "../kernel/netns.ts";
 import { loadLab, findNode } from "../lab/state.ts";
 import { gauzeExecutable } from "../lab/processes.ts";
 import { formatReport, runDoctor } from "../doctor/run.ts";
@@ -30,8 +31,7 @@ async function doctor(o: DoctorCliOptions): Promise<number> {
     const s = loadLab(o.name);
     const n = findNode(s, o.node);
     const argv = [gauzeExecutable(), "doctor", "--host", "--root", n.root, "--name", s.name, "--lab-node", n.name, ...(o.json ? ["--json"] : []), ...(o.fix ? ["--fix"] : []), ...(o.kubeconfig ? ["--kubeconfig", o.kubeconfig] : [])];
-    const r = spawnSync("nsenter", [`--net=/run/netns/${n.netns}`, ...argv], { stdio: "inherit", env: { ...process.env, ...(process.stdout.isTTY ? { GAUZE_COLOR: "1" } : {}) } });
-    return r.status ?? 1;
+    return runInteractive(argv, { netns: netnsPath(n.netns), env: { ...process.env, ...(process.stdout.isTTY ? { GAUZE_COLOR: "1" } : {}) } });
   }
   const report = await runDoctor({ root: o.root ?? "", ...(o.labNode ? { lab: o.name, node: o.labNode } : {}), ...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}), fix: !!o.fix });
   process.stdout.write(o.json ? JSON.stringify(report, null, 2) + "\n" : formatReport(report, !!process.stdout.isTTY || process.env.GAUZE_COLOR === "1"));

@@ -1,6 +1,6 @@
 // `gauze lab ...`: the CLI side of src/lab.
 import type { Command } from "commander";
-import { spawnSync } from "node:child_process";
+import { runInteractive } from "../kernel/spawn.ts";
 import { netnsPath } from "../kernel/netns.ts";
 import { findNode, listLabs, loadLab, type LabState } from "../lab/state.ts";
 import { labDown, labUp, nodeAdd, nodeRm, nodeView, podRm, podRun, refresh, agentStop, agentStart, waitServing, type Progress } from "../lab/lab.ts";
@@ -142,8 +142,7 @@ export function registerLab(program: Command, set: SetStatus): void {
     .action((target: string, cmd: string[], o: { name: string }) => guard(set, async () => {
       const s = loadLab(o.name);
       const ns = s.pods.find((p) => p.name === target)?.netns ?? findNode(s, target).netns;
-      const r = spawnSync("nsenter", [`--net=${netnsPath(ns)}`, ...cmd], { stdio: "inherit" });
-      return r.status ?? 1;
+      return runInteractive(cmd, { netns: netnsPath(ns) });
     }));
 
   lab.command("capture")

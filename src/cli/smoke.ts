@@ -5,7 +5,8 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { addNetns, delNetns, execIn, netnsPath } from "../kernel/netns.ts";
+import { addNetns, delNetns, netnsPath } from "../kernel/netns.ts";
+import { runSync } from "../kernel/spawn.ts";
 
 interface Step {
   step: string;
@@ -41,7 +42,8 @@ export async function runSmoke(opts: { json?: boolean; keep?: boolean }): Promis
     }
   };
   const plugin = (command: string, pod: string, netns: string, stdin = conf) => {
-    const r = execIn(node, [self], {
+    const r = runSync([self], {
+      netns: netnsPath(node),
       input: stdin,
       env: { ...process.env, CNI_COMMAND: command, CNI_CONTAINERID: pod, CNI_NETNS: netns, CNI_IFNAME: "eth0", CNI_PATH: "/opt/cni/bin" },
     });
@@ -52,7 +54,7 @@ export async function runSmoke(opts: { json?: boolean; keep?: boolean }): Promis
   const results: string[] = [];
   let ok = true;
   try {
-    ok &&= timed("create node + pod namespaces", () => { addNetns(node); pods.forEach(addNetns); return [node, ...pods].join(", "); });
+    ok &&= timed("create node + pod namespaces", () => { addNetns(node); pods.forEach((p) => addNetns(p)); return [node, ...pods].join(", "); });
     for (const pod of pods) {
       ok &&= timed(`ADD ${pod}`, () => {
         const out = plugin("ADD", pod, netnsPath(pod));
@@ -63,7 +65,7 @@ export async function runSmoke(opts: { json?: boolean; keep?: boolean }): Promis
       });
     }
     ok &&= timed("ping pod a -> pod b", () => {
-      const r = execIn(pods[0]!, ["ping", "-c", "2", "-i", "0.2", "-W", "2", addresses[1]!]);
+      const r = runSync(["ping", "-c", "2", "-i", "0.2", "-W", "2", addresses[1]!], { netns: netnsPath(pods[0]!) });
       if (r.status !== 0) throw new Error(`ping ${addresses[1]} failed: ${(r.stdout + r.stderr).trim().split("\n").pop()}`);
       return r.stdout.trim().split("\n").pop() ?? "";
     });
@@ -81,7 +83,7 @@ export async function runSmoke(opts: { json?: boolean; keep?: boolean }): Promis
   } finally {
     if (!opts.keep) {
       timed("clean up", () => {
-        [...pods, node].forEach(delNetns);
+        [...pods, node].forEach((n) => delNetns(n));
         rmSync(dataDir, { recursive: true, force: true });
         return "namespaces and IPAM dir removed";
       });

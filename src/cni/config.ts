@@ -7,7 +7,7 @@ import { type CniDNS, type CniResult, type CniRoute, parseResult } from "./resul
 import { DEFAULT_SUBNET_FILE, SubnetFileError, readSubnetFile } from "./subnet-file.ts";
 import type { CniEnv } from "./env.ts";
 import { validateIfname } from "./env.ts";
-import { type IP, formatPrefix, parseCIDR, parseIP } from "../ipam/cidr.ts";
+import { type IP, formatPrefix, parseCIDR, parseIP } from "../net/cidr.ts";
 import { type RangeSet, type RangeSpec, RangeError, canonicalizeRangeSet } from "../ipam/range.ts";
 import { DEFAULT_DATA_DIR } from "../ipam/disk-store.ts";
 

@@ -4,9 +4,9 @@
 import type { CniEnv } from "./env.ts";
 import type { NetConf } from "./config.ts";
 import { CniCode, CniError } from "./errors.ts";
-import { ipamDel } from "../ipam/ipam.ts";
-import { IpError, ipBatch } from "../kernel/ip.ts";
-import { hostVethName } from "../dataplane/veth.ts";
+import { ipamDel } from "./ipam.ts";
+import { withRtnl } from "../kernel/netlink/index.ts";
+import { deleteVeth, hostVethName } from "../dataplane/veth.ts";
 import { removeMasquerade } from "../dataplane/masquerade.ts";
 
 export async function cmdDel(env: CniEnv, conf: NetConf): Promise<void> {
@@ -18,9 +18,9 @@ export async function cmdDel(env: CniEnv, conf: NetConf): Promise<void> {
   }
   try {
     // Deleting the host end removes the pod end too, whether or not the namespace still exists.
-    ipBatch([["link", "del", "dev", hostVethName(env.containerId, env.ifname)]]);
+    withRtnl({}, (nl) => deleteVeth(nl, hostVethName(env.containerId, env.ifname)));
   } catch (e) {
-    if (!(e instanceof IpError && e.isNotFound)) problems.push(`removing the veth: ${(e as Error).message}`);
+    problems.push(`removing the veth: ${(e as Error).message}`);
   }
   if (conf.ipMasq) {
     try {

@@ -1,6 +1,6 @@
 // Reads and validates the CNI_* environment the runtime passes, per verb (SPEC 1.1.0,
 // "Parameters"), and CNI_ARGS ("K=V;K=V", as kubelet/containerd send it).
-import { netnsKind } from "../util/files.ts";
+import { netnsKind } from "../kernel/netns.ts";
 import { CniCode, CniError } from "./errors.ts";
 
 export const VERBS = ["ADD", "DEL", "CHECK", "VERSION", "STATUS", "GC"] as const;

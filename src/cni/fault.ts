@@ -2,7 +2,7 @@
 // plugin fail at that point, GAUZE_FAULT=<point>:hang makes it stop there (for SIGKILL tests).
 // Points: after-ipam, after-veth, after-pod. Unset in production: one env lookup per point.
 import { CniCode, CniError } from "./errors.ts";
-import { writeFd } from "../util/files.ts";
+import { writeFd } from "../kernel/files.ts";
 
 export function faultPoint(point: string): void {
   const f = process.env.GAUZE_FAULT;

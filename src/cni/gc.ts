@@ -1,13 +1,12 @@
 // GC (SPEC 1.1.0): everything of this network that is not in cni.dev/valid-attachments goes:
-// address reservations, host veths on our bridge with the gz prefix, masquerade chains.
+// address reservations, host veths on the bridge whose alias names this network, masquerade chains.
 import type { CniEnv } from "./env.ts";
 import type { NetConf } from "./config.ts";
 import { CniCode, CniError } from "./errors.ts";
-import { attachmentKey, ipamGc } from "../ipam/ipam.ts";
-import { type IpLink, IpError, ip, ipBatch } from "../kernel/ip.ts";
-import { HOST_VETH_PREFIX, hostVethName } from "../dataplane/veth.ts";
-import { masqChain, removeMasquerade } from "../dataplane/masquerade.ts";
-import { runSync } from "../kernel/spawn.ts";
+import { attachmentKey, ipamGc } from "./ipam.ts";
+import { withRtnl } from "../kernel/netlink/index.ts";
+import { HOST_VETH_PREFIX, deleteVeth, hostVethName, vethNetwork } from "../dataplane/veth.ts";
+import { masqueradedContainers, removeMasquerade } from "../dataplane/masquerade.ts";
 
 export interface GcReport {
   releasedAddresses: string[];
@@ -23,31 +22,16 @@ export async function cmdGc(env: CniEnv, conf: NetConf): Promise<GcReport> {
   const releasedAddresses = await ipamGc(conf, env, validKeys);
 
   const keepVeths = new Set(valid.map((a) => hostVethName(a.containerId, a.ifname)));
-  let ports: IpLink[] = [];
-  try {
-    ports = ip(["link", "show", "master", conf.bridge]) as IpLink[];
-  } catch (e) {
-    if (!(e instanceof IpError && e.isNotFound)) throw e;
+  const removedVeths = withRtnl({}, (nl) => {
+    const bridge = nl.link(conf.bridge);
+    if (!bridge) return [];
+    // Only this network's veths: another gauze network may share the bridge.
+    const stale = nl.links(bridge).filter((p) => p.name.startsWith(HOST_VETH_PREFIX) && vethNetwork(p.alias) === conf.name && !keepVeths.has(p.name));
+    return stale.map((p) => p.name).filter((n) => deleteVeth(nl, n));
+  });
+  if (conf.ipMasq) {
+    const keep = new Set(valid.map((a) => a.containerId));
+    for (const id of masqueradedContainers(conf.name)) if (!keep.has(id)) removeMasquerade(conf.name, id);
   }
-  const removedVeths = ports.map((p) => p.ifname).filter((n) => n.startsWith(HOST_VETH_PREFIX) && !keepVeths.has(n));
-  if (removedVeths.length) {
-    try {
-      ipBatch(removedVeths.map((n) => ["link", "del", "dev", n]));
-    } catch (e) {
-      if (!(e instanceof IpError && e.isNotFound)) throw e;
-    }
-  }
-  if (conf.ipMasq) gcMasquerade(conf.name, new Set(valid.map((a) => masqChain(conf.name, a.containerId))));
   return { releasedAddresses, removedVeths };
-}
-
-function gcMasquerade(network: string, keepChains: Set<string>): void {
-  const save = runSync(["iptables", "-w", "-t", "nat", "-S", "POSTROUTING"]);
-  if (save.status !== 0) return;
-  const prefix = `gauze:${network}:`;
-  for (const line of save.stdout.split("\n")) {
-    const m = /--comment "?([^" ]+)"? -j (GZ-[0-9A-F]+)$/.exec(line);
-    if (!m || !m[1]!.startsWith(prefix) || keepChains.has(m[2]!)) continue;
-    removeMasquerade(network, m[1]!.slice(prefix.length));
-  }
 }

@@ -1,22 +1,22 @@
 // The plugin entry: a table from CNI verb to command. Reads the environment and stdin, runs
 // the verb, prints the result or the spec's error JSON, and returns the exit status.
-import { readStdin, writeFd } from "../util/files.ts";
+import { readStdin, writeFd } from "../kernel/files.ts";
 import { type CniEnv, type Verb, readEnv } from "./env.ts";
 import { type NetConf, loadConfig, parseJsonConfig } from "./config.ts";
 import { CniError, toErrorJson } from "./errors.ts";
 import { SPEC_VERSION, SUPPORTED_VERSIONS, requireVerbAllowed } from "./version.ts";
 import { convertResult } from "./result.ts";
-import { type EarlyIp, cmdAdd, startEarlyIp } from "./add.ts";
+import { cmdAdd } from "./add.ts";
 import { cmdDel } from "./del.ts";
 import { cmdCheck } from "./check.ts";
 import { cmdGc } from "./gc.ts";
-import { ipamStatus } from "../ipam/ipam.ts";
-import { trace } from "../util/trace.ts";
+import { ipamStatus } from "./ipam.ts";
+import { trace } from "./trace.ts";
 
-type Command = (env: CniEnv, conf: NetConf, early?: EarlyIp) => Promise<unknown>;
+type Command = (env: CniEnv, conf: NetConf) => Promise<unknown>;
 
 const COMMANDS: Record<Exclude<Verb, "VERSION">, Command> = {
-  ADD: async (env, conf, early) => convertResult(await cmdAdd(env, conf, early), conf.cniVersion),
+  ADD: async (env, conf) => convertResult(await cmdAdd(env, conf), conf.cniVersion),
   DEL: (env, conf) => cmdDel(env, conf),
   CHECK: (env, conf) => cmdCheck(env, conf),
   GC: (env, conf) => cmdGc(env, conf).then(() => undefined),
@@ -36,7 +36,6 @@ function versionOf(text: string): string {
 export async function runPlugin(processEnv: NodeJS.ProcessEnv): Promise<number> {
   trace("start");
   const stdin = readStdin();
-  let early: EarlyIp | undefined;
   try {
     const env = readEnv(processEnv);
     if (env.command === "VERSION") {
@@ -48,18 +47,14 @@ export async function runPlugin(processEnv: NodeJS.ProcessEnv): Promise<number> 
       print({ cniVersion: asked, supportedVersions: SUPPORTED_VERSIONS });
       return 0;
     }
-    // ADD's two ip processes start before the config is even parsed (see add.ts:startEarlyIp).
-    early = env.command === "ADD" ? startEarlyIp(env) : undefined;
     const conf = loadConfig(stdin, env);
     requireVerbAllowed(env.command, conf.cniVersion);
     trace("config");
-    const out = await COMMANDS[env.command](env, conf, early);
+    const out = await COMMANDS[env.command](env, conf);
     trace("done");
     if (out !== undefined) print(out);
     return 0;
   } catch (e) {
-    early?.host.cancel();
-    early?.pod.cancel();
     print(toErrorJson(e, versionOf(stdin)));
     if (!(e instanceof CniError) && processEnv.GAUZE_DEBUG) writeFd(2, `${(e as Error).stack}\n`);
     return 1;

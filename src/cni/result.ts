@@ -3,7 +3,7 @@
 // IPAM plugins).
 import { compareVersions } from "./version.ts";
 import { CniCode, CniError } from "./errors.ts";
-import { parseCIDR, parseIP } from "../ipam/cidr.ts";
+import { parseCIDR, parseIP } from "../net/cidr.ts";
 
 export interface CniInterface {
   name: string;

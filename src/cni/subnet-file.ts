@@ -4,7 +4,7 @@
 //   GAUZE_MTU=1450                MTU for pod interfaces
 //   GAUZE_IPMASQ=true             the agent masquerades traffic leaving the pod network
 // FLANNEL_* keys are read too, so a node that already has flannel's file works unchanged.
-import { FileError, readText } from "../util/files.ts";
+import { FileError, readText } from "../kernel/files.ts";
 
 export const DEFAULT_SUBNET_FILE = "/run/gauze/subnet.env";
 

@@ -1,26 +1,9 @@
-// The node's pod bridge (cni0 by default): read its state once, then emit only the ip
-// commands that are missing (idempotent: "exists and compatible" is success).
-import { type IpCommand, IpError, type IpLink, ip } from "../kernel/ip.ts";
-import { CniCode, CniError } from "../cni/errors.ts";
-import { type IP, parseCIDR } from "../ipam/cidr.ts";
-
-export function readLinkWithAddrs(name: string, netns?: string): IpLink | undefined {
-  try {
-    const links = ip(["-d", "addr", "show", "dev", name], netns ? { netns } : {}) as IpLink[];
-    return links[0];
-  } catch (e) {
-    if (e instanceof IpError && e.isNotFound) return undefined;
-    throw e;
-  }
-}
-
-export function requireBridge(name: string, link: IpLink): void {
-  const kind = link.linkinfo?.info_kind;
-  if (kind !== "bridge") {
-    throw new CniError(CniCode.InvalidConfig, `interface ${name} exists but is ${kind ? `a ${kind}` : "not a bridge"}`,
-      `set "bridge" in the config to another name, or delete ${name}`);
-  }
-}
+// The node's pod bridge (cni0 by default): made on first use with a stable MAC, its gateway
+// addresses added, up. Idempotent: "exists and compatible" is success, and a link of that name
+// that is not a bridge is refused before anything is added to it.
+import { type IP, parseCIDR } from "../net/cidr.ts";
+import { type Link, NetlinkError, type Rtnl, addAddr, addBridge, setLink } from "../kernel/netlink/index.ts";
+import { DataplaneError } from "./errors.ts";
 
 /**
  * A stable MAC for the bridge, derived from its gateway address (0a:58 + IPv4 bytes): a Linux
@@ -40,27 +23,41 @@ export interface BridgeWant {
   gatewayCidrs: string[];
 }
 
-/**
- * Commands that bring the bridge from `current` to `want`. With `current` "unknown" (not read,
- * to save a spawn) every step is emitted and the caller runs them with `toleratedBridgeFailure`.
- */
-export function bridgeCommands(current: IpLink | undefined | "unknown", want: BridgeWant): IpCommand[] {
-  const cmds: IpCommand[] = [];
-  const known = current === "unknown" ? undefined : current;
-  if (current === "unknown" || !current) {
-    const firstGw = want.gatewayCidrs.length ? parseCIDR(want.gatewayCidrs[0]!)?.host : undefined;
-    const mac = bridgeMacFor(firstGw);
-    cmds.push(["link", "add", "name", want.name, "mtu", String(want.mtu), ...(mac ? ["address", mac] : []), "type", "bridge"]);
+/** Refuses a link that is not a bridge (before any address goes on it). */
+export function requireBridge(link: Link): void {
+  if (link.kind !== "bridge") {
+    throw new DataplaneError("not-a-bridge", `interface ${link.name} exists but is ${link.kind ? `a ${link.kind}` : "not a bridge"}`,
+      `set "bridge" in the config to another name, or delete ${link.name}`);
   }
-  const have = new Set((known?.addr_info ?? []).map((a) => `${a.local}/${a.prefixlen}`));
-  for (const cidr of want.gatewayCidrs) if (!have.has(cidr)) cmds.push(["addr", "add", cidr, "dev", want.name]);
-  if (!known || !(known.flags ?? []).includes("UP")) cmds.push(["link", "set", "dev", want.name, "up"]);
-  return cmds;
 }
 
-/** The bridge or its gateway address already being there is what we wanted. */
-export function toleratedBridgeFailure(bridge: string) {
-  return (cmd: IpCommand, message: string): boolean =>
-    (cmd[0] === "link" && cmd[1] === "add" && cmd[3] === bridge && /File exists/.test(message)) ||
-    (cmd[0] === "addr" && cmd[1] === "add" && cmd[4] === bridge && /File exists|already assigned/.test(message));
+/** Reads the bridge; undefined when there is none yet. */
+export function readBridge(nl: Rtnl, name: string): Link | undefined {
+  const link = nl.link(name);
+  if (link) requireBridge(link);
+  return link;
+}
+
+const exists = (_r: unknown, e: NetlinkError) => e.exists;
+
+/** Makes the bridge as wanted (creating it if `current` is undefined) and returns it. */
+export function ensureBridge(nl: Rtnl, current: Link | undefined, want: BridgeWant): Link {
+  let link = current;
+  try {
+    if (!link) {
+      const firstGw = want.gatewayCidrs.length ? parseCIDR(want.gatewayCidrs[0]!)?.host : undefined;
+      const mac = bridgeMacFor(firstGw);
+      // A parallel ADD may create it first: EEXIST is fine, and the re-read checks what it is.
+      nl.run([addBridge({ name: want.name, mtu: want.mtu, up: true, ...(mac ? { mac } : {}) })], exists);
+      link = readBridge(nl, want.name);
+      if (!link) throw new DataplaneError("kernel", `bridge ${want.name} vanished right after it was made`, "another process deletes it; find it");
+    }
+    const reqs = want.gatewayCidrs.map((c) => addAddr(link!, c));
+    if (!link.up) reqs.push(setLink(link, { up: true }));
+    nl.run(reqs, exists);
+    return link;
+  } catch (e) {
+    if (e instanceof NetlinkError) throw new DataplaneError("kernel", e.message, "the kernel refused a change on the node's bridge; see the message", { cause: e });
+    throw e;
+  }
 }

@@ -1,13 +1,16 @@
 // What the checks look at, gathered once per run: the node's paths, the agent's own report,
 // the active CNI config. Doctor runs inside the node's network namespace, so /proc/sys/net,
-// ip and iptables all show that node.
+// netlink and iptables all show that node.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { nodePaths, type NodePaths } from "../agent/node-files.ts";
 import type { AgentStatus } from "../agent/agent.ts";
-import { type NetworkList, loadNetwork } from "../lab/runtime.ts";
+import { type NetworkList, loadNetwork } from "../cni/conf-dir.ts";
+import type { Rtnl } from "../kernel/netlink/index.ts";
 
 export interface DoctorContext {
+  /** The netlink client checks read links, addresses, routes, neighbours and FDB with. */
+  nl: Rtnl;
   root: string;
   paths: NodePaths;
   binDir: string;
@@ -22,7 +25,7 @@ export interface DoctorContext {
   kubeconfig?: string;
 }
 
-export function gatherContext(o: { root: string; lab?: string; node?: string; kubeconfig?: string }): DoctorContext {
+export function gatherContext(o: { root: string; lab?: string; node?: string; kubeconfig?: string }, nl: Rtnl): DoctorContext {
   const paths = nodePaths(o.root);
   let agent: AgentStatus | undefined;
   try {
@@ -30,10 +33,10 @@ export function gatherContext(o: { root: string; lab?: string; node?: string; ku
   } catch {
     // no agent report
   }
-  const ctx: DoctorContext = { root: o.root, paths, ...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}), binDir: join(o.root || "/", "opt/cni/bin"), ...(o.lab ? { lab: o.lab } : {}), ...(o.node ? { node: o.node } : {}), ...(agent ? { agent } : {}),
+  const ctx: DoctorContext = { nl, root: o.root, paths, ...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}), binDir: join(o.root || "/", "opt/cni/bin"), ...(o.lab ? { lab: o.lab } : {}), ...(o.node ? { node: o.node } : {}), ...(agent ? { agent } : {}),
     healthUrl: `http://127.0.0.1:${(agent?.healthAddr ?? "0.0.0.0:9317").split(":").pop()}` };
   try {
-    ctx.network = loadNetwork({ nodeNetns: "", confDir: paths.confDir, binDir: ctx.binDir, cacheDir: "" });
+    ctx.network = loadNetwork(paths.confDir);
   } catch (e) {
     ctx.networkError = (e as Error).message;
   }

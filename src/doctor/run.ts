@@ -9,6 +9,7 @@ import { overlayChecks } from "./checks/overlay.ts";
 import { filteringChecks } from "./checks/filtering.ts";
 import { ipamChecks } from "./checks/ipam.ts";
 import { kubeChecks } from "./checks/kube.ts";
+import { Rtnl } from "../kernel/netlink/index.ts";
 
 export const ALL_CHECKS: Check[] = [...kernelChecks, ...cniChecks, ...agentChecks, ...overlayChecks, ...filteringChecks, ...ipamChecks];
 
@@ -42,7 +43,16 @@ async function runAll(ctx: DoctorContext): Promise<{ results: CheckResult[]; rep
 
 export async function runDoctor(o: { root: string; lab?: string; node?: string; kubeconfig?: string; fix: boolean }): Promise<DoctorReport> {
   const t0 = performance.now();
-  let ctx = gatherContext(o);
+  const nl = Rtnl.open();
+  try {
+    return await doctorWith(o, nl, t0);
+  } finally {
+    nl.close();
+  }
+}
+
+async function doctorWith(o: { root: string; lab?: string; node?: string; kubeconfig?: string; fix: boolean }, nl: Rtnl, t0: number): Promise<DoctorReport> {
+  let ctx = gatherContext(o, nl);
   let { results, repairs } = await runAll(ctx);
   const fixed: string[] = [];
   if (o.fix && repairs.size) {
@@ -57,7 +67,7 @@ export async function runDoctor(o: { root: string; lab?: string; node?: string; 
       }
     }
     // Check again: the report says how the node is now.
-    ctx = gatherContext(o);
+    ctx = gatherContext(o, nl);
     const again = await runAll(ctx);
     for (const r of again.results) {
       const before = results.find((x) => x.id === r.id);

@@ -1,7 +1,7 @@
 // Chooses addresses the way the reference host-local plugin does, so that both can share one
 // directory: round robin starting after last_reserved_ip.<set>, skipping gateways, across the
 // ranges of a set, wrapping once. Storage is behind IpamStore; the caller holds the lock.
-import { type IP, formatIP, ipEqual, nextIP } from "./cidr.ts";
+import { type IP, formatIP, ipEqual, nextIP } from "../net/cidr.ts";
 import { type RangeSet, rangeContains, rangeSetFind, rangeSetToString } from "./range.ts";
 import type { IpamStore } from "./store.ts";
 

@@ -4,9 +4,9 @@
 // A reservation is created by link(2)-ing a fully written temp file to the address's name:
 // link fails if the name exists, so creation is exclusive (like host-local's O_EXCL) and a
 // crash can never leave an empty reservation file nobody owns.
-import { type IP, formatIP, parseIP } from "./cidr.ts";
+import { type IP, formatIP, parseIP } from "../net/cidr.ts";
 import type { IpamStore, Reservation } from "./store.ts";
-import { FileError, linkFile, listDir, makeDirs, readBytesIfExists, readText, readTextIfExists, removeFile, writeText } from "../util/files.ts";
+import { FileError, linkFile, listDir, makeDirs, readBytesIfExists, readText, readTextIfExists, removeFile, writeText } from "../kernel/files.ts";
 import { joinPath } from "../util/builtin.ts";
 
 export const LINE_BREAK = "\r\n";

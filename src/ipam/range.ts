@@ -4,7 +4,7 @@
 import {
   type IP, type Prefix, compareIP, formatIP, formatPrefix, ipEqual, nextIP, parseCIDR, parseIP,
   prefixContains, prefixLast, prefixesOverlap, prevIP, familyBits,
-} from "./cidr.ts";
+} from "../net/cidr.ts";
 
 /** A range as written in the config (host-local's `ranges` entries). */
 export interface RangeSpec {

@@ -1,6 +1,6 @@
 // What the allocator needs from storage. The disk store (host-local's on-disk format) is the
 // real one; tests may use the in-memory one to exercise allocation logic without a disk.
-import type { IP } from "./cidr.ts";
+import type { IP } from "../net/cidr.ts";
 
 export interface Reservation {
   ip: IP;

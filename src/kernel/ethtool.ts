@@ -1,9 +1,10 @@
-// NIC offload features through ethtool (-k to read, -K to set), with argument arrays.
+// NIC offload features through ethtool (-k to read, -K to set), with argument arrays. ethtool
+// is optional: without it, reads say "unknown" and sets report that they could not.
 import { runSync } from "./spawn.ts";
 
 /** Feature name -> on/off for a device, or undefined when ethtool cannot say. */
 export function readOffloads(dev: string, netns?: string): Record<string, boolean> | undefined {
-  const r = runSync([...(netns ? ["nsenter", `--net=${netns}`] : []), "ethtool", "-k", dev]);
+  const r = runSync(["ethtool", "-k", dev], netns ? { netns } : {});
   if (r.status !== 0) return undefined;
   const out: Record<string, boolean> = {};
   for (const line of r.stdout.split("\n")) {
@@ -14,9 +15,9 @@ export function readOffloads(dev: string, netns?: string): Record<string, boolea
 }
 
 /** Sets one feature if it differs; false when ethtool is missing or refused. */
-export function setOffload(dev: string, feature: string, on: boolean): boolean {
-  const cur = readOffloads(dev);
+export function setOffload(dev: string, feature: string, on: boolean, netns?: string): boolean {
+  const cur = readOffloads(dev, netns);
   if (!cur) return false;
   if (cur[feature] === on) return true;
-  return runSync(["ethtool", "-K", dev, feature, on ? "on" : "off"]).status === 0;
+  return runSync(["ethtool", "-K", dev, feature, on ? "on" : "off"], netns ? { netns } : {}).status === 0;
 }

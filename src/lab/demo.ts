@@ -5,9 +5,9 @@ import { captureLive } from "../capture/live.ts";
 import { DissectRun } from "../capture/run.ts";
 import { decodeOptions } from "../capture/dissect.ts";
 import { runSync } from "../kernel/spawn.ts";
-import { parseCIDR, prefixContains } from "../ipam/cidr.ts";
+import { parseCIDR, prefixContains } from "../net/cidr.ts";
 import { agentStatus, installCni, labDown, labUp, nodeView, podRun, waitServing } from "./lab.ts";
-import { NOT_INITIALIZED } from "./runtime.ts";
+import { NOT_INITIALIZED } from "../cni/conf-dir.ts";
 import { loadLab, labExists } from "./state.ts";
 import { gauzeExecutable } from "./processes.ts";
 
@@ -96,11 +96,11 @@ export async function runDemo(o: DemoOptions): Promise<number> {
     });
     const podNs = `/run/netns/gz-${o.name}-pod-netshoot`;
     ok &&= await step("Traffic across nodes: ping and HTTP GET from netshoot to nginx", async (facts) => {
-      const ping = runSync(["nsenter", `--net=${podNs}`, "ping", "-c", "3", "-i", "0.2", "-W", "1", server.ip]);
+      const ping = runSync(["ping", "-c", "3", "-i", "0.2", "-W", "1", server.ip], { netns: podNs });
       const summary = ping.stdout.trim().split("\n").slice(-2).join("; ");
       facts.push(`ping ${server.ip}: ${summary}`);
       check(ping.status === 0, `ping failed: ${summary || ping.stderr.trim()}`);
-      const http = runSync(["nsenter", `--net=${podNs}`, gauzeExecutable(), "lab", "http-get", `http://${server.ip}/`]);
+      const http = runSync([gauzeExecutable(), "lab", "http-get", `http://${server.ip}/`], { netns: podNs });
       facts.push(`GET http://${server.ip}/ -> ${http.stdout.trim()}`);
       check(http.status === 0 && http.stdout.startsWith("200 hello from nginx"), `HTTP GET failed: ${http.stdout}${http.stderr}`);
     });
@@ -117,7 +117,7 @@ export async function runDemo(o: DemoOptions): Promise<number> {
         iface: "eth0", netns: `gz-${cp}`, bpf, count: 2, durationSec: 5, onListening: () => listening(),
       });
       await isListening;
-      const ping = runSync(["nsenter", `--net=${podNs}`, "ping", "-c", "1", "-s", "56", "-W", "1", server.ip]);
+      const ping = runSync(["ping", "-c", "1", "-s", "56", "-W", "1", server.ip], { netns: podNs });
       check(ping.status === 0, "the ping during the capture got no answer");
       await cap;
       run.finish();

@@ -3,8 +3,10 @@
 // Each break records how to undo it; `lab fix` undoes them all (doctor --fix may have already).
 import { existsSync, linkSync, mkdirSync, renameSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { runSync } from "../kernel/spawn.ts";
 import { netnsPath } from "../kernel/netns.ts";
+import { ensureSysctl } from "../kernel/sysctl.ts";
+import { iptables } from "../kernel/iptables.ts";
+import { replaceFdb, setLink, withRtnl } from "../kernel/netlink/index.ts";
 import { CONFLIST_NAME } from "../agent/node-files.ts";
 import { ensureMasquerade } from "../agent/masquerade.ts";
 import { type LabNode, type LabState, findNode, labDir, withLab } from "./state.ts";
@@ -17,7 +19,7 @@ export const FAULTS = {
   "missing-plugin": "the gauze plugin is gone from the CNI bin dir",
   "ip-forward-off": "IPv4 forwarding off on the node",
   "mtu-mismatch": "the node's switch port carries 1400 bytes while the node sends 1500",
-  "stale-fdb": "the FDB entries for the other nodes point to a node IP that no longer exists",
+  "stale-fdb": "the agent is stopped (an upgrade, a crash) and the FDB entries for the other nodes point to a node IP that no longer exists (a running agent puts them back within a second)",
   "agent-down": "the agent is killed",
   "forward-drop": "FORWARD policy DROP without gauze's accept chain (what Docker does)",
   "vxlan-port-blocked": "the node drops UDP 8472 in INPUT (a firewall or security group)",
@@ -32,20 +34,37 @@ export interface FaultRecord {
 
 const BREAK_COMMENT = "gauze-lab-break";
 
-function inNode(n: LabNode, argv: string[]): void {
-  const r = runSync(["nsenter", `--net=${netnsPath(n.netns)}`, ...argv]);
-  if (r.status !== 0) throw new Error(`${argv.join(" ")} in ${n.name}: ${r.stderr.trim()}`);
+function sysctl(n: LabNode, key: string, value: string): void {
+  ensureSysctl(key, value, netnsPath(n.netns));
 }
 
-function sysctl(n: LabNode, kv: string): void {
-  inNode(n, ["sysctl", "-qw", kv]);
+function iptablesIn(n: LabNode, args: string[]): string {
+  return iptables(args, { netns: netnsPath(n.netns) });
+}
+
+/** The MTU of a node's port on the lab's switch (its veth end in the underlay namespace). */
+function setSwitchPortMtu(s: LabState, n: LabNode, mtu: number): void {
+  withRtnl({ netns: netnsPath(s.underlayNs) }, (nl) => {
+    const port = nl.link(`gzu${n.idx}`);
+    if (!port) throw new Error(`${n.name} has no port gzu${n.idx} on the underlay`);
+    nl.run([setLink(port, { mtu })]);
+  });
+}
+
+/** Points the VXLAN FDB entries of these MACs at `dst` on a node. */
+function setFdb(n: LabNode, entries: [mac: string, dst: string][]): void {
+  withRtnl({ netns: netnsPath(n.netns) }, (nl) => {
+    const dev = nl.link("gauze.1");
+    if (!dev) throw new Error(`${n.name} has no gauze.1`);
+    nl.run(entries.map(([mac, dst]) => replaceFdb(dev, mac, dst)));
+  });
 }
 
 async function apply(s: LabState, n: LabNode, f: Fault): Promise<FaultRecord> {
   const rec: FaultRecord = { fault: f, node: n.name };
   switch (f) {
-    case "no-br-netfilter": sysctl(n, "net.bridge.bridge-nf-call-iptables=0"); break;
-    case "ip-forward-off": sysctl(n, "net.ipv4.ip_forward=0"); break;
+    case "no-br-netfilter": sysctl(n, "net.bridge.bridge-nf-call-iptables", "0"); break;
+    case "ip-forward-off": sysctl(n, "net.ipv4.ip_forward", "0"); break;
     case "no-cni-config": {
       const aside = join(labDir(s.name), "broken", n.name);
       mkdirSync(aside, { recursive: true });
@@ -53,30 +72,30 @@ async function apply(s: LabState, n: LabNode, f: Fault): Promise<FaultRecord> {
       break;
     }
     case "missing-plugin": rmSync(join(n.root, "opt/cni/bin/gauze")); break;
-    case "mtu-mismatch": {
-      const r = runSync(["ip", "-n", s.underlayNs, "link", "set", "dev", `gzu${n.idx}`, "mtu", "1400"]);
-      if (r.status !== 0) throw new Error(r.stderr);
-      break;
-    }
+    case "mtu-mismatch": setSwitchPortMtu(s, n, 1400); break;
     case "stale-fdb": {
       const peers = (agentStatus(n)?.peerLeases ?? []).filter((p) => p.vtepMac);
       if (peers.length === 0) throw new Error(`${n.name} has no peer to break`);
       const ghost = "172.18.255.250"; // inside the lab's underlay: no node has it
-      for (const p of peers) inNode(n, ["bridge", "fdb", "replace", p.vtepMac!, "dev", "gauze.1", "dst", ghost, "self", "permanent"]);
+      // A running agent repairs hand-made drift at once (it watches the kernel): stop it first,
+      // as an upgrade or a crash would, so the stale entries stay for doctor to find.
+      await stopProcess(n.agentPid, 1000);
+      n.agentPid = undefined;
+      setFdb(n, peers.map((p) => [p.vtepMac!, ghost]));
       rec.detail = Object.fromEntries(peers.map((p) => [p.vtepMac!, p.publicIp]));
       break;
     }
     case "agent-down": await stopProcess(n.agentPid, 500, "SIGKILL"); n.agentPid = undefined; break;
     case "forward-drop": {
-      inNode(n, ["iptables", "-w", "-P", "FORWARD", "DROP"]);
+      iptablesIn(n, ["-P", "FORWARD", "DROP"]);
       // Delete gauze's jumps by rule number (highest first), no shell and no re-quoting.
-      const appended = runSync(["nsenter", `--net=${netnsPath(n.netns)}`, "iptables", "-w", "-S", "FORWARD"]).stdout.split("\n").filter((l) => l.startsWith("-A "));
+      const appended = iptablesIn(n, ["-S", "FORWARD"]).split("\n").filter((l) => l.startsWith("-A "));
       const numbers = appended.map((l, i) => (l.includes("-j GAUZE-FWD") ? i + 1 : 0)).filter(Boolean).reverse();
-      for (const num of numbers) inNode(n, ["iptables", "-w", "-D", "FORWARD", String(num)]);
+      for (const num of numbers) iptablesIn(n, ["-D", "FORWARD", String(num)]);
       break;
     }
     case "vxlan-port-blocked":
-      inNode(n, ["iptables", "-w", "-I", "INPUT", "-p", "udp", "--dport", "8472", "-m", "comment", "--comment", BREAK_COMMENT, "-j", "DROP"]);
+      iptablesIn(n, ["-I", "INPUT", "-p", "udp", "--dport", "8472", "-m", "comment", "--comment", BREAK_COMMENT, "-j", "DROP"]);
       break;
   }
   return rec;
@@ -86,10 +105,10 @@ async function apply(s: LabState, n: LabNode, f: Fault): Promise<FaultRecord> {
 async function undo(s: LabState, r: FaultRecord): Promise<void> {
   const n = s.nodes.find((x) => x.name === r.node);
   if (!n) return;
-  const quiet = (argv: string[]) => runSync(["nsenter", `--net=${netnsPath(n.netns)}`, ...argv]);
+  const quiet = (fn: () => unknown) => { try { fn(); } catch { /* already undone */ } };
   switch (r.fault) {
-    case "no-br-netfilter": quiet(["sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1"]); break;
-    case "ip-forward-off": quiet(["sysctl", "-qw", "net.ipv4.ip_forward=1"]); break;
+    case "no-br-netfilter": quiet(() => sysctl(n, "net.bridge.bridge-nf-call-iptables", "1")); break;
+    case "ip-forward-off": quiet(() => sysctl(n, "net.ipv4.ip_forward", "1")); break;
     case "no-cni-config": {
       const aside = join(labDir(s.name), "broken", n.name, CONFLIST_NAME);
       const back = join(n.root, "etc/cni/net.d", CONFLIST_NAME);
@@ -101,19 +120,20 @@ async function undo(s: LabState, r: FaultRecord): Promise<void> {
       if (!existsSync(p)) linkSync(gauzeExecutable(), p);
       break;
     }
-    case "mtu-mismatch": runSync(["ip", "-n", s.underlayNs, "link", "set", "dev", `gzu${n.idx}`, "mtu", "1500"]); break;
+    case "mtu-mismatch": quiet(() => setSwitchPortMtu(s, n, 1500)); break;
     case "stale-fdb":
-      for (const [mac, dst] of Object.entries(r.detail ?? {})) quiet(["bridge", "fdb", "replace", mac, "dev", "gauze.1", "dst", dst, "self", "permanent"]);
+      quiet(() => setFdb(n, Object.entries(r.detail ?? {})));
+      if (!n.agentPid || !existsSync(`/proc/${n.agentPid}`)) startAgent(s, n);
       break;
     case "agent-down":
       if (!n.agentPid || !existsSync(`/proc/${n.agentPid}`)) startAgent(s, n);
       break;
     case "forward-drop":
-      quiet(["iptables", "-w", "-P", "FORWARD", "ACCEPT"]);
+      quiet(() => iptablesIn(n, ["-P", "FORWARD", "ACCEPT"]));
       ensureMasquerade(s.podCidr, true, netnsPath(n.netns));
       break;
     case "vxlan-port-blocked":
-      quiet(["iptables", "-w", "-D", "INPUT", "-p", "udp", "--dport", "8472", "-m", "comment", "--comment", BREAK_COMMENT, "-j", "DROP"]);
+      quiet(() => iptablesIn(n, ["-D", "INPUT", "-p", "udp", "--dport", "8472", "-m", "comment", "--comment", BREAK_COMMENT, "-j", "DROP"]));
       break;
   }
 }

@@ -5,9 +5,11 @@
 import { existsSync, linkSync, mkdirSync, readFileSync, rmSync, symlinkSync, copyFileSync, rmdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { randomBytes, randomUUID } from "node:crypto";
-import { ipBatch } from "../kernel/ip.ts";
 import { runSync } from "../kernel/spawn.ts";
-import { NETNS_DIR, netnsPath } from "../kernel/netns.ts";
+import { NETNS_DIR, addNetns, delNetns, netnsPath, openNetns, unmountNetnsDir } from "../kernel/netns.ts";
+import { closeFd } from "../kernel/files.ts";
+import { ensureSysctl } from "../kernel/sysctl.ts";
+import { addAddr, addBridge, addRoute, addVeth, setLink, withRtnl } from "../kernel/netlink/index.ts";
 import { FileRegistry } from "../store/file-registry.ts";
 import { type StoreFlags, storeArgs } from "../store/open.ts";
 import { nodePaths } from "../agent/node-files.ts";
@@ -50,23 +52,36 @@ export function runtimeFor(n: LabNode): NodeRuntime {
   return { nodeNetns: netnsPath(n.netns), confDir: join(n.root, "etc/cni/net.d"), binDir: join(n.root, "opt/cni/bin"), cacheDir: join(n.root, "var/lib/cni/results") };
 }
 
-function must(argv: string[], input?: string): void {
-  const r = runSync(argv, input !== undefined ? { input } : {});
+function must(argv: string[], input?: string, netns?: string): void {
+  const r = runSync(argv, { ...(input !== undefined ? { input } : {}), ...(netns ? { netns } : {}) });
   if (r.status !== 0) throw new Error(`${argv.join(" ")}: ${r.stderr.trim() || r.stdout.trim()}`);
 }
 
-/** Creates node namespaces, their underlay veths and addresses: a few batches for any number of nodes. */
+/** Creates node namespaces, their underlay veths and addresses: one netlink batch per side. */
 function createNodes(s: LabState, specs: { name: string; role: LabNode["role"]; idx: number }[]): LabNode[] {
   const nodes = specs.map((sp): LabNode => ({ name: sp.name, role: sp.role, netns: `gz-${sp.name}`, ip: nodeIp(sp.idx), idx: sp.idx, root: join(labDir(s.name), "nodes", sp.name) }));
-  for (const n of nodes) must(["ip", "netns", "add", n.netns]);
-  ipBatch(nodes.flatMap((n) => [
-    ["link", "add", `gzu${n.idx}`, "type", "veth", "peer", "name", "eth0", "netns", netnsPath(n.netns)],
-    ["link", "set", "dev", `gzu${n.idx}`, "master", "br0", "up"],
-  ]), { netns: netnsPath(s.underlayNs) });
+  for (const n of nodes) addNetns(n.netns);
+  withRtnl({ netns: netnsPath(s.underlayNs) }, (under) => {
+    const br0 = under.link("br0");
+    if (!br0) throw new Error(`the lab's underlay bridge br0 is missing in ${s.underlayNs}`);
+    for (const n of nodes) {
+      // The node's eth0 is made straight inside the node's namespace, its underlay end on br0.
+      const fd = openNetns(netnsPath(n.netns));
+      try {
+        under.run([addVeth({ name: `gzu${n.idx}`, master: br0, up: true }, { name: "eth0", netnsFd: fd, netnsLabel: n.netns })]);
+      } finally {
+        closeFd(fd);
+      }
+    }
+  });
   for (const n of nodes) {
-    ipBatch([["link", "set", "dev", "lo", "up"], ["addr", "add", `${n.ip}/16`, "dev", "eth0"], ["link", "set", "dev", "eth0", "up"], ["route", "add", "default", "via", UNDERLAY_GW]], { netns: netnsPath(n.netns) });
+    withRtnl({ netns: netnsPath(n.netns) }, (nl) => {
+      const eth0 = nl.link("eth0")!;
+      nl.run([setLink({ index: 1, name: "lo" }, { up: true }), addAddr(eth0, `${n.ip}/16`), setLink(eth0, { up: true }), addRoute({ dst: "default", via: UNDERLAY_GW, dev: eth0 })]);
+    });
     // What a kubeadm node has: forwarding on, bridged traffic seen by iptables.
-    must(["nsenter", `--net=${netnsPath(n.netns)}`, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.bridge.bridge-nf-call-iptables=1"]);
+    ensureSysctl("net.ipv4.ip_forward", "1", netnsPath(n.netns));
+    ensureSysctl("net.bridge.bridge-nf-call-iptables", "1", netnsPath(n.netns));
     for (const d of ["etc/cni/net.d", "opt/cni/bin", "run/gauze", "var/lib/cni", "var/log"]) mkdirSync(join(n.root, d), { recursive: true });
   }
   return nodes;
@@ -86,8 +101,11 @@ export async function labUp(o: UpOptions): Promise<LabState> {
   saveLab(s);
   try {
     const t0 = performance.now();
-    must(["ip", "netns", "add", s.underlayNs]);
-    ipBatch([["link", "set", "dev", "lo", "up"], ["link", "add", "br0", "type", "bridge"], ["addr", "add", `${UNDERLAY_GW}/16`, "dev", "br0"], ["link", "set", "dev", "br0", "up"]], { netns: netnsPath(s.underlayNs) });
+    addNetns(s.underlayNs);
+    withRtnl({ netns: netnsPath(s.underlayNs) }, (nl) => {
+      nl.run([setLink({ index: 1, name: "lo" }, { up: true }), addBridge({ name: "br0", up: true })]);
+      nl.run([addAddr(nl.link("br0")!, `${UNDERLAY_GW}/16`)]);
+    });
     s.nodes = createNodes(s, nodeNames(o.name, o.nodes).map((n, idx) => ({ ...n, idx })));
     if (s.store.kind === "etcd" && !s.store.endpoints) await startEtcd(s, o.progress);
     initRegistry(s, o.podCidr, o.backend);
@@ -153,7 +171,7 @@ export async function etcdStart(lab: string): Promise<void> {
 function storeHelper(s: LabState, args: string[]): void {
   if (s.store.kind === "file") return;
   const endpoints = s.store.endpoints === ETCD_CLIENT ? "http://127.0.0.1:2379" : s.store.endpoints!;
-  must(["nsenter", `--net=${netnsPath(s.underlayNs)}`, gauzeExecutable(), "store", ...args, "--store", "etcd", "--etcd-endpoints", endpoints]);
+  must([gauzeExecutable(), "store", ...args, "--store", "etcd", "--etcd-endpoints", endpoints], undefined, netnsPath(s.underlayNs));
 }
 
 function initRegistry(s: LabState, podCidr: string, backend: string): void {
@@ -283,7 +301,7 @@ export async function podRun(lab: string, name: string, node: string, image: Lab
     const p: LabPod = {
       name, node: n.name, image, netns: `gz-${lab}-pod-${name}`, containerId: randomBytes(32).toString("hex"), uid: randomUUID(), phase: "Pending",
     };
-    must(["ip", "netns", "add", p.netns]);
+    addNetns(p.netns);
     s.pods.push(p);
     trySetUp(s, p);
     return p;
@@ -294,7 +312,7 @@ export async function waitServing(p: LabPod, timeoutMs = 3000): Promise<void> {
   // The server binds :80 within a few ms of starting; probe from inside the pod.
   const until = Date.now() + timeoutMs;
   while (Date.now() < until) {
-    const r = runSync(["nsenter", `--net=${netnsPath(p.netns)}`, gauzeExecutable(), "lab", "http-get", "http://127.0.0.1:80/", "--timeout", "300"]);
+    const r = runSync([gauzeExecutable(), "lab", "http-get", "http://127.0.0.1:80/", "--timeout", "300"], { netns: netnsPath(p.netns) });
     if (r.status === 0) return;
     await new Promise((res) => setTimeout(res, 25));
   }
@@ -311,7 +329,7 @@ async function tearDownPod(s: LabState, p: LabPod): Promise<void> {
       // the namespace goes next; GC would catch leftovers in a real cluster
     }
   }
-  runSync(["ip", "netns", "del", p.netns]);
+  delNetns(p.netns);
 }
 
 export async function podRm(lab: string, name: string): Promise<void> {
@@ -364,7 +382,7 @@ export async function nodeRm(lab: string, name: string): Promise<void> {
     } else {
       storeHelper(s, ["release", "--node", n.name]);
     }
-    runSync(["ip", "netns", "del", n.netns]);
+    delNetns(n.netns);
     rmSync(n.root, { recursive: true, force: true });
     s.nodes = s.nodes.filter((x) => x !== n);
   });
@@ -399,7 +417,9 @@ export async function labDown(name: string, progress: Progress): Promise<void> {
     await Promise.all([...s.pods.map((p) => stopProcess(p.serverPid, 300)), ...s.nodes.map((n) => stopProcess(n.agentPid, 1000))]);
     await stopProcess(s.store?.etcdPid, 2000, "SIGTERM", s.store?.etcdDir);
     // Deleting a namespace removes every link, route, neighbour and rule in it.
-    for (const ns of [...s.pods.map((p) => p.netns), ...s.nodes.map((n) => n.netns), s.underlayNs]) runSync(["ip", "netns", "del", ns]);
+    for (const ns of [...s.pods.map((p) => p.netns), ...s.nodes.map((n) => n.netns), s.underlayNs]) {
+      try { delNetns(ns); } catch (e) { progress(`could not remove namespace ${ns}: ${(e as Error).message}`); }
+    }
     rmSync(labDir(name), { recursive: true, force: true });
     progress(`lab ${name} removed in ${(performance.now() - t0).toFixed(0)} ms`);
   } finally {
@@ -441,7 +461,7 @@ function cleanHost(): void {
     let left: string[] = [];
     try { left = readdirSync(NETNS_DIR); } catch { /* gone */ }
     if (left.length === 0) {
-      runSync(["umount", NETNS_DIR]);
+      unmountNetnsDir();
       try { rmdirSync(NETNS_DIR); } catch { /* keep */ }
     }
   }

@@ -1,9 +1,9 @@
 // Processes the lab starts and stops: agents and pod servers, detached from the CLI that started
 // them, logging to files in the lab's tree, and killed only by the PID the lab recorded (after
 // checking the PID still runs a gauze executable, so a recycled PID is never hit).
-import { spawn } from "node:child_process";
 import { closeSync, mkdirSync, openSync, readFileSync } from "node:fs";
 import { dirname } from "node:path";
+import { startDetached } from "../kernel/spawn.ts";
 
 export function gauzeExecutable(): string {
   // The compiled executable is process.execPath; under node (tests of the sources) it is not.
@@ -14,10 +14,9 @@ export function spawnInNetns(netnsPath: string, argv: string[], logFile: string)
   mkdirSync(dirname(logFile), { recursive: true });
   const fd = openSync(logFile, "a");
   try {
-    const child = spawn("nsenter", [`--net=${netnsPath}`, ...argv], { detached: true, stdio: ["ignore", fd, fd] });
-    child.unref();
-    if (!child.pid) throw new Error(`could not start ${argv[0]}`);
-    return child.pid;
+    const pid = startDetached(argv, fd, { netns: netnsPath });
+    if (!pid) throw new Error(`could not start ${argv[0]}`);
+    return pid;
   } finally {
     closeSync(fd);
   }

@@ -3,12 +3,10 @@
 // plugins in the node's bin dir, runs the chain inside the node's namespace with the CNI_* env
 // kubelet's runtime sets, caches each ADD result for DEL and CHECK, and reports
 // NetworkReady=false with the message Kubernetes users see when there is no config.
-import { accessSync, constants, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { accessSync, constants, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { type NetworkList, loadNetwork as loadConfDir } from "../cni/conf-dir.ts";
 import { join } from "node:path";
 import { runSync } from "../kernel/spawn.ts";
-
-export const NOT_INITIALIZED =
-  "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:Network plugin returns error: cni plugin not initialized";
 
 export interface NodeRuntime {
   nodeNetns: string;
@@ -17,39 +15,15 @@ export interface NodeRuntime {
   cacheDir: string;
 }
 
-export interface NetworkList {
-  cniVersion: string;
-  name: string;
-  plugins: Record<string, unknown>[];
-  file: string;
-}
-
 export class RuntimeError extends Error {}
 
-/** The config libcni would pick, or the NotReady error when there is none. */
+/** The config the runtime uses; a RuntimeError (the NotReady message) when there is none. */
 export function loadNetwork(rt: NodeRuntime): NetworkList {
-  let files: string[] = [];
   try {
-    files = readdirSync(rt.confDir).filter((f) => /\.(conflist|conf|json)$/.test(f)).sort();
-  } catch {
-    // no directory: same as empty
+    return loadConfDir(rt.confDir);
+  } catch (e) {
+    throw new RuntimeError((e as Error).message);
   }
-  const problems: string[] = [];
-  for (const f of files) {
-    try {
-      const raw = JSON.parse(readFileSync(join(rt.confDir, f), "utf8")) as Record<string, unknown>;
-      if (f.endsWith(".conflist")) {
-        if (!Array.isArray(raw.plugins) || raw.plugins.length === 0) throw new Error("no plugins");
-        if (typeof raw.name !== "string" || typeof raw.cniVersion !== "string") throw new Error("missing name or cniVersion");
-        return { cniVersion: raw.cniVersion, name: raw.name, plugins: raw.plugins as Record<string, unknown>[], file: f };
-      }
-      if (typeof raw.type !== "string" || typeof raw.name !== "string") throw new Error("missing type or name");
-      return { cniVersion: String(raw.cniVersion ?? "0.2.0"), name: raw.name, plugins: [raw], file: f };
-    } catch (e) {
-      problems.push(`${f}: ${(e as Error).message}`);
-    }
-  }
-  throw new RuntimeError(NOT_INITIALIZED + (problems.length ? ` (skipped: ${problems.join("; ")})` : ""));
 }
 
 function findPlugin(rt: NodeRuntime, type: string): string {
@@ -84,7 +58,7 @@ function exec(rt: NodeRuntime, list: NetworkList, plugin: Record<string, unknown
     CNI_PATH: rt.binDir,
     CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=${pod.namespace};K8S_POD_NAME=${pod.name};K8S_POD_INFRA_CONTAINER_ID=${pod.containerId};K8S_POD_UID=${pod.uid}`,
   };
-  const r = runSync(["nsenter", `--net=${rt.nodeNetns}`, bin], { input: JSON.stringify(conf), env });
+  const r = runSync([bin], { input: JSON.stringify(conf), env, netns: rt.nodeNetns });
   if (r.status !== 0) {
     let msg = r.stderr.trim() || `exit status ${r.status}`;
     try {

@@ -3,7 +3,7 @@
 // a flock on the lab's lock file, so lab commands may run side by side.
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { lockFile } from "../util/files.ts";
+import { lockFile } from "../kernel/files.ts";
 
 export const LAB_HOME = "/var/lib/gauze/lab";
 

@@ -8,7 +8,7 @@
 import { readFileSync } from "node:fs";
 import { Etcd3, type IOptions, type Lease as EtcdLease, type Watcher } from "etcd3";
 import { ExponentialBackoff } from "cockatiel";
-import { formatPrefix } from "../ipam/cidr.ts";
+import { formatPrefix } from "../net/cidr.ts";
 import { type Lease, type LeaseRequest, type NetworkConfig, type SubnetRegistry, RegistryError, leaseKey, pickFreeSubnet, resolveNetwork } from "./registry.ts";
 
 export const DEFAULT_ETCD_PREFIX = "/gauze.dev/network";

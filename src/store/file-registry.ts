@@ -5,9 +5,9 @@
 // with a slow poll as a safety net.
 import { mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, watch, writeFileSync, type FSWatcher } from "node:fs";
 import { join } from "node:path";
-import { lockFile } from "../util/files.ts";
+import { lockFile } from "../kernel/files.ts";
 import { type Lease, type LeaseRequest, type NetworkConfig, type SubnetRegistry, RegistryError, leaseKey, pickFreeSubnet, resolveNetwork } from "./registry.ts";
-import { formatPrefix } from "../ipam/cidr.ts";
+import { formatPrefix } from "../net/cidr.ts";
 
 export class FileRegistry implements SubnetRegistry {
   readonly kind = "file";

@@ -7,7 +7,7 @@
 // nodes/status patch.
 import { readFileSync } from "node:fs";
 import type { CoreV1Api, KubeConfig, V1Node } from "@kubernetes/client-node";
-import { formatPrefix, parseCIDR, prefixContains } from "../ipam/cidr.ts";
+import { formatPrefix, parseCIDR, prefixContains } from "../net/cidr.ts";
 import { type Lease, type LeaseRequest, type NetworkConfig, type SubnetRegistry, RegistryError, resolveNetwork } from "./registry.ts";
 
 export const ANNOTATION = {

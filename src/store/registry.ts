@@ -1,7 +1,7 @@
 // The subnet registry: where nodes lease their pod subnets. One interface, several stores
 // (the lab's embedded file store here; etcd and the Kubernetes API later); the agent and the
 // backends only ever see Lease and NetworkConfig.
-import { type Prefix, formatPrefix, parseCIDR, prefixContains, addToIP, familyBits, prefixesOverlap } from "../ipam/cidr.ts";
+import { type Prefix, formatPrefix, parseCIDR, prefixContains, addToIP, familyBits, prefixesOverlap } from "../net/cidr.ts";
 
 /** flannel's net-conf.json fields, same names. */
 export interface NetworkConfig {
@@ -9,7 +9,8 @@ export interface NetworkConfig {
   SubnetLen?: number;
   SubnetMin?: string;
   SubnetMax?: string;
-  Backend?: { Type?: string; VNI?: number; Port?: number };
+  /** Type and the backend's own options (VNI, Port, ...): each backend validates its fields. */
+  Backend?: { Type?: string; [option: string]: unknown };
 }
 
 export interface Lease {
@@ -58,11 +59,11 @@ export interface ResolvedNetwork {
   min: Prefix;
   max: Prefix;
   backendType: string;
-  vni: number;
-  port: number;
+  /** The Backend block as given; the backend named by backendType parses it. */
+  backendConfig: Record<string, unknown>;
 }
 
-/** Validates a network config and fills flannel's defaults (SubnetLen 24, VXLAN VNI 1 port 8472). */
+/** Validates a network config's addressing and fills flannel's defaults (SubnetLen 24 for IPv4, backend vxlan). */
 export function resolveNetwork(c: NetworkConfig): ResolvedNetwork {
   const net = parseCIDR(c.Network ?? "");
   if (!net) throw new RegistryError(`network config: Network ${JSON.stringify(c.Network)} is not a CIDR`, "set Network, e.g. 10.244.0.0/16");
@@ -84,9 +85,11 @@ export function resolveNetwork(c: NetworkConfig): ResolvedNetwork {
   const min = parseBound(c.SubnetMin, "SubnetMin", nth(0n));
   const max = parseBound(c.SubnetMax, "SubnetMax", nth(count - 1n));
   if (min.ip.value > max.ip.value) throw new RegistryError("network config: SubnetMin is above SubnetMax", "swap them");
-  const type = (c.Backend?.Type ?? "vxlan").toLowerCase();
-  if (type !== "vxlan" && type !== "host-gw") throw new RegistryError(`network config: backend ${JSON.stringify(c.Backend?.Type)} is not supported`, "use vxlan or host-gw");
-  return { network, subnetLen, min, max, backendType: type, vni: c.Backend?.VNI ?? 1, port: c.Backend?.Port ?? 8472 };
+  const backend = c.Backend ?? {};
+  if (typeof backend !== "object" || backend === null || Array.isArray(backend)) throw new RegistryError("network config: Backend is not an object", "write e.g. \"Backend\": {\"Type\": \"vxlan\"}");
+  const type = backend.Type ?? "vxlan";
+  if (typeof type !== "string" || type === "") throw new RegistryError(`network config: Backend.Type ${JSON.stringify(type)} is not a backend name`, "use vxlan or host-gw");
+  return { network, subnetLen, min, max, backendType: type.toLowerCase(), backendConfig: backend };
 }
 
 /**

@@ -1,6 +1,6 @@
 // Node built-ins that the bun executable must not load at start-up: under bun, importing
 // node:fs, node:child_process or node:crypto costs 2-13 ms of plugin latency each (see
-// docs/benchmarks.md), so the bun path uses Bun's native APIs and libc (util/files.ts), and
+// docs/benchmarks.md), so the bun path uses Bun's native APIs and libc (kernel/files.ts), and
 // only node (unit tests under tsx, the CLI) loads these, on first use.
 import type * as ChildProcess from "node:child_process";
 import type * as Crypto from "node:crypto";

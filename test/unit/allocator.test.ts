@@ -5,7 +5,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { AllocationError, MemoryStore, allocate, candidates } from "../../src/ipam/allocator.ts";
 import { canonicalizeRangeSet, rangeSetCapacity } from "../../src/ipam/range.ts";
-import { formatIP, parseIP } from "../../src/ipam/cidr.ts";
+import { formatIP, parseIP } from "../../src/net/cidr.ts";
 
 const set = (...specs: { subnet: string; rangeStart?: string; rangeEnd?: string; gateway?: string }[]) => canonicalizeRangeSet(specs, "ipam.ranges[0]");
 

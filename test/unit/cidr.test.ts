@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { formatIP, parseCIDR, parseIP, prefixContains, prefixLast, nextIP, prevIP, formatPrefix } from "../../src/ipam/cidr.ts";
+import { formatIP, parseCIDR, parseIP, prefixContains, prefixLast, nextIP, prevIP, formatPrefix } from "../../src/net/cidr.ts";
 
 test("IPv4 parse/format round trip and rejects", () => {
   for (const t of ["0.0.0.0", "10.244.1.2", "255.255.255.255"]) assert.equal(formatIP(parseIP(t)!), t);

@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DiskStore } from "../../src/ipam/disk-store.ts";
-import { formatIP } from "../../src/ipam/cidr.ts";
+import { formatIP } from "../../src/net/cidr.ts";
 
 test("byContainer finds what a full read finds: exact, old id-only files, whitespace, prefixes; skips non-address files", () => {
   const dir = mkdtempSync(join(tmpdir(), "gauze-store-"));

@@ -2,7 +2,7 @@
 // agrees with the lease.
 import { get } from "node:http";
 import { readSubnetFile } from "../../cni/subnet-file.ts";
-import { parseCIDR, prefixContains } from "../../ipam/cidr.ts";
+import { parseCIDR, prefixContains } from "../../net/cidr.ts";
 import { type Check, ok, skip } from "../check.ts";
 import type { DoctorContext as DoctorContextRef } from "../context.ts";
 

@@ -1,7 +1,7 @@
 // The CNI side of the node: a config the runtime will load, that parses, and whose plugins exist.
 import { copyFileSync, readFileSync, readdirSync, accessSync, constants } from "node:fs";
 import { join } from "node:path";
-import { NOT_INITIALIZED } from "../../lab/runtime.ts";
+import { NOT_INITIALIZED } from "../../cni/conf-dir.ts";
 import { installConflist } from "../../agent/node-files.ts";
 import { gauzeExecutable } from "../../lab/processes.ts";
 import { type Check, ok, skip } from "../check.ts";

@@ -1,5 +1,5 @@
 // iptables: forwarding of the pod network, and masquerading of what leaves it.
-import { runSync } from "../../kernel/spawn.ts";
+import { iptables, iptablesSave } from "../../kernel/iptables.ts";
 import { ensureMasquerade } from "../../agent/masquerade.ts";
 import { type Check, ok, skip } from "../check.ts";
 
@@ -9,9 +9,9 @@ export const filteringChecks: Check[] = [
     run(ctx) {
       const net = ctx.agent?.network;
       if (!net) return skip("no agent report: pod network unknown");
-      const rules = runSync(["iptables", "-w", "-S", "FORWARD"]).stdout;
+      const rules = iptables(["-S", "FORWARD"]);
       const policy = /^-P FORWARD (\w+)/m.exec(rules)?.[1] ?? "ACCEPT";
-      const accepted = rules.includes("-j GAUZE-FWD") && runSync(["iptables", "-w", "-S", "GAUZE-FWD"]).stdout.includes(`-s ${net} -j ACCEPT`);
+      const accepted = rules.includes("-j GAUZE-FWD") && iptables(["-S", "GAUZE-FWD"]).includes(`-s ${net} -j ACCEPT`);
       const explicit = rules.split("\n").some((l) => l.includes(net) && l.endsWith("-j ACCEPT"));
       if (policy !== "DROP" || accepted || explicit) return ok(`FORWARD policy ${policy}${accepted ? ", GAUZE-FWD accepts " + net : ""}`);
       return {
@@ -27,7 +27,7 @@ export const filteringChecks: Check[] = [
       const net = ctx.agent?.network;
       if (!net) return skip("no agent report: pod network unknown");
       if (ctx.agent?.ipMasq === false) return ok("the agent runs with --no-ip-masq: the plugin masquerades per pod");
-      const nat = runSync(["iptables-save", "-t", "nat"]).stdout;
+      const nat = iptablesSave("nat");
       if (nat.includes("-j GAUZE-POSTRTG") && nat.includes(`-A GAUZE-POSTRTG -s ${net} ! -d 224.0.0.0/4 -j MASQUERADE`)) return ok(`GAUZE-POSTRTG masquerades ${net}`);
       return {
         status: "fail", evidence: [`no MASQUERADE for ${net} in nat POSTROUTING`], fix: "gauze doctor --fix restores the agent's chains; restarting the agent does too",

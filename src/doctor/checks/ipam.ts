@@ -2,8 +2,7 @@
 import { readSubnetFile } from "../../cni/subnet-file.ts";
 import { DiskStore } from "../../ipam/disk-store.ts";
 import { canonicalizeRangeSet, rangeSetCapacity } from "../../ipam/range.ts";
-import { formatIP, parseCIDR, formatPrefix } from "../../ipam/cidr.ts";
-import { ipBatch, type IpLink } from "../../kernel/ip.ts";
+import { formatIP, parseCIDR, formatPrefix } from "../../net/cidr.ts";
 import { hostVethName } from "../../dataplane/veth.ts";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
@@ -20,7 +19,7 @@ export const ipamChecks: Check[] = [
     run(ctx) {
       const s = store(ctx.paths.dataDir, ctx.network?.name ?? "gauze");
       if (!s) return ok(`no reservations under ${ctx.paths.dataDir}`);
-      const links = new Set((ipBatch([["link", "show"]])[0] as IpLink[]).map((l) => l.ifname));
+      const links = new Set(ctx.nl.links().map((l) => l.name));
       const leaks = s.list().filter((r) => r.containerId && !links.has(hostVethName(r.containerId, r.ifname || "eth0")));
       if (leaks.length === 0) return ok(`${s.list().length} reservation(s), all with their pod's veth`);
       return {

@@ -1,6 +1,6 @@
 // Kernel prerequisites: br_netfilter, IP forwarding, reverse-path filtering.
 import { readSysctl, sysctlPath } from "../../kernel/sysctl.ts";
-import { writeText } from "../../util/files.ts";
+import { writeText } from "../../kernel/files.ts";
 import { BR_NETFILTER } from "../../agent/prereq.ts";
 import { type Check, ok } from "../check.ts";
 

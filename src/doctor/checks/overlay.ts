@@ -1,23 +1,17 @@
 // The overlay: the VXLAN device as configured, an MTU chain that fits (and a path that carries
-// it), every other node's route/neighbour/FDB entry, UDP 8472 getting through, and the
-// checksum-offload trap.
-import { type FdbEntry, type IpLink, type IpNeigh, type IpRoute, IpError, bridgeBatch, ipBatch } from "../../kernel/ip.ts";
+// it), every other node's entries as the backend's own plan says they should be, UDP 8472
+// getting through, and the checksum-offload trap. The kernel is read through the same netlink
+// client the agent programs it with, and the peers are judged by the same plan.
 import { runSync } from "../../kernel/spawn.ts";
 import { readOffloads, setOffload } from "../../kernel/ethtool.ts";
-import { formatIP, parseCIDR } from "../../ipam/cidr.ts";
-import { VXLAN_OVERHEAD, VxlanBackend } from "../../backend/vxlan.ts";
+import { iptablesSave } from "../../kernel/iptables.ts";
+import type { Link, Rtnl } from "../../kernel/netlink/index.ts";
+import { VXLAN_OVERHEAD } from "../../backend/vxlan.ts";
+import { type Backend, type Plan, applyPlan, createBackend } from "../../backend/backend.ts";
+import { readNodeLink } from "../../agent/agent.ts";
 import type { Lease } from "../../store/registry.ts";
 import type { DoctorContext } from "../context.ts";
 import { type Check, ok, skip } from "../check.ts";
-
-function link(dev: string, details = false): IpLink | undefined {
-  try {
-    return (ipBatch([["addr", "show", "dev", dev]], {}, { details })[0] as IpLink[])[0];
-  } catch (e) {
-    if (e instanceof IpError && e.isNotFound) return undefined;
-    throw e;
-  }
-}
 
 function vxlanOnly(ctx: DoctorContext): string | undefined {
   if (!ctx.agent?.device) return "no agent report: nothing to compare the overlay with";
@@ -25,32 +19,34 @@ function vxlanOnly(ctx: DoctorContext): string | undefined {
   return undefined;
 }
 
-interface PeerState { node: string; subnet: string; vtep: string; mac: string; ip: string; problems: string[] }
+/** The agent's backend, rebuilt from its report, and the peers it last saw. */
+export function agentBackend(ctx: DoctorContext): { backend: Backend; peers: Lease[] } {
+  const a = ctx.agent!;
+  const link = readNodeLink(ctx.nl, a.iface ?? "eth0");
+  const backend = createBackend(a.backend ?? "vxlan", { link, network: a.network ?? "", config: a.backendOptions ? toConfig(a.backendOptions) : {} });
+  const peers: Lease[] = (a.peerLeases ?? []).map((p) => ({ node: p.node, subnet: p.subnet, publicIp: p.publicIp, backendType: p.backendType ?? a.backend ?? "vxlan", backendData: { ...(p.vtepMac ? { vtepMac: p.vtepMac } : {}) }, expiresAt: 0 }));
+  return { backend, peers };
+}
 
-/** Each peer the agent knows of, with what is wrong about its entries in the kernel. */
-export function peerStates(ctx: DoctorContext): PeerState[] {
-  const dev = ctx.agent!.device!;
-  const [routes, neighs] = ipBatch([["route", "show", "dev", dev], ["neigh", "show", "dev", dev]]) as [IpRoute[], IpNeigh[]];
-  const [fdb] = bridgeBatch([["fdb", "show", "dev", dev]]) as [FdbEntry[]];
-  return (ctx.agent!.peerLeases ?? []).filter((p) => p.vtepMac).map((p) => {
-    const vtep = formatIP(parseCIDR(p.subnet)!.prefix.ip);
-    const mac = p.vtepMac!.toLowerCase();
-    const problems: string[] = [];
-    const r = routes.find((x) => x.dst === p.subnet);
-    if (!r) problems.push(`route ${p.subnet} via ${vtep} missing`);
-    else if (r.gateway !== vtep || !(r.flags ?? []).includes("onlink")) problems.push(`route ${p.subnet} goes via ${r.gateway}, not ${vtep} onlink`);
-    const n = neighs.find((x) => x.dst === vtep);
-    if (!n) problems.push(`neighbour ${vtep} lladdr ${mac} missing`);
-    else if (n.lladdr?.toLowerCase() !== mac) problems.push(`neighbour ${vtep} has ${n.lladdr}, should be ${mac}`);
-    const f = fdb.filter((x) => x.mac.toLowerCase() === mac);
-    if (f.length === 0) problems.push(`FDB ${mac} dst ${p.publicIp} missing`);
-    else if (!f.some((x) => x.dst === p.publicIp)) problems.push(`FDB ${mac} points to ${f.map((x) => x.dst).join(",")}, should be ${p.publicIp} (stale)`);
-    return { node: p.node, subnet: p.subnet, vtep, mac, ip: p.publicIp, problems };
-  });
+/** The status report's options back into the Backend block's spelling (VNI, Port). */
+function toConfig(o: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(o)) out[k === "vni" ? "VNI" : k === "port" ? "Port" : k] = v;
+  return out;
+}
+
+/** What the backend would change on this node now: empty when every peer is programmed. */
+export function peerPlan(ctx: DoctorContext): { backend: Backend; plan: Plan; peers: Lease[] } {
+  const { backend, peers } = agentBackend(ctx);
+  return { backend, peers, plan: backend.plan(backend.read(ctx.nl), peers) };
 }
 
 function ping(argv: string[]): boolean {
   return runSync(["ping", "-n", "-q", "-c", "1", "-W", "1", ...argv]).status === 0;
+}
+
+function link(nl: Rtnl, name: string): Link | undefined {
+  return nl.link(name);
 }
 
 export const overlayChecks: Check[] = [
@@ -60,19 +56,19 @@ export const overlayChecks: Check[] = [
       const why = vxlanOnly(ctx);
       if (why) return skip(why);
       const a = ctx.agent!;
-      const l = link(a.device!, true);
-      if (!l) return { status: "fail", evidence: [`${a.device} does not exist`], fix: "restart the agent: it creates the device" };
-      const d = l.linkinfo?.info_data as { id?: number; port?: number; local?: string; learning?: boolean } | undefined;
+      const l = link(ctx.nl, a.device!);
+      if (!l) return { status: "fail", evidence: [`${a.device} does not exist`], fix: "restart the agent: it creates the device (a running agent re-creates it within a second)" };
+      const d = l.vxlan;
       const want = { id: a.vni ?? 1, port: a.port ?? 8472, local: a.nodeIp };
       const problems: string[] = [];
-      if (l.linkinfo?.info_kind !== "vxlan") problems.push(`${a.device} is a ${l.linkinfo?.info_kind}, not vxlan`);
-      if (d?.id !== want.id) problems.push(`VNI ${d?.id}, configured ${want.id}`);
+      if (l.kind !== "vxlan") problems.push(`${a.device} is a ${l.kind ?? "plain device"}, not vxlan`);
+      if (d?.vni !== want.id) problems.push(`VNI ${d?.vni}, configured ${want.id}`);
       if (d?.port !== want.port) problems.push(`UDP port ${d?.port}, configured ${want.port}`);
       if (d?.local !== want.local) problems.push(`local ${d?.local}, the node's IP is ${want.local}`);
       if (d?.learning !== false) problems.push("learning is on (gauze programs the FDB itself)");
-      if (!(l.flags ?? []).includes("UP")) problems.push(`${a.device} is down`);
+      if (!l.up) problems.push(`${a.device} is down`);
       if (problems.length) return { status: "fail", evidence: problems, fix: `delete ${a.device} and restart the agent: it re-creates it as configured` };
-      return ok(`${a.device}: VNI ${d?.id}, UDP ${d?.port}, local ${d?.local}, nolearning, MAC ${l.address}`);
+      return ok(`${a.device}: VNI ${d?.vni}, UDP ${d?.port}, local ${d?.local}, nolearning, MAC ${l.mac}`);
     },
   },
   {
@@ -81,19 +77,18 @@ export const overlayChecks: Check[] = [
       const why = vxlanOnly(ctx);
       if (why) return skip(why);
       const a = ctx.agent!;
-      const under = link(a.iface ?? "eth0");
-      const dev = link(a.device!);
-      const br = link("cni0");
+      const under = link(ctx.nl, a.iface ?? "eth0");
+      const dev = link(ctx.nl, a.device!);
+      const br = link(ctx.nl, "cni0");
       const problems: string[] = [];
       const facts: string[] = [];
       if (under && dev) {
-        facts.push(`${under.ifname} ${under.mtu}, ${dev.ifname} ${dev.mtu}${br ? `, cni0 ${br.mtu}` : ""}`);
-        if (under.mtu < dev.mtu + VXLAN_OVERHEAD) problems.push(`${under.ifname} MTU ${under.mtu} < ${dev.ifname} MTU ${dev.mtu} + ${VXLAN_OVERHEAD}: full-size pod packets are fragmented or dropped`);
-        if (br && br.mtu > dev.mtu) problems.push(`cni0 MTU ${br.mtu} > ${dev.ifname} MTU ${dev.mtu}`);
+        facts.push(`${under.name} ${under.mtu}, ${dev.name} ${dev.mtu}${br ? `, cni0 ${br.mtu}` : ""}`);
+        if (under.mtu < dev.mtu + VXLAN_OVERHEAD) problems.push(`${under.name} MTU ${under.mtu} < ${dev.name} MTU ${dev.mtu} + ${VXLAN_OVERHEAD}: full-size pod packets are fragmented or dropped`);
+        if (br && br.mtu > dev.mtu) problems.push(`cni0 MTU ${br.mtu} > ${dev.name} MTU ${dev.mtu}`);
       }
       if (br) {
-        const ports = (ipBatch([["link", "show", "master", "cni0"]])[0] as IpLink[]).filter((p) => p.mtu > br.mtu);
-        for (const p of ports) problems.push(`pod veth ${p.ifname} MTU ${p.mtu} > cni0 MTU ${br.mtu}`);
+        for (const p of ctx.nl.links(br).filter((p) => p.mtu > br.mtu)) problems.push(`pod veth ${p.name} MTU ${p.mtu} > cni0 MTU ${br.mtu}`);
       }
       // Active probe: does the path to each node carry a full-size underlay packet?
       if (under) {
@@ -114,19 +109,20 @@ export const overlayChecks: Check[] = [
     run(ctx) {
       const why = vxlanOnly(ctx);
       if (why) return skip(why);
-      const states = peerStates(ctx);
-      const bad = states.filter((s) => s.problems.length);
-      if (bad.length === 0) return ok(`${states.length} peer(s) programmed: ${states.map((s) => `${s.node} ${s.subnet}`).join(", ") || "none"}`);
-      const a = ctx.agent!;
+      const { plan } = peerPlan(ctx);
+      const skipped = plan.skipped.map((s) => `${s.node} (${s.subnet}): lease skipped: ${s.why}`);
+      if (plan.changes.length === 0) {
+        const names = (ctx.agent!.peerLeases ?? []).map((p) => `${p.node} ${p.subnet}`).join(", ") || "none";
+        return skipped.length ? { status: "warn", evidence: [`${plan.peers} peer(s) programmed`, ...skipped], fix: "fix or remove the leases named: the agent cannot program them" } : ok(`${plan.peers} peer(s) programmed: ${names}`);
+      }
+      const evidence = plan.changes.map((c) => `${c.peer || "no peer"}: ${c.op === "add" ? `${c.text} missing or different` : `${c.text} is stale (no lease for it)`}`);
       return {
-        status: "fail", evidence: bad.flatMap((s) => s.problems.map((p) => `${s.node}: ${p}`)),
-        fix: "gauze doctor --fix re-applies them from the agent's view; restarting the agent does the same",
+        status: "fail", evidence: [...evidence, ...skipped],
+        fix: "gauze doctor --fix applies the agent's own plan; a running agent repairs this by itself within a second of the change",
         repair: () => {
-          const link0 = { iface: a.iface ?? "eth0", ip: a.nodeIp ?? "", mtu: 1500 };
-          const backend = new VxlanBackend({ link: link0, network: a.network ?? "", vni: a.vni ?? 1, port: a.port ?? 8472 });
-          const peers: Lease[] = (a.peerLeases ?? []).map((p) => ({ node: p.node, subnet: p.subnet, publicIp: p.publicIp, backendType: "vxlan", backendData: { ...(p.vtepMac ? { vtepMac: p.vtepMac } : {}) }, expiresAt: 0 }));
-          const s = backend.reconcile(peers);
-          return `re-programmed ${s.peers} peer(s): ${s.added} entries added, ${s.removed} removed`;
+          const again = peerPlan(ctx);
+          const r = applyPlan(ctx.nl, again.plan, () => undefined);
+          return `applied the backend's plan for ${again.plan.peers} peer(s): ${r.added} entries added, ${r.removed} removed${r.failed ? `, ${r.failed} refused` : ""}`;
         },
       };
     },
@@ -137,12 +133,14 @@ export const overlayChecks: Check[] = [
       const why = vxlanOnly(ctx);
       if (why) return skip(why);
       // Ping each peer's VTEP address through the overlay: it only answers if UDP gets there and back.
-      const states = peerStates(ctx).filter((s) => s.problems.length === 0); // broken entries: overlay.peers
-      const dead = states.filter((s) => !ping(["-I", ctx.agent!.device!, s.vtep]));
+      const { plan, peers } = peerPlan(ctx);
+      const broken = new Set(plan.changes.map((c) => c.peer)); // broken entries: overlay.peers
+      const probed = peers.filter((p) => p.backendData.vtepMac && !broken.has(p.node));
+      const dead = probed.filter((p) => !ping(["-I", ctx.agent!.device!, p.subnet.split("/")[0]!]));
       const port = ctx.agent!.port ?? 8472;
-      if (dead.length === 0) return ok(`${states.length} peer VTEP(s) answered through UDP ${port}`);
+      if (dead.length === 0) return ok(`${probed.length} peer VTEP(s) answered through UDP ${port}`);
       return {
-        status: "fail", evidence: dead.map((s) => `${s.node} (${s.ip}): no answer from its VTEP ${s.vtep} over UDP ${port}, while its entries are right`),
+        status: "fail", evidence: dead.map((p) => `${p.node} (${p.publicIp}): no answer from its VTEP ${p.subnet.split("/")[0]} over UDP ${port}, while its entries are right`),
         fix: `allow UDP ${port} between all nodes, both ways (cloud security groups, iptables INPUT on the nodes: iptables -I INPUT -p udp --dport ${port} -j ACCEPT)`,
       };
     },
@@ -155,7 +153,12 @@ export const overlayChecks: Check[] = [
       const dev = ctx.agent!.device!;
       const off = readOffloads(dev);
       if (!off) return skip("ethtool not available");
-      const randomFully = runSync(["iptables-save", "-t", "nat"]).stdout.includes("--random-fully");
+      let randomFully = false;
+      try {
+        randomFully = iptablesSave("nat").includes("--random-fully");
+      } catch {
+        // no iptables: no masquerade either
+      }
       if (!(off["tx-checksum-ip-generic"] && randomFully)) return ok(`${dev} tx-checksum-ip-generic ${off["tx-checksum-ip-generic"] ? "on" : "off"}; --random-fully ${randomFully ? "in use" : "not in use"}`);
       return {
         status: "warn", evidence: [`${dev} has tx-checksum-ip-generic on and nat rules use MASQUERADE --random-fully`, "known kernel problem: bad outer checksums, connections through the overlay stall for about 63 s"],

@@ -151,3 +151,30 @@ export function addToIP(ip: IP, n: bigint): IP {
   const mod = 1n << BigInt(familyBits(ip.family));
   return { family: ip.family, value: (((ip.value + n) % mod) + mod) % mod };
 }
+
+/** The address in network byte order (4 or 16 bytes), as netlink and packets carry it. */
+export function ipToBytes(ip: IP): Uint8Array {
+  const n = ip.family === 4 ? 4 : 16;
+  const out = new Uint8Array(n);
+  let v = ip.value;
+  for (let i = n - 1; i >= 0; i--) {
+    out[i] = Number(v & 0xffn);
+    v >>= 8n;
+  }
+  return out;
+}
+
+/** An address from 4 or 16 bytes in network order; undefined for any other length. */
+export function ipFromBytes(b: Uint8Array): IP | undefined {
+  if (b.length !== 4 && b.length !== 16) return undefined;
+  let v = 0n;
+  for (let i = 0; i < b.length; i++) v = (v << 8n) | BigInt(b[i]!);
+  return { family: b.length === 4 ? 4 : 6, value: v };
+}
+
+/** Text of an address given as bytes (the IPv4 path, the common one, without bigints). */
+export function formatIPBytes(b: Uint8Array): string | undefined {
+  if (b.length === 4) return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
+  const ip = ipFromBytes(b);
+  return ip ? formatIP(ip) : undefined;
+}

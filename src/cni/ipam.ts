@@ -1,15 +1,15 @@
 // The plugin's IPAM front: built-in host-local-compatible allocation on disk, or delegation to
 // another IPAM plugin. Each verb takes the store's lock for the whole operation, as host-local does.
-import { lockFile } from "../util/files.ts";
-import { DiskStore } from "./disk-store.ts";
-import { AllocationError, allocate } from "./allocator.ts";
-import { type IP, formatIP, parseCIDR } from "./cidr.ts";
-import { rangeSetCapacity, rangeSetFind, rangeSetToString } from "./range.ts";
-import { execDelegate } from "./delegate.ts";
-import { CniCode, CniError } from "../cni/errors.ts";
-import type { BuiltinIpam, NetConf } from "../cni/config.ts";
-import type { CniEnv } from "../cni/env.ts";
-import type { CniIPConfig, CniResult } from "../cni/result.ts";
+import { lockFile } from "../kernel/files.ts";
+import { DiskStore } from "../ipam/disk-store.ts";
+import { AllocationError, allocate } from "../ipam/allocator.ts";
+import { type IP, formatIP, parseCIDR } from "../net/cidr.ts";
+import { rangeSetCapacity, rangeSetFind, rangeSetToString } from "../ipam/range.ts";
+import { execDelegate } from "./ipam-delegate.ts";
+import { CniCode, CniError } from "./errors.ts";
+import type { BuiltinIpam, NetConf } from "./config.ts";
+import type { CniEnv } from "./env.ts";
+import type { CniIPConfig, CniResult } from "./result.ts";
 
 async function withStore<T>(ipam: BuiltinIpam, network: string, fn: (s: DiskStore) => T): Promise<T> {
   let store: DiskStore;

@@ -1,10 +1,10 @@
 // Runs another IPAM plugin (ipam.type naming something gauze does not build in) the way
 // libcni would: found in CNI_PATH, same environment, the whole network config on stdin.
-import { isExecutable } from "../util/files.ts";
+import { isExecutable } from "../kernel/files.ts";
 import { joinPath } from "../util/builtin.ts";
 import { runSync } from "../kernel/spawn.ts";
-import { CniCode, CniError } from "../cni/errors.ts";
-import { type CniResult, parseResult } from "../cni/result.ts";
+import { CniCode, CniError } from "./errors.ts";
+import { type CniResult, parseResult } from "./result.ts";
 
 export function findPlugin(type: string, path: string[]): string {
   for (const dir of path) {

@@ -1,6 +1,6 @@
 // GAUZE_TRACE=1 prints each phase of a plugin call with its elapsed milliseconds to stderr
 // (stdout belongs to the CNI result). Off, it costs one env lookup.
-import { writeFd } from "./files.ts";
+import { writeFd } from "../kernel/files.ts";
 
 const on = !!process.env.GAUZE_TRACE;
 let last = performance.now();

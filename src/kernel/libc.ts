@@ -1,0 +1,150 @@
+// The one binding to libc, through bun:ffi. Everything gauze asks of the kernel directly (file
+// I/O, flock, namespaces, mounts, netlink sockets) goes through these few functions; binding
+// them all costs under half a millisecond (measured), so they are bound together on first use.
+// Only the shipped runtime (bun) has bun:ffi: the plugin, the CLI and the unit tests run on it.
+import type { Pointer } from "bun:ffi";
+
+export interface Libc {
+  open(path: Uint8Array, flags: number, mode: number): number;
+  close(fd: number): number;
+  read(fd: number, buf: Uint8Array, n: number): number;
+  write(fd: number, buf: Uint8Array, n: number): number;
+  link(a: Uint8Array, b: Uint8Array): number;
+  unlink(p: Uint8Array): number;
+  mkdir(p: Uint8Array, mode: number): number;
+  access(p: Uint8Array, mode: number): number;
+  flock(fd: number, op: number): number;
+  ioctl(fd: number, req: number): number;
+  setns(fd: number, nstype: number): number;
+  unshare(flags: number): number;
+  mount(source: Uint8Array | null, target: Uint8Array, fstype: Uint8Array | null, flags: number, data: null): number;
+  umount2(target: Uint8Array, flags: number): number;
+  pipe2(fds: Int32Array, flags: number): number;
+  opendir(p: Uint8Array): Pointer | null;
+  readdir(dir: Pointer): Pointer | null;
+  closedir(dir: Pointer): number;
+  socket(domain: number, type: number, protocol: number): number;
+  bind(fd: number, addr: Uint8Array, len: number): number;
+  getsockname(fd: number, addr: Uint8Array, len: Uint32Array): number;
+  send(fd: number, buf: Uint8Array, n: number, flags: number): number;
+  recv(fd: number, buf: Uint8Array, n: number, flags: number): number;
+  setsockopt(fd: number, level: number, name: number, value: Uint8Array, len: number): number;
+  poll(fds: Uint8Array, n: number, timeoutMs: number): number;
+  errno(): number;
+  strerror(n: number): string;
+  /** d_name of a struct dirent (Linux/glibc, x86_64 and aarch64: at offset 19). */
+  direntName(ent: Pointer): string;
+}
+
+let bound: Libc | undefined;
+
+/** libc, bound on first use. Callers keep the result: a call per operation would make it hot enough to wake the JIT. */
+export function libc(): Libc {
+  return bound ?? bind();
+}
+
+function bind(): Libc {
+  if (typeof Bun === "undefined") {
+    throw new Error("gauze talks to the kernel through bun:ffi: run the gauze executable (or bun), not node");
+  }
+  // require, not import: a module that only names these types must still load under node.
+  const ffi = require("bun:ffi") as typeof import("bun:ffi");
+  const T = ffi.FFIType;
+  const { symbols: s } = ffi.dlopen("libc.so.6", {
+    open: { args: [T.ptr, T.i32, T.i32], returns: T.i32 },
+    close: { args: [T.i32], returns: T.i32 },
+    read: { args: [T.i32, T.ptr, T.u64], returns: T.i64_fast },
+    write: { args: [T.i32, T.ptr, T.u64], returns: T.i64_fast },
+    link: { args: [T.ptr, T.ptr], returns: T.i32 },
+    unlink: { args: [T.ptr], returns: T.i32 },
+    mkdir: { args: [T.ptr, T.i32], returns: T.i32 },
+    access: { args: [T.ptr, T.i32], returns: T.i32 },
+    flock: { args: [T.i32, T.i32], returns: T.i32 },
+    ioctl: { args: [T.i32, T.u64], returns: T.i32 },
+    setns: { args: [T.i32, T.i32], returns: T.i32 },
+    unshare: { args: [T.i32], returns: T.i32 },
+    mount: { args: [T.ptr, T.ptr, T.ptr, T.u64, T.ptr], returns: T.i32 },
+    umount2: { args: [T.ptr, T.i32], returns: T.i32 },
+    pipe2: { args: [T.ptr, T.i32], returns: T.i32 },
+    opendir: { args: [T.ptr], returns: T.ptr },
+    readdir: { args: [T.ptr], returns: T.ptr },
+    closedir: { args: [T.ptr], returns: T.i32 },
+    socket: { args: [T.i32, T.i32, T.i32], returns: T.i32 },
+    bind: { args: [T.i32, T.ptr, T.u32], returns: T.i32 },
+    getsockname: { args: [T.i32, T.ptr, T.ptr], returns: T.i32 },
+    send: { args: [T.i32, T.ptr, T.u64, T.i32], returns: T.i64_fast },
+    recv: { args: [T.i32, T.ptr, T.u64, T.i32], returns: T.i64_fast },
+    setsockopt: { args: [T.i32, T.i32, T.i32, T.ptr, T.u32], returns: T.i32 },
+    poll: { args: [T.ptr, T.u64, T.i32], returns: T.i32 },
+    strerror: { args: [T.i32], returns: T.ptr },
+    __errno_location: { args: [], returns: T.ptr },
+  });
+  const f = s as unknown as Record<string, (...a: unknown[]) => unknown>;
+  const errnoAt = f.__errno_location!() as Pointer; // thread-local, but gauze calls libc from one thread
+  bound = {
+    open: f.open as Libc["open"],
+    close: f.close as Libc["close"],
+    read: (fd, b, n) => Number(f.read!(fd, b, n)),
+    write: (fd, b, n) => Number(f.write!(fd, b, n)),
+    link: f.link as Libc["link"],
+    unlink: f.unlink as Libc["unlink"],
+    mkdir: f.mkdir as Libc["mkdir"],
+    access: f.access as Libc["access"],
+    flock: f.flock as Libc["flock"],
+    ioctl: f.ioctl as Libc["ioctl"],
+    setns: f.setns as Libc["setns"],
+    unshare: f.unshare as Libc["unshare"],
+    mount: f.mount as Libc["mount"],
+    umount2: f.umount2 as Libc["umount2"],
+    pipe2: f.pipe2 as Libc["pipe2"],
+    opendir: f.opendir as Libc["opendir"],
+    readdir: f.readdir as Libc["readdir"],
+    closedir: f.closedir as Libc["closedir"],
+    socket: f.socket as Libc["socket"],
+    bind: f.bind as Libc["bind"],
+    getsockname: f.getsockname as Libc["getsockname"],
+    send: (fd, b, n, fl) => Number(f.send!(fd, b, n, fl)),
+    recv: (fd, b, n, fl) => Number(f.recv!(fd, b, n, fl)),
+    setsockopt: f.setsockopt as Libc["setsockopt"],
+    poll: f.poll as Libc["poll"],
+    errno: () => ffi.read.i32(errnoAt, 0),
+    strerror: (n) => new ffi.CString(f.strerror!(n) as Pointer).toString(),
+    direntName: (ent) => new ffi.CString(ent, 19).toString(),
+  };
+  return bound;
+}
+
+/** Linux errno names gauze may meet (asm-generic numbers: x86_64 and aarch64 alike). */
+const ERRNO_NAMES: Record<number, string> = {
+  1: "EPERM", 2: "ENOENT", 3: "ESRCH", 4: "EINTR", 5: "EIO", 6: "ENXIO", 7: "E2BIG", 9: "EBADF", 11: "EAGAIN",
+  12: "ENOMEM", 13: "EACCES", 14: "EFAULT", 16: "EBUSY", 17: "EEXIST", 18: "EXDEV", 19: "ENODEV", 20: "ENOTDIR",
+  21: "EISDIR", 22: "EINVAL", 23: "ENFILE", 24: "EMFILE", 25: "ENOTTY", 27: "EFBIG", 28: "ENOSPC", 30: "EROFS",
+  31: "EMLINK", 34: "ERANGE", 36: "ENAMETOOLONG", 38: "ENOSYS", 39: "ENOTEMPTY", 40: "ELOOP", 61: "ENODATA",
+  71: "EPROTO", 74: "EBADMSG", 75: "EOVERFLOW", 90: "EMSGSIZE", 93: "EPROTONOSUPPORT", 95: "EOPNOTSUPP",
+  97: "EAFNOSUPPORT", 98: "EADDRINUSE", 99: "EADDRNOTAVAIL", 100: "ENETDOWN", 101: "ENETUNREACH", 105: "ENOBUFS",
+  110: "ETIMEDOUT", 111: "ECONNREFUSED", 113: "EHOSTUNREACH", 114: "EALREADY", 115: "EINPROGRESS", 125: "ECANCELED",
+};
+
+export const EPERM = 1, ENOENT = 2, ESRCH = 3, EINTR = 4, EAGAIN = 11, EEXIST = 17, ENODEV = 19, EINVAL = 22, ENOBUFS = 105, ETIMEDOUT = 110;
+
+export function errnoName(n: number): string {
+  return ERRNO_NAMES[n] ?? `errno ${n}`;
+}
+
+/** "network is unreachable (ENETUNREACH)": libc's text, lower-cased, and the symbol to search for. */
+export function describeErrno(n: number): string {
+  let text: string;
+  try {
+    text = libc().strerror(n);
+  } catch {
+    text = "error";
+  }
+  return `${text.charAt(0).toLowerCase()}${text.slice(1)} (${errnoName(n)})`;
+}
+
+const encoder = new TextEncoder();
+
+/** A NUL-terminated copy of a string, for a char* argument. */
+export function cString(s: string): Uint8Array {
+  return encoder.encode(s + "\0");
+}
