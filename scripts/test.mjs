@@ -1,13 +1,25 @@
-// Runs the whole suite with node's test runner (TypeScript through tsx). Unit tests first, then
-// the end-to-end tests against dist/bin/gauze and the real kernel (root required).
+// Runs the whole suite. Unit tests (logic, no kernel) and kernel tests (src/kernel against the
+// real kernel, iproute2 as the oracle) run under bun, the runtime of the shipped executable, so
+// they exercise the code the binary runs. End-to-end tests drive dist/bin/gauze itself from node's
+// test runner, two files at a time. Root is required. Arguments filter test files by substring.
 import { spawnSync } from "node:child_process";
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
 
 const root = join(import.meta.dirname, "..");
 const only = process.argv.slice(2);
-const files = ["unit", "e2e"].flatMap((dir) =>
-  readdirSync(join(root, "test", dir)).filter((f) => f.endsWith(".test.ts")).sort().map((f) => join("test", dir, f)));
-const selected = only.length ? files.filter((f) => only.some((o) => f.includes(o))) : files;
-const r = spawnSync(process.execPath, ["--import", "tsx", "--test", "--test-concurrency=2", "--test-reporter=spec", ...selected], { cwd: root, stdio: "inherit" });
-process.exit(r.status ?? 1);
+const pick = (dir) => readdirSync(join(root, "test", dir)).filter((f) => f.endsWith(".test.ts")).sort().map((f) => join("test", dir, f))
+  .filter((f) => !only.length || only.some((o) => f.includes(o)));
+const bunFiles = [...pick("unit"), ...pick("kernel")];
+const nodeFiles = pick("e2e");
+let status = 0;
+if (bunFiles.length) {
+  const bun = join(root, "node_modules", ".bin", "bun");
+  const r = spawnSync(bun, ["test", "--timeout", "120000", ...bunFiles.map((f) => `./${f}`)], { cwd: root, stdio: "inherit" });
+  status ||= r.status ?? 1;
+}
+if (nodeFiles.length) {
+  const r = spawnSync(process.execPath, ["--import", "tsx", "--test", "--test-concurrency=2", "--test-reporter=spec", ...nodeFiles], { cwd: root, stdio: "inherit" });
+  status ||= r.status ?? 1;
+}
+process.exit(status);
