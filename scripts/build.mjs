@@ -2,7 +2,7 @@
 // when CNI_COMMAND is set and the gauze CLI otherwise. Why bun: see docs/benchmarks.md
 // (start-up and spawn cost decide CNI ADD latency).
 import { spawnSync } from "node:child_process";
-import { mkdirSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
 
@@ -18,7 +18,14 @@ const args = [
   "--bytecode", "--minify", "--splitting", "--format", "esm",
   // A CNI plugin must not pick up .env or bunfig.toml from whatever directory the runtime runs it in.
   "--no-compile-autoload-dotenv", "--no-compile-autoload-bunfig",
+  // The plugin runs once per call: its code should stay in the interpreter rather than start a
+  // JIT compile (and a compiler thread) near the end of a 10 ms life. The CLI puts the normal
+  // policy back as it starts (src/cli/main.ts): the agent and dissect run long and want the JIT.
+  "--compile-jit-policy=50",
   "--outfile", "dist/bin/gauze",
 ];
+// Profile-guided layout: the plugin's functions together at the front (scripts/bytecode-order.mjs).
+const order = join(root, "scripts", "plugin.bytecode-order");
+if (existsSync(order)) args.push("--bytecode-order", order);
 const r = spawnSync(bun, args, { cwd: root, stdio: "inherit" });
 process.exit(r.status ?? 1);

@@ -11,7 +11,7 @@ import { dataplaneToCni } from "./dataplane-errors.ts";
 import { Rtnl } from "../kernel/netlink/index.ts";
 import { ensureSysctl } from "../kernel/sysctl.ts";
 import { ensureBridge, readBridge } from "../dataplane/bridge.ts";
-import { configurePod, createVeth, deleteVeth, hostVethName, vethAlias } from "../dataplane/veth.ts";
+import { configurePod, createVeth, deleteVeth, hostVethName, randomMac, vethAlias } from "../dataplane/veth.ts";
 import { addMasquerade, removeMasquerade } from "../dataplane/masquerade.ts";
 import { parseCIDR } from "../net/cidr.ts";
 import { faultPoint } from "./fault.ts";
@@ -72,7 +72,7 @@ async function addWith(env: CniEnv, conf: NetConf, undo: Undo[], node: Rtnl, pod
   trace("bridge");
 
   const hostName = hostVethName(env.containerId, env.ifname);
-  const want = { alias: vethAlias(conf.name, env.containerId, env.ifname), hostName, ifname: env.ifname, netnsPath: env.netns, mtu, bridge, hairpin: conf.hairpinMode };
+  const want = { alias: vethAlias(conf.name, env.containerId, env.ifname), hostMac: randomMac(), hostName, ifname: env.ifname, netnsPath: env.netns, mtu, bridge, hairpin: conf.hairpinMode };
   if (createVeth(node, want) === "stale-host-end") {
     // A killed ADD left this attachment's host end; IPAM has just said the attachment is free.
     deleteVeth(node, hostName);
@@ -98,10 +98,9 @@ async function addWith(env: CniEnv, conf: NetConf, undo: Undo[], node: Rtnl, pod
     undo.push(() => removeMasquerade(conf.name, env.containerId));
   }
 
-  const hostLink = node.link(hostName);
   const interfaces: CniInterface[] = [
     { name: conf.bridge, mac: bridge.mac, mtu: bridge.mtu },
-    { name: hostName, mac: hostLink?.mac, mtu },
+    { name: hostName, mac: want.hostMac, mtu },
     { name: env.ifname, mac: podLink.mac, mtu, sandbox: env.netns },
   ];
   return {

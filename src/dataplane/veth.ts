@@ -25,9 +25,23 @@ export function vethNetwork(alias: string | undefined): string | undefined {
   return m ? m[1] : undefined;
 }
 
+/**
+ * A random locally administered unicast MAC, as the kernel gives a veth end: knowing it up front
+ * saves reading the link back for the CNI result.
+ */
+export function randomMac(): string {
+  const b = crypto.getRandomValues(new Uint8Array(6));
+  b[0] = (b[0]! & 0xfe) | 0x02;
+  let s = "";
+  for (let i = 0; i < 6; i++) s += (i ? ":" : "") + (b[i]! < 16 ? "0" : "") + b[i]!.toString(16);
+  return s;
+}
+
 export interface VethWant {
   /** The alias written on the host end (vethAlias). */
   alias: string;
+  /** The host end's MAC (randomMac). */
+  hostMac: string;
   hostName: string;
   ifname: string;
   netnsPath: string;
@@ -54,7 +68,7 @@ export function createVeth(nl: Rtnl, w: VethWant): VethClash {
   try {
     // One datagram: the pair, then its alias and hairpin by name (the kernel runs them in order).
     const reqs = [
-      addVeth({ name: w.hostName, mtu: w.mtu, master: w.bridge, up: true }, { name: w.ifname, mtu: w.mtu, netnsFd: fd, netnsLabel: w.netnsPath }),
+      addVeth({ name: w.hostName, mtu: w.mtu, mac: w.hostMac, master: w.bridge, up: true }, { name: w.ifname, mtu: w.mtu, netnsFd: fd, netnsLabel: w.netnsPath }),
       markLink(w.hostName, { alias: w.alias, ...(w.hairpin ? { hairpin: true } : {}) }),
     ];
     const [made, marked] = nl.apply(reqs);

@@ -6,12 +6,14 @@
 // crash can never leave an empty reservation file nobody owns.
 import { type IP, formatIP, parseIP } from "../net/cidr.ts";
 import type { IpamStore, Reservation } from "./store.ts";
-import { FileError, linkFile, listDir, makeDirs, readBytesIfExists, readText, readTextIfExists, removeFile, writeText } from "../kernel/files.ts";
+import { linkFile, listDir, makeDirs, readFilesIn, readTextIfExists, removeFile, writeText } from "../kernel/files.ts";
 import { joinPath } from "../util/builtin.ts";
 
 export const LINE_BREAK = "\r\n";
 const LAST_PREFIX = "last_reserved_ip.";
 const TEMP_PREFIX = ".gauze-reserving-";
+/** Names that cannot be addresses: ".", "..", temp files (.gauze-...), the lock, last_reserved_ip.N. */
+const NOT_ADDRESSES = ".l";
 
 export const DEFAULT_DATA_DIR = "/var/lib/cni/networks";
 
@@ -49,39 +51,29 @@ export class DiskStore implements IpamStore {
   /** Every reservation file (skipping the lock, cursors and temp files). */
   list(): Reservation[] {
     const out: Reservation[] = [];
-    for (const name of listDir(this.dir)) {
-      const ip = parseIP(name);
-      if (!ip) continue;
-      let text: string;
-      try {
-        text = readText(joinPath(this.dir, name));
-      } catch (e) {
-        if (e instanceof FileError && e.code === "ENOENT") continue; // released while we listed
-        throw e;
-      }
-      out.push(toReservation(ip, text));
+    for (const f of readFilesIn(this.dir, { skipFirst: NOT_ADDRESSES })) {
+      const ip = parseIP(f.name);
+      if (ip) out.push(toReservation(ip, utf8Decoder.decode(f.bytes)));
     }
     return out;
   }
 
   /**
    * The reservations of one container ID (its attachments', or an old host-local file's).
-   * Every ADD and DEL asks this, and a node holds a file per pod: each file is compared as
-   * bytes first, and only one that starts with the ID is decoded (25 us less per file).
+   * Every ADD and DEL asks this, and a node holds a file per pod: the files are read in one
+   * call that compares each with the ID as bytes (after leading white space, as trim() would
+   * skip it); only the few that match are decoded. Nothing is called per file from here: a
+   * helper called per file is what wakes the JIT (see kernel/files.ts).
    */
   byContainer(containerId: string): Reservation[] {
-    const id = utf8.encode(containerId.trim());
+    const wanted = containerId.trim();
     const out: Reservation[] = [];
-    for (const name of listDir(this.dir)) {
-      // Not an address: the lock, last_reserved_ip.N, temp files. parseIP below decides.
-      const first = name.charCodeAt(0);
-      if (first === 46 || first === 108) continue; // "." or "l"
-      const bytes = readBytesIfExists(joinPath(this.dir, name));
-      if (!bytes || !startsWithAfterSpace(bytes, id)) continue;
-      const ip = parseIP(name);
+    const files = readFilesIn(this.dir, { skipFirst: NOT_ADDRESSES, startsWith: utf8.encode(wanted) });
+    for (let f = 0; f < files.length; f++) {
+      const ip = parseIP(files[f]!.name);
       if (!ip) continue;
-      const r = toReservation(ip, utf8Decoder.decode(bytes));
-      if (r.containerId === containerId.trim()) out.push(r);
+      const r = toReservation(ip, utf8Decoder.decode(files[f]!.bytes));
+      if (r.containerId === wanted) out.push(r);
     }
     return out;
   }
@@ -119,15 +111,6 @@ const utf8Decoder = new TextDecoder();
 function toReservation(ip: IP, text: string): Reservation {
   const [containerId = "", ifname = ""] = text.trim().split(LINE_BREAK);
   return { ip, containerId: containerId.trim(), ifname: ifname.trim() };
-}
-
-/** Whether `bytes`, after leading ASCII whitespace (what trim() removes from these files), begins with `prefix`. */
-function startsWithAfterSpace(bytes: Uint8Array, prefix: Uint8Array): boolean {
-  let i = 0;
-  while (i < bytes.length && (bytes[i] === 32 || (bytes[i]! >= 9 && bytes[i]! <= 13))) i++;
-  if (bytes.length - i < prefix.length) return false;
-  for (let k = 0; k < prefix.length; k++) if (bytes[i + k] !== prefix[k]) return false;
-  return true;
 }
 
 function matches(r: Reservation, containerId: string, ifname: string): boolean {

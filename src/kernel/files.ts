@@ -1,7 +1,8 @@
 // The few synchronous file operations the plugin needs, on libc (libc.ts) rather than node:fs:
 // binding libc costs well under a millisecond where loading node:fs costs 2, and it gives
 // flock(2), which node:fs lacks. The CLI's bulk file work still uses node:fs.
-import { EEXIST, EINTR, ENOENT, type Libc, cString, errnoName, libc } from "./libc.ts";
+import type { Pointer } from "bun:ffi";
+import { DIRENT_NAME, EEXIST, EINTR, ENOENT, type Libc, errnoName, libc } from "./libc.ts";
 
 export class FileError extends Error {
   constructor(readonly code: string, readonly path: string, op: string) {
@@ -12,10 +13,17 @@ export class FileError extends Error {
 
 const O_RDONLY = 0, O_WRONLY = 1, O_CREAT = 0o100, O_TRUNC = 0o1000, O_APPEND = 0o2000, O_CLOEXEC = 0o2000000;
 const LOCK_EX = 2, LOCK_UN = 8;
+const EISDIR = 21;
 const X_OK = 1;
 
 const dec = new TextDecoder();
 const enc = new TextEncoder();
+
+// Every function here is written to be called per file, many times per plugin run, without
+// calling small helpers on the way: `C ?? (C = libc())` instead of libc(), enc.encode(path + "\0")
+// instead of a cString helper. Helpers called per file get hot enough for the JIT, which then
+// compiles them on a thread of its own: about a millisecond per plugin run.
+let C: Libc | undefined;
 
 function fail(c: Libc, path: string, op: string): never {
   throw new FileError(errnoName(c.errno()), path, op);
@@ -41,8 +49,8 @@ function readFd(c: Libc, fd: number, what: string): string {
 }
 
 export function readText(path: string): string {
-  const c = libc();
-  const fd = c.open(cString(path), O_RDONLY | O_CLOEXEC, 0);
+  const c = C ?? (C = libc());
+  const fd = c.open(enc.encode(path + "\0"), O_RDONLY | O_CLOEXEC, 0);
   if (fd < 0) fail(c, path, "open");
   try {
     return readFd(c, fd, path);
@@ -51,33 +59,75 @@ export function readText(path: string): string {
   }
 }
 
+/** A file of a directory and its bytes (a copy). */
+export interface DirFile {
+  name: string;
+  bytes: Uint8Array;
+}
+
+export interface ReadFilesOptions {
+  /** Skip files whose name starts with one of these characters (".l": ".", "..", lock, last_...). */
+  skipFirst?: string;
+  /** Keep only files whose content, after leading white space, starts with these bytes. */
+  startsWith?: Uint8Array;
+}
+
 /**
- * The bytes of a small file, or undefined if it is not there. The result is a view of one
- * shared buffer, valid until the next read: for scanning many tiny files without a string or
- * an allocation per file. A file larger than the buffer is an error, never a silent cut.
+ * The files of `dir` (with their contents) in one call: for IPAM, which reads a small file per
+ * pod on every ADD and DEL. Each file is opened by the name's pointer in the directory entry
+ * (openat, no string made) and compared as bytes; only the files kept get a name string. Files
+ * that vanish meanwhile, and directories, are skipped; a file over 64 KB is an error.
  */
-export function readBytesIfExists(path: string): Uint8Array | undefined {
-  const c = libc();
-  const fd = c.open(cString(path), O_RDONLY | O_CLOEXEC, 0);
-  if (fd < 0) {
-    if (c.errno() === ENOENT) return undefined;
-    fail(c, path, "open");
-  }
+export function readFilesIn(dir: string, o: ReadFilesOptions = {}): DirFile[] {
+  const c = C ?? (C = libc());
+  const d = c.opendir(enc.encode(dir + "\0"));
+  if (!d) fail(c, dir, "opendir");
+  const dfd = c.dirfd(d);
+  const skip = o.skipFirst ?? "";
+  const skipCodes = Array.from(skip, (ch) => ch.charCodeAt(0));
+  const want = o.startsWith;
+  const out: DirFile[] = [];
   try {
-    let used = 0;
     for (;;) {
-      const n = c.read(fd, readBuf.subarray(used), readBuf.length - used);
-      if (n < 0) {
-        if (c.errno() === EINTR) continue;
-        fail(c, path, "read");
+      const ent = c.readdir(d);
+      if (!ent) break;
+      if (skipCodes.length && skipCodes.includes(c.peekU8(ent, DIRENT_NAME))) continue;
+      const fd = c.openat(dfd, ((ent as unknown as number) + DIRENT_NAME) as unknown as Pointer, O_RDONLY | O_CLOEXEC, 0);
+      if (fd < 0) {
+        if (c.errno() === ENOENT) continue; // released while we listed
+        fail(c, `${dir}/${c.direntName(ent)}`, "open");
       }
-      if (n === 0) return readBuf.subarray(0, used);
-      used += n;
-      if (used === readBuf.length) throw new FileError("EFBIG", path, `read (larger than ${readBuf.length} bytes)`);
+      let used = 0;
+      try {
+        for (;;) {
+          const n = c.read(fd, readBuf.subarray(used), readBuf.length - used);
+          if (n < 0) {
+            if (c.errno() === EINTR) continue;
+            if (c.errno() === EISDIR) { used = -1; break; }
+            fail(c, `${dir}/${c.direntName(ent)}`, "read");
+          }
+          if (n === 0) break;
+          used += n;
+          if (used === readBuf.length) throw new FileError("EFBIG", `${dir}/${c.direntName(ent)}`, `read (larger than ${readBuf.length} bytes)`);
+        }
+      } finally {
+        c.close(fd);
+      }
+      if (used < 0) continue;
+      if (want) {
+        let i = 0;
+        while (i < used && (readBuf[i] === 32 || (readBuf[i]! >= 9 && readBuf[i]! <= 13))) i++;
+        if (used - i < want.length) continue;
+        let same = true;
+        for (let k = 0; k < want.length && same; k++) same = readBuf[i + k] === want[k];
+        if (!same) continue;
+      }
+      out.push({ name: c.direntName(ent), bytes: readBuf.slice(0, used) });
     }
   } finally {
-    c.close(fd);
+    c.closedir(d);
   }
+  return out;
 }
 
 export function readTextIfExists(path: string): string | undefined {
@@ -91,7 +141,7 @@ export function readTextIfExists(path: string): string | undefined {
 
 /** A pipe whose ends this process reads and writes with plain read(2)/write(2). */
 export function makePipe(): { read: number; write: number } | undefined {
-  const c = libc();
+  const c = C ?? (C = libc());
   const fds = new Int32Array(2);
   if (c.pipe2(fds, O_CLOEXEC) !== 0) return undefined;
   return { read: fds[0]!, write: fds[1]! };
@@ -99,7 +149,7 @@ export function makePipe(): { read: number; write: number } | undefined {
 
 /** Reads a descriptor to its end and closes it. */
 export function readAllAndClose(fd: number): string {
-  const c = libc();
+  const c = C ?? (C = libc());
   try {
     return readFd(c, fd, `fd ${fd}`);
   } finally {
@@ -108,12 +158,12 @@ export function readAllAndClose(fd: number): string {
 }
 
 export function closeFd(fd: number): void {
-  libc().close(fd);
+  (C ?? (C = libc())).close(fd);
 }
 
 export function readStdin(): string {
   try {
-    return readFd(libc(), 0, "stdin");
+    return readFd(C ?? (C = libc()), 0, "stdin");
   } catch {
     return "";
   }
@@ -133,12 +183,12 @@ function writeAll(c: Libc, fd: number, data: Uint8Array, what: string): void {
 
 /** Writes to an open descriptor (1 = stdout, 2 = stderr). */
 export function writeFd(fd: number, text: string): void {
-  writeAll(libc(), fd, enc.encode(text), `fd ${fd}`);
+  writeAll(C ?? (C = libc()), fd, enc.encode(text), `fd ${fd}`);
 }
 
 export function writeText(path: string, text: string, opts: { append?: boolean; mode?: number } = {}): void {
-  const c = libc();
-  const fd = c.open(cString(path), O_WRONLY | O_CREAT | O_CLOEXEC | (opts.append ? O_APPEND : O_TRUNC), opts.mode ?? 0o644);
+  const c = C ?? (C = libc());
+  const fd = c.open(enc.encode(path + "\0"), O_WRONLY | O_CREAT | O_CLOEXEC | (opts.append ? O_APPEND : O_TRUNC), opts.mode ?? 0o644);
   if (fd < 0) fail(c, path, "open");
   try {
     writeAll(c, fd, enc.encode(text), path);
@@ -149,33 +199,33 @@ export function writeText(path: string, text: string, opts: { append?: boolean; 
 
 /** link(2): creates `newPath` for `existing`; false when `newPath` already exists. */
 export function linkFile(existing: string, newPath: string): boolean {
-  const c = libc();
-  if (c.link(cString(existing), cString(newPath)) === 0) return true;
+  const c = C ?? (C = libc());
+  if (c.link(enc.encode(existing + "\0"), enc.encode(newPath + "\0")) === 0) return true;
   if (c.errno() === EEXIST) return false;
   fail(c, newPath, "link");
 }
 
 /** unlink(2); false when it was not there. */
 export function removeFile(path: string): boolean {
-  const c = libc();
-  if (c.unlink(cString(path)) === 0) return true;
+  const c = C ?? (C = libc());
+  if (c.unlink(enc.encode(path + "\0")) === 0) return true;
   if (c.errno() === ENOENT) return false;
   fail(c, path, "unlink");
 }
 
 export function makeDirs(path: string, mode = 0o755): void {
-  const c = libc();
-  if (c.mkdir(cString(path), mode) === 0 || c.errno() === EEXIST) return;
+  const c = C ?? (C = libc());
+  if (c.mkdir(enc.encode(path + "\0"), mode) === 0 || c.errno() === EEXIST) return;
   if (c.errno() !== ENOENT) fail(c, path, "mkdir");
   const parent = path.replace(/\/[^/]+\/?$/, "");
   if (parent === path || parent === "") fail(c, path, "mkdir");
   makeDirs(parent, mode);
-  if (c.mkdir(cString(path), mode) !== 0 && c.errno() !== EEXIST) fail(c, path, "mkdir");
+  if (c.mkdir(enc.encode(path + "\0"), mode) !== 0 && c.errno() !== EEXIST) fail(c, path, "mkdir");
 }
 
 export function listDir(path: string): string[] {
-  const c = libc();
-  const dir = c.opendir(cString(path));
+  const c = C ?? (C = libc());
+  const dir = c.opendir(enc.encode(path + "\0"));
   if (!dir) fail(c, path, "opendir");
   const names: string[] = [];
   try {
@@ -192,7 +242,7 @@ export function listDir(path: string): string[] {
 }
 
 export function isExecutable(path: string): boolean {
-  return libc().access(cString(path), X_OK) === 0;
+  return (C ?? (C = libc())).access(enc.encode(path + "\0"), X_OK) === 0;
 }
 
 export interface FileLock {
@@ -205,8 +255,8 @@ export interface FileLock {
  * cannot leave the store locked. Blocking, like host-local (others hold it for milliseconds).
  */
 export function lockFile(path: string): FileLock {
-  const c = libc();
-  const fd = c.open(cString(path), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644);
+  const c = C ?? (C = libc());
+  const fd = c.open(enc.encode(path + "\0"), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644);
   if (fd < 0) fail(c, path, "open");
   while (c.flock(fd, LOCK_EX) !== 0) {
     if (c.errno() !== EINTR) {

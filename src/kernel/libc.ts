@@ -21,6 +21,8 @@ export interface Libc {
   umount2(target: Uint8Array, flags: number): number;
   pipe2(fds: Int32Array, flags: number): number;
   opendir(p: Uint8Array): Pointer | null;
+  dirfd(dir: Pointer): number;
+  openat(dirfd: number, path: Uint8Array | Pointer, flags: number, mode: number): number;
   readdir(dir: Pointer): Pointer | null;
   closedir(dir: Pointer): number;
   socket(domain: number, type: number, protocol: number): number;
@@ -32,9 +34,14 @@ export interface Libc {
   poll(fds: Uint8Array, n: number, timeoutMs: number): number;
   errno(): number;
   strerror(n: number): string;
-  /** d_name of a struct dirent (Linux/glibc, x86_64 and aarch64: at offset 19). */
+  /** d_name of a struct dirent (Linux/glibc, x86_64 and aarch64: at offset DIRENT_NAME). */
   direntName(ent: Pointer): string;
+  /** A byte at a pointer (bun:ffi's own reader: native, no JS wrapper). */
+  peekU8(p: Pointer, offset: number): number;
 }
+
+/** Offset of d_name in glibc's struct dirent on 64-bit Linux (d_ino 8, d_off 8, d_reclen 2, d_type 1). */
+export const DIRENT_NAME = 19;
 
 let bound: Libc | undefined;
 
@@ -53,8 +60,10 @@ function bind(): Libc {
   const { symbols: s } = ffi.dlopen("libc.so.6", {
     open: { args: [T.ptr, T.i32, T.i32], returns: T.i32 },
     close: { args: [T.i32], returns: T.i32 },
-    read: { args: [T.i32, T.ptr, T.u64], returns: T.i64_fast },
-    write: { args: [T.i32, T.ptr, T.u64], returns: T.i64_fast },
+    // ssize_t results as i32: gauze never moves 2 GB in one call, and a plain number needs no
+    // wrapper function (a JS wrapper called per file or per message is what wakes the JIT).
+    read: { args: [T.i32, T.ptr, T.u64], returns: T.i32 },
+    write: { args: [T.i32, T.ptr, T.u64], returns: T.i32 },
     link: { args: [T.ptr, T.ptr], returns: T.i32 },
     unlink: { args: [T.ptr], returns: T.i32 },
     mkdir: { args: [T.ptr, T.i32], returns: T.i32 },
@@ -67,13 +76,15 @@ function bind(): Libc {
     umount2: { args: [T.ptr, T.i32], returns: T.i32 },
     pipe2: { args: [T.ptr, T.i32], returns: T.i32 },
     opendir: { args: [T.ptr], returns: T.ptr },
+    dirfd: { args: [T.ptr], returns: T.i32 },
+    openat: { args: [T.i32, T.ptr, T.i32, T.i32], returns: T.i32 },
     readdir: { args: [T.ptr], returns: T.ptr },
     closedir: { args: [T.ptr], returns: T.i32 },
     socket: { args: [T.i32, T.i32, T.i32], returns: T.i32 },
     bind: { args: [T.i32, T.ptr, T.u32], returns: T.i32 },
     getsockname: { args: [T.i32, T.ptr, T.ptr], returns: T.i32 },
-    send: { args: [T.i32, T.ptr, T.u64, T.i32], returns: T.i64_fast },
-    recv: { args: [T.i32, T.ptr, T.u64, T.i32], returns: T.i64_fast },
+    send: { args: [T.i32, T.ptr, T.u64, T.i32], returns: T.i32 },
+    recv: { args: [T.i32, T.ptr, T.u64, T.i32], returns: T.i32 },
     setsockopt: { args: [T.i32, T.i32, T.i32, T.ptr, T.u32], returns: T.i32 },
     poll: { args: [T.ptr, T.u64, T.i32], returns: T.i32 },
     strerror: { args: [T.i32], returns: T.ptr },
@@ -84,8 +95,8 @@ function bind(): Libc {
   bound = {
     open: f.open as Libc["open"],
     close: f.close as Libc["close"],
-    read: (fd, b, n) => Number(f.read!(fd, b, n)),
-    write: (fd, b, n) => Number(f.write!(fd, b, n)),
+    read: f.read as Libc["read"],
+    write: f.write as Libc["write"],
     link: f.link as Libc["link"],
     unlink: f.unlink as Libc["unlink"],
     mkdir: f.mkdir as Libc["mkdir"],
@@ -98,18 +109,21 @@ function bind(): Libc {
     umount2: f.umount2 as Libc["umount2"],
     pipe2: f.pipe2 as Libc["pipe2"],
     opendir: f.opendir as Libc["opendir"],
+    dirfd: f.dirfd as Libc["dirfd"],
+    openat: f.openat as Libc["openat"],
     readdir: f.readdir as Libc["readdir"],
     closedir: f.closedir as Libc["closedir"],
     socket: f.socket as Libc["socket"],
     bind: f.bind as Libc["bind"],
     getsockname: f.getsockname as Libc["getsockname"],
-    send: (fd, b, n, fl) => Number(f.send!(fd, b, n, fl)),
-    recv: (fd, b, n, fl) => Number(f.recv!(fd, b, n, fl)),
+    send: f.send as Libc["send"],
+    recv: f.recv as Libc["recv"],
     setsockopt: f.setsockopt as Libc["setsockopt"],
     poll: f.poll as Libc["poll"],
     errno: () => ffi.read.i32(errnoAt, 0),
     strerror: (n) => new ffi.CString(f.strerror!(n) as Pointer).toString(),
-    direntName: (ent) => new ffi.CString(ent, 19).toString(),
+    direntName: (ent) => new ffi.CString(ent, DIRENT_NAME).toString(),
+    peekU8: ffi.read.u8,
   };
   return bound;
 }

@@ -190,7 +190,9 @@ export class NetlinkSocket {
       let pending = to - from;
       while (pending > 0) {
         const n = this.receive(what);
-        for (const m of messages(this.rbuf, this.rview, n)) {
+        const ms = messages(this.rbuf, this.rview, n);
+        for (let k = 0; k < ms.length; k++) {
+          const m = ms[k]!;
           const i = m.seq - base;
           if (i < 0 || i >= to - from) continue; // an answer to an earlier, abandoned request
           if (m.type === NLMSG.ERROR) {
@@ -225,7 +227,9 @@ export class NetlinkSocket {
       let done = false;
       while (!done) {
         const n = this.receive(req.what);
-        for (const m of messages(this.rbuf, this.rview, n)) {
+        const ms = messages(this.rbuf, this.rview, n);
+        for (let k = 0; k < ms.length; k++) {
+          const m = ms[k]!;
           if (m.seq !== seq) continue;
           if (m.flags & NLM_F.DUMP_INTR) interrupted = true;
           if (m.type === NLMSG.DONE) { done = true; break; }
@@ -267,7 +271,8 @@ export class NetlinkSocket {
         throw new NetlinkError(`read events${this.where}`, e);
       }
       got = true;
-      for (const m of messages(this.rbuf, this.rview, n)) each(this.rbuf, this.rview, m);
+      const ms = messages(this.rbuf, this.rview, n);
+      for (let k = 0; k < ms.length; k++) each(this.rbuf, this.rview, ms[k]!);
     }
   }
 }

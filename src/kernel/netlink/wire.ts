@@ -1,9 +1,10 @@
 // Netlink's wire format: messages (struct nlmsghdr + a fixed header + attributes) written into
 // one growing buffer, and read back with every length checked against the bytes that arrived.
 // Replies are input like any other: a truncated or garbled one is reported, never trusted.
+// Alignment is written out inline ((n + 3) & ~3): a helper called once per attribute was the
+// one function hot enough for the JIT to compile, on a thread of its own, in every plugin run.
 import { NLA_F_NESTED, NLA_HDRLEN, NLA_TYPE_MASK, NLMSG_HDRLEN } from "./uapi.ts";
 
-const align4 = (n: number) => (n + 3) & ~3;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -33,8 +34,8 @@ export class NlWriter {
     this.nests.length = 0;
   }
 
-  private room(n: number): void {
-    if (this.len + n <= this.buf.length) return;
+  /** Makes room for `n` more bytes (callers test first: this runs rarely). */
+  private grow(n: number): void {
     let size = this.buf.length * 2;
     while (size < this.len + n) size *= 2;
     const next = new Uint8Array(size);
@@ -45,7 +46,7 @@ export class NlWriter {
 
   /** Starts a message; its length is filled in by endMessage. */
   beginMessage(type: number, flags: number, seq: number): void {
-    this.room(NLMSG_HDRLEN);
+    if (this.len + NLMSG_HDRLEN > this.buf.length) this.grow(NLMSG_HDRLEN);
     this.msgStart = this.len;
     const v = this.view;
     v.setUint32(this.len, 0, true);
@@ -64,76 +65,85 @@ export class NlWriter {
 
   /** Zeroed bytes for a fixed header (ifinfomsg and friends); returns their offset. */
   fixed(n: number): number {
-    this.room(align4(n));
+    if (this.len + n + 4 > this.buf.length) this.grow(n + 4);
     const at = this.len;
-    this.buf.fill(0, at, at + align4(n));
-    this.len += align4(n);
+    this.buf.fill(0, at, at + ((n + 3) & ~3));
+    this.len += ((n + 3) & ~3);
     return at;
   }
 
-  private attrHeader(type: number, payload: number): number {
-    this.room(NLA_HDRLEN + align4(payload));
-    const at = this.len;
-    this.view.setUint16(at, NLA_HDRLEN + payload, true);
-    this.view.setUint16(at + 2, type, true);
-    this.len += NLA_HDRLEN;
-    return at;
-  }
-
-  private pad(payload: number): void {
-    const padded = align4(payload);
-    if (padded > payload) this.buf.fill(0, this.len + payload, this.len + padded);
-    this.len += padded;
-  }
-
+  // Each writer below writes its attribute header inline: one shared helper called per attribute
+  // is what the JIT would find hot (see the note at the top).
   bytes(type: number, data: Uint8Array): void {
-    this.attrHeader(type, data.length);
-    this.buf.set(data, this.len);
-    this.pad(data.length);
+    const n = data.length, padded = (n + 3) & ~3;
+    if (this.len + 4 + padded > this.buf.length) this.grow(4 + padded);
+    const v = this.view, at = this.len;
+    v.setUint16(at, 4 + n, true);
+    v.setUint16(at + 2, type, true);
+    this.buf.set(data, at + 4);
+    this.buf.fill(0, at + 4 + n, at + 4 + padded);
+    this.len = at + 4 + padded;
   }
 
-  u8(type: number, v: number): void {
-    this.attrHeader(type, 1);
-    this.view.setUint8(this.len, v);
-    this.pad(1);
+  u8(type: number, x: number): void {
+    if (this.len + 8 > this.buf.length) this.grow(8);
+    const v = this.view, at = this.len;
+    v.setUint16(at, 5, true);
+    v.setUint16(at + 2, type, true);
+    v.setUint32(at + 4, x & 0xff, true); // the byte and its 3 bytes of padding
+    this.len = at + 8;
   }
 
-  u16(type: number, v: number): void {
-    this.attrHeader(type, 2);
-    this.view.setUint16(this.len, v, true);
-    this.pad(2);
+  u16(type: number, x: number): void {
+    if (this.len + 8 > this.buf.length) this.grow(8);
+    const v = this.view, at = this.len;
+    v.setUint16(at, 6, true);
+    v.setUint16(at + 2, type, true);
+    v.setUint32(at + 4, x & 0xffff, true);
+    this.len = at + 8;
   }
 
   /** Network byte order (ports). */
-  u16be(type: number, v: number): void {
-    this.attrHeader(type, 2);
-    this.view.setUint16(this.len, v, false);
-    this.pad(2);
+  u16be(type: number, x: number): void {
+    if (this.len + 8 > this.buf.length) this.grow(8);
+    const v = this.view, at = this.len;
+    v.setUint16(at, 6, true);
+    v.setUint16(at + 2, type, true);
+    v.setUint16(at + 4, x, false);
+    v.setUint16(at + 6, 0, true);
+    this.len = at + 8;
   }
 
-  u32(type: number, v: number): void {
-    this.attrHeader(type, 4);
-    this.view.setUint32(this.len, v >>> 0, true);
-    this.pad(4);
+  u32(type: number, x: number): void {
+    if (this.len + 8 > this.buf.length) this.grow(8);
+    const v = this.view, at = this.len;
+    v.setUint16(at, 8, true);
+    v.setUint16(at + 2, type, true);
+    v.setUint32(at + 4, x >>> 0, true);
+    this.len = at + 8;
   }
 
-  s32(type: number, v: number): void {
-    this.attrHeader(type, 4);
-    this.view.setInt32(this.len, v, true);
-    this.pad(4);
+  s32(type: number, x: number): void {
+    if (this.len + 8 > this.buf.length) this.grow(8);
+    const v = this.view, at = this.len;
+    v.setUint16(at, 8, true);
+    v.setUint16(at + 2, type, true);
+    v.setInt32(at + 4, x, true);
+    this.len = at + 8;
   }
 
   /** A NUL-terminated string. */
   string(type: number, s: string): void {
-    const b = encoder.encode(s);
-    this.attrHeader(type, b.length + 1);
-    this.buf.set(b, this.len);
-    this.buf[this.len + b.length] = 0;
-    this.pad(b.length + 1);
+    this.bytes(type, encoder.encode(s + "\0"));
   }
 
   beginNest(type: number): void {
-    this.nests.push(this.attrHeader(type | NLA_F_NESTED, 0));
+    if (this.len + 4 > this.buf.length) this.grow(4);
+    const at = this.len;
+    this.view.setUint16(at, 4, true);
+    this.view.setUint16(at + 2, type | NLA_F_NESTED, true);
+    this.len = at + 4;
+    this.nests.push(at);
   }
 
   endNest(): void {
@@ -166,7 +176,7 @@ export class Attrs {
         this.at[type * 2] = off + NLA_HDRLEN;
         this.at[type * 2 + 1] = off + len;
       }
-      off += align4(len);
+      off += ((len + 3) & ~3);
     }
   }
 
@@ -174,36 +184,31 @@ export class Attrs {
     return type <= this.maxType && this.at[type * 2]! >= 0;
   }
 
-  private span(type: number, min: number): number {
-    if (type > this.maxType) return -1;
-    const s = this.at[type * 2]!;
-    if (s < 0 || this.at[type * 2 + 1]! - s < min) return -1;
-    return s;
-  }
-
+  // The accessors look their attribute up inline: a shared lookup helper called for every
+  // accessor was hot enough for the JIT (see the note at the top).
   u8(type: number): number | undefined {
-    const s = this.span(type, 1);
-    return s < 0 ? undefined : this.buf[s];
+    const s = type <= this.maxType ? this.at[type * 2]! : -1;
+    return s < 0 || this.at[type * 2 + 1]! - s < 1 ? undefined : this.buf[s];
   }
 
   u16be(type: number): number | undefined {
-    const s = this.span(type, 2);
-    return s < 0 ? undefined : this.view.getUint16(s, false);
+    const s = type <= this.maxType ? this.at[type * 2]! : -1;
+    return s < 0 || this.at[type * 2 + 1]! - s < 2 ? undefined : this.view.getUint16(s, false);
   }
 
   u32(type: number): number | undefined {
-    const s = this.span(type, 4);
-    return s < 0 ? undefined : this.view.getUint32(s, true);
+    const s = type <= this.maxType ? this.at[type * 2]! : -1;
+    return s < 0 || this.at[type * 2 + 1]! - s < 4 ? undefined : this.view.getUint32(s, true);
   }
 
   s32(type: number): number | undefined {
-    const s = this.span(type, 4);
-    return s < 0 ? undefined : this.view.getInt32(s, true);
+    const s = type <= this.maxType ? this.at[type * 2]! : -1;
+    return s < 0 || this.at[type * 2 + 1]! - s < 4 ? undefined : this.view.getInt32(s, true);
   }
 
   /** A string attribute, up to its NUL. */
   string(type: number): string | undefined {
-    const s = this.span(type, 0);
+    const s = type <= this.maxType ? this.at[type * 2]! : -1;
     if (s < 0) return undefined;
     let e = this.at[type * 2 + 1]!;
     const nul = this.buf.indexOf(0, s);
@@ -212,12 +217,12 @@ export class Attrs {
   }
 
   bytes(type: number): Uint8Array | undefined {
-    const s = this.span(type, 0);
+    const s = type <= this.maxType ? this.at[type * 2]! : -1;
     return s < 0 ? undefined : this.buf.subarray(s, this.at[type * 2 + 1]!);
   }
 
   nested(type: number, maxType: number): Attrs | undefined {
-    const s = this.span(type, 0);
+    const s = type <= this.maxType ? this.at[type * 2]! : -1;
     return s < 0 ? undefined : new Attrs(this.buf, this.view, s, this.at[type * 2 + 1]!, maxType);
   }
 }
@@ -233,19 +238,23 @@ export interface NlMessage {
 }
 
 /**
- * Walks the messages of one datagram. A header whose length is too small or runs past the
- * bytes received is an error: nothing after it can be located.
+ * The messages of one datagram, in order. A header whose length is too small or runs past the
+ * bytes received is an error: nothing after it can be located. (A plain loop into an array, not
+ * a generator: a generator's next() is a built-in that a few dozen calls make hot enough for the
+ * JIT, which then starts a compiler thread in every plugin run.)
  */
-export function* messages(buf: Uint8Array, view: DataView, len: number): Generator<NlMessage> {
+export function messages(buf: Uint8Array, view: DataView, len: number): NlMessage[] {
+  const out: NlMessage[] = [];
   let off = 0;
   while (off + NLMSG_HDRLEN <= len) {
     const msgLen = view.getUint32(off, true);
     if (msgLen < NLMSG_HDRLEN || off + msgLen > len) {
       throw new NetlinkParseError(`reply truncated or garbled at byte ${off} (message length ${msgLen}, ${len - off} bytes left)`);
     }
-    yield { type: view.getUint16(off + 4, true), flags: view.getUint16(off + 6, true), seq: view.getUint32(off + 8, true), body: off + NLMSG_HDRLEN, end: off + msgLen };
-    off += align4(msgLen);
+    out.push({ type: view.getUint16(off + 4, true), flags: view.getUint16(off + 6, true), seq: view.getUint32(off + 8, true), body: off + NLMSG_HDRLEN, end: off + msgLen });
+    off += ((msgLen + 3) & ~3);
   }
+  return out;
 }
 
 export function formatMac(b: Uint8Array): string {
