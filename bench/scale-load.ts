@@ -37,8 +37,10 @@ if (cmd === "register") {
   const key = `${prefix}/subnets/${subnet(0)}`;
   const v = JSON.parse((await etcd.get(key).string())!) as { BackendData: { VtepMAC: string } };
   v.BackendData.VtepMAC = "0e:99:ff:ff:ff:01";
+  // The clock starts before the put is sent: agents may apply it before etcd's answer is back here.
+  const sent = Date.now();
   await etcd.put(key).value(JSON.stringify(v));
-  console.log(JSON.stringify({ changed: key, mac: v.BackendData.VtepMAC, at: Date.now() }));
+  console.log(JSON.stringify({ changed: key, mac: v.BackendData.VtepMAC, sent, at: Date.now() }));
 } else if (cmd === "requests") {
   console.log(JSON.stringify({ requests: await metricsTotal() }));
 }

@@ -18,10 +18,6 @@ const args = [
   "--bytecode", "--minify", "--splitting", "--format", "esm",
   // A CNI plugin must not pick up .env or bunfig.toml from whatever directory the runtime runs it in.
   "--no-compile-autoload-dotenv", "--no-compile-autoload-bunfig",
-  // The plugin runs once per call: its code should stay in the interpreter rather than start a
-  // JIT compile (and a compiler thread) near the end of a 10 ms life. The CLI puts the normal
-  // policy back as it starts (src/cli/main.ts): the agent and dissect run long and want the JIT.
-  "--compile-jit-policy=50",
   "--outfile", "dist/bin/gauze",
 ];
 // Profile-guided layout: the plugin's functions together at the front (scripts/bytecode-order.mjs).

@@ -14,7 +14,7 @@ import { type Link, Rtnl } from "../kernel/netlink/index.ts";
 import { type KernelEvent, type KernelWatch, watchKernel } from "../kernel/netlink/monitor.ts";
 import { formatIP, formatPrefix, nextIP, parseCIDR } from "../net/cidr.ts";
 import { type Lease, type SubnetRegistry, resolveNetwork, type ResolvedNetwork } from "../store/registry.ts";
-import { type Backend, type NodeLink, type Plan, applyPlan, createBackend } from "../backend/backend.ts";
+import { type Backend, type KernelView, type NodeLink, type Plan, applyPlan, createBackend, viewAfter } from "../backend/backend.ts";
 import "../backend/vxlan.ts";
 import "../backend/host-gw.ts";
 import { type NodePaths, installConflist, nodePaths, writeSubnetFile, removeNodeFiles } from "./node-files.ts";
@@ -93,6 +93,12 @@ export class Agent {
   private peers = 0;
   private leases: Lease[] = [];
   private device?: Link;
+  /**
+   * What the backend owns in the kernel, as of the last pass and the changes it made: a pass
+   * the registry starts plans against it instead of reading the kernel again. Any kernel event
+   * the last plan did not ask for (someone else's change), a lost event, or the timer drops it.
+   */
+  private view?: KernelView;
   private wanted = new Set<string>();
   private skipped: Plan["skipped"] = [];
   private lastReconcile?: AgentStatus["lastReconcile"];
@@ -141,7 +147,7 @@ export class Agent {
       this.stopWatch = this.o.registry.watch(() => this.schedule("registry"));
       this.kernelWatch = watchKernel({
         onEvents: (events) => this.onKernelEvents(events),
-        onOverrun: () => { this.o.log.warn("kernel events were lost (socket buffer full); full pass"); this.schedule("kernel", "event overrun"); },
+        onOverrun: () => { this.view = undefined; this.o.log.warn("kernel events were lost (socket buffer full); full pass"); this.schedule("kernel", "event overrun"); },
         onError: (e) => this.o.log.warn({ err: e.message }, "kernel event socket"),
       });
       // The first pass programs the peers and reports ready: the status file never says ready
@@ -163,7 +169,10 @@ export class Agent {
   private onKernelEvents(events: KernelEvent[]): void {
     if (!this.backend || this.stopped) return;
     const hit = events.find((e) => this.backend!.concerns(e, this.device, this.wanted));
-    if (hit) this.schedule("kernel", describeEvent(hit));
+    if (hit) {
+      this.view = undefined;
+      this.schedule("kernel", describeEvent(hit));
+    }
   }
 
   /** Debounces bursts (many nodes joining at once, a flush of many routes) into one pass. */
@@ -180,7 +189,7 @@ export class Agent {
         const p = this.pending!;
         this.pending = undefined;
         void this.resync(p.trigger, p);
-      }, 5),
+      }, 1),
     };
   }
 
@@ -242,7 +251,9 @@ export class Agent {
     const peers = this.leases.filter((l) => l.node !== this.o.node);
     const t0 = performance.now();
     try {
-      let view = backend.read(nl);
+      // Only a registry change may plan against the kept view; every other pass reads the kernel.
+      let view = trigger === "registry" && this.view ? this.view : backend.read(nl);
+      this.view = undefined;
       if (backend.needsSetup(view)) {
         // The device was deleted, set down or changed by hand: make it again, then the peers.
         this.o.log.warn({ device: backend.device }, "overlay device missing or changed; setting it up again");
@@ -252,11 +263,14 @@ export class Agent {
       }
       const readMs = performance.now() - t0;
       const plan = backend.plan(view, peers);
+      const planMs = performance.now() - t0 - readMs;
       this.device = view.device;
       this.wanted = plan.wanted;
       this.skipped = plan.skipped;
       const r = applyPlan(nl, plan, (c, message) => this.o.log.warn({ peer: c.peer || undefined, change: c.text, err: message }, "kernel refused a change"));
       const ms = performance.now() - t0;
+      // A refusal leaves the kernel unknown: the next pass reads it again.
+      if (r.failed === 0) this.view = viewAfter(view, r.done);
       this.peers = plan.peers;
       this.metrics.peers.set(plan.peers);
       this.metrics.skippedLeases.set(plan.skipped.length);
@@ -267,7 +281,7 @@ export class Agent {
       this.metrics.kernelRefusals.inc(r.failed);
       this.lastReconcile = { at: Date.now(), ms: +ms.toFixed(2), readMs: +readMs.toFixed(2), added: r.added, removed: r.removed, failed: r.failed, trigger };
       if (r.added || r.removed || r.failed) {
-        this.o.log.info({ trigger, peers: plan.peers, added: r.added, removed: r.removed, failed: r.failed, ms: +ms.toFixed(2), readMs: +readMs.toFixed(2), listMs: +this.lastListMs.toFixed(2) }, "reconciled");
+        this.o.log.info({ trigger, peers: plan.peers, added: r.added, removed: r.removed, failed: r.failed, ms: +ms.toFixed(2), readMs: +readMs.toFixed(2), planMs: +planMs.toFixed(2), listMs: +this.lastListMs.toFixed(2) }, "reconciled");
       }
       this.writeStatus();
     } catch (e) {

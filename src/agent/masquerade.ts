@@ -9,9 +9,9 @@ const FWD_CHAIN = "GAUZE-FWD";
 const NAT_JUMP = `-A POSTROUTING -m comment --comment "gauze: masquerade pod traffic leaving the pod network" -j ${NAT_CHAIN}`;
 const FWD_JUMP = `-A FORWARD -m comment --comment "gauze: forward the pod network" -j ${FWD_CHAIN}`;
 
+/** Both tables in one iptables-save (one process instead of two). */
 function save(netns?: string): string {
-  const o = netns ? { netns } : {};
-  return iptablesSave("nat", o) + iptablesSave("filter", o);
+  return iptablesSave(undefined, netns ? { netns } : {});
 }
 
 export function ensureMasquerade(network: string, masquerade: boolean, netns?: string): void {

@@ -3,7 +3,7 @@
 // network config's Backend block, and split their work in three: read what they own in the
 // kernel (one netlink dump per kind), plan the changes from that view and the peers' leases
 // (pure: unit-tested without a kernel; doctor shows the same plan), and apply the plan.
-import type { Link, Request, Rtnl } from "../kernel/netlink/index.ts";
+import type { FdbEntry, Link, Neigh, Request, Route, Rtnl } from "../kernel/netlink/index.ts";
 import type { KernelEvent } from "../kernel/netlink/monitor.ts";
 import type { Lease } from "../store/registry.ts";
 
@@ -22,13 +22,20 @@ export interface NodeLink {
   mtu: number;
 }
 
-/** One change of a plan: what it does (for logs and doctor) and the request that does it. */
+/** An entry of the kernel a backend owns, as a change makes or removes it. */
+export type KernelEntry =
+  | { kind: "route"; route: Route }
+  | { kind: "neigh"; neigh: Neigh }
+  | { kind: "fdb"; fdb: FdbEntry };
+
+/** One change of a plan: what it does (for logs and doctor), the request that does it, and the entry. */
 export interface Change {
   op: "add" | "del";
   /** Which peer it is for (a node name), or "" for entries no lease accounts for. */
   peer: string;
   text: string;
   request: Request;
+  entry: KernelEntry;
 }
 
 export interface Plan {
@@ -83,9 +90,9 @@ export interface Backend {
 /** The kernel state a backend owns, as read in one pass. */
 export interface KernelView {
   device?: Link;
-  routes: import("../kernel/netlink/index.ts").Route[];
-  neighbours: import("../kernel/netlink/index.ts").Neigh[];
-  fdb: import("../kernel/netlink/index.ts").FdbEntry[];
+  routes: Route[];
+  neighbours: Neigh[];
+  fdb: FdbEntry[];
 }
 
 export interface BackendOptions {
@@ -121,17 +128,70 @@ export function createBackend(type: string, o: BackendOptions): Backend {
   return f(o);
 }
 
-/** Runs a plan: every change in one batch; returns the stats (refusals counted, not thrown). */
-export function applyPlan(nl: Rtnl, plan: Plan, onRefused: (c: Change, message: string) => void): { added: number; removed: number; failed: number } {
+/**
+ * Runs a plan: every change in one batch; returns the stats (refusals counted, not thrown) and
+ * the changes the kernel took, so that a caller keeping the view can apply them to it.
+ */
+export function applyPlan(nl: Rtnl, plan: Plan, onRefused: (c: Change, message: string) => void): { added: number; removed: number; failed: number; done: Change[] } {
   const outcomes = nl.apply(plan.changes.map((c) => c.request));
   let added = 0, removed = 0, failed = 0;
+  const done: Change[] = [];
   plan.changes.forEach((c, i) => {
     const e = outcomes[i];
     if (e && !(c.op === "del" && e.notFound)) {
       failed++;
       onRefused(c, e.message);
-    } else if (c.op === "add") added++;
+      return;
+    }
+    done.push(c);
+    if (c.op === "add") added++;
     else removed++;
   });
-  return { added, removed, failed };
+  return { added, removed, failed, done };
+}
+
+const entryKey = (e: KernelEntry): string =>
+  e.kind === "route" ? `r ${e.route.dst}` : e.kind === "neigh" ? `n ${e.neigh.dst}` : `f ${e.fdb.mac} ${e.fdb.dst}`;
+
+/**
+ * The view after these changes, without reading the kernel again: an add replaces what the
+ * kernel held under the same key (route: destination; neighbour: address; VXLAN FDB: every remote
+ * of the MAC, as `replace` does), a delete removes that one entry. Keyed, so a thousand changes
+ * cost a thousand steps.
+ */
+export function viewAfter(view: KernelView, changes: readonly Change[]): KernelView {
+  if (changes.length === 0) return view;
+  const next = new Map<string, KernelEntry>();
+  const remotes = new Map<string, Set<string>>(); // FDB MAC -> keys of its remotes
+  const addFdb = (fdb: FdbEntry) => {
+    const k = `f ${fdb.mac} ${fdb.dst}`;
+    next.set(k, { kind: "fdb", fdb });
+    (remotes.get(fdb.mac) ?? remotes.set(fdb.mac, new Set()).get(fdb.mac)!).add(k);
+  };
+  for (const route of view.routes) next.set(`r ${route.dst}`, { kind: "route", route });
+  for (const neigh of view.neighbours) next.set(`n ${neigh.dst}`, { kind: "neigh", neigh });
+  const fdbOther: FdbEntry[] = [];
+  for (const fdb of view.fdb) {
+    if (fdb.dst) addFdb(fdb);
+    else fdbOther.push(fdb);
+  }
+  for (const c of changes) {
+    const e = c.entry;
+    if (e.kind === "fdb" && c.op === "add") {
+      for (const k of remotes.get(e.fdb.mac) ?? []) next.delete(k);
+      remotes.delete(e.fdb.mac);
+      addFdb(e.fdb);
+    } else if (c.op === "add") {
+      next.set(entryKey(e), e);
+    } else {
+      next.delete(entryKey(e));
+    }
+  }
+  const out: KernelView = { ...(view.device ? { device: view.device } : {}), routes: [], neighbours: [], fdb: fdbOther };
+  for (const e of next.values()) {
+    if (e.kind === "route") out.routes.push(e.route);
+    else if (e.kind === "neigh") out.neighbours.push(e.neigh);
+    else out.fdb.push(e.fdb);
+  }
+  return out;
 }

@@ -2,11 +2,12 @@
 // on the underlay interface; no encapsulation, so it needs the nodes on one L2 segment (the lab's
 // underlay bridge is one). A peer outside this node's underlay subnet cannot be reached this way:
 // its lease is skipped with the reason. Pod MTU = underlay MTU.
-import { parseCIDR, parseIP, prefixContains } from "../net/cidr.ts";
+import { parseCIDR, prefixMatcher } from "../net/cidr.ts";
 import { type Link, type Rtnl, delRoute, replaceRoute } from "../kernel/netlink/index.ts";
 import type { KernelEvent } from "../kernel/netlink/monitor.ts";
 import type { Lease } from "../store/registry.ts";
 import { type Backend, type BackendOptions, type Change, type KernelView, type Plan, BackendConfigError, GAUZE_ROUTE_PROTOCOL, registerBackend } from "./backend.ts";
+import { RTN, RT_SCOPE, RT_TABLE } from "../kernel/netlink/uapi.ts";
 
 const routeKey = (dst: string, gw: string) => `r ${dst} ${gw}`;
 const subnetKey = (subnet: string) => `s ${subnet}`;
@@ -16,12 +17,16 @@ export class HostGwBackend implements Backend {
   readonly device: string;
   readonly overhead = 0;
   readonly options = {};
+  /** Whether a node IP is on this node's underlay subnet (host-gw's next hops must be). */
+  private readonly onUnderlay?: (ip: string) => boolean;
 
   constructor(private readonly o: BackendOptions) {
     for (const k of Object.keys(o.config)) {
       if (k !== "Type") throw new BackendConfigError(k, "is not an option of the host-gw backend", "remove it; host-gw takes no options");
     }
     this.device = o.link.iface;
+    const underlay = o.link.prefixLen !== undefined ? parseCIDR(`${o.link.ip}/${o.link.prefixLen}`)?.prefix : undefined;
+    if (underlay) this.onUnderlay = prefixMatcher(underlay);
   }
 
   setup(): { backendData: Lease["backendData"]; podMtu: number } {
@@ -47,12 +52,10 @@ export class HostGwBackend implements Backend {
     const changes: Change[] = [];
     const dev = view.device;
     if (!dev) return { changes, peers: 0, skipped, wanted };
-    const underlay = this.o.link.prefixLen !== undefined ? parseCIDR(`${this.o.link.ip}/${this.o.link.prefixLen}`)?.prefix : undefined;
     const peers: Lease[] = [];
     for (const p of leases) {
       if (p.backendType !== "host-gw") { skipped.push({ node: p.node, subnet: p.subnet, why: `backend ${p.backendType}, not host-gw` }); continue; }
-      const ip = parseIP(p.publicIp);
-      if (underlay && ip && !prefixContains(underlay, ip)) {
+      if (this.onUnderlay && !this.onUnderlay(p.publicIp)) {
         skipped.push({ node: p.node, subnet: p.subnet, why: `its node IP ${p.publicIp} is outside this node's underlay subnet ${this.o.link.ip}/${this.o.link.prefixLen}: host-gw needs every node on one L2 segment (use vxlan)` });
         continue;
       }
@@ -63,13 +66,16 @@ export class HostGwBackend implements Backend {
     const have = new Set(view.routes.map((r) => routeKey(r.dst, r.gateway ?? "")));
     for (const p of peers) {
       if (!have.has(routeKey(p.subnet, p.publicIp))) {
-        changes.push({ op: "add", peer: p.node, text: `route ${p.subnet} via ${p.publicIp}`, request: replaceRoute({ dst: p.subnet, via: p.publicIp, dev, protocol: GAUZE_ROUTE_PROTOCOL }) });
+        changes.push({
+          op: "add", peer: p.node, text: `route ${p.subnet} via ${p.publicIp}`, request: replaceRoute({ dst: p.subnet, via: p.publicIp, dev, protocol: GAUZE_ROUTE_PROTOCOL }),
+          entry: { kind: "route", route: { family: 4, dst: p.subnet, gateway: p.publicIp, oif: dev.index, table: RT_TABLE.MAIN, protocol: GAUZE_ROUTE_PROTOCOL, scope: RT_SCOPE.UNIVERSE, type: RTN.UNICAST, flags: 0 } },
+        });
       }
     }
     for (const r of view.routes) {
       // Only routes gauze made; the underlay's own routes are never touched.
       if (r.protocol === GAUZE_ROUTE_PROTOCOL && !wanted.has(subnetKey(r.dst))) {
-        changes.push({ op: "del", peer: "", text: `route ${r.dst} via ${r.gateway ?? "-"}`, request: delRoute({ dst: r.dst, dev, protocol: GAUZE_ROUTE_PROTOCOL }) });
+        changes.push({ op: "del", peer: "", text: `route ${r.dst} via ${r.gateway ?? "-"}`, request: delRoute({ dst: r.dst, dev, protocol: GAUZE_ROUTE_PROTOCOL }), entry: { kind: "route", route: r } });
       }
     }
     return { changes, peers: peers.length, skipped, wanted };

@@ -2,7 +2,7 @@
 // MTU = underlay MTU - 50), the node's subnet address as a /32 on it, and for every other node
 // one onlink route via its VTEP address, one permanent neighbour (VTEP address -> VTEP MAC) and
 // one FDB entry (VTEP MAC -> node IP). No learning, no multicast: the agent is the control plane.
-import { formatIP, parseCIDR, prefixContains, parseIP } from "../net/cidr.ts";
+import { formatIP, parseCIDR, parseIP, prefixMatcher } from "../net/cidr.ts";
 import { setOffload } from "../kernel/ethtool.ts";
 import {
   type Link, type Rtnl, addAddr, addVxlan, delAddr, delFdb, delLink, delNeigh, delRoute, isOnlink, isPermanent,
@@ -13,6 +13,7 @@ import type { Lease } from "../store/registry.ts";
 import {
   type Backend, type BackendOptions, type Change, type KernelView, type Plan, BackendConfigError, GAUZE_ROUTE_PROTOCOL, registerBackend,
 } from "./backend.ts";
+import { NUD, NTF, RTNH_F, RTN, RT_SCOPE, RT_TABLE } from "../kernel/netlink/uapi.ts";
 
 export const VXLAN_OVERHEAD = 50; // outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14
 
@@ -45,6 +46,8 @@ interface Peer {
   vtep: string;
   mac: string;
   nodeIp: string;
+  /** This peer's keys in Plan.wanted (computed once per lease, not once per pass). */
+  keys: { subnet: string; route: string; neigh: string; fdb: string };
 }
 
 const routeKey = (dst: string, gw: string) => `r ${dst} ${gw}`;
@@ -57,12 +60,19 @@ export class VxlanBackend implements Backend {
   readonly device: string;
   readonly overhead = VXLAN_OVERHEAD;
   readonly options: VxlanOptions;
-  private readonly network;
+  /** Whether an address is inside the pod network (made once: asked for every neighbour on every pass). */
+  private readonly inNetwork: (ip: string) => boolean;
+  /**
+   * What each lease means to this backend, worked out once per lease object: the registries
+   * hand out the same objects until a lease changes, and a pass at a thousand peers then costs
+   * map lookups rather than a thousand parses and key strings.
+   */
+  private readonly peerOf = new WeakMap<Lease, Peer | string>();
 
   constructor(private readonly o: BackendOptions) {
     this.options = parseVxlanOptions(o.config);
     this.device = `gauze.${this.options.vni}`;
-    this.network = parseCIDR(o.network)!.prefix;
+    this.inNetwork = prefixMatcher(parseCIDR(o.network)!.prefix);
   }
 
   private compatible(l: Link | undefined): l is Link {
@@ -113,11 +123,14 @@ export class VxlanBackend implements Backend {
 
   private peersOf(leases: Lease[], skipped: Plan["skipped"]): Peer[] {
     const out: Peer[] = [];
-    for (const p of leases) {
-      if (p.backendType !== "vxlan") { skipped.push({ node: p.node, subnet: p.subnet, why: `backend ${p.backendType}, not vxlan` }); continue; }
-      if (!p.backendData.vtepMac) { skipped.push({ node: p.node, subnet: p.subnet, why: "no VTEP MAC in its lease" }); continue; }
-      const net = parseCIDR(p.subnet)!.prefix;
-      out.push({ node: p.node, subnet: p.subnet, vtep: formatIP(net.ip), mac: p.backendData.vtepMac.toLowerCase(), nodeIp: p.publicIp });
+    for (const l of leases) {
+      let p = this.peerOf.get(l);
+      if (p === undefined) {
+        p = toPeer(l);
+        this.peerOf.set(l, p);
+      }
+      if (typeof p === "string") skipped.push({ node: l.node, subnet: l.subnet, why: p });
+      else out.push(p);
     }
     return out;
   }
@@ -130,48 +143,62 @@ export class VxlanBackend implements Backend {
     if (!dev) return { changes, peers: 0, skipped, wanted };
     const peers = this.peersOf(leases, skipped);
     for (const p of peers) {
-      wanted.add(subnetKey(p.subnet));
-      wanted.add(routeKey(p.subnet, p.vtep));
-      wanted.add(neighKey(p.vtep, p.mac));
-      wanted.add(fdbKey(p.mac, p.nodeIp));
+      wanted.add(p.keys.subnet);
+      wanted.add(p.keys.route);
+      wanted.add(p.keys.neigh);
+      wanted.add(p.keys.fdb);
     }
     // Keyed sets, not nested scans: at 1000 peers a nested diff costs 3 million comparisons.
-    const haveRoute = new Set(view.routes.filter(isOnlink).map((r) => routeKey(r.dst, r.gateway ?? "")));
-    const haveNeigh = new Set(view.neighbours.filter(isPermanent).map((n) => neighKey(n.dst, n.lladdr ?? "")));
-    const haveFdb = new Set(view.fdb.filter((f) => f.dst).map((f) => fdbKey(f.mac, f.dst!)));
+    const haveRoute = new Set<string>();
+    for (const r of view.routes) if (isOnlink(r)) haveRoute.add(routeKey(r.dst, r.gateway ?? ""));
+    const haveNeigh = new Set<string>();
+    for (const n of view.neighbours) if (isPermanent(n)) haveNeigh.add(neighKey(n.dst, n.lladdr ?? ""));
+    const haveFdb = new Set<string>();
+    for (const f of view.fdb) if (f.dst) haveFdb.add(fdbKey(f.mac, f.dst));
     const fdbChanges: Change[] = [];
     const neighChanges: Change[] = [];
     const routeChanges: Change[] = [];
     for (const p of peers) {
-      if (!haveFdb.has(fdbKey(p.mac, p.nodeIp))) {
-        fdbChanges.push({ op: "add", peer: p.node, text: `FDB ${p.mac} dst ${p.nodeIp}`, request: replaceFdb(dev, p.mac, p.nodeIp) });
+      if (!haveFdb.has(p.keys.fdb)) {
+        fdbChanges.push({
+          op: "add", peer: p.node, text: `FDB ${p.mac} dst ${p.nodeIp}`, request: replaceFdb(dev, p.mac, p.nodeIp),
+          entry: { kind: "fdb", fdb: { index: dev.index, mac: p.mac, dst: p.nodeIp, state: NUD.PERMANENT, flags: NTF.SELF } },
+        });
       }
-      if (!haveNeigh.has(neighKey(p.vtep, p.mac))) {
-        neighChanges.push({ op: "add", peer: p.node, text: `neighbour ${p.vtep} lladdr ${p.mac}`, request: replaceNeigh(dev, p.vtep, p.mac) });
+      if (!haveNeigh.has(p.keys.neigh)) {
+        neighChanges.push({
+          op: "add", peer: p.node, text: `neighbour ${p.vtep} lladdr ${p.mac}`, request: replaceNeigh(dev, p.vtep, p.mac),
+          entry: { kind: "neigh", neigh: { family: 4, index: dev.index, dst: p.vtep, lladdr: p.mac, state: NUD.PERMANENT, flags: 0 } },
+        });
       }
-      if (!haveRoute.has(routeKey(p.subnet, p.vtep))) {
-        routeChanges.push({ op: "add", peer: p.node, text: `route ${p.subnet} via ${p.vtep} onlink`, request: replaceRoute({ dst: p.subnet, via: p.vtep, dev, onlink: true, protocol: GAUZE_ROUTE_PROTOCOL }) });
+      if (!haveRoute.has(p.keys.route)) {
+        routeChanges.push({
+          op: "add", peer: p.node, text: `route ${p.subnet} via ${p.vtep} onlink`, request: replaceRoute({ dst: p.subnet, via: p.vtep, dev, onlink: true, protocol: GAUZE_ROUTE_PROTOCOL }),
+          entry: { kind: "route", route: { family: 4, dst: p.subnet, gateway: p.vtep, oif: dev.index, table: RT_TABLE.MAIN, protocol: GAUZE_ROUTE_PROTOCOL, scope: RT_SCOPE.UNIVERSE, type: RTN.UNICAST, flags: RTNH_F.ONLINK } },
+        });
       }
     }
-    const wantSubnet = new Set(peers.map((p) => p.subnet));
-    const wantVtep = new Map(peers.map((p) => [p.vtep, p.mac]));
-    const byMac = new Map(peers.map((p) => [p.mac, p.node]));
+    const wantVtep = new Set<string>();
+    const byMac = new Map<string, string>();
+    for (const p of peers) {
+      wantVtep.add(p.vtep);
+      byMac.set(p.mac, p.node);
+    }
     const stale: Change[] = [];
     for (const r of view.routes) {
       // Only routes gauze made: someone else's routes on the device are left alone.
-      if (r.protocol === GAUZE_ROUTE_PROTOCOL && !wantSubnet.has(r.dst)) {
-        stale.push({ op: "del", peer: "", text: `route ${r.dst} via ${r.gateway ?? "-"}`, request: delRoute({ dst: r.dst, dev, protocol: GAUZE_ROUTE_PROTOCOL }) });
+      if (r.protocol === GAUZE_ROUTE_PROTOCOL && !wanted.has(subnetKey(r.dst))) {
+        stale.push({ op: "del", peer: "", text: `route ${r.dst} via ${r.gateway ?? "-"}`, request: delRoute({ dst: r.dst, dev, protocol: GAUZE_ROUTE_PROTOCOL }), entry: { kind: "route", route: r } });
       }
     }
     for (const n of view.neighbours) {
-      const ip = parseIP(n.dst);
-      if (isPermanent(n) && ip && prefixContains(this.network, ip) && !wantVtep.has(n.dst)) {
-        stale.push({ op: "del", peer: "", text: `neighbour ${n.dst} lladdr ${n.lladdr ?? "-"}`, request: delNeigh(dev, n.dst) });
+      if (isPermanent(n) && !wantVtep.has(n.dst) && this.inNetwork(n.dst)) {
+        stale.push({ op: "del", peer: "", text: `neighbour ${n.dst} lladdr ${n.lladdr ?? "-"}`, request: delNeigh(dev, n.dst), entry: { kind: "neigh", neigh: n } });
       }
     }
     for (const f of view.fdb) {
       if (f.dst && !wanted.has(fdbKey(f.mac, f.dst))) {
-        stale.push({ op: "del", peer: byMac.get(f.mac) ?? "", text: `FDB ${f.mac} dst ${f.dst}`, request: delFdb(dev, f.mac, f.dst) });
+        stale.push({ op: "del", peer: byMac.get(f.mac) ?? "", text: `FDB ${f.mac} dst ${f.dst}`, request: delFdb(dev, f.mac, f.dst), entry: { kind: "fdb", fdb: f } });
       }
     }
     // FDB first, then neighbours before routes: when a route appears, its path already works.
@@ -206,6 +233,20 @@ export class VxlanBackend implements Backend {
     const [e] = nl.apply([delLink(this.device)]);
     if (e && !e.notFound) throw e;
   }
+}
+
+/** A lease as a VXLAN peer, or why it cannot be one. */
+function toPeer(l: Lease): Peer | string {
+  if (l.backendType !== "vxlan") return `backend ${l.backendType}, not vxlan`;
+  if (!l.backendData.vtepMac) return "no VTEP MAC in its lease";
+  const net = parseCIDR(l.subnet);
+  if (!net) return "its subnet is not a CIDR";
+  const vtep = formatIP(net.prefix.ip);
+  const mac = l.backendData.vtepMac.toLowerCase();
+  return {
+    node: l.node, subnet: l.subnet, vtep, mac, nodeIp: l.publicIp,
+    keys: { subnet: subnetKey(l.subnet), route: routeKey(l.subnet, vtep), neigh: neighKey(vtep, mac), fdb: fdbKey(mac, l.publicIp) },
+  };
 }
 
 registerBackend("vxlan", (o) => new VxlanBackend(o));

@@ -27,6 +27,7 @@ export function parseDuration(text: string, what: string): number {
 export async function runAgent(o: AgentCliOptions): Promise<number> {
   const node = o.node ?? hostname();
   const log = pino({ base: { node }, timestamp: pino.stdTimeFunctions.isoTime });
+  log.info({ pid: process.pid, startupMs: +performance.now().toFixed(1) }, "agent starting");
   let registry: SubnetRegistry;
   let ttl: number;
   let resync: number;

@@ -18,9 +18,6 @@ function withStoreOptions(c: Command): Command {
 }
 
 export async function runCli(argv: string[]): Promise<number> {
-  // The executable starts with the JIT reluctant (scripts/build.mjs: the plugin's run-once code
-  // should stay in the interpreter); the CLI's long runs (agent, dissect) want the normal policy.
-  (Bun.unsafe as unknown as { setJITPolicy?: (scale: number) => void }).setJITPolicy?.(1);
   let status = 0;
   const program = new Command()
     .name("gauze")

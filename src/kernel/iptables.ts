@@ -26,12 +26,12 @@ function where(o: IptablesOptions): { netns?: string } {
   return o.netns ? { netns: o.netns } : {};
 }
 
-/** The rules of one table as iptables-save prints them. */
-export function iptablesSave(table: "nat" | "filter", o: IptablesOptions = {}): string {
+/** The rules of one table (all tables when `table` is undefined) as iptables-save prints them. */
+export function iptablesSave(table: "nat" | "filter" | undefined, o: IptablesOptions = {}): string {
   const bin = tool("iptables-save", o.family);
-  const r = runSync([bin, "-t", table], where(o));
+  const r = runSync([bin, ...(table ? ["-t", table] : [])], where(o));
   if (r.status !== 0) {
-    throw new IptablesError(`${bin} -t ${table} failed: ${r.stderr.trim() || `exit ${r.status}`}${r.status === 127 ? " (install iptables)" : ""}`, r.status === 127);
+    throw new IptablesError(`${bin}${table ? ` -t ${table}` : ""} failed: ${r.stderr.trim() || `exit ${r.status}`}${r.status === 127 ? " (install iptables)" : ""}`, r.status === 127);
   }
   return r.stdout;
 }

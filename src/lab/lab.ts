@@ -211,7 +211,7 @@ export async function waitReady(nodes: LabNode[], timeoutMs = 20_000): Promise<v
       const why = waiting.map((n) => `${n.name}: ${agentStatus(n)?.reason || "agent not reporting"} (log: ${join(n.root, "var/log/gauze-agent.log")})`);
       throw new Error(`nodes not Ready after ${timeoutMs / 1000} s: ${why.join("; ")}`);
     }
-    await new Promise((r) => setTimeout(r, 25));
+    await new Promise((r) => setTimeout(r, 5));
   }
 }
 

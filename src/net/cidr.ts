@@ -178,3 +178,72 @@ export function formatIPBytes(b: Uint8Array): string | undefined {
   const ip = ipFromBytes(b);
   return ip ? formatIP(ip) : undefined;
 }
+
+/**
+ * A membership test for one prefix, made once and called many times: for IPv4 with plain 32-bit
+ * numbers instead of bigints (the agent asks it for each of a thousand peers on every pass).
+ */
+export function prefixMatcher(p: Prefix): (text: string) => boolean {
+  if (p.ip.family === 4 && p.bits <= 32) {
+    const net = Number(p.ip.value) >>> 0;
+    const mask = p.bits === 0 ? 0 : (0xffffffff << (32 - p.bits)) >>> 0;
+    return (text) => {
+      const v = ipv4Number(text);
+      return v !== undefined && ((v & mask) >>> 0) === net;
+    };
+  }
+  return (text) => {
+    const ip = parseIP(text);
+    return !!ip && prefixContains(p, ip);
+  };
+}
+
+/** "10.244.1.0" as a 32-bit number; undefined when it is not a dotted quad. */
+export function ipv4Number(text: string): number | undefined {
+  let v = 0, part = 0, digits = 0, dots = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 46) {
+      if (digits === 0 || ++dots > 3) return undefined;
+      v = v * 256 + part;
+      part = 0;
+      digits = 0;
+    } else if (c >= 48 && c <= 57 && digits < 3) {
+      part = part * 10 + (c - 48);
+      digits++;
+      if (part > 255) return undefined;
+    } else {
+      return undefined;
+    }
+  }
+  if (dots !== 3 || digits === 0) return undefined;
+  return v * 256 + part;
+}
+
+/**
+ * An address as bytes in network order, with its family, straight from text: the IPv4 path
+ * without bigints (request builders run it for each of thousands of entries at scale).
+ */
+export function ipBytes(text: string): { family: Family; bytes: Uint8Array } | undefined {
+  const v = ipv4Number(text);
+  if (v !== undefined) return { family: 4, bytes: new Uint8Array([v >>> 24, (v >>> 16) & 255, (v >>> 8) & 255, v & 255]) };
+  const ip = text.includes(":") ? parseIP(text) : undefined;
+  return ip ? { family: ip.family, bytes: ipToBytes(ip) } : undefined;
+}
+
+/** "10.244.2.0/24" as the network's bytes (host bits cleared) and the length; undefined when not a prefix. */
+export function prefixBytes(text: string): { family: Family; bytes: Uint8Array; bits: number } | undefined {
+  const slash = text.indexOf("/");
+  if (slash < 0) return undefined;
+  const bitsText = text.slice(slash + 1);
+  if (!/^\d{1,3}$/.test(bitsText)) return undefined;
+  const bits = Number(bitsText);
+  const v = ipv4Number(text.slice(0, slash));
+  if (v !== undefined) {
+    if (bits > 32) return undefined;
+    const n = bits === 0 ? 0 : (v & ((0xffffffff << (32 - bits)) >>> 0)) >>> 0;
+    return { family: 4, bytes: new Uint8Array([n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255]), bits };
+  }
+  const c = parseCIDR(text);
+  return c ? { family: c.prefix.ip.family, bytes: ipToBytes(c.prefix.ip), bits } : undefined;
+}

@@ -95,6 +95,9 @@ export class EtcdRegistry implements SubnetRegistry {
     return (await this.listAtRevision()).leases;
   }
 
+  /** The last full listing and when it was made: the watch starts from it rather than listing again. */
+  private lastListing?: { leases: Lease[]; revision: string; at: number };
+
   private async listAtRevision(): Promise<{ leases: Lease[]; revision: string }> {
     this.requests++;
     const res = await this.client.getAll().prefix(`${this.o.prefix}/subnets/`).exec().catch((e) => this.fail(e, "listing leases"));
@@ -106,6 +109,7 @@ export class EtcdRegistry implements SubnetRegistry {
         // not ours or garbage: skip
       }
     }
+    this.lastListing = { leases, revision: res.header.revision, at: Date.now() };
     return { leases, revision: res.header.revision };
   }
 
@@ -150,6 +154,10 @@ export class EtcdRegistry implements SubnetRegistry {
       const r = await txn.commit().catch((e) => this.fail(e, "leasing a subnet"));
       if (r.succeeded) {
         this.leases.set(subnet, etcdLease);
+        // The listing a watch may start from predates this put: include it (the watch replays
+        // the put anyway), so nobody reading the cache meanwhile thinks this lease is gone.
+        if (this.lastListing) this.lastListing.leases = [...this.lastListing.leases.filter((l) => l.subnet !== subnet), lease];
+        this.cache?.set(subnet, lease);
         return lease;
       }
       await etcdLease.revoke().catch(() => undefined);
@@ -193,11 +201,15 @@ export class EtcdRegistry implements SubnetRegistry {
       let from = rev;
       let seed: Map<string, Lease> | undefined;
       if (!from) {
-        // List, then watch from the next revision: the cache misses nothing in between.
+        // List (or take the listing acquireLease just made), then watch from the next revision:
+        // the cache misses nothing in between, and a joining node lists a thousand leases once.
         try {
-          const l = await this.listAtRevision();
+          const recent = this.lastListing && Date.now() - this.lastListing.at < 2000 ? this.lastListing : undefined;
+          const l = recent ?? await this.listAtRevision();
           seed = new Map(l.leases.map((x) => [x.subnet, x]));
           from = String(BigInt(l.revision) + 1n);
+          // Trusted from now: whatever changed since that revision arrives as watch events.
+          this.cache = seed;
         } catch {
           if (!stopped) setTimeout(() => void start(), 1000);
           return;
@@ -232,7 +244,7 @@ export class EtcdRegistry implements SubnetRegistry {
           void w.cancel().catch(() => undefined);
           if (!stopped) setTimeout(() => void start(), 200);
         });
-      }, () => { if (!stopped) setTimeout(() => void start(rev), 1000); });
+      }, () => { this.cache = undefined; if (!stopped) setTimeout(() => void start(rev), 1000); });
     };
     void start(fromRev);
     return () => {

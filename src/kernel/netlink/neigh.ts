@@ -1,6 +1,6 @@
 // Neighbours: permanent ARP/NDP entries (a peer's VTEP address -> its VTEP MAC) and bridge FDB
 // entries of a VXLAN device (a VTEP MAC -> the node IP to send the UDP packet to).
-import { formatIPBytes, ipToBytes, parseIP } from "../../net/cidr.ts";
+import { formatIPBytes, ipBytes } from "../../net/cidr.ts";
 import type { DevRef } from "./link.ts";
 import type { Request } from "./socket.ts";
 import { AF_BRIDGE, AF_INET, AF_INET6, NDA, NDMSG_LEN, NLM_F, NTF, NUD, RTM } from "./uapi.ts";
@@ -89,9 +89,9 @@ export function dumpFdb(dev: DevRef): Request {
 }
 
 function addrBytes(text: string, what: string): { family: 4 | 6; bytes: Uint8Array } {
-  const ip = parseIP(text);
+  const ip = ipBytes(text);
   if (!ip) throw new Error(`${what}: ${JSON.stringify(text)} is not an IP address`);
-  return { family: ip.family, bytes: ipToBytes(ip) };
+  return ip;
 }
 
 function macBytes(text: string, what: string): Uint8Array {

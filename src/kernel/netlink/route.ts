@@ -1,7 +1,7 @@
 // Routes in the main table: read them (optionally those through one device), and add, replace
 // or delete one: onlink via a VTEP address, via a node IP, a pod's default route, with an MTU
 // or a metric.
-import { type IP, formatIPBytes, ipToBytes, parseCIDR, parseIP } from "../../net/cidr.ts";
+import { type Family, formatIPBytes, ipBytes, prefixBytes } from "../../net/cidr.ts";
 import type { DevRef } from "./link.ts";
 import type { Request } from "./socket.ts";
 import { AF_INET, AF_INET6, NLM_F, RTA, RTAX, RTM, RTMSG_LEN, RTN, RTNH_F, RTPROT, RT_SCOPE, RT_TABLE } from "./uapi.ts";
@@ -86,11 +86,11 @@ export interface RouteSpec {
   protocol?: number;
 }
 
-function prefixOf(dst: string, family?: 4 | 6): { ip: IP; bits: number } {
-  if (dst === "default") return { ip: { family: family ?? 4, value: 0n }, bits: 0 };
-  const c = parseCIDR(dst) ?? (parseIP(dst) ? parseCIDR(`${dst}/${dst.includes(":") ? 128 : 32}`) : undefined);
-  if (!c) throw new Error(`route destination ${JSON.stringify(dst)} is not a prefix`);
-  return { ip: c.prefix.ip, bits: c.prefix.bits };
+function prefixOf(dst: string, family?: Family): { family: Family; bytes: Uint8Array; bits: number } {
+  if (dst === "default") return { family: family ?? 4, bytes: new Uint8Array(family === 6 ? 16 : 4), bits: 0 };
+  const p = prefixBytes(dst.includes("/") ? dst : `${dst}/${dst.includes(":") ? 128 : 32}`);
+  if (!p) throw new Error(`route destination ${JSON.stringify(dst)} is not a prefix`);
+  return p;
 }
 
 function describe(verb: string, r: RouteSpec): string {
@@ -98,21 +98,21 @@ function describe(verb: string, r: RouteSpec): string {
 }
 
 function rtmsg(w: NlWriter, r: RouteSpec, forDelete: boolean): void {
-  const gw = r.via ? parseIP(r.via) : undefined;
+  const gw = r.via ? ipBytes(r.via) : undefined;
   if (r.via && !gw) throw new Error(`route ${r.dst}: gateway ${JSON.stringify(r.via)} is not an IP address`);
   const p = prefixOf(r.dst, gw?.family);
-  if (gw && gw.family !== p.ip.family) throw new Error(`route ${r.dst}: gateway ${r.via} is of the other address family`);
+  if (gw && gw.family !== p.family) throw new Error(`route ${r.dst}: gateway ${r.via} is of the other address family`);
   const at = w.fixed(RTMSG_LEN);
   const v = w.view;
-  v.setUint8(at, p.ip.family === 4 ? AF_INET : AF_INET6);
+  v.setUint8(at, p.family === 4 ? AF_INET : AF_INET6);
   v.setUint8(at + 1, p.bits);
   v.setUint8(at + 4, RT_TABLE.MAIN);
   v.setUint8(at + 5, r.protocol ?? (forDelete ? RTPROT.UNSPEC : RTPROT.BOOT));
   v.setUint8(at + 6, forDelete ? RT_SCOPE.NOWHERE : (r.scope ?? (gw ? RT_SCOPE.UNIVERSE : RT_SCOPE.LINK)));
   v.setUint8(at + 7, forDelete ? 0 : RTN.UNICAST);
   v.setUint32(at + 8, r.onlink && !forDelete ? RTNH_F.ONLINK : 0, true);
-  if (p.bits > 0) w.bytes(RTA.DST, ipToBytes(p.ip));
-  if (gw) w.bytes(RTA.GATEWAY, ipToBytes(gw));
+  if (p.bits > 0) w.bytes(RTA.DST, p.bytes);
+  if (gw) w.bytes(RTA.GATEWAY, gw.bytes);
   w.u32(RTA.OIF, r.dev.index);
   if (r.metric !== undefined) w.u32(RTA.PRIORITY, r.metric);
   if (r.mtu) {
