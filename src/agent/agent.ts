@@ -127,19 +127,25 @@ export class Agent {
     if (this.stopped) return;
     try {
       const t0 = performance.now();
+      const phases: Record<string, number> = {};
+      const phase = (name: string) => { phases[name] = +(performance.now() - t0).toFixed(1); };
       const brnf = checkBrNetfilter();
       if (brnf) throw new Error(brnf);
       this.nl ??= Rtnl.open();
       this.net = resolveNetwork(await this.o.registry.getNetworkConfig());
+      phase("config");
       this.link = readNodeLink(this.nl, this.o.iface);
       const network = formatPrefix(this.net.network);
       this.backend = createBackend(this.net.backendType, { link: this.link, network, config: this.net.backendConfig });
       const { backendData, podMtu } = this.backend.setup(this.nl);
       this.podMtu = podMtu;
+      phase("device");
       this.lease = await this.o.registry.acquireLease({ node: this.o.node, publicIp: this.link.ip, backendType: this.backend.type, backendData }, this.o.leaseTtlMs);
       this.metrics.leaseExpiry.set(this.lease.expiresAt / 1000);
+      phase("lease");
       this.backend.activate(this.nl, this.lease);
       ensureMasquerade(network, this.o.ipMasq);
+      phase("rules");
       // As flannel writes it: the subnet file's SUBNET is the gateway address with the length.
       const gw = formatIP(nextIP(parseCIDR(this.lease.subnet)!.prefix.ip));
       writeSubnetFile(this.paths, { network, subnet: `${gw}/${this.net.subnetLen}`, mtu: podMtu, ipMasq: this.o.ipMasq });
@@ -152,8 +158,10 @@ export class Agent {
       });
       // The first pass programs the peers and reports ready: the status file never says ready
       // without the peers it was ready with.
+      phase("files");
       await this.resync("start");
-      this.o.log.info({ subnet: this.lease.subnet, nodeIp: this.link.ip, backend: this.backend.type, device: this.backend.device, podMtu, peers: this.peers, ms: +(performance.now() - t0).toFixed(1) }, "ready: subnet leased, subnet file and conflist written, peers programmed");
+      phase("first pass");
+      this.o.log.info({ subnet: this.lease.subnet, nodeIp: this.link.ip, backend: this.backend.type, device: this.backend.device, podMtu, peers: this.peers, ms: +(performance.now() - t0).toFixed(1), phases }, "ready: subnet leased, subnet file and conflist written, peers programmed");
       this.loop();
     } catch (e) {
       this.metrics.registryErrors.inc();
@@ -218,7 +226,7 @@ export class Agent {
         this.lastListMs = performance.now() - tList;
         this.checkOwnLease();
       }
-      this.reconcile(trigger);
+      this.reconcile(trigger, pending ? performance.now() - pending.at : 0);
       if (trigger === "kernel" && pending) {
         const ms = +(performance.now() - pending.at).toFixed(2);
         this.repairs = { count: this.repairs.count + 1, last: { at: Date.now(), event: pending.event ?? "", ms } };
@@ -245,7 +253,8 @@ export class Agent {
       .then((got) => { this.lease = got; this.o.log.warn({ subnet: got.subnet }, "lease was gone; re-acquired"); }, (e: Error) => this.o.log.error({ err: e.message }, "lease was gone and could not be re-acquired"));
   }
 
-  private reconcile(trigger: Trigger): void {
+  /** `queuedMs`: from the event that asked for the pass to the pass starting (debounce, the lease renewal, the listing). */
+  private reconcile(trigger: Trigger, queuedMs = 0): void {
     const backend = this.backend!;
     const nl = this.nl!;
     const peers = this.leases.filter((l) => l.node !== this.o.node);
@@ -281,7 +290,7 @@ export class Agent {
       this.metrics.kernelRefusals.inc(r.failed);
       this.lastReconcile = { at: Date.now(), ms: +ms.toFixed(2), readMs: +readMs.toFixed(2), added: r.added, removed: r.removed, failed: r.failed, trigger };
       if (r.added || r.removed || r.failed) {
-        this.o.log.info({ trigger, peers: plan.peers, added: r.added, removed: r.removed, failed: r.failed, ms: +ms.toFixed(2), readMs: +readMs.toFixed(2), planMs: +planMs.toFixed(2), listMs: +this.lastListMs.toFixed(2) }, "reconciled");
+        this.o.log.info({ trigger, peers: plan.peers, added: r.added, removed: r.removed, failed: r.failed, ms: +ms.toFixed(2), readMs: +readMs.toFixed(2), planMs: +planMs.toFixed(2), listMs: +this.lastListMs.toFixed(2), queuedMs: +queuedMs.toFixed(2) }, "reconciled");
       }
       this.writeStatus();
     } catch (e) {

@@ -43,6 +43,7 @@ export async function runAgent(o: AgentCliOptions): Promise<number> {
     await uninstallAgent({ node, iface: o.iface, registry, root: o.root, log });
     return 0;
   }
+  log.info({ startupMs: +performance.now().toFixed(1) }, "registry open");
   const agent = new Agent({ node, iface: o.iface, registry, root: o.root, ipMasq: o.ipMasq, healthAddr: o.healthAddr, leaseTtlMs: ttl, resyncMs: resync, bridge: o.bridge, log });
   try {
     await agent.start();

@@ -99,11 +99,20 @@ export function resolveNetwork(c: NetworkConfig): ResolvedNetwork {
  */
 export function pickFreeSubnet(n: ResolvedNetwork, taken: string[], spread = 1): Prefix | undefined {
   const used = taken.map((t) => parseCIDR(t)?.prefix).filter((p): p is Prefix => !!p);
+  // Leases of the network's own length (all of them, normally) are looked up in a set; only
+  // odd ones are checked for overlap: a thousand leases cost a thousand steps, not a million.
+  const sameLen = new Set<bigint>();
+  const odd: Prefix[] = [];
+  for (const u of used) {
+    if (u.bits === n.subnetLen && u.ip.family === n.network.ip.family) sameLen.add(u.ip.value);
+    else odd.push(u);
+  }
   const step = 1n << BigInt(familyBits(n.network.ip.family) - n.subnetLen);
   const free: Prefix[] = [];
   for (let v = n.min.ip.value; v <= n.max.ip.value && free.length < spread; v += step) {
+    if (sameLen.has(v)) continue;
     const cand: Prefix = { ip: { family: n.network.ip.family, value: v }, bits: n.subnetLen };
-    if (!used.some((u) => prefixesOverlap(u, cand))) free.push(cand);
+    if (!odd.some((u) => prefixesOverlap(u, cand))) free.push(cand);
   }
   return free[Math.floor(Math.random() * free.length)];
 }

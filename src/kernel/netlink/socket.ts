@@ -9,9 +9,9 @@ import { Attrs, type NlMessage, NlWriter, NetlinkParseError, messages } from "./
 
 const MSG_TRUNC = 0x20;
 const DEFAULT_TIMEOUT_MS = 5000;
-/** Requests per send: their ACKs must fit the receive buffer while we are not reading. */
-const CHUNK_MESSAGES = 256;
-const CHUNK_BYTES = 32 * 1024;
+/** Requests per send (under the socket's send buffer); their error answers must fit the receive buffer. */
+const CHUNK_MESSAGES = 512;
+const CHUNK_BYTES = 64 * 1024;
 const EADDRNOTAVAIL = 99;
 
 /** A request the kernel refused (or did not answer in time): names the operation and the object. */
@@ -179,16 +179,22 @@ export class NetlinkSocket {
       let to = from;
       while (to < reqs.length && to - from < CHUNK_MESSAGES && (to === from || w.len < CHUNK_BYTES)) {
         const r = reqs[to]!;
-        w.beginMessage(r.type, r.flags | NLM_F.REQUEST | NLM_F.ACK, base + (to - from));
+        w.beginMessage(r.type, r.flags | NLM_F.REQUEST, base + (to - from));
         r.body(w);
         w.endMessage();
         to++;
       }
+      // Only the last request of the datagram asks for an ACK: the kernel runs them in order and
+      // answers every failure anyway, so that ACK means all before it are done (and a thousand
+      // successes cost one answer, not a thousand).
+      const lastAt = w.msgOffsets[w.msgOffsets.length - 1]!;
+      w.view.setUint16(lastAt + 6, w.view.getUint16(lastAt + 6, true) | NLM_F.ACK, true);
       nextSeq = (nextSeq + (to - from) + 1) >>> 0;
       const what = reqs[from]!.what + (to - from > 1 ? ` (and ${to - from - 1} more)` : "");
       this.send(w.buf, w.len, what);
-      let pending = to - from;
-      while (pending > 0) {
+      const lastSeq = to - from - 1;
+      let done = false;
+      while (!done) {
         const n = this.receive(what);
         const ms = messages(this.rbuf, this.rview, n);
         for (let k = 0; k < ms.length; k++) {
@@ -198,7 +204,7 @@ export class NetlinkSocket {
           if (m.type === NLMSG.ERROR) {
             const { errno, extack } = this.errorOf(m);
             if (errno !== 0) out[from + i] = new NetlinkError(reqs[from + i]!.what + this.where, errno, extack);
-            pending--;
+            if (i === lastSeq) done = true;
           } else if (m.type !== NLMSG.NOOP && m.type !== NLMSG.DONE) {
             onReply?.(from + i, this.rbuf, this.rview, m);
           }

@@ -20,6 +20,8 @@ export class NlWriter {
   buf: Uint8Array;
   view: DataView;
   len = 0;
+  /** Where each message of the buffer starts. */
+  readonly msgOffsets: number[] = [];
   private msgStart = -1;
   private readonly nests: number[] = [];
 
@@ -30,6 +32,7 @@ export class NlWriter {
 
   reset(): void {
     this.len = 0;
+    this.msgOffsets.length = 0;
     this.msgStart = -1;
     this.nests.length = 0;
   }
@@ -48,6 +51,7 @@ export class NlWriter {
   beginMessage(type: number, flags: number, seq: number): void {
     if (this.len + NLMSG_HDRLEN > this.buf.length) this.grow(NLMSG_HDRLEN);
     this.msgStart = this.len;
+    this.msgOffsets.push(this.len);
     const v = this.view;
     v.setUint32(this.len, 0, true);
     v.setUint16(this.len + 4, type, true);
