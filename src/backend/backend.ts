@@ -3,7 +3,8 @@
 // network config's Backend block, and split their work in three: read what they own in the
 // kernel (one netlink dump per kind), plan the changes from that view and the peers' leases
 // (pure: unit-tested without a kernel; doctor shows the same plan), and apply the plan.
-import type { FdbEntry, Link, Neigh, Request, Route, Rtnl } from "../kernel/netlink/index.ts";
+import { type DevRef, type FdbEntry, type Link, type Neigh, type Request, type Route, type Rtnl, delRoute, replaceRoute } from "../kernel/netlink/index.ts";
+import { RTN, RTNH_F, RT_SCOPE, RT_TABLE } from "../kernel/netlink/uapi.ts";
 import type { KernelEvent } from "../kernel/netlink/monitor.ts";
 import type { Lease } from "../store/registry.ts";
 
@@ -12,6 +13,24 @@ import type { Lease } from "../store/registry.ts";
  * removes routes it made and leaves everyone else's alone (`ip route` shows "proto 71").
  */
 export const GAUZE_ROUTE_PROTOCOL = 71;
+
+/** Plan.wanted keys shared by the backends that route to peers. */
+export const routeKey = (dst: string, gw: string) => `r ${dst} ${gw}`;
+export const subnetKey = (subnet: string) => `s ${subnet}`;
+
+/** A route to a peer's subnet, made with gauze's protocol mark (replace: whatever was there goes). */
+export function addRouteChange(peer: string, dst: string, via: string, dev: DevRef, onlink: boolean): Change {
+  return {
+    op: "add", peer, text: `route ${dst} via ${via}${onlink ? " onlink" : ""}`,
+    request: replaceRoute({ dst, via, dev, onlink, protocol: GAUZE_ROUTE_PROTOCOL }),
+    entry: { kind: "route", route: { family: 4, dst, gateway: via, oif: dev.index, table: RT_TABLE.MAIN, protocol: GAUZE_ROUTE_PROTOCOL, scope: RT_SCOPE.UNIVERSE, type: RTN.UNICAST, flags: onlink ? RTNH_F.ONLINK : 0 } },
+  };
+}
+
+/** Removes one of gauze's routes (the protocol mark makes sure it is gauze's). */
+export function delRouteChange(r: Route, dev: DevRef): Change {
+  return { op: "del", peer: "", text: `route ${r.dst} via ${r.gateway ?? "-"}`, request: delRoute({ dst: r.dst, dev, protocol: GAUZE_ROUTE_PROTOCOL }), entry: { kind: "route", route: r } };
+}
 
 export interface NodeLink {
   /** The node's underlay interface (eth0), its index, IPv4 address (with prefix length) and MTU. */

@@ -3,14 +3,13 @@
 // underlay bridge is one). A peer outside this node's underlay subnet cannot be reached this way:
 // its lease is skipped with the reason. Pod MTU = underlay MTU.
 import { parseCIDR, prefixMatcher } from "../net/cidr.ts";
-import { type Link, type Rtnl, delRoute, replaceRoute } from "../kernel/netlink/index.ts";
+import type { Link, Rtnl } from "../kernel/netlink/index.ts";
 import type { KernelEvent } from "../kernel/netlink/monitor.ts";
 import type { Lease } from "../store/registry.ts";
-import { type Backend, type BackendOptions, type Change, type KernelView, type Plan, BackendConfigError, GAUZE_ROUTE_PROTOCOL, registerBackend } from "./backend.ts";
-import { RTN, RT_SCOPE, RT_TABLE } from "../kernel/netlink/uapi.ts";
-
-const routeKey = (dst: string, gw: string) => `r ${dst} ${gw}`;
-const subnetKey = (subnet: string) => `s ${subnet}`;
+import {
+  type Backend, type BackendOptions, type Change, type KernelView, type Plan, BackendConfigError, GAUZE_ROUTE_PROTOCOL, addRouteChange,
+  delRouteChange, registerBackend, routeKey, subnetKey,
+} from "./backend.ts";
 
 export class HostGwBackend implements Backend {
   readonly type = "host-gw";
@@ -65,17 +64,12 @@ export class HostGwBackend implements Backend {
     }
     const have = new Set(view.routes.map((r) => routeKey(r.dst, r.gateway ?? "")));
     for (const p of peers) {
-      if (!have.has(routeKey(p.subnet, p.publicIp))) {
-        changes.push({
-          op: "add", peer: p.node, text: `route ${p.subnet} via ${p.publicIp}`, request: replaceRoute({ dst: p.subnet, via: p.publicIp, dev, protocol: GAUZE_ROUTE_PROTOCOL }),
-          entry: { kind: "route", route: { family: 4, dst: p.subnet, gateway: p.publicIp, oif: dev.index, table: RT_TABLE.MAIN, protocol: GAUZE_ROUTE_PROTOCOL, scope: RT_SCOPE.UNIVERSE, type: RTN.UNICAST, flags: 0 } },
-        });
-      }
+      if (!have.has(routeKey(p.subnet, p.publicIp))) changes.push(addRouteChange(p.node, p.subnet, p.publicIp, dev, false));
     }
     for (const r of view.routes) {
       // Only routes gauze made; the underlay's own routes are never touched.
       if (r.protocol === GAUZE_ROUTE_PROTOCOL && !wanted.has(subnetKey(r.dst))) {
-        changes.push({ op: "del", peer: "", text: `route ${r.dst} via ${r.gateway ?? "-"}`, request: delRoute({ dst: r.dst, dev, protocol: GAUZE_ROUTE_PROTOCOL }), entry: { kind: "route", route: r } });
+        changes.push(delRouteChange(r, dev));
       }
     }
     return { changes, peers: peers.length, skipped, wanted };

@@ -5,15 +5,15 @@
 import { formatIP, parseCIDR, parseIP, prefixMatcher } from "../net/cidr.ts";
 import { setOffload } from "../kernel/ethtool.ts";
 import {
-  type Link, type Rtnl, addAddr, addVxlan, delAddr, delFdb, delLink, delNeigh, delRoute, isOnlink, isPermanent,
-  replaceFdb, replaceNeigh, replaceRoute, setLink,
+  type Link, type Rtnl, addAddr, addVxlan, delAddr, delFdb, delLink, delNeigh, isOnlink, isPermanent, replaceFdb, replaceNeigh, setLink,
 } from "../kernel/netlink/index.ts";
 import type { KernelEvent } from "../kernel/netlink/monitor.ts";
 import type { Lease } from "../store/registry.ts";
 import {
-  type Backend, type BackendOptions, type Change, type KernelView, type Plan, BackendConfigError, GAUZE_ROUTE_PROTOCOL, registerBackend,
+  type Backend, type BackendOptions, type Change, type KernelView, type Plan, BackendConfigError, GAUZE_ROUTE_PROTOCOL, addRouteChange,
+  delRouteChange, registerBackend, routeKey, subnetKey,
 } from "./backend.ts";
-import { NUD, NTF, RTNH_F, RTN, RT_SCOPE, RT_TABLE } from "../kernel/netlink/uapi.ts";
+import { NUD, NTF } from "../kernel/netlink/uapi.ts";
 
 export const VXLAN_OVERHEAD = 50; // outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14
 
@@ -50,10 +50,8 @@ interface Peer {
   keys: { subnet: string; route: string; neigh: string; fdb: string };
 }
 
-const routeKey = (dst: string, gw: string) => `r ${dst} ${gw}`;
 const neighKey = (dst: string, mac: string) => `n ${dst} ${mac}`;
 const fdbKey = (mac: string, dst: string) => `f ${mac} ${dst}`;
-const subnetKey = (subnet: string) => `s ${subnet}`;
 
 export class VxlanBackend implements Backend {
   readonly type = "vxlan";
@@ -171,12 +169,7 @@ export class VxlanBackend implements Backend {
           entry: { kind: "neigh", neigh: { family: 4, index: dev.index, dst: p.vtep, lladdr: p.mac, state: NUD.PERMANENT, flags: 0 } },
         });
       }
-      if (!haveRoute.has(p.keys.route)) {
-        routeChanges.push({
-          op: "add", peer: p.node, text: `route ${p.subnet} via ${p.vtep} onlink`, request: replaceRoute({ dst: p.subnet, via: p.vtep, dev, onlink: true, protocol: GAUZE_ROUTE_PROTOCOL }),
-          entry: { kind: "route", route: { family: 4, dst: p.subnet, gateway: p.vtep, oif: dev.index, table: RT_TABLE.MAIN, protocol: GAUZE_ROUTE_PROTOCOL, scope: RT_SCOPE.UNIVERSE, type: RTN.UNICAST, flags: RTNH_F.ONLINK } },
-        });
-      }
+      if (!haveRoute.has(p.keys.route)) routeChanges.push(addRouteChange(p.node, p.subnet, p.vtep, dev, true));
     }
     const wantVtep = new Set<string>();
     const byMac = new Map<string, string>();
@@ -188,7 +181,7 @@ export class VxlanBackend implements Backend {
     for (const r of view.routes) {
       // Only routes gauze made: someone else's routes on the device are left alone.
       if (r.protocol === GAUZE_ROUTE_PROTOCOL && !wanted.has(subnetKey(r.dst))) {
-        stale.push({ op: "del", peer: "", text: `route ${r.dst} via ${r.gateway ?? "-"}`, request: delRoute({ dst: r.dst, dev, protocol: GAUZE_ROUTE_PROTOCOL }), entry: { kind: "route", route: r } });
+        stale.push(delRouteChange(r, dev));
       }
     }
     for (const n of view.neighbours) {
