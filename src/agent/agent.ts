@@ -14,7 +14,8 @@ import { type Link, Rtnl } from "../kernel/netlink/index.ts";
 import { type KernelEvent, type KernelWatch, watchKernel } from "../kernel/netlink/monitor.ts";
 import { formatIP, formatPrefix, nextIP, parseCIDR } from "../net/cidr.ts";
 import { type Lease, type SubnetRegistry, resolveNetwork, type ResolvedNetwork } from "../store/registry.ts";
-import { type Backend, type KernelView, type NodeLink, type Plan, applyPlan, createBackend, viewAfter } from "../backend/backend.ts";
+import { type Backend, type KernelView, type NodeLink, applyPlan, backendTypes, createBackend, viewAfter } from "../backend/backend.ts";
+import { type InvalidLease, validateLeases } from "../store/validate.ts";
 import "../backend/vxlan.ts";
 import "../backend/host-gw.ts";
 import { type NodePaths, installConflist, nodePaths, writeSubnetFile, removeNodeFiles } from "./node-files.ts";
@@ -59,8 +60,8 @@ export interface AgentStatus {
   repairs?: { count: number; last?: { at: number; event: string; ms: number } };
   /** The other nodes as this agent last saw them in the registry (doctor compares the kernel with it). */
   peerLeases?: { node: string; subnet: string; publicIp: string; backendType: string; vtepMac?: string }[];
-  /** Leases the backend skipped, with why. */
-  skipped?: Plan["skipped"];
+  /** Leases refused (by the checks every lease passes, or by the backend), each with where it is and why. */
+  invalidLeases?: InvalidLease[];
   healthAddr?: string;
   iface?: string;
   vni?: number;
@@ -100,7 +101,7 @@ export class Agent {
    */
   private view?: KernelView;
   private wanted = new Set<string>();
-  private skipped: Plan["skipped"] = [];
+  private invalid: InvalidLease[] = [];
   private lastReconcile?: AgentStatus["lastReconcile"];
   private repairs: NonNullable<AgentStatus["repairs"]> = { count: 0 };
   private stopWatch?: () => void;
@@ -271,18 +272,23 @@ export class Agent {
         view = backend.read(nl);
       }
       const readMs = performance.now() - t0;
-      const plan = backend.plan(view, peers);
+      // Leases are input: each is checked before anything is programmed from it.
+      const checked = validateLeases(peers, {
+        network: this.net!.network, subnetLen: this.net!.subnetLen, self: this.o.node, ...(this.lease ? { selfSubnet: this.lease.subnet } : {}),
+        underlayFamily: 4, backendTypes: backendTypes(),
+      });
+      const plan = backend.plan(view, checked.valid);
       const planMs = performance.now() - t0 - readMs;
       this.device = view.device;
       this.wanted = plan.wanted;
-      this.skipped = plan.skipped;
+      this.noteInvalid([...checked.invalid, ...plan.skipped.map((x) => ({ key: peers.find((p) => p.node === x.node && p.subnet === x.subnet)?.key ?? x.subnet, node: x.node, subnet: x.subnet, why: x.why }))]);
       const r = applyPlan(nl, plan, (c, message) => this.o.log.warn({ peer: c.peer || undefined, change: c.text, err: message }, "kernel refused a change"));
       const ms = performance.now() - t0;
       // A refusal leaves the kernel unknown: the next pass reads it again.
       if (r.failed === 0) this.view = viewAfter(view, r.done);
       this.peers = plan.peers;
       this.metrics.peers.set(plan.peers);
-      this.metrics.skippedLeases.set(plan.skipped.length);
+      this.metrics.invalidLeases.set(this.invalid.length);
       this.metrics.reconciles.inc({ result: r.failed ? "partial" : "ok" });
       this.metrics.reconcileSeconds.observe(ms / 1000);
       this.metrics.kernelChanges.inc({ op: "add" }, r.added);
@@ -297,6 +303,15 @@ export class Agent {
       this.metrics.reconciles.inc({ result: "error" });
       this.o.log.error({ err: (e as Error).message }, "reconcile failed");
     }
+  }
+
+  /** Keeps the refused leases for status and doctor; logs each one once, when it first appears. */
+  private noteInvalid(now: InvalidLease[]): void {
+    const before = new Set(this.invalid.map((x) => `${x.key}\u0000${x.why}`));
+    for (const x of now) {
+      if (!before.has(`${x.key}\u0000${x.why}`)) this.o.log.warn({ key: x.key, node: x.node, subnet: x.subnet, why: x.why }, "lease refused: not programmed");
+    }
+    this.invalid = now;
   }
 
   /** /readyz: the last known state, and the kernel prerequisite checked live. */
@@ -320,8 +335,9 @@ export class Agent {
       backend: this.backend?.type, backendOptions: this.backend?.options, overhead: this.backend?.overhead, device: this.backend?.device,
       vtepMac: this.lease?.backendData.vtepMac, podMtu: this.podMtu || undefined,
       peers: this.peers, leaseExpiresAt: this.lease?.expiresAt, lastReconcile: this.lastReconcile, repairs: this.repairs,
-      peerLeases: this.leases.filter((l) => l.node !== this.o.node).map((l) => ({ node: l.node, subnet: l.subnet, publicIp: l.publicIp, backendType: l.backendType, ...(l.backendData.vtepMac ? { vtepMac: l.backendData.vtepMac } : {}) })),
-      skipped: this.skipped, healthAddr: this.o.healthAddr, iface: this.o.iface, vni: opts?.vni, port: opts?.port, ipMasq: this.o.ipMasq, updatedAt: Date.now(),
+      peerLeases: this.leases.filter((l) => l.node !== this.o.node && !l.problem && !this.invalid.some((x) => x.key === (l.key ?? l.subnet)))
+        .map((l) => ({ node: l.node, subnet: l.subnet, publicIp: l.publicIp, backendType: l.backendType, ...(l.backendData.vtepMac ? { vtepMac: l.backendData.vtepMac } : {}) })),
+      invalidLeases: this.invalid, healthAddr: this.o.healthAddr, iface: this.o.iface, vni: opts?.vni, port: opts?.port, ipMasq: this.o.ipMasq, updatedAt: Date.now(),
     };
   }
 

@@ -5,6 +5,7 @@
 // (pure: unit-tested without a kernel; doctor shows the same plan), and apply the plan.
 import { type DevRef, type FdbEntry, type Link, type Neigh, type Request, type Route, type Rtnl, delRoute, replaceRoute } from "../kernel/netlink/index.ts";
 import { RTN, RTNH_F, RT_SCOPE, RT_TABLE } from "../kernel/netlink/uapi.ts";
+import { type Prefix, parseCIDR, prefixesOverlap } from "../net/cidr.ts";
 import type { KernelEvent } from "../kernel/netlink/monitor.ts";
 import type { Lease } from "../store/registry.ts";
 
@@ -25,6 +26,12 @@ export function addRouteChange(peer: string, dst: string, via: string, dev: DevR
     request: replaceRoute({ dst, via, dev, onlink, protocol: GAUZE_ROUTE_PROTOCOL }),
     entry: { kind: "route", route: { family: 4, dst, gateway: via, oif: dev.index, table: RT_TABLE.MAIN, protocol: GAUZE_ROUTE_PROTOCOL, scope: RT_SCOPE.UNIVERSE, type: RTN.UNICAST, flags: onlink ? RTNH_F.ONLINK : 0 } },
   };
+}
+
+/** Whether a route destination lies inside the pod network: the only routes gauze may remove. */
+export function routeInside(network: Prefix, dst: string): boolean {
+  const c = parseCIDR(dst);
+  return !!c && c.prefix.ip.family === network.ip.family && c.prefix.bits >= network.bits && prefixesOverlap(c.prefix, network);
 }
 
 /** Removes one of gauze's routes (the protocol mark makes sure it is gauze's). */

@@ -2,13 +2,13 @@
 // on the underlay interface; no encapsulation, so it needs the nodes on one L2 segment (the lab's
 // underlay bridge is one). A peer outside this node's underlay subnet cannot be reached this way:
 // its lease is skipped with the reason. Pod MTU = underlay MTU.
-import { parseCIDR, prefixMatcher } from "../net/cidr.ts";
+import { type Prefix, parseCIDR, prefixMatcher } from "../net/cidr.ts";
 import type { Link, Rtnl } from "../kernel/netlink/index.ts";
 import type { KernelEvent } from "../kernel/netlink/monitor.ts";
 import type { Lease } from "../store/registry.ts";
 import {
   type Backend, type BackendOptions, type Change, type KernelView, type Plan, BackendConfigError, GAUZE_ROUTE_PROTOCOL, addRouteChange,
-  delRouteChange, registerBackend, routeKey, subnetKey,
+  delRouteChange, registerBackend, routeInside, routeKey, subnetKey,
 } from "./backend.ts";
 
 export class HostGwBackend implements Backend {
@@ -16,6 +16,7 @@ export class HostGwBackend implements Backend {
   readonly device: string;
   readonly overhead = 0;
   readonly options = {};
+  private readonly network: Prefix;
   /** Whether a node IP is on this node's underlay subnet (host-gw's next hops must be). */
   private readonly onUnderlay?: (ip: string) => boolean;
 
@@ -24,6 +25,7 @@ export class HostGwBackend implements Backend {
       if (k !== "Type") throw new BackendConfigError(k, "is not an option of the host-gw backend", "remove it; host-gw takes no options");
     }
     this.device = o.link.iface;
+    this.network = parseCIDR(o.network)!.prefix;
     const underlay = o.link.prefixLen !== undefined ? parseCIDR(`${o.link.ip}/${o.link.prefixLen}`)?.prefix : undefined;
     if (underlay) this.onUnderlay = prefixMatcher(underlay);
   }
@@ -68,7 +70,7 @@ export class HostGwBackend implements Backend {
     }
     for (const r of view.routes) {
       // Only routes gauze made; the underlay's own routes are never touched.
-      if (r.protocol === GAUZE_ROUTE_PROTOCOL && !wanted.has(subnetKey(r.dst))) {
+      if (r.protocol === GAUZE_ROUTE_PROTOCOL && !wanted.has(subnetKey(r.dst)) && routeInside(this.network, r.dst)) {
         changes.push(delRouteChange(r, dev));
       }
     }

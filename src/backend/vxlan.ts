@@ -2,7 +2,7 @@
 // MTU = underlay MTU - 50), the node's subnet address as a /32 on it, and for every other node
 // one onlink route via its VTEP address, one permanent neighbour (VTEP address -> VTEP MAC) and
 // one FDB entry (VTEP MAC -> node IP). No learning, no multicast: the agent is the control plane.
-import { formatIP, parseCIDR, parseIP, prefixMatcher } from "../net/cidr.ts";
+import { type Prefix, formatIP, parseCIDR, parseIP, prefixMatcher } from "../net/cidr.ts";
 import { setOffload } from "../kernel/ethtool.ts";
 import {
   type Link, type Rtnl, addAddr, addVxlan, delAddr, delFdb, delLink, delNeigh, isOnlink, isPermanent, replaceFdb, replaceNeigh, setLink,
@@ -11,9 +11,10 @@ import type { KernelEvent } from "../kernel/netlink/monitor.ts";
 import type { Lease } from "../store/registry.ts";
 import {
   type Backend, type BackendOptions, type Change, type KernelView, type Plan, BackendConfigError, GAUZE_ROUTE_PROTOCOL, addRouteChange,
-  delRouteChange, registerBackend, routeKey, subnetKey,
+  delRouteChange, registerBackend, routeInside, routeKey, subnetKey,
 } from "./backend.ts";
 import { NUD, NTF } from "../kernel/netlink/uapi.ts";
+import { parseMac } from "../kernel/netlink/wire.ts";
 
 export const VXLAN_OVERHEAD = 50; // outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14
 
@@ -58,6 +59,7 @@ export class VxlanBackend implements Backend {
   readonly device: string;
   readonly overhead = VXLAN_OVERHEAD;
   readonly options: VxlanOptions;
+  private readonly network: Prefix;
   /** Whether an address is inside the pod network (made once: asked for every neighbour on every pass). */
   private readonly inNetwork: (ip: string) => boolean;
   /**
@@ -70,7 +72,8 @@ export class VxlanBackend implements Backend {
   constructor(private readonly o: BackendOptions) {
     this.options = parseVxlanOptions(o.config);
     this.device = `gauze.${this.options.vni}`;
-    this.inNetwork = prefixMatcher(parseCIDR(o.network)!.prefix);
+    this.network = parseCIDR(o.network)!.prefix;
+    this.inNetwork = prefixMatcher(this.network);
   }
 
   private compatible(l: Link | undefined): l is Link {
@@ -180,7 +183,7 @@ export class VxlanBackend implements Backend {
     const stale: Change[] = [];
     for (const r of view.routes) {
       // Only routes gauze made: someone else's routes on the device are left alone.
-      if (r.protocol === GAUZE_ROUTE_PROTOCOL && !wanted.has(subnetKey(r.dst))) {
+      if (r.protocol === GAUZE_ROUTE_PROTOCOL && !wanted.has(subnetKey(r.dst)) && routeInside(this.network, r.dst)) {
         stale.push(delRouteChange(r, dev));
       }
     }
@@ -232,6 +235,8 @@ export class VxlanBackend implements Backend {
 function toPeer(l: Lease): Peer | string {
   if (l.backendType !== "vxlan") return `backend ${l.backendType}, not vxlan`;
   if (!l.backendData.vtepMac) return "no VTEP MAC in its lease";
+  const macBytes = parseMac(l.backendData.vtepMac);
+  if (!macBytes || (macBytes[0]! & 1) === 1 || macBytes.every((b) => b === 0)) return `VTEP MAC ${JSON.stringify(l.backendData.vtepMac)} is not a unicast MAC address`;
   const net = parseCIDR(l.subnet);
   if (!net) return "its subnet is not a CIDR";
   const vtep = formatIP(net.prefix.ip);

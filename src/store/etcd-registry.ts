@@ -9,7 +9,7 @@ import { readFileSync } from "node:fs";
 import { Etcd3, type IOptions, type Lease as EtcdLease, type Watcher } from "etcd3";
 import { ExponentialBackoff } from "cockatiel";
 import { formatPrefix } from "../net/cidr.ts";
-import { type Lease, type LeaseRequest, type NetworkConfig, type SubnetRegistry, RegistryError, leaseKey, pickFreeSubnet, resolveNetwork } from "./registry.ts";
+import { type Lease, type LeaseRequest, type NetworkConfig, type SubnetRegistry, RegistryError, leaseKey, leaseRecord, parseRecord, pickFreeSubnet, resolveNetwork } from "./registry.ts";
 
 export const DEFAULT_ETCD_PREFIX = "/gauze.dev/network";
 
@@ -31,9 +31,16 @@ interface StoredLease {
   Expires: number;
 }
 
-const toLease = (subnet: string, v: StoredLease): Lease => ({
-  subnet, node: v.Node, publicIp: v.PublicIP, backendType: v.BackendType, backendData: { ...(v.BackendData?.VtepMAC ? { vtepMac: v.BackendData.VtepMAC } : {}) }, expiresAt: v.Expires,
-});
+/** An etcd key and value as a lease (flannel's field names); a bad value becomes a lease with a problem. */
+function toLease(key: string, subnet: string, text: string): Lease {
+  const v = parseRecord(text);
+  if (typeof v === "string") return leaseRecord(key, subnet, v);
+  const data = v.BackendData;
+  return leaseRecord(key, subnet, {
+    node: v.Node, publicIp: v.PublicIP, backendType: v.BackendType, expiresAt: v.Expires,
+    vtepMac: typeof data === "object" && data !== null ? (data as Record<string, unknown>).VtepMAC : undefined,
+  });
+}
 
 const toStored = (l: Lease): StoredLease => ({ PublicIP: l.publicIp, BackendType: l.backendType, BackendData: { ...(l.backendData.vtepMac ? { VtepMAC: l.backendData.vtepMac } : {}) }, Node: l.node, Expires: l.expiresAt });
 
@@ -103,11 +110,8 @@ export class EtcdRegistry implements SubnetRegistry {
     const res = await this.client.getAll().prefix(`${this.o.prefix}/subnets/`).exec().catch((e) => this.fail(e, "listing leases"));
     const leases: Lease[] = [];
     for (const kv of res.kvs) {
-      try {
-        leases.push(toLease(this.subnetOf(kv.key.toString()), JSON.parse(kv.value.toString()) as StoredLease));
-      } catch {
-        // not ours or garbage: skip
-      }
+      const key = kv.key.toString();
+      leases.push(toLease(key, this.subnetOf(key), kv.value.toString()));
     }
     this.lastListing = { leases, revision: res.header.revision, at: Date.now() };
     return { leases, revision: res.header.revision };
@@ -222,11 +226,8 @@ export class EtcdRegistry implements SubnetRegistry {
         this.watchers.push(w);
         if (seed) this.cache = seed;
         w.on("put", (kv) => {
-          try {
-            this.cache?.set(this.subnetOf(kv.key.toString()), toLease(this.subnetOf(kv.key.toString()), JSON.parse(kv.value.toString()) as StoredLease));
-          } catch {
-            // garbage value: not a lease
-          }
+          const key = kv.key.toString();
+          this.cache?.set(this.subnetOf(key), toLease(key, this.subnetOf(key), kv.value.toString()));
           onChange();
         });
         w.on("delete", (kv) => { this.cache?.delete(this.subnetOf(kv.key.toString())); onChange(); });

@@ -6,7 +6,7 @@
 import { mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, watch, writeFileSync, type FSWatcher } from "node:fs";
 import { join } from "node:path";
 import { lockFile } from "../kernel/files.ts";
-import { type Lease, type LeaseRequest, type NetworkConfig, type SubnetRegistry, RegistryError, leaseKey, pickFreeSubnet, resolveNetwork } from "./registry.ts";
+import { type Lease, type LeaseRequest, type NetworkConfig, type SubnetRegistry, RegistryError, leaseKey, leaseRecord, parseRecord, pickFreeSubnet, resolveNetwork } from "./registry.ts";
 import { formatPrefix } from "../net/cidr.ts";
 
 export class FileRegistry implements SubnetRegistry {
@@ -46,11 +46,21 @@ export class FileRegistry implements SubnetRegistry {
     const out: Lease[] = [];
     for (const f of readdirSync(this.leasesDir)) {
       if (!f.endsWith(".json")) continue;
+      const path = join(this.leasesDir, f);
+      let text: string;
       try {
-        out.push(JSON.parse(readFileSync(join(this.leasesDir, f), "utf8")) as Lease);
+        text = readFileSync(path, "utf8");
       } catch {
-        // being replaced right now, or garbage: the next listing sees the new version
+        continue; // removed while we listed
       }
+      const v = parseRecord(text);
+      const subnet = f.slice(0, -".json".length).replace("-", "/");
+      const data = typeof v === "object" ? v.backendData : undefined;
+      out.push(typeof v === "string" ? leaseRecord(path, subnet, v) : {
+        ...leaseRecord(path, subnet, { node: v.node, publicIp: v.publicIp, backendType: v.backendType, expiresAt: v.expiresAt, vtepMac: typeof data === "object" && data !== null ? (data as Record<string, unknown>).vtepMac : undefined }),
+        // The file's name is where the lease is; a subnet field that says otherwise is refused.
+        ...(typeof v.subnet === "string" && v.subnet !== subnet ? { problem: `file ${f} holds a lease for ${v.subnet}` } : {}),
+      });
     }
     return out;
   }

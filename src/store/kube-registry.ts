@@ -8,7 +8,7 @@
 import { readFileSync } from "node:fs";
 import type { CoreV1Api, KubeConfig, V1Node } from "@kubernetes/client-node";
 import { formatPrefix, parseCIDR, prefixContains } from "../net/cidr.ts";
-import { type Lease, type LeaseRequest, type NetworkConfig, type SubnetRegistry, RegistryError, resolveNetwork } from "./registry.ts";
+import { type Lease, type LeaseRequest, type NetworkConfig, type SubnetRegistry, RegistryError, leaseRecord, parseRecord, resolveNetwork } from "./registry.ts";
 
 export const ANNOTATION = {
   publicIp: "gauze.dev/public-ip",
@@ -25,20 +25,18 @@ export interface KubeOptions {
 
 type K8s = typeof import("@kubernetes/client-node");
 
+/** A Node as a lease: its podCIDR and gauze's annotations. Nodes gauze has not set up yet are not leases. */
 function nodeLease(n: V1Node): Lease | undefined {
   const a = n.metadata?.annotations ?? {};
+  const name = n.metadata?.name ?? "?";
   const subnet = n.spec?.podCIDR ?? n.spec?.podCIDRs?.[0];
   if (!subnet || !a[ANNOTATION.publicIp]) return undefined;
-  let data: { VtepMAC?: string } = {};
-  try {
-    data = JSON.parse(a[ANNOTATION.backendData] ?? "{}") as { VtepMAC?: string };
-  } catch {
-    // unreadable backend data: the peer is listed without a VTEP MAC (and skipped by VXLAN)
-  }
-  return {
-    subnet: formatPrefix(parseCIDR(subnet)!.prefix), node: n.metadata!.name!, publicIp: a[ANNOTATION.publicIp]!,
-    backendType: a[ANNOTATION.backendType] ?? "vxlan", backendData: { ...(data.VtepMAC ? { vtepMac: data.VtepMAC } : {}) }, expiresAt: Number.MAX_SAFE_INTEGER,
-  };
+  const key = `node/${name}`;
+  const parsed = parseCIDR(subnet);
+  if (!parsed) return leaseRecord(key, subnet, `podCIDR ${JSON.stringify(subnet)} is not a CIDR`);
+  const data = parseRecord(a[ANNOTATION.backendData] ?? "{}");
+  if (typeof data === "string") return leaseRecord(key, formatPrefix(parsed.prefix), `annotation ${ANNOTATION.backendData}: ${data}`);
+  return leaseRecord(key, formatPrefix(parsed.prefix), { node: name, publicIp: a[ANNOTATION.publicIp], backendType: a[ANNOTATION.backendType] ?? "vxlan", vtepMac: data.VtepMAC, expiresAt: Number.MAX_SAFE_INTEGER });
 }
 
 export class KubeRegistry implements SubnetRegistry {

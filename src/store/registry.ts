@@ -23,6 +23,10 @@ export interface Lease {
   backendData: { vtepMac?: string };
   /** Milliseconds since the epoch. */
   expiresAt: number;
+  /** Where the registry keeps it (an etcd key, a file, a Node): named when the lease is refused. */
+  key?: string;
+  /** Set when the stored record could not be read as a lease at all (not JSON, fields missing). */
+  problem?: string;
 }
 
 export interface LeaseRequest {
@@ -98,23 +102,47 @@ export function resolveNetwork(c: NetworkConfig): ResolvedNetwork {
  * for the lowest, nodes leasing at the same moment then rarely collide again.
  */
 export function pickFreeSubnet(n: ResolvedNetwork, taken: string[], spread = 1): Prefix | undefined {
-  const used = taken.map((t) => parseCIDR(t)?.prefix).filter((p): p is Prefix => !!p);
-  // Leases of the network's own length (all of them, normally) are looked up in a set; only
-  // odd ones are checked for overlap: a thousand leases cost a thousand steps, not a million.
-  const sameLen = new Set<bigint>();
-  const odd: Prefix[] = [];
-  for (const u of used) {
-    if (u.bits === n.subnetLen && u.ip.family === n.network.ip.family) sameLen.add(u.ip.value);
-    else odd.push(u);
+  // Only leases of the network's own length inside it hold a subnet: anything else (a /1 someone
+  // wrote into etcd, a subnet outside the network) is refused by every agent, so it cannot make
+  // the network look full. Looked up in a set: a thousand leases cost a thousand steps.
+  const used = new Set<bigint>();
+  for (const t of taken) {
+    const p = parseCIDR(t)?.prefix;
+    if (p && p.bits === n.subnetLen && p.ip.family === n.network.ip.family && prefixesOverlap(p, n.network)) used.add(p.ip.value);
   }
   const step = 1n << BigInt(familyBits(n.network.ip.family) - n.subnetLen);
   const free: Prefix[] = [];
   for (let v = n.min.ip.value; v <= n.max.ip.value && free.length < spread; v += step) {
-    if (sameLen.has(v)) continue;
-    const cand: Prefix = { ip: { family: n.network.ip.family, value: v }, bits: n.subnetLen };
-    if (!odd.some((u) => prefixesOverlap(u, cand))) free.push(cand);
+    if (!used.has(v)) free.push({ ip: { family: n.network.ip.family, value: v }, bits: n.subnetLen });
   }
   return free[Math.floor(Math.random() * free.length)];
+}
+
+/**
+ * A stored record as a lease, whatever it holds: a record that is not an object with the
+ * fields of a lease comes back with `problem` set (the agent refuses it and says so) rather than
+ * being dropped in silence or stopping the listing.
+ */
+export function leaseRecord(key: string, subnet: string, fields: { node: unknown; publicIp: unknown; backendType: unknown; vtepMac: unknown; expiresAt: unknown } | string): Lease {
+  const bad = (problem: string): Lease => ({ subnet, node: "?", publicIp: "", backendType: "", backendData: {}, expiresAt: Number.MAX_SAFE_INTEGER, key, problem });
+  if (typeof fields === "string") return bad(fields);
+  const { node, publicIp, backendType, vtepMac, expiresAt } = fields;
+  if (typeof node !== "string" || node === "") return bad("no node name");
+  if (typeof publicIp !== "string") return bad("no public IP");
+  if (backendType !== undefined && typeof backendType !== "string") return bad("backend type is not a string");
+  if (vtepMac !== undefined && typeof vtepMac !== "string") return bad("VTEP MAC is not a string");
+  if (typeof expiresAt !== "number" || !Number.isFinite(expiresAt)) return bad("no expiry time");
+  return { subnet, node, publicIp, backendType: (backendType as string | undefined) ?? "vxlan", backendData: vtepMac ? { vtepMac: vtepMac as string } : {}, expiresAt, key };
+}
+
+/** JSON text as an object, or why it is not one. */
+export function parseRecord(text: string): Record<string, unknown> | string {
+  try {
+    const v: unknown = JSON.parse(text);
+    return typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : "value is not a JSON object";
+  } catch {
+    return "value is not JSON";
+  }
 }
 
 export function leaseKey(subnet: string): string {

@@ -59,6 +59,19 @@ export const agentChecks: Check[] = [
     },
   },
   {
+    id: "agent.leases", group: "agent", title: "every lease in the registry is one the agent can program",
+    run(ctx) {
+      const a = ctx.agent;
+      if (!a) return skip("no agent report");
+      const bad = a.invalidLeases ?? [];
+      if (bad.length === 0) return ok(`${(a.peerLeases ?? []).length} peer lease(s), none refused`);
+      return {
+        status: "warn", evidence: bad.map((x) => `${x.key} (node ${x.node}, subnet ${x.subnet}): ${x.why}`),
+        fix: "these leases are refused and not programmed; the nodes they name are unreachable through gauze until their records are fixed or removed from the registry (etcd: etcdctl del <key>; file store: remove the file)",
+      };
+    },
+  },
+  {
     id: "agent.subnet-file", group: "agent", title: "the subnet file exists and agrees with the lease",
     run(ctx) {
       let env;
