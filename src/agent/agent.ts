@@ -13,12 +13,12 @@ import { checkBrNetfilter } from "./prereq.ts";
 import { type Link, Rtnl } from "../kernel/netlink/index.ts";
 import { type KernelEvent, type KernelWatch, watchKernel } from "../kernel/netlink/monitor.ts";
 import { formatIP, formatPrefix, nextIP, parseCIDR } from "../net/cidr.ts";
-import { type Lease, type SubnetRegistry, resolveNetwork, type ResolvedNetwork } from "../store/registry.ts";
+import { type Lease, type SubnetRegistry, LeaseLostError, resolveNetwork, type ResolvedNetwork } from "../store/registry.ts";
 import { type Backend, type KernelView, type NodeLink, applyPlan, backendTypes, createBackend, viewAfter } from "../backend/backend.ts";
 import { type InvalidLease, validateLeases } from "../store/validate.ts";
 import "../backend/vxlan.ts";
 import "../backend/host-gw.ts";
-import { type NodePaths, installConflist, nodePaths, writeSubnetFile, removeNodeFiles } from "./node-files.ts";
+import { type NodePaths, installConflist, nodePaths, removeConflist, writeSubnetFile, removeNodeFiles } from "./node-files.ts";
 import { ensureMasquerade, removeMasquerade } from "./masquerade.ts";
 import { createMetrics, type AgentMetrics } from "./metrics.ts";
 import { serveHealth, type Readiness } from "./http.ts";
@@ -67,6 +67,7 @@ export interface AgentStatus {
   vni?: number;
   port?: number;
   ipMasq?: boolean;
+  bridge?: string;
   updatedAt: number;
 }
 
@@ -145,7 +146,7 @@ export class Agent {
       this.metrics.leaseExpiry.set(this.lease.expiresAt / 1000);
       phase("lease");
       this.backend.activate(this.nl, this.lease);
-      ensureMasquerade(network, this.o.ipMasq);
+      ensureMasquerade(network, this.o.ipMasq, this.o.bridge);
       phase("rules");
       // As flannel writes it: the subnet file's SUBNET is the gateway address with the length.
       const gw = formatIP(nextIP(parseCIDR(this.lease.subnet)!.prefix.ip));
@@ -219,13 +220,21 @@ export class Agent {
     try {
       if (trigger !== "kernel") {
         if (this.lease.expiresAt - Date.now() < this.o.leaseTtlMs / 2) {
-          this.lease = await this.o.registry.renewLease(this.lease, this.o.leaseTtlMs);
-          this.metrics.leaseExpiry.set(this.lease.expiresAt / 1000);
+          try {
+            this.lease = await this.o.registry.renewLease(this.lease, this.o.leaseTtlMs);
+            this.metrics.leaseExpiry.set(this.lease.expiresAt / 1000);
+          } catch (e) {
+            if (!(e instanceof LeaseLostError)) throw e;
+            if (!(await this.regainLease(e.message))) return;
+          }
         }
         const tList = performance.now();
         this.leases = await this.o.registry.listLeases();
         this.lastListMs = performance.now() - tList;
-        this.checkOwnLease();
+        if (!this.leases.some((l) => l.node === this.o.node && l.subnet === this.lease!.subnet)) {
+          if (!(await this.regainLease(`${this.lease.subnet} is gone from the registry`))) return;
+          this.leases = await this.o.registry.listLeases();
+        }
       }
       this.reconcile(trigger, pending ? performance.now() - pending.at : 0);
       if (trigger === "kernel" && pending) {
@@ -246,12 +255,35 @@ export class Agent {
     }
   }
 
-  /** Someone removed our lease: take it again (the same subnet if still free). */
-  private checkOwnLease(): void {
-    if (!this.lease || this.leases.some((l) => l.node === this.o.node)) return;
-    const l = this.lease;
-    void this.o.registry.acquireLease({ node: this.o.node, publicIp: l.publicIp, backendType: l.backendType, backendData: l.backendData }, this.o.leaseTtlMs)
-      .then((got) => { this.lease = got; this.o.log.warn({ subnet: got.subnet }, "lease was gone; re-acquired"); }, (e: Error) => this.o.log.error({ err: e.message }, "lease was gone and could not be re-acquired"));
+  /**
+   * The lease is lost (expired and taken, or removed): lease a subnet again (the same one when
+   * it is still free), put the new address on the device and rewrite the subnet file; or, when
+   * that fails, stay NotReady with the reason. Never two owners: the old subnet is not renewed.
+   */
+  private async regainLease(why: string): Promise<boolean> {
+    const old = this.lease!;
+    this.metrics.leaseLosses.inc();
+    this.o.log.warn({ subnet: old.subnet, why }, "lease lost; leasing a subnet again");
+    try {
+      const got = await this.o.registry.acquireLease({ node: this.o.node, publicIp: old.publicIp, backendType: old.backendType, backendData: old.backendData }, this.o.leaseTtlMs);
+      this.lease = got;
+      this.metrics.leaseExpiry.set(got.expiresAt / 1000);
+      this.backend!.activate(this.nl!, got);
+      const gw = formatIP(nextIP(parseCIDR(got.subnet)!.prefix.ip));
+      writeSubnetFile(this.paths, { network: formatPrefix(this.net!.network), subnet: `${gw}/${this.net!.subnetLen}`, mtu: this.podMtu, ipMasq: this.o.ipMasq });
+      this.view = undefined;
+      if (got.subnet === old.subnet) this.o.log.warn({ subnet: got.subnet }, "lease taken again: same subnet");
+      else this.o.log.error({ was: old.subnet, now: got.subnet }, "this node's subnet changed: new pods get the new one; pods started before keep addresses of the old one until they are re-created");
+      installConflist(this.paths, this.o.bridge);
+      return true;
+    } catch (e) {
+      // No subnet of its own: no new pod may get an address here (it could be another node's).
+      // Taking the conflist away turns the node NotReady for the runtime; the next pass retries.
+      removeConflist(this.paths);
+      this.setState({ ready: false, reason: `lease ${old.subnet} lost (${why}) and no subnet leased again: ${(e as Error).message}` });
+      this.o.log.error({ subnet: old.subnet, err: (e as Error).message }, "no subnet: conflist removed until one is leased");
+      return false;
+    }
   }
 
   /** `queuedMs`: from the event that asked for the pass to the pass starting (debounce, the lease renewal, the listing). */
@@ -337,7 +369,7 @@ export class Agent {
       peers: this.peers, leaseExpiresAt: this.lease?.expiresAt, lastReconcile: this.lastReconcile, repairs: this.repairs,
       peerLeases: this.leases.filter((l) => l.node !== this.o.node && !l.problem && !this.invalid.some((x) => x.key === (l.key ?? l.subnet)))
         .map((l) => ({ node: l.node, subnet: l.subnet, publicIp: l.publicIp, backendType: l.backendType, ...(l.backendData.vtepMac ? { vtepMac: l.backendData.vtepMac } : {}) })),
-      invalidLeases: this.invalid, healthAddr: this.o.healthAddr, iface: this.o.iface, vni: opts?.vni, port: opts?.port, ipMasq: this.o.ipMasq, updatedAt: Date.now(),
+      invalidLeases: this.invalid, healthAddr: this.o.healthAddr, iface: this.o.iface, vni: opts?.vni, port: opts?.port, ipMasq: this.o.ipMasq, bridge: this.o.bridge, updatedAt: Date.now(),
     };
   }
 

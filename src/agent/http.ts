@@ -1,5 +1,6 @@
 // /healthz (the process runs), /readyz (device, subnet file, conflist and rules in place; 503 with
-// the reason otherwise) and /metrics, on a node-local port.
+// the reason otherwise, endpoints left out) and /metrics, on 127.0.0.1 unless told otherwise (the
+// DaemonSet's probes ask there, as other CNIs' agents are asked).
 import { createServer, type Server } from "node:http";
 import type { AgentMetrics } from "./metrics.ts";
 
@@ -8,15 +9,31 @@ export interface Readiness {
   reason: string;
 }
 
+/** A reason as /readyz tells it to whoever asks: endpoints and anything that looks like a credential left out. */
+export function publicReason(reason: string): string {
+  return reason.replace(/\b[a-z][a-z0-9+.-]*:\/\/[^\s,;)]+/gi, "<endpoint>").replace(/\b(password|token|secret)=\S+/gi, "$1=<hidden>");
+}
+
 export function serveHealth(addr: string, metrics: AgentMetrics, readiness: () => Readiness): Promise<Server> {
-  const [host, portText] = addr.includes(":") ? [addr.slice(0, addr.lastIndexOf(":")), addr.slice(addr.lastIndexOf(":") + 1)] : ["0.0.0.0", addr];
-  const server = createServer((req, res) => {
+  const [host, portText] = addr.includes(":") ? [addr.slice(0, addr.lastIndexOf(":")), addr.slice(addr.lastIndexOf(":") + 1)] : ["127.0.0.1", addr];
+  // Probes and Prometheus ask small questions: bounded headers, no bodies, short timeouts, so a
+  // client holding a connection open or sending junk costs the agent nothing.
+  const server = createServer({ maxHeaderSize: 8192, requestTimeout: 5000, headersTimeout: 5000, keepAliveTimeout: 5000 }, (req, res) => {
     const url = req.url ?? "/";
+    if (req.method !== "GET" && req.method !== "HEAD") {
+      res.writeHead(405, { "content-type": "text/plain", allow: "GET, HEAD" }).end("GET only\n");
+      return;
+    }
+    if (Number(req.headers["content-length"] ?? 0) > 0 || req.headers["transfer-encoding"]) {
+      res.writeHead(413, { "content-type": "text/plain", connection: "close" }).end("no request bodies\n");
+      req.destroy();
+      return;
+    }
     if (url === "/healthz") {
       res.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
     } else if (url === "/readyz") {
       const r = readiness();
-      res.writeHead(r.ready ? 200 : 503, { "content-type": "text/plain" }).end(r.ready ? "ready\n" : `not ready: ${r.reason}\n`);
+      res.writeHead(r.ready ? 200 : 503, { "content-type": "text/plain" }).end(r.ready ? "ready\n" : `not ready: ${publicReason(r.reason)}\n`);
     } else if (url === "/metrics") {
       metrics.registry.metrics().then(
         (text) => res.writeHead(200, { "content-type": metrics.registry.contentType }).end(text),
@@ -28,6 +45,6 @@ export function serveHealth(addr: string, metrics: AgentMetrics, readiness: () =
   });
   return new Promise((resolve, reject) => {
     server.once("error", (e) => reject(new Error(`cannot listen on ${addr}: ${e.message}`)));
-    server.listen(Number(portText), host || "0.0.0.0", () => resolve(server));
+    server.listen(Number(portText), host || "127.0.0.1", () => resolve(server));
   });
 }

@@ -1,7 +1,9 @@
 // Node-level masquerade and forwarding for the pod network, flannel-style, in chains of our own:
 // nat GAUZE-POSTRTG (pod -> pod: untouched; pod -> outside: MASQUERADE --random-fully) and
-// filter GAUZE-FWD (accept the pod network in FORWARD, whatever the policy). One iptables-save to
-// look, one iptables-restore --noflush to apply; nothing outside our chains but two jumps.
+// filter GAUZE-FWD (accept the pod network in FORWARD, whatever the policy, but only on the pod
+// bridge: what comes from the pods on it, and what goes to the pods on it; nothing else the node
+// forwards). One iptables-save to look, one iptables-restore --noflush to apply; nothing outside
+// our chains but two jumps.
 import { iptablesRestore, iptablesSave } from "../kernel/iptables.ts";
 
 const NAT_CHAIN = "GAUZE-POSTRTG";
@@ -14,12 +16,17 @@ function save(netns?: string): string {
   return iptablesSave(undefined, netns ? { netns } : {});
 }
 
-export function ensureMasquerade(network: string, masquerade: boolean, netns?: string): void {
+/** The FORWARD rules for the pod network on the pod bridge (doctor checks for them by these lines). */
+export function forwardRules(network: string, bridge: string): string[] {
+  return [`-A ${FWD_CHAIN} -s ${network} -i ${bridge} -j ACCEPT`, `-A ${FWD_CHAIN} -d ${network} -o ${bridge} -j ACCEPT`];
+}
+
+export function ensureMasquerade(network: string, masquerade: boolean, bridge: string, netns?: string): void {
   const current = save(netns);
   const nat = ["*nat", `:${NAT_CHAIN} - [0:0]`, `-A ${NAT_CHAIN} -s ${network} -d ${network} -j RETURN`];
   if (masquerade) nat.push(`-A ${NAT_CHAIN} -s ${network} ! -d 224.0.0.0/4 -j MASQUERADE --random-fully`);
   if (!current.includes(NAT_JUMP)) nat.push(NAT_JUMP);
-  const filter = ["*filter", `:${FWD_CHAIN} - [0:0]`, `-A ${FWD_CHAIN} -s ${network} -j ACCEPT`, `-A ${FWD_CHAIN} -d ${network} -j ACCEPT`];
+  const filter = ["*filter", `:${FWD_CHAIN} - [0:0]`, ...forwardRules(network, bridge)];
   if (!current.includes(FWD_JUMP)) filter.push(FWD_JUMP);
   iptablesRestore([...nat, "COMMIT", ...filter, "COMMIT", ""].join("\n"), netns ? { netns } : {});
 }

@@ -15,6 +15,7 @@ export function createMetrics(node: string) {
     kernelRefusals: new Counter({ name: "gauze_kernel_refusals_total", help: "changes the kernel refused during reconcile (each logged)", registers: [registry] }),
     repairs: new Counter({ name: "gauze_drift_repairs_total", help: "reconcile passes started by a kernel event (an owned entry changed by hand)", registers: [registry] }),
     invalidLeases: new Gauge({ name: "gauze_invalid_leases", help: "leases refused and not programmed (malformed, outside the pod network, overlapping, unusable by the backend); see the agent log and doctor", registers: [registry] }),
+    leaseLosses: new Counter({ name: "gauze_lease_losses_total", help: "times this node's lease was found lost (expired and taken, or removed) and leased again", registers: [registry] }),
     leaseExpiry: new Gauge({ name: "gauze_lease_expiry_timestamp_seconds", help: "when this node's subnet lease expires", registers: [registry] }),
     registryErrors: new Counter({ name: "gauze_registry_errors_total", help: "failed registry calls", registers: [registry] }),
   };

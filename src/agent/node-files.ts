@@ -55,6 +55,17 @@ export function installConflist(paths: NodePaths, bridge = "cni0"): boolean {
   return writeIfChanged(join(paths.confDir, CONFLIST_NAME), conflistText(paths, bridge));
 }
 
+/** Takes the conflist away (the runtime reports NetworkReady=false); true when there was one. */
+export function removeConflist(paths: NodePaths): boolean {
+  const p = join(paths.confDir, CONFLIST_NAME);
+  try {
+    rmSync(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export function removeNodeFiles(paths: NodePaths): void {
   rmSync(join(paths.confDir, CONFLIST_NAME), { force: true });
   rmSync(paths.subnetFile, { force: true });

@@ -28,6 +28,8 @@ export async function runAgent(o: AgentCliOptions): Promise<number> {
   const node = o.node ?? hostname();
   const log = pino({ base: { node }, timestamp: pino.stdTimeFunctions.isoTime });
   log.info({ pid: process.pid, startupMs: +performance.now().toFixed(1) }, "agent starting");
+  // A daemon: a promise nobody awaited that fails (a registry call, say) is logged, never fatal.
+  process.on("unhandledRejection", (e) => log.error({ err: e instanceof Error ? e.message : String(e) }, "unhandled failure (kept running)"));
   let registry: SubnetRegistry;
   let ttl: number;
   let resync: number;
@@ -39,6 +41,7 @@ export async function runAgent(o: AgentCliOptions): Promise<number> {
     process.stderr.write(`gauze agent: ${(e as Error).message}\n`);
     return 2;
   }
+  for (const w of (registry as { warnings?: string[] }).warnings ?? []) log.warn(w);
   if (o.uninstall) {
     await uninstallAgent({ node, iface: o.iface, registry, root: o.root, log });
     return 0;

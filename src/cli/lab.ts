@@ -56,11 +56,18 @@ export function registerLab(program: Command, set: SetStatus): void {
     .option("--no-cni", "leave the nodes without a CNI (NotReady), as a fresh kubeadm cluster is")
     .option("--store <kind>", "subnet registry: file (embedded) or etcd (a real etcd server the lab starts)", "file")
     .option("--etcd-endpoints <urls>", "use this etcd instead of starting one (reachable from the nodes)")
+    .option("--etcd-cafile <file>", "with --etcd-endpoints: CA to trust (default: the system's)")
+    .option("--etcd-certfile <file>", "with --etcd-endpoints: client certificate (with --etcd-keyfile)")
+    .option("--etcd-keyfile <file>", "with --etcd-endpoints: client key")
+    .option("--etcd-username <name>", "with --etcd-endpoints: etcd user")
+    .option("--etcd-password-file <file>", "with --etcd-endpoints: file holding the user's password")
     .option("--json", "print the lab's status as JSON")
-    .action((o: { name: string; nodes: string; podCidr: string; backend: string; cni: boolean; store: string; etcdEndpoints?: string; json?: boolean }) => guard(set, async () => {
+    .action((o: { name: string; nodes: string; podCidr: string; backend: string; cni: boolean; store: string; etcdEndpoints?: string; etcdCafile?: string; etcdCertfile?: string; etcdKeyfile?: string; etcdUsername?: string; etcdPasswordFile?: string; json?: boolean }) => guard(set, async () => {
       if (o.backend !== "vxlan" && o.backend !== "host-gw") throw new Error(`--backend ${o.backend}: use vxlan or host-gw`);
       if (o.store !== "file" && o.store !== "etcd") throw new Error(`--store ${o.store}: use file or etcd`);
-      const s = await labUp({ name: o.name, nodes: Number(o.nodes), podCidr: o.podCidr, backend: o.backend, cni: o.cni, store: o.store, ...(o.etcdEndpoints ? { etcdEndpoints: o.etcdEndpoints } : {}), progress: say(!!o.json) });
+      const s = await labUp({ name: o.name, nodes: Number(o.nodes), podCidr: o.podCidr, backend: o.backend, cni: o.cni, store: o.store, ...(o.etcdEndpoints ? { etcdEndpoints: o.etcdEndpoints } : {}),
+        etcdTls: { ...(o.etcdCafile ? { cafile: o.etcdCafile } : {}), ...(o.etcdCertfile ? { certfile: o.etcdCertfile } : {}), ...(o.etcdKeyfile ? { keyfile: o.etcdKeyfile } : {}), ...(o.etcdUsername ? { username: o.etcdUsername } : {}), ...(o.etcdPasswordFile ? { passwordFile: o.etcdPasswordFile } : {}) },
+        progress: say(!!o.json) });
       if (o.json) console.log(JSON.stringify(statusReport(s), null, 2));
       else printStatus(s);
     }));

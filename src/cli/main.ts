@@ -10,9 +10,11 @@ function withStoreOptions(c: Command): Command {
     .option("--store-dir <dir>", "directory of the file registry", "/var/lib/gauze/registry")
     .option("--etcd-endpoints <urls>", "etcd client URLs, comma-separated")
     .option("--etcd-prefix <prefix>", "etcd key prefix", "/gauze.dev/network")
-    .option("--etcd-cafile <file>", "CA certificate for etcd")
-    .option("--etcd-certfile <file>", "client certificate for etcd")
+    .option("--etcd-cafile <file>", "CA to trust for etcd's certificate (default: the system's)")
+    .option("--etcd-certfile <file>", "client certificate for etcd (mutual TLS; with --etcd-keyfile)")
     .option("--etcd-keyfile <file>", "client key for etcd")
+    .option("--etcd-username <name>", "etcd user (password authentication)")
+    .option("--etcd-password-file <file>", "file holding the etcd user's password")
     .option("--kubeconfig <path>", "with --store kube: a kubeconfig (default: in-cluster)")
     .option("--net-conf <path>", "with --store kube: the network config (flannel's net-conf.json)", "/etc/gauze/net-conf.json");
 }
@@ -87,7 +89,7 @@ export async function runCli(argv: string[]): Promise<number> {
       withStoreOptions(agent)
         .option("--root <dir>", "prefix for the node's paths (run/gauze, etc/cni/net.d, var/lib/cni)", "")
         .option("--no-ip-masq", "do not masquerade pod traffic leaving the pod network")
-        .option("--health-addr <addr>", "where /healthz, /readyz and /metrics listen", "0.0.0.0:9317")
+        .option("--health-addr <addr>", "where /healthz, /readyz and /metrics listen (host:port; 0.0.0.0:9317 to let Prometheus scrape from other hosts)", "127.0.0.1:9317")
         .option("--lease-ttl <duration>", "subnet lease lifetime", "24h")
         .option("--resync <duration>", "full reconcile period (changes are applied at once anyway)", "10s")
         .option("--bridge <name>", "pod bridge the conflist names", "cni0")

@@ -34,7 +34,7 @@ export function gatherContext(o: { root: string; lab?: string; node?: string; ku
     // no agent report
   }
   const ctx: DoctorContext = { nl, root: o.root, paths, ...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}), binDir: join(o.root || "/", "opt/cni/bin"), ...(o.lab ? { lab: o.lab } : {}), ...(o.node ? { node: o.node } : {}), ...(agent ? { agent } : {}),
-    healthUrl: `http://127.0.0.1:${(agent?.healthAddr ?? "0.0.0.0:9317").split(":").pop()}` };
+    healthUrl: `http://127.0.0.1:${(agent?.healthAddr ?? "127.0.0.1:9317").split(":").pop()}` };
   try {
     ctx.network = loadNetwork(paths.confDir);
   } catch (e) {

@@ -130,7 +130,7 @@ async function undo(s: LabState, r: FaultRecord): Promise<void> {
       break;
     case "forward-drop":
       quiet(() => iptablesIn(n, ["-P", "FORWARD", "ACCEPT"]));
-      ensureMasquerade(s.podCidr, true, netnsPath(n.netns));
+      ensureMasquerade(s.podCidr, true, agentStatus(n)?.bridge ?? "cni0", netnsPath(n.netns));
       break;
     case "vxlan-port-blocked":
       quiet(() => iptablesIn(n, ["-D", "INPUT", "-p", "udp", "--dport", "8472", "-m", "comment", "--comment", BREAK_COMMENT, "-j", "DROP"]));

@@ -28,6 +28,8 @@ export interface UpOptions {
   store?: "file" | "etcd";
   /** etcd to use instead of starting one (must be reachable from the nodes). */
   etcdEndpoints?: string;
+  /** TLS and authentication for that etcd, passed on to every agent. */
+  etcdTls?: { cafile?: string; certfile?: string; keyfile?: string; username?: string; passwordFile?: string };
   name: string;
   nodes: number;
   podCidr: string;
@@ -96,7 +98,7 @@ export async function labUp(o: UpOptions): Promise<LabState> {
   mkdirSync(labDir(o.name), { recursive: true });
   const s: LabState = {
     name: o.name, podCidr: o.podCidr, backend: o.backend, underlayNs: `gz-${o.name}-underlay`, underlayCidr: UNDERLAY_CIDR,
-    registryDir: join(labDir(o.name), "registry"), store: { kind: o.store ?? "file", ...(o.etcdEndpoints ? { endpoints: o.etcdEndpoints } : {}) }, cniInstalled: false, nodes: [], pods: [], createdAt: new Date().toISOString(),
+    registryDir: join(labDir(o.name), "registry"), store: { kind: o.store ?? "file", ...(o.etcdEndpoints ? { endpoints: o.etcdEndpoints } : {}), ...(o.etcdTls ? { tls: o.etcdTls } : {}) }, cniInstalled: false, nodes: [], pods: [], createdAt: new Date().toISOString(),
   };
   saveLab(s);
   try {
@@ -135,7 +137,12 @@ function installBinary(n: LabNode): void {
 // Resync every 5 minutes: registry events already apply at once; a long period keeps a fault
 // that `gauze lab break` injects in place long enough for doctor to find it.
 export function storeFlags(s: LabState): StoreFlags {
-  return { store: s.store.kind, storeDir: s.registryDir, ...(s.store.endpoints ? { etcdEndpoints: s.store.endpoints } : {}) };
+  const t = s.store.tls ?? {};
+  return {
+    store: s.store.kind, storeDir: s.registryDir, ...(s.store.endpoints ? { etcdEndpoints: s.store.endpoints } : {}),
+    ...(t.cafile ? { etcdCafile: t.cafile } : {}), ...(t.certfile ? { etcdCertfile: t.certfile } : {}), ...(t.keyfile ? { etcdKeyfile: t.keyfile } : {}),
+    ...(t.username ? { etcdUsername: t.username } : {}), ...(t.passwordFile ? { etcdPasswordFile: t.passwordFile } : {}),
+  };
 }
 
 const ETCD_CLIENT = `http://${UNDERLAY_GW}:2379`;
@@ -171,7 +178,7 @@ export async function etcdStart(lab: string): Promise<void> {
 function storeHelper(s: LabState, args: string[]): void {
   if (s.store.kind === "file") return;
   const endpoints = s.store.endpoints === ETCD_CLIENT ? "http://127.0.0.1:2379" : s.store.endpoints!;
-  must([gauzeExecutable(), "store", ...args, "--store", "etcd", "--etcd-endpoints", endpoints], undefined, netnsPath(s.underlayNs));
+  must([gauzeExecutable(), "store", ...args, ...storeArgs({ ...storeFlags(s), etcdEndpoints: endpoints })], undefined, netnsPath(s.underlayNs));
 }
 
 function initRegistry(s: LabState, podCidr: string, backend: string): void {
@@ -181,7 +188,7 @@ function initRegistry(s: LabState, podCidr: string, backend: string): void {
 
 export function startAgent(s: LabState, n: LabNode): void {
   const argv = [gauzeExecutable(), "agent", "--node", n.name, "--iface", "eth0", ...storeArgs(storeFlags(s)),
-    "--root", n.root, "--health-addr", `0.0.0.0:${AGENT_PORT}`, "--resync", "5m"];
+    "--root", n.root, "--health-addr", `127.0.0.1:${AGENT_PORT}`, "--resync", "5m"];
   n.agentPid = spawnInNetns(netnsPath(n.netns), argv, join(n.root, "var/log/gauze-agent.log"));
 }
 

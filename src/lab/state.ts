@@ -41,7 +41,7 @@ export interface LabState {
   underlayCidr: string;
   registryDir: string;
   /** Where leases live: the embedded file registry, or etcd (the lab's own in the underlay namespace, or given). */
-  store: { kind: "file" | "etcd"; endpoints?: string; etcdPid?: number; etcdDir?: string };
+  store: { kind: "file" | "etcd"; endpoints?: string; etcdPid?: number; etcdDir?: string; tls?: { cafile?: string; certfile?: string; keyfile?: string; username?: string; passwordFile?: string } };
   cniInstalled: boolean;
   nodes: LabNode[];
   pods: LabPod[];

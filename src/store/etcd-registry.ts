@@ -9,16 +9,21 @@ import { readFileSync } from "node:fs";
 import { Etcd3, type IOptions, type Lease as EtcdLease, type Watcher } from "etcd3";
 import { ExponentialBackoff } from "cockatiel";
 import { formatPrefix } from "../net/cidr.ts";
-import { type Lease, type LeaseRequest, type NetworkConfig, type SubnetRegistry, RegistryError, leaseKey, leaseRecord, parseRecord, pickFreeSubnet, resolveNetwork } from "./registry.ts";
+import { type Lease, type LeaseRequest, type NetworkConfig, type SubnetRegistry, LeaseLostError, RegistryError, leaseKey, leaseRecord, parseRecord, pickFreeSubnet, resolveNetwork } from "./registry.ts";
 
 export const DEFAULT_ETCD_PREFIX = "/gauze.dev/network";
 
 export interface EtcdOptions {
   endpoints: string[];
   prefix: string;
+  /** A CA to trust instead of the system's (a self-signed etcd). */
   cafile?: string;
+  /** Client certificate and key (mutual TLS); they work with the system's CAs too. */
   certfile?: string;
   keyfile?: string;
+  /** etcd user and a file holding its password (not a flag: flags show in `ps`). */
+  username?: string;
+  passwordFile?: string;
   /** Per-call deadline: a registry that does not answer must not stall the agent. */
   callTimeoutMs?: number;
 }
@@ -60,15 +65,35 @@ export class EtcdRegistry implements SubnetRegistry {
       // (etcd3's typings name an older cockatiel's backoff type; at runtime it calls .next() as this one has.)
       faultHandling: { watchBackoff: new ExponentialBackoff({ initialDelay: 100, maxDelay: 2000 }) as unknown as NonNullable<IOptions["faultHandling"]>["watchBackoff"] },
     };
-    if (o.cafile) {
+    if (!!o.certfile !== !!o.keyfile) throw new RegistryError("etcd: a client certificate needs its key and a key its certificate", "give both --etcd-certfile and --etcd-keyfile");
+    const read = (file: string, what: string) => {
+      try {
+        return readFileSync(file);
+      } catch (e) {
+        throw new RegistryError(`etcd: cannot read the ${what} ${file}: ${(e as Error).message}`, "check the path and its permissions");
+      }
+    };
+    if (o.cafile || o.certfile) {
+      // Without a CA file, grpc checks etcd's certificate against the system's CAs.
       opts.credentials = {
-        rootCertificate: readFileSync(o.cafile),
-        ...(o.certfile ? { certChain: readFileSync(o.certfile) } : {}),
-        ...(o.keyfile ? { privateKey: readFileSync(o.keyfile) } : {}),
+        rootCertificate: (o.cafile ? read(o.cafile, "CA file") : undefined) as Buffer,
+        ...(o.certfile ? { certChain: read(o.certfile, "client certificate") } : {}),
+        ...(o.keyfile ? { privateKey: read(o.keyfile, "client key") } : {}),
       };
+    }
+    if (o.username) {
+      if (!o.passwordFile) throw new RegistryError("etcd: a user needs a password", "give --etcd-password-file (a file holding the password)");
+      opts.auth = { username: o.username, password: read(o.passwordFile, "password file").toString("utf8").replace(/\r?\n$/, "") };
+    }
+    const plain = o.endpoints.filter((e) => !/^https:/i.test(e));
+    if (plain.length && !opts.credentials) {
+      this.warnings.push(`etcd ${plain.join(",")} without TLS: leases travel in the clear${o.username ? ", and so does the password" : ""}; use https:// endpoints`);
     }
     this.client = new Etcd3(opts);
   }
+
+  /** Things the agent should log once (plain-text etcd). */
+  readonly warnings: string[] = [];
 
   private key(subnet: string): string {
     return `${this.o.prefix}/subnets/${leaseKey(subnet)}`;
@@ -177,12 +202,27 @@ export class EtcdRegistry implements SubnetRegistry {
       this.requests++;
       await l.keepaliveOnce();
     } catch {
-      // Expired or lost (e.g. after a long etcd outage): attach the key to a new lease.
+      // Expired or lost (e.g. after a long etcd outage): the key goes on a new lease, if it is still ours.
       l = await this.grant(ttlMs);
       this.leases.set(lease.subnet, l);
     }
+    // Only while the key still holds what this node last wrote: after an expiry another node
+    // may have taken the subnet, and a plain put would give one subnet two owners.
+    const key = this.key(lease.subnet);
     this.requests++;
-    await l.put(this.key(lease.subnet)).value(JSON.stringify(toStored(renewed))).catch((e) => this.fail(e, "renewing the lease"));
+    const r = await this.client.if(key, "Value", "==", JSON.stringify(toStored(lease))).then(l.put(key).value(JSON.stringify(toStored(renewed))))
+      .commit().catch((e) => this.fail(e, "renewing the lease"));
+    if (!r.succeeded) {
+      await l.revoke().catch(() => undefined);
+      this.leases.delete(lease.subnet);
+      const now = await this.client.get(key).string().catch(() => null);
+      let owner = "nobody";
+      if (now !== null) {
+        const v = parseRecord(now);
+        owner = typeof v === "object" && typeof v.Node === "string" ? `node ${v.Node}` : "a record that is not a lease";
+      }
+      throw new LeaseLostError(lease.subnet, `${key} now holds ${owner}`);
+    }
     return renewed;
   }
 

@@ -6,7 +6,7 @@
 import { mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, watch, writeFileSync, type FSWatcher } from "node:fs";
 import { join } from "node:path";
 import { lockFile } from "../kernel/files.ts";
-import { type Lease, type LeaseRequest, type NetworkConfig, type SubnetRegistry, RegistryError, leaseKey, leaseRecord, parseRecord, pickFreeSubnet, resolveNetwork } from "./registry.ts";
+import { type Lease, type LeaseRequest, type NetworkConfig, type SubnetRegistry, LeaseLostError, RegistryError, leaseKey, leaseRecord, parseRecord, pickFreeSubnet, resolveNetwork } from "./registry.ts";
 import { formatPrefix } from "../net/cidr.ts";
 
 export class FileRegistry implements SubnetRegistry {
@@ -94,7 +94,21 @@ export class FileRegistry implements SubnetRegistry {
 
   async renewLease(lease: Lease, ttlMs: number): Promise<Lease> {
     const renewed = { ...lease, expiresAt: Date.now() + ttlMs };
-    writeAtomic(this.path(lease.subnet), JSON.stringify(renewed) + "\n");
+    // Under the allocation lock, and only while the file still names this node.
+    const lock = lockFile(join(this.dir, "lock"));
+    try {
+      let current: unknown;
+      try {
+        current = JSON.parse(readFileSync(this.path(lease.subnet), "utf8"));
+      } catch {
+        throw new LeaseLostError(lease.subnet, "its file is gone");
+      }
+      const holder = (current as { node?: unknown }).node;
+      if (holder !== lease.node) throw new LeaseLostError(lease.subnet, `it now names node ${String(holder)}`);
+      writeAtomic(this.path(lease.subnet), JSON.stringify(renewed) + "\n");
+    } finally {
+      lock.release();
+    }
     return renewed;
   }
 

@@ -8,7 +8,7 @@
 import { readFileSync } from "node:fs";
 import type { CoreV1Api, KubeConfig, V1Node } from "@kubernetes/client-node";
 import { formatPrefix, parseCIDR, prefixContains } from "../net/cidr.ts";
-import { type Lease, type LeaseRequest, type NetworkConfig, type SubnetRegistry, RegistryError, leaseRecord, parseRecord, resolveNetwork } from "./registry.ts";
+import { type Lease, type LeaseRequest, type NetworkConfig, type SubnetRegistry, LeaseLostError, RegistryError, leaseRecord, parseRecord, resolveNetwork } from "./registry.ts";
 
 export const ANNOTATION = {
   publicIp: "gauze.dev/public-ip",
@@ -104,7 +104,11 @@ export class KubeRegistry implements SubnetRegistry {
   }
 
   async renewLease(lease: Lease, ttlMs: number): Promise<Lease> {
-    // No TTL in Kubernetes: the node object lives as long as the node. Refresh the annotations.
+    // No TTL in Kubernetes: the node's podCIDR is the lease. Still ours only while it is unchanged.
+    const node = await this.api.readNode({ name: lease.node }).catch((e) => this.fail(e, `reading node ${lease.node}`));
+    const cidr = node.spec?.podCIDR ?? node.spec?.podCIDRs?.[0];
+    const now = cidr ? parseCIDR(cidr) : undefined;
+    if (!now || formatPrefix(now.prefix) !== lease.subnet) throw new LeaseLostError(lease.subnet, `node ${lease.node} has podCIDR ${cidr ?? "none"} now`);
     await this.publish(lease);
     return { ...lease, expiresAt: Date.now() + ttlMs };
   }

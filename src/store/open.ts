@@ -14,6 +14,8 @@ export interface StoreFlags {
   etcdCafile?: string;
   etcdCertfile?: string;
   etcdKeyfile?: string;
+  etcdUsername?: string;
+  etcdPasswordFile?: string;
   kubeconfig?: string;
   netConf?: string;
 }
@@ -33,6 +35,7 @@ export async function openRegistry(f: StoreFlags): Promise<SubnetRegistry> {
       return new EtcdRegistry({
         endpoints, prefix: f.etcdPrefix ?? DEFAULT_ETCD_PREFIX,
         ...(f.etcdCafile ? { cafile: f.etcdCafile } : {}), ...(f.etcdCertfile ? { certfile: f.etcdCertfile } : {}), ...(f.etcdKeyfile ? { keyfile: f.etcdKeyfile } : {}),
+        ...(f.etcdUsername ? { username: f.etcdUsername } : {}), ...(f.etcdPasswordFile ? { passwordFile: f.etcdPasswordFile } : {}),
       });
     }
     default:
@@ -46,5 +49,10 @@ export function storeArgs(f: StoreFlags): string[] {
   if (f.store === "file") a.push("--store-dir", f.storeDir);
   if (f.etcdEndpoints) a.push("--etcd-endpoints", f.etcdEndpoints);
   if (f.etcdPrefix) a.push("--etcd-prefix", f.etcdPrefix);
+  if (f.etcdCafile) a.push("--etcd-cafile", f.etcdCafile);
+  if (f.etcdCertfile) a.push("--etcd-certfile", f.etcdCertfile);
+  if (f.etcdKeyfile) a.push("--etcd-keyfile", f.etcdKeyfile);
+  if (f.etcdUsername) a.push("--etcd-username", f.etcdUsername);
+  if (f.etcdPasswordFile) a.push("--etcd-password-file", f.etcdPasswordFile);
   return a;
 }

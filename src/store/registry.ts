@@ -41,6 +41,7 @@ export interface SubnetRegistry {
   getNetworkConfig(): Promise<NetworkConfig>;
   /** This node's live lease if it has one (same subnet after a restart), else a free subnet. */
   acquireLease(req: LeaseRequest, ttlMs: number): Promise<Lease>;
+  /** Extends the lease only while it is still this node's; LeaseLostError otherwise. */
   renewLease(lease: Lease, ttlMs: number): Promise<Lease>;
   /** Live leases (expired ones are left out). */
   listLeases(): Promise<Lease[]>;
@@ -54,6 +55,14 @@ export class RegistryError extends Error {
   constructor(message: string, readonly fix: string) {
     super(`${message} (${fix})`);
     this.name = "RegistryError";
+  }
+}
+
+/** The lease is no longer this node's (it expired and another node took the subnet, or it was removed). */
+export class LeaseLostError extends RegistryError {
+  constructor(subnet: string, why: string) {
+    super(`lease ${subnet} is no longer this node's: ${why}`, "the agent leases a subnet again");
+    this.name = "LeaseLostError";
   }
 }
 

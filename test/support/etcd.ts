@@ -20,16 +20,19 @@ function portOpen(port: number): Promise<boolean> {
   });
 }
 
-export async function startEtcd(): Promise<TestEtcd> {
+/** `slot` picks another pair of ports (several etcds in one test file); `tls` serves https with client certificates. */
+export async function startEtcd(o: { slot?: number; tls?: { cert: string; key: string; ca: string } } = {}): Promise<TestEtcd> {
   const dir = mkdtempSync(join(tmpdir(), "gauze-etcd-"));
-  const base = 24000 + (process.pid % 500) * 4;
+  const base = 24000 + (process.pid % 500) * 8 + (o.slot ?? 0) * 2;
   const client = base;
   const peer = base + 1;
+  const scheme = o.tls ? "https" : "http";
+  const tls = o.tls ? ["--cert-file", o.tls.cert, "--key-file", o.tls.key, "--client-cert-auth", "--trusted-ca-file", o.tls.ca] : [];
   let proc: ChildProcess | undefined;
   const start = async () => {
-    proc = spawn("etcd", ["--name", "gz-test", "--data-dir", join(dir, "data"), "--listen-client-urls", `http://127.0.0.1:${client}`,
-      "--advertise-client-urls", `http://127.0.0.1:${client}`, "--listen-peer-urls", `http://127.0.0.1:${peer}`,
-      "--initial-advertise-peer-urls", `http://127.0.0.1:${peer}`, "--initial-cluster", `gz-test=http://127.0.0.1:${peer}`, "--log-level", "error"], { stdio: "ignore" });
+    proc = spawn("etcd", ["--name", "gz-test", "--data-dir", join(dir, "data"), "--listen-client-urls", `${scheme}://127.0.0.1:${client}`,
+      "--advertise-client-urls", `${scheme}://127.0.0.1:${client}`, "--listen-peer-urls", `http://127.0.0.1:${peer}`,
+      "--initial-advertise-peer-urls", `http://127.0.0.1:${peer}`, "--initial-cluster", `gz-test=http://127.0.0.1:${peer}`, "--log-level", "error", ...tls], { stdio: "ignore" });
     const until = Date.now() + 10_000;
     while (!(await portOpen(client))) {
       if (Date.now() > until) throw new Error("etcd did not start (apt-get install etcd-server)");
@@ -44,5 +47,5 @@ export async function startEtcd(): Promise<TestEtcd> {
     await gone;
   };
   await start();
-  return { endpoint: `http://127.0.0.1:${client}`, stop, start, remove: async () => { await stop(); rmSync(dir, { recursive: true, force: true }); } };
+  return { endpoint: `${scheme}://127.0.0.1:${client}`, stop, start, remove: async () => { await stop(); rmSync(dir, { recursive: true, force: true }); } };
 }
