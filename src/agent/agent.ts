@@ -6,8 +6,6 @@
 // by hand: it is back within milliseconds), and on a timer as a safety net. A restart adopts
 // what is already right and never tears the dataplane down; only uninstall removes it.
 import type { Logger } from "pino";
-import { writeFileSync, mkdirSync } from "node:fs";
-import { dirname } from "node:path";
 import type { Server } from "node:http";
 import { checkBrNetfilter } from "./prereq.ts";
 import { type Link, Rtnl } from "../kernel/netlink/index.ts";
@@ -18,7 +16,7 @@ import { type Backend, type KernelView, type NodeLink, applyPlan, backendTypes, 
 import { type InvalidLease, validateLeases } from "../store/validate.ts";
 import "../backend/vxlan.ts";
 import "../backend/host-gw.ts";
-import { type NodePaths, installConflist, nodePaths, removeConflist, writeSubnetFile, removeNodeFiles } from "./node-files.ts";
+import { type NodePaths, installConflist, nodePaths, removeConflist, writeAtomic, writeSubnetFile, removeNodeFiles } from "./node-files.ts";
 import { ensureMasquerade, removeMasquerade } from "./masquerade.ts";
 import { createMetrics, type AgentMetrics } from "./metrics.ts";
 import { serveHealth, type Readiness } from "./http.ts";
@@ -376,8 +374,7 @@ export class Agent {
   /** For `gauze lab status` and doctor: the agent's view, on the node's disk. */
   private writeStatus(): void {
     try {
-      mkdirSync(dirname(this.paths.statusFile), { recursive: true });
-      writeFileSync(this.paths.statusFile, JSON.stringify(this.status(), null, 2) + "\n");
+      writeAtomic(this.paths.statusFile, JSON.stringify(this.status(), null, 2) + "\n");
     } catch {
       // status is informational
     }

@@ -11,7 +11,7 @@ export interface Readiness {
 
 /** A reason as /readyz tells it to whoever asks: endpoints and anything that looks like a credential left out. */
 export function publicReason(reason: string): string {
-  return reason.replace(/\b[a-z][a-z0-9+.-]*:\/\/[^\s,;)]+/gi, "<endpoint>").replace(/\b(password|token|secret)=\S+/gi, "$1=<hidden>");
+  return reason.replace(/\b[a-z][a-z0-9+.-]*:\/\/[^\s,;)]*[^\s,;):]/gi, "<endpoint>").replace(/\b(password|token|secret)=\S+/gi, "$1=<hidden>");
 }
 
 export function serveHealth(addr: string, metrics: AgentMetrics, readiness: () => Readiness): Promise<Server> {

@@ -31,11 +31,20 @@ export function writeIfChanged(path: string, text: string): boolean {
   } catch {
     // absent: write it
   }
+  writeAtomic(path, text);
+  return true;
+}
+
+/**
+ * Writes a file whole: a fresh temp name (created exclusively, so never through a symlink
+ * someone planted there), then rename (which replaces a symlink at `path` rather than following it).
+ */
+export function writeAtomic(path: string, text: string): void {
   mkdirSync(dirname(path), { recursive: true });
   const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, text);
+  rmSync(tmp, { force: true });
+  writeFileSync(tmp, text, { flag: "wx" });
   renameSync(tmp, path);
-  return true;
 }
 
 export function writeSubnetFile(paths: NodePaths, env: SubnetEnv): boolean {

@@ -23,7 +23,8 @@ export interface LiveOptions {
 }
 
 export function captureLive(run: ChunkConsumer, o: LiveOptions): Promise<{ stoppedBy: string }> {
-  const tcpdump = ["tcpdump", "-U", "-n", "-w", "-", "-i", o.iface, ...(o.count ? ["-c", String(o.count)] : []), ...(o.bpf ? o.bpf.split(/\s+/).filter(Boolean) : [])];
+  // The filter comes after "--": a word of it can never become a tcpdump option (-w /etc/...).
+  const tcpdump = ["tcpdump", "-U", "-n", "-w", "-", "-i", o.iface, ...(o.count ? ["-c", String(o.count)] : []), "--", ...(o.bpf ? o.bpf.split(/\s+/).filter(Boolean) : [])];
 
   return new Promise((resolve, reject) => {
     const child = startPiped(tcpdump, o.netns ? { netns: netnsArg(o.netns) } : {});

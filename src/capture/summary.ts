@@ -31,8 +31,13 @@ export interface SummaryReport {
     encap_share_pct: number;
     malformed_packets: number;
     cut_packets: number;
+    /** The smallest flows, folded together once there were more than the summary keeps (counted, not listed). */
+    other_flows: { flows: number; packets: number; outer_bytes: number; inner_bytes: number };
   };
 }
+
+/** Flows kept at most; past that the smaller half is folded into one "other" row. */
+export const MAX_FLOWS = 100_000;
 
 const PROTO: Record<number, string> = { 1: "icmp", 6: "tcp", 17: "udp", 58: "icmp6" };
 
@@ -45,6 +50,23 @@ interface Acc { key: Omit<FlowRow, "packets" | "outer_bytes" | "inner_bytes" | "
 
 export class Summary {
   private flows = new Map<string, Acc>();
+  private other = { flows: 0, packets: 0, outer: 0, inner: 0 };
+
+  /** `maxFlows` bounds memory on a capture with millions of flows: the largest flows are kept. */
+  constructor(private readonly maxFlows = MAX_FLOWS) {}
+
+  /** Folds the smaller half of the flows into `other`. */
+  private shrink(): void {
+    const all = [...this.flows.entries()].sort((a, b) => a[1].outer - b[1].outer);
+    for (const [k, a] of all.slice(0, Math.ceil(all.length / 2))) {
+      this.other.flows++;
+      this.other.packets += a.packets;
+      this.other.outer += a.outer;
+      this.other.inner += a.inner;
+      this.flows.delete(k);
+    }
+    this.last = undefined;
+  }
   private packets = 0;
   private wire = 0;
   private malformed = 0;
@@ -78,6 +100,7 @@ export class Summary {
         key: { outer_src: addr(o, d.frame, "src"), outer_dst: addr(o, d.frame, "dst"), tunnel: t.kind, vni: t.vni, inner_src: addr(n, d.frame, "src"), inner_dst: addr(n, d.frame, "dst"), inner_proto: PROTO[n.proto] ?? String(n.proto) },
         packets: 0, outer: 0, inner: 0,
       };
+      if (this.flows.size >= this.maxFlows) this.shrink();
       this.flows.set(k, acc);
     }
     acc.packets++;
@@ -94,14 +117,16 @@ export class Summary {
       overhead_pct: a.outer ? round2((100 * (a.outer - a.inner)) / a.outer) : 0,
     })).sort((x, y) => y.outer_bytes - x.outer_bytes);
     const sum = (f: (r: FlowRow) => number) => flows.reduce((s, r) => s + f(r), 0);
-    const overhead = sum((r) => r.overhead_bytes);
+    const o = this.other;
+    const overhead = sum((r) => r.overhead_bytes) + (o.outer - o.inner);
     return {
       flows,
       totals: {
-        packets: this.packets, wire_bytes: this.wire, tunnel_packets: sum((r) => r.packets),
-        outer_bytes: sum((r) => r.outer_bytes), inner_bytes: sum((r) => r.inner_bytes), overhead_bytes: overhead,
+        packets: this.packets, wire_bytes: this.wire, tunnel_packets: sum((r) => r.packets) + o.packets,
+        outer_bytes: sum((r) => r.outer_bytes) + o.outer, inner_bytes: sum((r) => r.inner_bytes) + o.inner, overhead_bytes: overhead,
         encap_share_pct: this.wire ? round2((100 * overhead) / this.wire) : 0,
         malformed_packets: this.malformed, cut_packets: this.cut,
+        other_flows: { flows: o.flows, packets: o.packets, outer_bytes: o.outer, inner_bytes: o.inner },
       },
     };
   }
@@ -120,6 +145,7 @@ export function summaryText(r: SummaryReport): string {
   return [
     line(head),
     ...rows.map(line),
+    ...(t.other_flows.flows ? [`... and ${t.other_flows.flows} smaller flows, not listed: ${t.other_flows.packets} packets, outer ${t.other_flows.outer_bytes} B, inner ${t.other_flows.inner_bytes} B`] : []),
     "",
     `totals: ${t.packets} packets, ${t.wire_bytes} bytes on the wire; ${t.tunnel_packets} tunnelled: outer ${t.outer_bytes} B, inner ${t.inner_bytes} B, encapsulation ${t.overhead_bytes} B`,
     `encapsulation is ${t.encap_share_pct.toFixed(2)}% of all bytes in this capture${t.malformed_packets ? `; ${t.malformed_packets} malformed packets` : ""}${t.cut_packets ? `; ${t.cut_packets} cut by the snaplen` : ""}`,

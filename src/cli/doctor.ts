@@ -2,13 +2,13 @@
 // ip and iptables show the node), on a host it runs in place.
 import { runInteractive } from "../kernel/spawn.ts";
 import { netnsPath } from "../kernel/netns.ts";
-import { loadLab, findNode } from "../lab/state.ts";
+import { loadLab, findNode, pickLab } from "../lab/state.ts";
 import { gauzeExecutable } from "../lab/processes.ts";
 import { formatReport, runDoctor } from "../doctor/run.ts";
 
 export interface DoctorCliOptions {
   node?: string;
-  name: string;
+  name?: string;
   host?: boolean;
   root?: string;
   labNode?: string;
@@ -28,12 +28,12 @@ export async function doctorCli(o: DoctorCliOptions): Promise<number> {
 
 async function doctor(o: DoctorCliOptions): Promise<number> {
   if (o.node && !o.host) {
-    const s = loadLab(o.name);
+    const s = loadLab(pickLab(o.name));
     const n = findNode(s, o.node);
     const argv = [gauzeExecutable(), "doctor", "--host", "--root", n.root, "--name", s.name, "--lab-node", n.name, ...(o.json ? ["--json"] : []), ...(o.fix ? ["--fix"] : []), ...(o.kubeconfig ? ["--kubeconfig", o.kubeconfig] : [])];
     return runInteractive(argv, { netns: netnsPath(n.netns), env: { ...process.env, ...(process.stdout.isTTY ? { GAUZE_COLOR: "1" } : {}) } });
   }
-  const report = await runDoctor({ root: o.root ?? "", ...(o.labNode ? { lab: o.name, node: o.labNode } : {}), ...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}), fix: !!o.fix });
+  const report = await runDoctor({ root: o.root ?? "", ...(o.labNode && o.name ? { lab: o.name, node: o.labNode } : {}), ...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}), fix: !!o.fix });
   process.stdout.write(o.json ? JSON.stringify(report, null, 2) + "\n" : formatReport(report, !!process.stdout.isTTY || process.env.GAUZE_COLOR === "1"));
   return report.ok ? 0 : 1;
 }

@@ -2,10 +2,13 @@
 import type { Command } from "commander";
 import { runInteractive } from "../kernel/spawn.ts";
 import { netnsPath } from "../kernel/netns.ts";
-import { findNode, listLabs, loadLab, type LabState } from "../lab/state.ts";
+import { findNode, listLabs, loadLab, pickLab, type LabState } from "../lab/state.ts";
 import { labDown, labUp, nodeAdd, nodeRm, nodeView, podRm, podRun, refresh, agentStop, agentStart, waitServing, type Progress } from "../lab/lab.ts";
 
 type SetStatus = (code: number) => void;
+
+/** --name on commands that act on an existing lab: optional when there is one lab (or GAUZE_LAB names it). */
+const LAB_HELP = "lab name (default: the only lab, or $GAUZE_LAB)";
 
 const say = (json: boolean): Progress => (line) => { if (!json) process.stderr.write(`${line}\n`); };
 
@@ -74,12 +77,12 @@ export function registerLab(program: Command, set: SetStatus): void {
 
   lab.command("down")
     .description("remove a lab: namespaces, links, processes, rules and files; --all removes every lab")
-    .option("--name <name>", "lab name", "demo")
+    .option("--name <name>", LAB_HELP)
     .option("--all", "every lab on this host")
     .option("--json", "JSON: the labs removed")
-    .action((o: { name: string; all?: boolean; json?: boolean }) => guard(set, async () => {
-      const names = o.all ? listLabs() : [o.name];
-      if (!o.all) loadLab(o.name); // a clear error for a lab that does not exist
+    .action((o: { name?: string; all?: boolean; json?: boolean }) => guard(set, async () => {
+      const names = o.all ? listLabs() : [pickLab(o.name)];
+      if (!o.all) loadLab(names[0]!); // a clear error for a lab that does not exist
       for (const n of names) await labDown(n, say(!!o.json));
       if (o.json) console.log(JSON.stringify({ removed: names }));
       else if (o.all && names.length === 0) process.stderr.write("no labs\n");
@@ -96,10 +99,10 @@ export function registerLab(program: Command, set: SetStatus): void {
 
   lab.command("status")
     .description("nodes (Ready/NotReady with the reason, IP, subnet, VTEP MAC) and pods (node, IP, phase)")
-    .option("--name <name>", "lab name", "demo")
+    .option("--name <name>", LAB_HELP)
     .option("--json", "JSON")
-    .action((o: { name: string; json?: boolean }) => guard(set, async () => {
-      const s = await refresh(o.name);
+    .action((o: { name?: string; json?: boolean }) => guard(set, async () => {
+      const s = await refresh(pickLab(o.name));
       if (o.json) console.log(JSON.stringify(statusReport(s), null, 2));
       else printStatus(s);
     }));
@@ -109,11 +112,11 @@ export function registerLab(program: Command, set: SetStatus): void {
     .argument("<pod>")
     .requiredOption("--node <node>", "node to run on (full name, or e.g. worker)")
     .option("--image <image>", "nginx (HTTP on :80) or netshoot (a pod to exec into)", "netshoot")
-    .option("--name <lab>", "lab name", "demo")
+    .option("--name <lab>", LAB_HELP)
     .option("--json", "JSON")
-    .action((name: string, o: { node: string; image: string; name: string; json?: boolean }) => guard(set, async () => {
+    .action((name: string, o: { node: string; image: string; name?: string; json?: boolean }) => guard(set, async () => {
       if (o.image !== "nginx" && o.image !== "netshoot") throw new Error(`--image ${o.image}: use nginx or netshoot`);
-      const p = await podRun(o.name, name, o.node, o.image);
+      const p = await podRun(pickLab(o.name), name, o.node, o.image);
       if (p.phase === "Running" && p.image === "nginx") await waitServing(p);
       if (o.json) console.log(JSON.stringify({ name: p.name, node: p.node, phase: p.phase, ip: p.ip ?? null, ...(p.reason ? { reason: p.reason } : {}) }));
       else console.log(`${p.name} on ${p.node}: ${p.phase}${p.ip ? ` ${p.ip}` : ""}${p.reason ? `\n  ${p.reason}` : ""}`);
@@ -121,33 +124,33 @@ export function registerLab(program: Command, set: SetStatus): void {
     }));
   pod.command("rm")
     .argument("<pod>")
-    .option("--name <lab>", "lab name", "demo")
-    .action((name: string, o: { name: string }) => guard(set, () => podRm(o.name, name)));
+    .option("--name <lab>", LAB_HELP)
+    .action((name: string, o: { name?: string }) => guard(set, () => podRm(pickLab(o.name), name)));
 
   const node = lab.command("node").description("nodes joining and leaving");
-  node.command("add").option("--name <lab>", "lab name", "demo").option("--node <name>", "node name").option("--json", "JSON")
-    .action((o: { name: string; node?: string; json?: boolean }) => guard(set, async () => {
-      const n = await nodeAdd(o.name, say(!!o.json), o.node);
+  node.command("add").option("--name <lab>", LAB_HELP).option("--node <name>", "node name").option("--json", "JSON")
+    .action((o: { name?: string; node?: string; json?: boolean }) => guard(set, async () => {
+      const n = await nodeAdd(pickLab(o.name), say(!!o.json), o.node);
       if (o.json) console.log(JSON.stringify({ name: n.name, ip: n.ip }));
     }));
-  node.command("rm").argument("<node>").option("--name <lab>", "lab name", "demo")
-    .action((n: string, o: { name: string }) => guard(set, () => nodeRm(o.name, n)));
-  node.command("stop-agent").argument("<node>").option("--name <lab>", "lab name", "demo").option("--kill", "SIGKILL instead of SIGTERM")
+  node.command("rm").argument("<node>").option("--name <lab>", LAB_HELP)
+    .action((n: string, o: { name?: string }) => guard(set, () => nodeRm(pickLab(o.name), n)));
+  node.command("stop-agent").argument("<node>").option("--name <lab>", LAB_HELP).option("--kill", "SIGKILL instead of SIGTERM")
     .description("stop the node's agent (its lease and dataplane stay)")
-    .action((n: string, o: { name: string; kill?: boolean }) => guard(set, () => agentStop(o.name, n, o.kill ? "SIGKILL" : "SIGTERM")));
+    .action((n: string, o: { name?: string; kill?: boolean }) => guard(set, () => agentStop(pickLab(o.name), n, o.kill ? "SIGKILL" : "SIGTERM")));
   const etcd = lab.command("etcd").description("the lab's own etcd (lab up --store etcd)");
-  etcd.command("stop").option("--name <lab>", "lab name", "demo").action((o: { name: string }) => guard(set, async () => { const { etcdStop } = await import("../lab/lab.ts"); await etcdStop(o.name); }));
-  etcd.command("start").option("--name <lab>", "lab name", "demo").action((o: { name: string }) => guard(set, async () => { const { etcdStart } = await import("../lab/lab.ts"); await etcdStart(o.name); }));
-  node.command("start-agent").argument("<node>").option("--name <lab>", "lab name", "demo")
-    .action((n: string, o: { name: string }) => guard(set, () => agentStart(o.name, n)));
+  etcd.command("stop").option("--name <lab>", LAB_HELP).action((o: { name?: string }) => guard(set, async () => { const { etcdStop } = await import("../lab/lab.ts"); await etcdStop(pickLab(o.name)); }));
+  etcd.command("start").option("--name <lab>", LAB_HELP).action((o: { name?: string }) => guard(set, async () => { const { etcdStart } = await import("../lab/lab.ts"); await etcdStart(pickLab(o.name)); }));
+  node.command("start-agent").argument("<node>").option("--name <lab>", LAB_HELP)
+    .action((n: string, o: { name?: string }) => guard(set, () => agentStart(pickLab(o.name), n)));
 
   lab.command("exec")
     .description("run a command in a pod's or node's network namespace")
     .argument("<target>", "pod or node name")
     .argument("<cmd...>", "command (after --)")
-    .option("--name <lab>", "lab name", "demo")
-    .action((target: string, cmd: string[], o: { name: string }) => guard(set, async () => {
-      const s = loadLab(o.name);
+    .option("--name <lab>", LAB_HELP)
+    .action((target: string, cmd: string[], o: { name?: string }) => guard(set, async () => {
+      const s = loadLab(pickLab(o.name));
       const ns = s.pods.find((p) => p.name === target)?.netns ?? findNode(s, target).netns;
       return runInteractive(cmd, { netns: netnsPath(ns) });
     }));
@@ -155,14 +158,14 @@ export function registerLab(program: Command, set: SetStatus): void {
   lab.command("capture")
     .description("tcpdump on a node's eth0, decoded by gauze (see gauze capture)")
     .argument("<node>")
-    .option("--name <lab>", "lab name", "demo")
+    .option("--name <lab>", LAB_HELP)
     .option("--filter <bpf>", "capture filter, e.g. \"udp port 8472\"")
     .option("--count <n>", "stop after n packets")
     .option("--duration <seconds>", "stop after this long")
     .option("-w, --write <file>", "also write the pcap")
     .option("--json", "JSON lines").option("--summary", "tunnel flow summary")
-    .action((n: string, o: { name: string; filter?: string; count?: string; duration?: string; write?: string; json?: boolean; summary?: boolean }) => guard(set, async () => {
-      const s = loadLab(o.name);
+    .action((n: string, o: { name?: string; filter?: string; count?: string; duration?: string; write?: string; json?: boolean; summary?: boolean }) => guard(set, async () => {
+      const s = loadLab(pickLab(o.name));
       const { runCapture } = await import("./dissect.ts");
       return runCapture({ iface: "eth0", netns: findNode(s, n).netns, ...(o.filter ? { filter: o.filter } : {}), ...(o.count ? { count: o.count } : {}), ...(o.duration ? { duration: o.duration } : {}), ...(o.write ? { write: o.write } : {}), ...(o.json ? { json: true } : {}), ...(o.summary ? { summary: true } : {}) });
     }));
@@ -171,21 +174,23 @@ export function registerLab(program: Command, set: SetStatus): void {
     .description("inject a known failure into a lab node (see gauze lab break --help for the list)")
     .argument("<fault>", "no-br-netfilter, no-cni-config, missing-plugin, ip-forward-off, mtu-mismatch, stale-fdb, agent-down, forward-drop, vxlan-port-blocked")
     .option("--node <node>", "node to break", "control-plane")
-    .option("--name <lab>", "lab name", "demo")
+    .option("--name <lab>", LAB_HELP)
     .option("--json", "JSON")
-    .action((fault: string, o: { node: string; name: string; json?: boolean }) => guard(set, async () => {
+    .action((fault: string, o: { node: string; name?: string; json?: boolean }) => guard(set, async () => {
       const { breakNode, FAULTS } = await import("../lab/faults.ts");
-      const r = await breakNode(o.name, fault, o.node);
+      const name = pickLab(o.name);
+      const r = await breakNode(name, fault, o.node);
       if (o.json) console.log(JSON.stringify({ fault: r.fault, node: r.node, what: FAULTS[r.fault] }));
-      else console.log(`broke ${r.node}: ${FAULTS[r.fault]} (gauze doctor --node ${r.node} --name ${o.name}; gauze lab fix --name ${o.name})`);
+      else console.log(`broke ${r.node}: ${FAULTS[r.fault]} (gauze doctor --node ${r.node} --name ${name}; gauze lab fix --node ${r.node} --name ${name})`);
     }));
   lab.command("fix")
-    .description("undo every fault gauze lab break injected")
-    .option("--name <lab>", "lab name", "demo")
+    .description("undo the faults gauze lab break injected (on one node with --node)")
+    .option("--node <node>", "only this node's faults (default: every node's)")
+    .option("--name <lab>", LAB_HELP)
     .option("--json", "JSON")
-    .action((o: { name: string; json?: boolean }) => guard(set, async () => {
+    .action((o: { node?: string; name?: string; json?: boolean }) => guard(set, async () => {
       const { fixAll } = await import("../lab/faults.ts");
-      const done = await fixAll(o.name);
+      const done = await fixAll(pickLab(o.name), o.node);
       if (o.json) console.log(JSON.stringify({ undone: done.map((r) => ({ fault: r.fault, node: r.node })) }));
       else console.log(done.length ? done.map((r) => `undid ${r.fault} on ${r.node}`).join("\n") : "nothing to undo");
     }));

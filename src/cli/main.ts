@@ -1,5 +1,5 @@
 // The gauze command line. Each subcommand lives in its own module and is loaded on use.
-import { Command } from "commander";
+import { Command, Option } from "commander";
 import { GAUZE_VERSION } from "../version.ts";
 import { SPEC_VERSION, SUPPORTED_VERSIONS } from "../cni/version.ts";
 
@@ -103,10 +103,10 @@ export async function runCli(argv: string[]): Promise<number> {
       program.command("doctor")
         .description("find what breaks pod networking on a node, with the evidence and the fix")
         .option("--node <node>", "a lab node (runs inside its namespace)")
-        .option("--name <lab>", "the lab of --node", "demo")
+        .option("--name <lab>", "the lab of --node (default: the only lab, or $GAUZE_LAB)")
         .option("--host", "this host (the default without --node)")
         .option("--root <dir>", "prefix of the node's paths (as the agent's --root)", "")
-        .option("--lab-node <node>", "(internal) the lab node this runs for")
+        .addOption(new Option("--lab-node <node>", "the lab node this runs for (set by --node)").hideHelp())
         .option("--kubeconfig <path>", "also check the cluster: agent pods in every namespace, CrashLoops, NotReady nodes")
         .option("--json", "JSON report")
         .option("--fix", "repair what is safe to repair, then check again")

@@ -16,7 +16,7 @@ async function withStore<T>(ipam: BuiltinIpam, network: string, fn: (s: DiskStor
   try {
     store = DiskStore.open(ipam.dataDir, network);
   } catch (e) {
-    throw new CniError(CniCode.IoFailure, `cannot create IPAM directory ${ipam.dataDir}/${network}: ${(e as Error).message}`, "check that ipam.dataDir is on a writable file system", { cause: e });
+    throw new CniError(CniCode.IoFailure, `IPAM directory ${ipam.dataDir}/${network}: ${(e as Error).message}`, "check ipam.dataDir: a root-owned directory on a writable file system", { cause: e });
   }
   const lock = lockFile(store.lockPath);
   try {

@@ -50,6 +50,14 @@ export function allocate(
   store: IpamStore, set: RangeSet, rangeSetId: string,
   containerId: string, ifname: string, requested?: IP,
 ): Allocation {
+  // The spec forbids two ADDs for one attachment without a DEL in between, with or without a
+  // requested address: a second reservation would be the first one's leak, and a second ADD
+  // taking over the attachment's veth would cut off the live pod.
+  for (const held of store.getByAttachment(containerId, ifname)) {
+    if (rangeSetFind(set, held)) {
+      throw new AllocationError(`${formatIP(held)} is already allocated to ${containerId}/${ifname}; DEL it before a new ADD`, "duplicate");
+    }
+  }
   if (requested) {
     const r = rangeSetFind(set, requested);
     if (!r) throw new AllocationError(`requested IP ${formatIP(requested)} is not in range set ${rangeSetToString(set)}`, "invalid");
@@ -58,12 +66,6 @@ export function allocate(
       throw new AllocationError(`requested IP ${formatIP(requested)} is already reserved by another container`, "unavailable");
     }
     return { ip: requested, rangeIndex: set.indexOf(r) };
-  }
-  // The spec forbids two ADDs for one attachment without a DEL in between.
-  for (const held of store.getByAttachment(containerId, ifname)) {
-    if (rangeSetFind(set, held)) {
-      throw new AllocationError(`${formatIP(held)} is already allocated to ${containerId}/${ifname}; DEL it before a new ADD`, "duplicate");
-    }
   }
   for (const c of candidates(set, store.lastReserved(rangeSetId))) {
     if (store.reserve(c.ip, containerId, ifname, rangeSetId)) return c;

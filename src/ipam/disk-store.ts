@@ -6,7 +6,7 @@
 // crash can never leave an empty reservation file nobody owns.
 import { type IP, formatIP, parseIP } from "../net/cidr.ts";
 import type { IpamStore, Reservation } from "./store.ts";
-import { linkFile, listDir, makeDirs, readFilesIn, readTextIfExists, removeFile, writeText } from "../kernel/files.ts";
+import { linkFile, listDir, makeDirs, readFilesIn, readTextIfExists, removeFile, requirePrivateDir, writeText } from "../kernel/files.ts";
 import { joinPath } from "../util/builtin.ts";
 
 export const LINE_BREAK = "\r\n";
@@ -22,7 +22,8 @@ export class DiskStore implements IpamStore {
 
   static open(dataDir: string, network: string): DiskStore {
     const dir = joinPath(dataDir, network);
-    makeDirs(dir);
+    makeDirs(dir, 0o755);
+    requirePrivateDir(dir);
     return new DiskStore(dir);
   }
 
@@ -32,7 +33,8 @@ export class DiskStore implements IpamStore {
 
   reserve(ip: IP, containerId: string, ifname: string, rangeSetId: string): boolean {
     const temp = joinPath(this.dir, `${TEMP_PREFIX}${process.pid}`);
-    writeText(temp, `${containerId.trim()}${LINE_BREAK}${ifname}`);
+    removeFile(temp); // one a killed process of the same PID left
+    writeText(temp, `${containerId.trim()}${LINE_BREAK}${ifname}`, { exclusive: true });
     let made: boolean;
     try {
       made = linkFile(temp, joinPath(this.dir, formatIP(ip)));

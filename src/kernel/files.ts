@@ -11,7 +11,9 @@ export class FileError extends Error {
   }
 }
 
-const O_RDONLY = 0, O_WRONLY = 1, O_CREAT = 0o100, O_TRUNC = 0o1000, O_APPEND = 0o2000, O_CLOEXEC = 0o2000000;
+const O_RDONLY = 0, O_WRONLY = 1, O_CREAT = 0o100, O_EXCL = 0o200, O_TRUNC = 0o1000, O_APPEND = 0o2000, O_NOFOLLOW = 0o400000, O_CLOEXEC = 0o2000000;
+const AT_FDCWD = -100, AT_SYMLINK_NOFOLLOW = 0x100, STATX_BASIC_STATS = 0x7ff;
+const S_IFMT = 0o170000, S_IFDIR = 0o040000, S_IFLNK = 0o120000;
 const LOCK_EX = 2, LOCK_UN = 8;
 const EISDIR = 21;
 const X_OK = 1;
@@ -92,7 +94,8 @@ export function readFilesIn(dir: string, o: ReadFilesOptions = {}): DirFile[] {
       const ent = c.readdir(d);
       if (!ent) break;
       if (skipCodes.length && skipCodes.includes(c.peekU8(ent, DIRENT_NAME))) continue;
-      const fd = c.openat(dfd, ((ent as unknown as number) + DIRENT_NAME) as unknown as Pointer, O_RDONLY | O_CLOEXEC, 0);
+      // O_NOFOLLOW: a symlink planted among the reservations is not followed (an error, not a read).
+      const fd = c.openat(dfd, ((ent as unknown as number) + DIRENT_NAME) as unknown as Pointer, O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
       if (fd < 0) {
         if (c.errno() === ENOENT) continue; // released while we listed
         fail(c, `${dir}/${c.direntName(ent)}`, "open");
@@ -186,9 +189,13 @@ export function writeFd(fd: number, text: string): void {
   writeAll(C ?? (C = libc()), fd, enc.encode(text), `fd ${fd}`);
 }
 
-export function writeText(path: string, text: string, opts: { append?: boolean; mode?: number } = {}): void {
+/**
+ * Writes a file. Never through a symlink (O_NOFOLLOW); with `exclusive`, only a file that did
+ * not exist (O_EXCL), as temp files are made.
+ */
+export function writeText(path: string, text: string, opts: { append?: boolean; mode?: number; exclusive?: boolean } = {}): void {
   const c = C ?? (C = libc());
-  const fd = c.open(enc.encode(path + "\0"), O_WRONLY | O_CREAT | O_CLOEXEC | (opts.append ? O_APPEND : O_TRUNC), opts.mode ?? 0o644);
+  const fd = c.open(enc.encode(path + "\0"), O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | (opts.exclusive ? O_EXCL : 0) | (opts.append ? O_APPEND : O_TRUNC), opts.mode ?? 0o644);
   if (fd < 0) fail(c, path, "open");
   try {
     writeAll(c, fd, enc.encode(text), path);
@@ -239,6 +246,32 @@ export function listDir(path: string): string[] {
     c.closedir(dir);
   }
   return names;
+}
+
+/** Owner, mode and kind of a path itself (a symlink is not followed). Undefined when it is not there. */
+export function statPath(path: string): { uid: number; mode: number; isDir: boolean; isSymlink: boolean } | undefined {
+  const c = C ?? (C = libc());
+  const buf = new Uint8Array(256); // struct statx: uid at 20, mode (u16) at 28, the same on every architecture
+  if (c.statx(AT_FDCWD, enc.encode(path + "\0"), AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, buf) !== 0) {
+    if (c.errno() === ENOENT) return undefined;
+    fail(c, path, "statx");
+  }
+  const v = new DataView(buf.buffer);
+  const mode = v.getUint16(28, true);
+  return { uid: v.getUint32(20, true), mode: mode & 0o7777, isDir: (mode & S_IFMT) === S_IFDIR, isSymlink: (mode & S_IFMT) === S_IFLNK };
+}
+
+/**
+ * Refuses a directory others could tamper with: a symlink, not a directory, not owned by root,
+ * or writable by group or others. IPAM's state lives there: whoever can write it can make the
+ * plugin hand out an address twice.
+ */
+export function requirePrivateDir(path: string): void {
+  const st = statPath(path);
+  if (!st) throw new FileError("ENOENT", path, "check");
+  const euid = process.geteuid?.() ?? 0;
+  const problem = st.isSymlink ? "is a symlink" : !st.isDir ? "is not a directory" : st.uid !== 0 && st.uid !== euid ? `is owned by uid ${st.uid}, not root` : (st.mode & 0o022) !== 0 ? `is writable by ${(st.mode & 0o020) ? "its group" : "others"} (mode ${st.mode.toString(8)})` : undefined;
+  if (problem) throw new Error(`state directory ${path} ${problem}: refused, since whoever can change it can make IPAM hand out an address twice (chown root and chmod go-w it, or point dataDir elsewhere)`);
 }
 
 export function isExecutable(path: string): boolean {

@@ -32,6 +32,7 @@ export interface Libc {
   recv(fd: number, buf: Uint8Array, n: number, flags: number): number;
   setsockopt(fd: number, level: number, name: number, value: Uint8Array, len: number): number;
   poll(fds: Uint8Array, n: number, timeoutMs: number): number;
+  statx(dirfd: number, path: Uint8Array, flags: number, mask: number, buf: Uint8Array): number;
   errno(): number;
   strerror(n: number): string;
   /** d_name of a struct dirent (Linux/glibc, x86_64 and aarch64: at offset DIRENT_NAME). */
@@ -87,6 +88,7 @@ function bind(): Libc {
     recv: { args: [T.i32, T.ptr, T.u64, T.i32], returns: T.i32 },
     setsockopt: { args: [T.i32, T.i32, T.i32, T.ptr, T.u32], returns: T.i32 },
     poll: { args: [T.ptr, T.u64, T.i32], returns: T.i32 },
+    statx: { args: [T.i32, T.ptr, T.i32, T.u32, T.ptr], returns: T.i32 },
     strerror: { args: [T.i32], returns: T.ptr },
     __errno_location: { args: [], returns: T.ptr },
   });
@@ -120,6 +122,7 @@ function bind(): Libc {
     recv: f.recv as Libc["recv"],
     setsockopt: f.setsockopt as Libc["setsockopt"],
     poll: f.poll as Libc["poll"],
+    statx: f.statx as Libc["statx"],
     errno: () => ffi.read.i32(errnoAt, 0),
     strerror: (n) => new ffi.CString(f.strerror!(n) as Pointer).toString(),
     direntName: (ent) => new ffi.CString(ent, DIRENT_NAME).toString(),

@@ -148,11 +148,13 @@ export async function breakNode(lab: string, fault: string, node: string): Promi
   });
 }
 
-export async function fixAll(lab: string): Promise<FaultRecord[]> {
+/** Undoes the recorded faults, newest first: every node's, or only `node`'s. */
+export async function fixAll(lab: string, node?: string): Promise<FaultRecord[]> {
   return withLab(lab, async (s) => {
-    const done = [...(s.faults ?? [])].reverse();
+    const name = node ? findNode(s, node).name : undefined;
+    const done = [...(s.faults ?? [])].reverse().filter((r) => !name || r.node === name);
     for (const r of done) await undo(s, r);
-    s.faults = [];
+    s.faults = (s.faults ?? []).filter((r) => !done.includes(r));
     return done;
   });
 }

@@ -14,7 +14,7 @@ import { FileRegistry } from "../store/file-registry.ts";
 import { type StoreFlags, storeArgs } from "../store/open.ts";
 import { nodePaths } from "../agent/node-files.ts";
 import type { AgentStatus } from "../agent/agent.ts";
-import { type LabNode, type LabPod, type LabState, LAB_HOME, findNode, findPod, labDir, labExists, listLabs, loadLab, lockLab, nodeNames, saveLab, validateLabName, withLab } from "./state.ts";
+import { type LabNode, type LabPod, type LabState, LAB_HOME, findNode, findPod, labDir, labExists, listLabs, loadLab, lockLab, nodeNames, saveLab, validateLabName, validateNodeName, withLab } from "./state.ts";
 import { type NodeRuntime, RuntimeError, addPod, delPod, loadNetwork } from "./runtime.ts";
 import { gauzeExecutable, spawnInNetns, stopProcess } from "./processes.ts";
 
@@ -61,6 +61,10 @@ function must(argv: string[], input?: string, netns?: string): void {
 
 /** Creates node namespaces, their underlay veths and addresses: one netlink batch per side. */
 function createNodes(s: LabState, specs: { name: string; role: LabNode["role"]; idx: number }[]): LabNode[] {
+  for (const sp of specs) {
+    const bad = validateNodeName(sp.name);
+    if (bad) throw new Error(bad);
+  }
   const nodes = specs.map((sp): LabNode => ({ name: sp.name, role: sp.role, netns: `gz-${sp.name}`, ip: nodeIp(sp.idx), idx: sp.idx, root: join(labDir(s.name), "nodes", sp.name) }));
   for (const n of nodes) addNetns(n.netns);
   withRtnl({ netns: netnsPath(s.underlayNs) }, (under) => {
@@ -361,6 +365,8 @@ export async function nodeAdd(lab: string, progress: Progress, name?: string): P
   return withLab(lab, async (s) => {
     const idx = Math.max(-1, ...s.nodes.map((n) => n.idx)) + 1;
     const nodeName = name ?? `${lab}-worker${s.nodes.filter((n) => n.role === "worker").length + 1 === 1 ? "" : s.nodes.filter((n) => n.role === "worker").length + 1}`;
+    const bad = validateNodeName(nodeName);
+    if (bad) throw new Error(bad);
     if (s.nodes.some((n) => n.name === nodeName)) throw new Error(`node ${nodeName} exists already`);
     const [n] = createNodes(s, [{ name: nodeName, role: "worker", idx }]);
     s.nodes.push(n!);

@@ -56,6 +56,13 @@ export function validateLabName(name: string): string | undefined {
   return NAME.test(name) ? undefined : `lab name ${JSON.stringify(name)}: use 1-20 lowercase letters, digits and '-'`;
 }
 
+const NODE_NAME = /^[a-z0-9]([a-z0-9-]{0,40}[a-z0-9])?$/;
+
+/** A node name becomes a namespace name and a directory: letters, digits and '-' only. */
+export function validateNodeName(name: string): string | undefined {
+  return NODE_NAME.test(name) ? undefined : `node name ${JSON.stringify(name)}: use 1-42 lowercase letters, digits and '-' (it names a namespace and a directory)`;
+}
+
 export function labDir(name: string): string {
   return join(LAB_HOME, name);
 }
@@ -64,13 +71,30 @@ export function labExists(name: string): boolean {
   return existsSync(join(labDir(name), "lab.json"));
 }
 
+/**
+ * The lab a command means: the one named, else $GAUZE_LAB, else the only lab on the host. With
+ * none, or several and no name, the error says what exists.
+ */
+export function pickLab(name?: string): string {
+  if (name) return name;
+  const env = process.env.GAUZE_LAB;
+  if (env) return env;
+  const labs = listLabs();
+  if (labs.length === 1) return labs[0]!;
+  if (labs.length === 0) throw new Error("no lab on this host: gauze lab up [--name <name>] makes one");
+  throw new Error(`${labs.length} labs on this host (${labs.join(", ")}): say which with --name <lab> or GAUZE_LAB=<lab>`);
+}
+
 export function loadLab(name: string): LabState {
+  const bad = validateLabName(name);
+  if (bad) throw new Error(bad);
   const path = join(labDir(name), "lab.json");
   let text: string;
   try {
     text = readFileSync(path, "utf8");
   } catch {
-    throw new Error(`no lab named ${JSON.stringify(name)} (gauze lab up --name ${name} creates it; gauze lab list lists labs)`);
+    const labs = listLabs();
+    throw new Error(`no lab named ${JSON.stringify(name)} (${labs.length ? `labs here: ${labs.join(", ")}` : "no labs here"}; gauze lab up --name ${name} creates it)`);
   }
   return JSON.parse(text) as LabState;
 }

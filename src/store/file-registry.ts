@@ -155,8 +155,10 @@ export class FileRegistry implements SubnetRegistry {
   }
 }
 
+/** Temp file created exclusively (never through a planted symlink), then renamed into place. */
 function writeAtomic(path: string, text: string): void {
   const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, text);
+  rmSync(tmp, { force: true });
+  writeFileSync(tmp, text, { flag: "wx" });
   renameSync(tmp, path);
 }

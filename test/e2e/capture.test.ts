@@ -5,7 +5,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { GAUZE, World, must, sh } from "./helpers.ts";
 
@@ -148,4 +148,12 @@ test("gauze capture: --duration stops an idle capture; a missing interface is a 
   const bad = sh([GAUZE, "capture", "--netns", a, "--iface", "nope0", "--count", "1"]);
   assert.equal(bad.status, 1);
   assert.match(bad.stderr, /tcpdump failed: .*nope0/);
+});
+
+test("gauze capture: a filter word can never become a tcpdump option", () => {
+  const planted = join(w.tempDir(), "planted.pcap");
+  const r = sh([GAUZE, "capture", "--netns", a, "--iface", "eth0", "--duration", "1", "--filter", `-w ${planted} udp`]);
+  assert.notEqual(r.status, 0, "tcpdump reads it as a (bad) filter expression");
+  assert.match(r.stderr, /tcpdump failed: .*(syntax|expression|parse)/i);
+  assert.equal(existsSync(planted), false, "nothing written where the filter pointed");
 });

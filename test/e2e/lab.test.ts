@@ -163,6 +163,21 @@ test("two labs side by side do not collide; taking one down leaves the other wor
     assert.equal(g("lab", "pod", "run", "y", "--node", "worker", "--image", "nginx", "--name", l).status, 0);
   }
   assert.ok(pingFrom(a, "x", podIp(a, "y")));
+  // Several labs and no --name: the error names them (this file's two, at least) and the way out.
+  const several = g("lab", "status");
+  assert.notEqual(several.status, 0);
+  assert.match(several.stderr, new RegExp(`labs on this host \\(.*${a}.*\\): say which with --name <lab> or GAUZE_LAB=<lab>`));
+  assert.match(several.stderr, new RegExp(b));
+  // GAUZE_LAB picks one; lab break and lab fix both take --node.
+  const env = { ...process.env, GAUZE_LAB: b };
+  assert.equal(sh([GAUZE, "lab", "status", "--json"], { env }).status, 0);
+  assert.equal((JSON.parse(sh([GAUZE, "lab", "status", "--json"], { env }).stdout) as { name: string }).name, b);
+  assert.equal(sh([GAUZE, "lab", "break", "ip-forward-off", "--node", "worker"], { env }).status, 0);
+  assert.equal(sh([GAUZE, "lab", "break", "ip-forward-off", "--node", "control-plane"], { env }).status, 0);
+  const fixed = JSON.parse(sh([GAUZE, "lab", "fix", "--node", "worker", "--json"], { env }).stdout) as { undone: { node: string }[] };
+  assert.deepEqual(fixed.undone.map((u) => u.node), [`${b}-worker`], "only the worker's fault");
+  assert.deepEqual((JSON.parse(sh([GAUZE, "lab", "fix", "--json"], { env }).stdout) as { undone: { node: string }[] }).undone.map((u) => u.node), [`${b}-control-plane`]);
+  assert.match(g("lab", "status", "--name", "nosuchlab").stderr, new RegExp(`no lab named "nosuchlab" \\(labs here: .*${a}`));
   assert.ok(pingFrom(b, "x", podIp(b, "y")));
   assert.equal(g("lab", "down", "--name", a).status, 0);
   assert.ok(!must(["ip", "netns", "list"]).includes(`gz-${a}-`));
@@ -223,4 +238,10 @@ test("bad lab input gets clear errors", () => {
   assert.match(g("lab", "status", "--name", "nosuchlab").stderr, /no lab named "nosuchlab"/);
   assert.match(g("lab", "up", "--name", "x", "--backend", "ipip").stderr, /--backend ipip: use vxlan or host-gw/);
   assert.match(g("lab", "up", "--name", "x", "--nodes", "0").stderr, /--nodes 0/);
+  assert.match(g("lab", "node", "add", "--name", "nosuchlab", "--node", "../../etc").stderr, /no lab named "nosuchlab"/);
+  assert.match(g("lab", "status", "--name", "../x").stderr, /lab name "\.\.\/x"/);
+  // Internal options stay out of help.
+  const help = g("doctor", "--help").stdout;
+  assert.match(help, /--node <node>/);
+  assert.doesNotMatch(help, /--lab-node/);
 });

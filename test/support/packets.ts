@@ -73,8 +73,8 @@ export function vxlan(vni: number, inner: Uint8Array, flags = 0x08): Uint8Array 
 }
 
 /** A 64-byte ping (84-byte IP packet) from pod 10.244.0.2 to 10.244.1.3 across a VXLAN overlay between nodes. */
-export function vxlanPing(opts: { vni?: number; port?: number; outerChecksum?: "none" | "ok" | "partial" } = {}): Uint8Array {
-  const inner = eth("0a:58:0a:f4:01:03", "0a:58:0a:f4:00:02", 0x0800, ipv4("10.244.0.2", "10.244.1.3", 1, icmpEcho(8, 7, 1)));
+export function vxlanPing(opts: { vni?: number; port?: number; outerChecksum?: "none" | "ok" | "partial"; innerSrc?: string } = {}): Uint8Array {
+  const inner = eth("0a:58:0a:f4:01:03", "0a:58:0a:f4:00:02", 0x0800, ipv4(opts.innerSrc ?? "10.244.0.2", "10.244.1.3", 1, icmpEcho(8, 7, 1)));
   const payload = vxlan(opts.vni ?? 1, inner);
   return eth("02:42:ac:12:00:03", "02:42:ac:12:00:02", 0x0800,
     ipv4("172.18.0.2", "172.18.0.3", 17, udp("172.18.0.2", "172.18.0.3", 40000, opts.port ?? 8472, payload, { checksum: opts.outerChecksum ?? "none" })));

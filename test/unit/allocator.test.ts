@@ -82,3 +82,13 @@ test("randomised: any interleaving of allocate and release never holds one addre
     assert.equal(store.list().length, live.size);
   }
 });
+
+test("a second ADD for a live attachment is refused with or without a requested address, and takes nothing", () => {
+  const s = set({ subnet: "10.1.0.0/29" });
+  const store = new MemoryStore();
+  const first = allocate(store, s, "0", "ctr", "eth0", parseIP("10.1.0.3"));
+  assert.equal(formatIP(first.ip), "10.1.0.3");
+  assert.throws(() => allocate(store, s, "0", "ctr", "eth0", parseIP("10.1.0.5")), (e: unknown) => e instanceof AllocationError && e.reason === "duplicate");
+  assert.throws(() => allocate(store, s, "0", "ctr", "eth0"), (e: unknown) => e instanceof AllocationError && e.reason === "duplicate");
+  assert.deepEqual(store.list().map((r) => formatIP(r.ip)), ["10.1.0.3"], "only the first reservation");
+});

@@ -7,6 +7,7 @@ import { CaptureReader, CaptureFormatError, type Packet } from "../../src/captur
 import { decodeOptions, dissect } from "../../src/capture/dissect.ts";
 import { packetJson, packetText } from "../../src/capture/format.ts";
 import { DissectRun } from "../../src/capture/run.ts";
+import { Summary, summaryText } from "../../src/capture/summary.ts";
 import { compileFilter } from "../../src/capture/filter.ts";
 import { concat, csum, eth, icmpEcho, ipv4, pcap, pcapng, tcp, udp, vxlan, vxlanPing } from "../support/packets.ts";
 
@@ -238,6 +239,29 @@ test("summary rows per tunnel flow with overhead; streaming in tiny chunks gives
   assert.deepEqual({ p: f.packets, o: f.outer_bytes, i: f.inner_bytes, ov: f.overhead_bytes, pct: f.overhead_pct, proto: f.inner_proto },
     { p: 2, o: 268, i: 168, ov: 100, pct: 37.31, proto: "icmp" });
   assert.equal(r.totals.encap_share_pct, Math.round((150 / (3 * 148)) * 10000) / 100);
+});
+
+test("summary memory is bounded: past the limit the smaller flows are folded into one counted row, totals stay exact", () => {
+  const s = new Summary(1000);
+  let outerTotal = 0;
+  for (let i = 0; i < 20_000; i++) {
+    // 20 000 distinct inner flows (one packet each), and one big flow of 500 packets throughout.
+    const big = i % 40 === 0;
+    const frame = vxlanPing({ vni: big ? 7 : 1 + (i % 1000), innerSrc: big ? "10.244.9.9" : `10.244.${(i >> 8) & 255}.${i & 255}` });
+    const [p] = readAll(pcap([{ data: frame }]));
+    const d = dissect(p!, decodeOptions({ detail: false }));
+    outerTotal += d.tunnel!.outerIpLen;
+    s.add(d);
+    assert.ok((s as unknown as { flows: Map<string, unknown> }).flows.size <= 1000);
+  }
+  const r = s.report();
+  assert.ok(r.flows.length <= 1000);
+  assert.equal(r.flows[0]!.vni, 7, "the largest flow is kept");
+  assert.equal(r.flows[0]!.packets, 500);
+  assert.ok(r.totals.other_flows.flows > 18_000);
+  assert.equal(r.totals.tunnel_packets, 20_000);
+  assert.equal(r.totals.outer_bytes, outerTotal);
+  assert.match(summaryText(r), /\.\.\. and \d+ smaller flows, not listed: \d+ packets/);
 });
 
 test("fuzz: random and mutated captures never throw anything but a file error, and always finish", () => {
