@@ -1,6 +1,7 @@
 // Runs the whole suite. Unit tests (logic, no kernel) and kernel tests (src/kernel against the
 // real kernel, iproute2 as the oracle) run under bun, the runtime of the shipped executable, so
-// they exercise the code the binary runs. End-to-end tests drive dist/bin/gauze itself from node's
+// they exercise the code the binary runs. Contract tests (one suite per seam, run against every
+// implementation: real etcd, a real directory, the stand-in API server) run under bun too. End-to-end tests drive dist/bin/gauze itself from node's
 // test runner, two files at a time. Root is required. Arguments filter test files by substring.
 import { spawnSync } from "node:child_process";
 import { readdirSync } from "node:fs";
@@ -10,7 +11,7 @@ const root = join(import.meta.dirname, "..");
 const only = process.argv.slice(2);
 const pick = (dir) => readdirSync(join(root, "test", dir)).filter((f) => f.endsWith(".test.ts")).sort().map((f) => join("test", dir, f))
   .filter((f) => !only.length || only.some((o) => f.includes(o)));
-const bunFiles = [...pick("unit"), ...pick("kernel")];
+const bunFiles = [...pick("unit"), ...pick("kernel"), ...pick("contract")];
 const nodeFiles = pick("e2e");
 let status = 0;
 if (bunFiles.length) {

@@ -66,8 +66,12 @@ export class KubeRegistry implements SubnetRegistry {
   private fail(e: unknown, what: string): never {
     if (e instanceof RegistryError) throw e;
     const code = (e as { code?: number }).code;
-    throw new RegistryError(`Kubernetes API: ${what}: ${code ? `HTTP ${code}: ` : ""}${(e as Error).message.split("\n")[0]}`,
-      code === 403 ? "the agent's service account needs nodes get/list/watch and nodes/status patch" : "check the API server and the agent's credentials");
+    const fix = code === 403 ? "the agent's service account needs nodes get/list/watch and nodes/status patch"
+      : code === 404 ? "--node must be this node's name in Kubernetes (the DaemonSet passes spec.nodeName as NODE_NAME)"
+      : "check the API server and the agent's credentials";
+    // The client's message repeats the code on its first line ("HTTP-Code: 404"): say it once.
+    const text = (e as Error).message.split("\n")[0]!.replace(/^HTTP-Code: \d+$/, "");
+    throw new RegistryError(`Kubernetes API: ${what}: ${code ? `HTTP ${code}${code === 404 ? " not found" : ""}` : ""}${text && code ? `: ${text}` : text}`, fix);
   }
 
   async getNetworkConfig(): Promise<NetworkConfig> {

@@ -21,14 +21,26 @@ export interface FakeNodesApi {
   /** Cuts every open connection mid-stream. */
   drop(): void;
   forbidPatches: boolean;
+  /** Creates or changes a Node as the controller manager or an admin would (watchers get ADDED or MODIFIED). */
+  putNode(name: string, spec: { podCIDR?: string; annotations?: Record<string, string> }): void;
   close(): void;
 }
 
-export async function startFakeNodesApi(dir: string): Promise<FakeNodesApi> {
+/** `empty`: no Nodes at first (a contract test adds its own); otherwise the stored cluster's. */
+export async function startFakeNodesApi(dir: string, o: { empty?: boolean } = {}): Promise<FakeNodesApi> {
   const list = JSON.parse(readFileSync(join(FIXTURES, "nodes-cluster.json"), "utf8")) as { items: Obj[] };
-  const nodes = new Map<string, Obj>(list.items.map((n) => [n.metadata.name as string, n]));
+  const nodes = new Map<string, Obj>(o.empty ? [] : list.items.map((n) => [n.metadata.name as string, n]));
   let rv = 1001;
   const watchers = new Set<ServerResponse>();
+  // Every event since the start, so that a watch resuming from a resourceVersion gets what it
+  // missed while disconnected, as from a real API server.
+  const history: { rv: number; line: string }[] = [];
+  const emit = (type: "ADDED" | "MODIFIED", node: Obj) => {
+    node.metadata.resourceVersion = String(++rv);
+    const line = JSON.stringify({ type, object: node }) + "\n";
+    history.push({ rv, line });
+    for (const w of watchers) w.write(line);
+  };
   const sockets = new Set<Socket>();
   const api: FakeNodesApi = {
     kubeconfig: "", requests: [], patches: [], nodes, forbidPatches: false,
@@ -39,6 +51,14 @@ export async function startFakeNodesApi(dir: string): Promise<FakeNodesApi> {
     drop() {
       for (const s of sockets) s.destroy();
       watchers.clear();
+    },
+    putNode(name, spec) {
+      const old = nodes.get(name);
+      const node: Obj = old ?? { kind: "Node", apiVersion: "v1", metadata: { name, annotations: {} }, spec: {}, status: { conditions: [] } };
+      if (spec.podCIDR !== undefined) node.spec = { ...node.spec, podCIDR: spec.podCIDR, podCIDRs: [spec.podCIDR] };
+      Object.assign(node.metadata.annotations, spec.annotations ?? {});
+      nodes.set(name, node);
+      emit(old ? "MODIFIED" : "ADDED", node);
     },
     close() { this.drop(); server.close(); },
   };
@@ -52,6 +72,8 @@ export async function startFakeNodesApi(dir: string): Promise<FakeNodesApi> {
       if (req.method === "GET" && url.pathname === "/api/v1/nodes") {
         if (url.searchParams.get("watch") === "true") {
           res.writeHead(200, { "content-type": "application/json", "transfer-encoding": "chunked" });
+          const from = Number(url.searchParams.get("resourceVersion") ?? rv);
+          for (const h of history) if (h.rv > from) res.write(h.line);
           watchers.add(res);
           res.on("close", () => watchers.delete(res));
           return;
@@ -74,8 +96,7 @@ export async function startFakeNodesApi(dir: string): Promise<FakeNodesApi> {
           const i = cs.findIndex((x) => x.type === c.type);
           if (i >= 0) cs[i] = c; else cs.push(c);
         }
-        node.metadata.resourceVersion = String(++rv);
-        for (const w of watchers) w.write(JSON.stringify({ type: "MODIFIED", object: node }) + "\n");
+        emit("MODIFIED", node);
         return json(res, 200, node);
       }
       json(res, 404, { kind: "Status", apiVersion: "v1", status: "Failure", message: "not found", reason: "NotFound", code: 404 });

@@ -49,7 +49,7 @@ test("errors users meet: pod cidr not assigned, a podCIDR outside the Network, 4
     await assert.rejects(r.acquireLease(req("kind-stray", "172.18.0.5"), 60_000), /podCIDR 10\.99\.7\.0\/24, outside the configured Network 10\.244\.0\.0\/16/);
     api.forbidPatches = true;
     await assert.rejects(r.acquireLease(req("kind-worker", "172.18.0.3"), 60_000), /HTTP 403.*needs nodes get\/list\/watch and nodes\/status patch/);
-    await assert.rejects(r.acquireLease(req("kind-nope", "172.18.0.9"), 60_000), /reading node kind-nope: HTTP 404/);
+    await assert.rejects(r.acquireLease(req("kind-nope", "172.18.0.9"), 60_000), /reading node kind-nope: HTTP 404 not found \(--node must be this node.s name in Kubernetes/);
   } finally {
     r.close();
     api.close();
