@@ -16,7 +16,7 @@ import { type Backend, type KernelView, type NodeLink, applyPlan, backendTypes, 
 import { type InvalidLease, validateLeases } from "../store/validate.ts";
 import "../backend/vxlan.ts";
 import "../backend/host-gw.ts";
-import { type NodePaths, installConflist, nodePaths, removeConflist, writeAtomic, writeSubnetFile, removeNodeFiles } from "./node-files.ts";
+import { type NodePaths, installConflist, nodePaths, previousSubnet, removeConflist, writeAtomic, writeSubnetFile, removeNodeFiles } from "./node-files.ts";
 import { ensureMasquerade, removeMasquerade } from "./masquerade.ts";
 import { createMetrics, type AgentMetrics } from "./metrics.ts";
 import { serveHealth, type Readiness } from "./http.ts";
@@ -140,7 +140,9 @@ export class Agent {
       const { backendData, podMtu } = this.backend.setup(this.nl);
       this.podMtu = podMtu;
       phase("device");
-      this.lease = await this.o.registry.acquireLease({ node: this.o.node, publicIp: this.link.ip, backendType: this.backend.type, backendData }, this.o.leaseTtlMs);
+      // The subnet this node had before (flannel does the same from its subnet.env): kept when
+      // the lease expired while the agent was away and nobody took it, so running pods stay valid.
+      this.lease = await this.o.registry.acquireLease({ node: this.o.node, publicIp: this.link.ip, backendType: this.backend.type, backendData }, this.o.leaseTtlMs, previousSubnet(this.paths));
       this.metrics.leaseExpiry.set(this.lease.expiresAt / 1000);
       phase("lease");
       this.backend.activate(this.nl, this.lease);
@@ -263,7 +265,7 @@ export class Agent {
     this.metrics.leaseLosses.inc();
     this.o.log.warn({ subnet: old.subnet, why }, "lease lost; leasing a subnet again");
     try {
-      const got = await this.o.registry.acquireLease({ node: this.o.node, publicIp: old.publicIp, backendType: old.backendType, backendData: old.backendData }, this.o.leaseTtlMs);
+      const got = await this.o.registry.acquireLease({ node: this.o.node, publicIp: old.publicIp, backendType: old.backendType, backendData: old.backendData }, this.o.leaseTtlMs, old.subnet);
       this.lease = got;
       this.metrics.leaseExpiry.set(got.expiresAt / 1000);
       this.backend!.activate(this.nl!, got);
@@ -285,6 +287,9 @@ export class Agent {
   }
 
   /** `queuedMs`: from the event that asked for the pass to the pass starting (debounce, the lease renewal, the listing). */
+  /** The peers last programmed, by subnet: what an unreadable record is taken to still mean. */
+  private lastGood = new Map<string, Lease>();
+
   private reconcile(trigger: Trigger, queuedMs = 0): void {
     const backend = this.backend!;
     const nl = this.nl!;
@@ -307,7 +312,17 @@ export class Agent {
         network: this.net!.network, subnetLen: this.net!.subnetLen, self: this.o.node, ...(this.lease ? { selfSubnet: this.lease.subnet } : {}),
         underlayFamily: 4, backendTypes: backendTypes(),
       });
-      const plan = backend.plan(view, checked.valid);
+      // A record that became unreadable (garbled, cut short) says nothing new about its node: the
+      // peer stays as last seen, until its record is valid again or gone (deleted, or its TTL
+      // ran out). The record is still refused and reported. A record that reads fine but says
+      // something wrong is not covered: that peer is removed.
+      const programmed = [...checked.valid];
+      for (const l of peers) {
+        const last = l.problem ? this.lastGood.get(l.subnet) : undefined;
+        if (last && !programmed.some((v) => v.subnet === last.subnet)) programmed.push(last);
+      }
+      this.lastGood = new Map(programmed.map((l) => [l.subnet, l]));
+      const plan = backend.plan(view, programmed);
       const planMs = performance.now() - t0 - readMs;
       this.device = view.device;
       this.wanted = plan.wanted;

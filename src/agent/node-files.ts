@@ -3,7 +3,8 @@
 // temp name and renamed, and not rewritten when nothing changed.
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { formatSubnetEnv, type SubnetEnv } from "../cni/subnet-file.ts";
+import { formatSubnetEnv, parseSubnetEnv, type SubnetEnv } from "../cni/subnet-file.ts";
+import { formatPrefix, parseCIDR } from "../net/cidr.ts";
 
 export const CONFLIST_NAME = "10-gauze.conflist";
 
@@ -49,6 +50,16 @@ export function writeAtomic(path: string, text: string): void {
 
 export function writeSubnetFile(paths: NodePaths, env: SubnetEnv): boolean {
   return writeIfChanged(paths.subnetFile, formatSubnetEnv(env));
+}
+
+/** The subnet the last subnet file names (its SUBNET is gateway/len), if there is a readable one. */
+export function previousSubnet(paths: NodePaths): string | undefined {
+  try {
+    const c = parseCIDR(parseSubnetEnv(readFileSync(paths.subnetFile, "utf8"), paths.subnetFile).subnet);
+    return c ? formatPrefix(c.prefix) : undefined;
+  } catch {
+    return undefined; // none (a new node) or unreadable: lease whatever is free
+  }
 }
 
 export function conflistText(paths: NodePaths, bridge = "cni0"): string {

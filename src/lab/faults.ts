@@ -11,7 +11,7 @@ import { CONFLIST_NAME } from "../agent/node-files.ts";
 import { ensureMasquerade } from "../agent/masquerade.ts";
 import { type LabNode, type LabState, findNode, labDir, withLab } from "./state.ts";
 import { agentStatus, startAgent } from "./lab.ts";
-import { gauzeExecutable, stopProcess } from "./processes.ts";
+import { gauzeExecutable, isOurProcess, stopProcess } from "./processes.ts";
 
 export const FAULTS = {
   "no-br-netfilter": "bridge-nf-call-iptables off (stands in for a missing br_netfilter module, which this kernel has built in)",
@@ -123,10 +123,10 @@ async function undo(s: LabState, r: FaultRecord): Promise<void> {
     case "mtu-mismatch": quiet(() => setSwitchPortMtu(s, n, 1500)); break;
     case "stale-fdb":
       quiet(() => setFdb(n, Object.entries(r.detail ?? {})));
-      if (!n.agentPid || !existsSync(`/proc/${n.agentPid}`)) startAgent(s, n);
+      if (!isOurProcess(n.agentPid)) startAgent(s, n);
       break;
     case "agent-down":
-      if (!n.agentPid || !existsSync(`/proc/${n.agentPid}`)) startAgent(s, n);
+      if (!isOurProcess(n.agentPid)) startAgent(s, n);
       break;
     case "forward-drop":
       quiet(() => iptablesIn(n, ["-P", "FORWARD", "ACCEPT"]));

@@ -16,7 +16,7 @@ import { nodePaths } from "../agent/node-files.ts";
 import type { AgentStatus } from "../agent/agent.ts";
 import { type LabNode, type LabPod, type LabState, LAB_HOME, findNode, findPod, labDir, labExists, listLabs, loadLab, lockLab, nodeNames, saveLab, validateLabName, validateNodeName, withLab } from "./state.ts";
 import { type NodeRuntime, RuntimeError, addPod, delPod, loadNetwork } from "./runtime.ts";
-import { gauzeExecutable, spawnInNetns, stopProcess } from "./processes.ts";
+import { gauzeExecutable, isOurProcess, spawnInNetns, stopProcess } from "./processes.ts";
 
 export const UNDERLAY_CIDR = "172.18.0.0/16";
 const UNDERLAY_GW = "172.18.0.1";
@@ -261,7 +261,7 @@ export function nodeView(s: LabState, n: LabNode): NodeView {
     reason = (e as Error).message;
   }
   const a = agentStatus(n);
-  const running = !!n.agentPid && existsSync(`/proc/${n.agentPid}`);
+  const running = isOurProcess(n.agentPid);
   return {
     name: n.name, role: n.role, ready, ...(reason ? { reason } : {}), ip: n.ip,
     ...(a?.subnet ? { subnet: a.subnet } : {}), ...(a?.vtepMac ? { vtepMac: a.vtepMac } : {}),
@@ -412,7 +412,7 @@ export async function agentStop(lab: string, name: string, signal: NodeJS.Signal
 export async function agentStart(lab: string, name: string): Promise<void> {
   await withLab(lab, async (s) => {
     const n = findNode(s, name);
-    if (n.agentPid && existsSync(`/proc/${n.agentPid}`)) return;
+    if (isOurProcess(n.agentPid)) return; // a zombie or a recycled PID is not our agent
     startAgent(s, n);
     saveLab(s);
     await waitReady([n]);

@@ -9,7 +9,7 @@ import { readFileSync } from "node:fs";
 import { Etcd3, type IOptions, type Lease as EtcdLease, type Watcher } from "etcd3";
 import { ExponentialBackoff } from "cockatiel";
 import { formatPrefix } from "../net/cidr.ts";
-import { type Lease, type LeaseRequest, type NetworkConfig, type SubnetRegistry, LeaseLostError, RegistryError, leaseKey, leaseRecord, parseRecord, pickFreeSubnet, resolveNetwork } from "./registry.ts";
+import { type Lease, type LeaseRequest, type NetworkConfig, type SubnetRegistry, LeaseLostError, RegistryError, leaseKey, leaseRecord, mayRetake, parseRecord, pickFreeSubnet, resolveNetwork } from "./registry.ts";
 
 export const DEFAULT_ETCD_PREFIX = "/gauze.dev/network";
 
@@ -162,12 +162,14 @@ export class EtcdRegistry implements SubnetRegistry {
     return l;
   }
 
-  async acquireLease(req: LeaseRequest, ttlMs: number): Promise<Lease> {
+  async acquireLease(req: LeaseRequest, ttlMs: number, prefer?: string): Promise<Lease> {
     const net = resolveNetwork(await this.getNetworkConfig());
     for (let attempt = 0; attempt < 30; attempt++) {
       const live = await this.listAll();
-      const mine = live.find((l) => l.node === req.node);
-      const subnet = mine?.subnet ?? (() => {
+      const mine = live.find((l) => l.node === req.node && !l.problem);
+      const held = prefer !== undefined ? live.find((l) => l.subnet === prefer) : undefined;
+      const retake = !mine && mayRetake(net, prefer, held) ? prefer : undefined;
+      const subnet = mine?.subnet ?? retake ?? (() => {
         const free = pickFreeSubnet(net, live.map((l) => l.subnet), attempt === 0 ? 1 : 16);
         if (!free) throw new RegistryError(`no free /${net.subnetLen} left in ${formatPrefix(net.network)} (${live.length} leased)`, "remove nodes, or widen Network / SubnetMin-SubnetMax");
         return formatPrefix(free);
@@ -176,10 +178,15 @@ export class EtcdRegistry implements SubnetRegistry {
       const etcdLease = await this.grant(ttlMs);
       const key = this.key(subnet);
       this.requests++;
-      // Ours already (a restart): overwrite it. Free: create it only if nobody did meanwhile.
+      // Ours already (a restart): overwrite it. Taking back a subnet whose record is garbled:
+      // only while the record is still that garbage. Free: create it only if nobody did meanwhile.
+      const value = JSON.stringify(toStored(lease));
+      const garbled = !mine && retake && held ? await this.client.get(key).string().catch((e) => this.fail(e, "reading a lease")) : null;
       const txn = mine
-        ? this.client.if(key, "Value", "==", JSON.stringify(toStored(mine))).then(etcdLease.put(key).value(JSON.stringify(toStored(lease))))
-        : this.client.if(key, "Create", "==", 0).then(etcdLease.put(key).value(JSON.stringify(toStored(lease))));
+        ? this.client.if(key, "Value", "==", JSON.stringify(toStored(mine))).then(etcdLease.put(key).value(value))
+        : garbled !== null
+          ? this.client.if(key, "Value", "==", garbled).then(etcdLease.put(key).value(value))
+          : this.client.if(key, "Create", "==", 0).then(etcdLease.put(key).value(value));
       const r = await txn.commit().catch((e) => this.fail(e, "leasing a subnet"));
       if (r.succeeded) {
         this.leases.set(subnet, etcdLease);

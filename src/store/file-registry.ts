@@ -6,7 +6,7 @@
 import { mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, watch, writeFileSync, type FSWatcher } from "node:fs";
 import { join } from "node:path";
 import { lockFile } from "../kernel/files.ts";
-import { type Lease, type LeaseRequest, type NetworkConfig, type SubnetRegistry, LeaseLostError, RegistryError, leaseKey, leaseRecord, parseRecord, pickFreeSubnet, resolveNetwork } from "./registry.ts";
+import { type Lease, type LeaseRequest, type NetworkConfig, type SubnetRegistry, LeaseLostError, RegistryError, leaseKey, leaseRecord, mayRetake, parseRecord, pickFreeSubnet, resolveNetwork } from "./registry.ts";
 import { formatPrefix } from "../net/cidr.ts";
 
 export class FileRegistry implements SubnetRegistry {
@@ -70,7 +70,7 @@ export class FileRegistry implements SubnetRegistry {
     return this.readAll().filter((l) => l.expiresAt > now);
   }
 
-  async acquireLease(req: LeaseRequest, ttlMs: number): Promise<Lease> {
+  async acquireLease(req: LeaseRequest, ttlMs: number, prefer?: string): Promise<Lease> {
     const net = resolveNetwork(await this.getNetworkConfig());
     const lock = lockFile(join(this.dir, "lock"));
     try {
@@ -78,8 +78,9 @@ export class FileRegistry implements SubnetRegistry {
       const all = this.readAll();
       for (const l of all) if (l.expiresAt <= now) rmSync(this.path(l.subnet), { force: true });
       const live = all.filter((l) => l.expiresAt > now);
-      const mine = live.find((l) => l.node === req.node);
-      const subnet = mine?.subnet ?? (() => {
+      const mine = live.find((l) => l.node === req.node && !l.problem);
+      const retake = !mine && mayRetake(net, prefer, all.find((l) => l.subnet === prefer), now) ? prefer : undefined;
+      const subnet = mine?.subnet ?? retake ?? (() => {
         const free = pickFreeSubnet(net, live.map((l) => l.subnet));
         if (!free) throw new RegistryError(`no free /${net.subnetLen} left in ${formatPrefix(net.network)} (${live.length} leased)`, "remove nodes, or widen Network / SubnetMin-SubnetMax");
         return formatPrefix(free);

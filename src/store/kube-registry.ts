@@ -92,7 +92,7 @@ export class KubeRegistry implements SubnetRegistry {
     await this.api.patchNodeStatus({ name: req.node, body }, opts).catch((e) => this.fail(e, `patching node ${req.node}`));
   }
 
-  async acquireLease(req: LeaseRequest, ttlMs: number): Promise<Lease> {
+  async acquireLease(req: LeaseRequest, ttlMs: number, _prefer?: string): Promise<Lease> {
     const net = resolveNetwork(await this.getNetworkConfig());
     const node = await this.api.readNode({ name: req.node }).catch((e) => this.fail(e, `reading node ${req.node}`));
     const cidr = node.spec?.podCIDR ?? node.spec?.podCIDRs?.[0];

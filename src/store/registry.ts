@@ -39,8 +39,13 @@ export interface LeaseRequest {
 export interface SubnetRegistry {
   readonly kind: string;
   getNetworkConfig(): Promise<NetworkConfig>;
-  /** This node's live lease if it has one (same subnet after a restart), else a free subnet. */
-  acquireLease(req: LeaseRequest, ttlMs: number): Promise<Lease>;
+  /**
+   * This node's live lease if it has one (same subnet after a restart); else `prefer` (the
+   * subnet it held before: its lease expired while it was away, or its record was garbled) when
+   * no other node's live lease holds it; else a free subnet. Stores whose subnets are assigned
+   * elsewhere (Kubernetes) ignore `prefer`.
+   */
+  acquireLease(req: LeaseRequest, ttlMs: number, prefer?: string): Promise<Lease>;
   /** Extends the lease only while it is still this node's; LeaseLostError otherwise. */
   renewLease(lease: Lease, ttlMs: number): Promise<Lease>;
   /** Live leases (expired ones are left out). */
@@ -152,6 +157,20 @@ export function parseRecord(text: string): Record<string, unknown> | string {
   } catch {
     return "value is not JSON";
   }
+}
+
+/**
+ * Whether a node may take `prefer` back: it is a subnet of the network's length inside
+ * [min, max], and the only record there (if any) is not another node's lease (absent, expired,
+ * or unreadable: nobody can be routed to from it). `now` judges expiry by the record's own time;
+ * stores whose TTL lives elsewhere (etcd deletes the key) pass undefined, so that a clock skew
+ * between nodes can never make a live lease look free.
+ */
+export function mayRetake(n: ResolvedNetwork, prefer: string | undefined, holder: Lease | undefined, now?: number): prefer is string {
+  const p = prefer ? parseCIDR(prefer) : undefined;
+  if (!p || p.prefix.bits !== n.subnetLen || p.host.value !== p.prefix.ip.value || p.prefix.ip.family !== n.network.ip.family) return false;
+  if (p.prefix.ip.value < n.min.ip.value || p.prefix.ip.value > n.max.ip.value) return false;
+  return !holder || !!holder.problem || (now !== undefined && holder.expiresAt <= now);
 }
 
 export function leaseKey(subnet: string): string {

@@ -64,4 +64,22 @@ test("hostile and broken leases in etcd are refused one by one; the cluster keep
   etcd("del", ...Object.keys(hostile));
   for (let i = 0; i < 40 && refused !== 0; i++) { await new Promise((r) => setTimeout(r, 100)); refused = agentMetric("gauze_invalid_leases"); }
   assert.equal(refused, 0);
+
+  // A peer whose record becomes unreadable stays programmed as last seen: no outage for a
+  // garbled write. Its agent is stopped first, so that nothing writes the record back.
+  const worker = `${name}-worker`;
+  const wsub = status.nodes.find((n) => n.name === worker)!.subnet;
+  must([GAUZE, "lab", "node", "stop-agent", worker, "--name", name]);
+  etcd("put", `${prefix}/${wsub.replace("/", "-")}`, "{garbled");
+  for (let i = 0; i < 40 && refused !== 1; i++) { await new Promise((r) => setTimeout(r, 100)); refused = agentMetric("gauze_invalid_leases"); }
+  assert.equal(refused, 1, "the garbled record is refused and counted");
+  assert.ok(gauzeRoutes().some((r) => r.dst === wsub), "the peer stays routed as last seen");
+  assert.equal(sh([GAUZE, "lab", "exec", "a", "--name", name, "--", "ping", "-c", "1", "-W", "1", b]).status, 0);
+  // Its agent, started again, takes its own subnet back (from its subnet file) over the garbage.
+  must([GAUZE, "lab", "node", "start-agent", worker, "--name", name]);
+  for (let i = 0; i < 40 && refused !== 0; i++) { await new Promise((r) => setTimeout(r, 100)); refused = agentMetric("gauze_invalid_leases"); }
+  assert.equal(refused, 0, "the record is a valid lease again");
+  const again = JSON.parse(must([GAUZE, "lab", "status", "--name", name, "--json"])) as { nodes: { name: string; subnet: string }[] };
+  assert.equal(again.nodes.find((n) => n.name === worker)!.subnet, wsub, "the same subnet: its pods' addresses stay valid");
+  assert.equal(sh([GAUZE, "lab", "exec", "a", "--name", name, "--", "ping", "-c", "1", "-W", "1", b]).status, 0);
 });

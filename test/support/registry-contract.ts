@@ -153,6 +153,32 @@ export function registryContract(h: RegistryHarness): void {
     });
   }
 
+  if (h.shortTtlMs !== undefined) {
+    test(name("a node takes back the subnet it had when its lease expired or its record was garbled, never another node's"), async () => {
+      await inSpace({ Network: "10.78.0.0/16" }, async (space, open) => {
+        const r = await open();
+        const x = await r.acquireLease(request("x"), HOUR);
+        const y = await r.acquireLease(request("y", 8), HOUR);
+        const z = await r.acquireLease(request("z", 9), h.shortTtlMs!);
+        assert.deepEqual([x.subnet, y.subnet, z.subnet], ["10.78.0.0/24", "10.78.1.0/24", "10.78.2.0/24"]);
+        // Expired while away, and a lower subnet is free: the node still gets its own back.
+        await r.releaseLease(x.subnet);
+        await until("z's lease to expire", async () => (await (await open()).listLeases()).every((l) => l.node !== "z") || undefined, h.shortTtlMs! + 10_000);
+        assert.equal((await (await open()).acquireLease(request("z", 9), HOUR, z.subnet)).subnet, z.subnet);
+        // Its record garbled (not a lease at all): taken back, the garbage replaced.
+        await space.plantHostile([{ subnet: y.subnet, node: "y", publicIp: "172.18.0.8", raw: "{garbled" }]);
+        const back = await (await open()).acquireLease(request("y", 8), HOUR, y.subnet);
+        assert.equal(back.subnet, y.subnet);
+        const listed = await (await open()).listLeases();
+        assert.deepEqual(listed.filter((l) => l.subnet === y.subnet).map((l) => [l.node, l.problem]), [["y", undefined]]);
+        // Another node's live lease is never taken, whatever a node asks for.
+        const w = await (await open()).acquireLease(request("w", 10), HOUR, z.subnet);
+        assert.notEqual(w.subnet, z.subnet);
+        assert.deepEqual((await (await open()).listLeases()).filter((l) => l.subnet === z.subnet).map((l) => l.node), ["z"]);
+      });
+    });
+  }
+
   test(name("release: the lease leaves the listing"), async () => {
     await inSpace({ Network: "10.74.0.0/16" }, async (space, open) => {
       for (const n of ["leaving", "staying"]) await space.admit(n);
