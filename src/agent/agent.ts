@@ -7,6 +7,7 @@
 // what is already right and never tears the dataplane down; only uninstall removes it.
 import type { Logger } from "pino";
 import type { Server } from "node:http";
+import { type FSWatcher, watch } from "node:fs";
 import { checkBrNetfilter } from "./prereq.ts";
 import { type Link, Rtnl } from "../kernel/netlink/index.ts";
 import { type KernelEvent, type KernelWatch, watchKernel } from "../kernel/netlink/monitor.ts";
@@ -16,14 +17,17 @@ import { type Backend, type KernelView, type NodeLink, applyPlan, backendTypes, 
 import { type InvalidLease, validateLeases } from "../store/validate.ts";
 import "../backend/vxlan.ts";
 import "../backend/host-gw.ts";
-import { type NodePaths, installConflist, nodePaths, previousSubnet, removeConflist, writeAtomic, writeSubnetFile, removeNodeFiles } from "./node-files.ts";
+import { type NodePaths, foreignConfig, installConflist, nodePaths, previousSubnet, removeConflist, writeAtomic, writeSubnetFile, removeNodeFiles } from "./node-files.ts";
 import { ensureMasquerade, removeMasquerade } from "./masquerade.ts";
 import { createMetrics, type AgentMetrics } from "./metrics.ts";
 import { serveHealth, type Readiness } from "./http.ts";
 
 export interface AgentOptions {
   node: string;
-  iface: string;
+  /** The underlay interface; absent: the one the IPv4 default route leaves through (as flannel picks it). */
+  iface?: string;
+  /** Pod MTU instead of the underlay's minus the backend's overhead (it may only be lower). */
+  mtu?: number;
   registry: SubnetRegistry;
   /** Prefix for the node's paths ("" on a real node; the node's tree in the lab). */
   root: string;
@@ -70,7 +74,14 @@ export interface AgentStatus {
 }
 
 /** The node's underlay link and its first IPv4 address. */
-export function readNodeLink(nl: Rtnl, iface: string): NodeLink {
+export function readNodeLink(nl: Rtnl, wanted?: string): NodeLink {
+  let iface = wanted;
+  if (!iface) {
+    const dflt = nl.routes(4).find((r) => r.dst === "0.0.0.0/0" && r.table === 254 && r.oif);
+    const via = dflt?.oif ? nl.linkByIndex(dflt.oif) : undefined;
+    if (!via) throw new Error("no IPv4 default route to find the node's underlay interface: give it with --iface");
+    iface = via.name;
+  }
   const l = nl.link(iface);
   if (!l) throw new Error(`interface ${iface} does not exist: give the node's underlay interface with --iface`);
   const v4 = nl.addrs(l, 4).find((a) => a.scope === 0);
@@ -105,6 +116,8 @@ export class Agent {
   private repairs: NonNullable<AgentStatus["repairs"]> = { count: 0 };
   private stopWatch?: () => void;
   private kernelWatch?: KernelWatch;
+  /** net.d: a config another CNI drops there can take over the node; noticed at once. */
+  private confWatch?: FSWatcher;
   private timers: ReturnType<typeof setTimeout>[] = [];
   private server?: Server;
   private pending?: { timer: ReturnType<typeof setTimeout>; trigger: Trigger; event?: string; at: number };
@@ -137,7 +150,9 @@ export class Agent {
       this.link = readNodeLink(this.nl, this.o.iface);
       const network = formatPrefix(this.net.network);
       this.backend = createBackend(this.net.backendType, { link: this.link, network, config: this.net.backendConfig });
-      const { backendData, podMtu } = this.backend.setup(this.nl);
+      const { backendData, podMtu: maxMtu } = this.backend.setup(this.nl);
+      if (this.o.mtu !== undefined && this.o.mtu > maxMtu) throw new Error(`--mtu ${this.o.mtu} is more than ${this.backend.type} over ${this.link.iface} allows (${maxMtu}): give at most ${maxMtu}`);
+      const podMtu = this.o.mtu ?? maxMtu;
       this.podMtu = podMtu;
       phase("device");
       // The subnet this node had before (flannel does the same from its subnet.env): kept when
@@ -153,6 +168,11 @@ export class Agent {
       writeSubnetFile(this.paths, { network, subnet: `${gw}/${this.net.subnetLen}`, mtu: podMtu, ipMasq: this.o.ipMasq });
       installConflist(this.paths, this.o.bridge);
       this.stopWatch = this.o.registry.watch(() => this.schedule("registry"));
+      try {
+        this.confWatch = watch(this.paths.confDir, () => this.schedule("timer"));
+      } catch {
+        // no inotify here: the timer's passes notice it
+      }
       this.kernelWatch = watchKernel({
         onEvents: (events) => this.onKernelEvents(events),
         onOverrun: () => { this.view = undefined; this.o.log.warn("kernel events were lost (socket buffer full); full pass"); this.schedule("kernel", "event overrun"); },
@@ -242,8 +262,8 @@ export class Agent {
         this.repairs = { count: this.repairs.count + 1, last: { at: Date.now(), event: pending.event ?? "", ms } };
         this.metrics.repairs.inc();
       }
-      const brnf = checkBrNetfilter();
-      if (brnf) this.setState({ ready: false, reason: brnf });
+      const blocker = checkBrNetfilter() ?? this.shadowed();
+      if (blocker) this.setState({ ready: false, reason: blocker });
       else if (!this.state.ready) this.setState({ ready: true, reason: "" });
     } catch (e) {
       this.metrics.registryErrors.inc();
@@ -359,6 +379,16 @@ export class Agent {
     this.invalid = now;
   }
 
+  private lastShadow?: string;
+
+  /** A foreign config that wins over gauze's in net.d: said once in the log, and the node is not ready. */
+  private shadowed(): string | undefined {
+    const why = foreignConfig(this.paths);
+    if (why && why !== this.lastShadow) this.o.log.error({ confDir: this.paths.confDir }, why);
+    this.lastShadow = why;
+    return why;
+  }
+
   /** /readyz: the last known state, and the kernel prerequisite checked live. */
   private readiness(): Readiness {
     const brnf = checkBrNetfilter();
@@ -382,7 +412,7 @@ export class Agent {
       peers: this.peers, leaseExpiresAt: this.lease?.expiresAt, lastReconcile: this.lastReconcile, repairs: this.repairs,
       peerLeases: this.leases.filter((l) => l.node !== this.o.node && !l.problem && !this.invalid.some((x) => x.key === (l.key ?? l.subnet)))
         .map((l) => ({ node: l.node, subnet: l.subnet, publicIp: l.publicIp, backendType: l.backendType, ...(l.backendData.vtepMac ? { vtepMac: l.backendData.vtepMac } : {}) })),
-      invalidLeases: this.invalid, healthAddr: this.o.healthAddr, iface: this.o.iface, vni: opts?.vni, port: opts?.port, ipMasq: this.o.ipMasq, bridge: this.o.bridge, updatedAt: Date.now(),
+      invalidLeases: this.invalid, healthAddr: this.o.healthAddr, iface: this.link?.iface ?? this.o.iface, vni: opts?.vni, port: opts?.port, ipMasq: this.o.ipMasq, bridge: this.o.bridge, updatedAt: Date.now(),
     };
   }
 
@@ -399,6 +429,7 @@ export class Agent {
     this.stopped = true;
     this.stopWatch?.();
     this.kernelWatch?.stop();
+    this.confWatch?.close();
     for (const t of this.timers) clearTimeout(t);
     if (this.pending) clearTimeout(this.pending.timer);
     this.server?.close();
@@ -418,7 +449,7 @@ function describeEvent(e: KernelEvent): string {
 }
 
 /** `gauze agent --uninstall`: everything the agent made on this node goes; the lease is released. */
-export async function uninstallAgent(o: Pick<AgentOptions, "node" | "iface" | "registry" | "root" | "log">): Promise<void> {
+export async function uninstallAgent(o: Pick<AgentOptions, "node" | "iface" | "registry" | "root" | "log">): Promise<string | undefined> {
   const paths = nodePaths(o.root);
   removeNodeFiles(paths);
   removeMasquerade();
@@ -433,11 +464,12 @@ export async function uninstallAgent(o: Pick<AgentOptions, "node" | "iface" | "r
   }
   const nl = Rtnl.open();
   try {
-    const link = (() => { try { return readNodeLink(nl, o.iface); } catch { return { iface: o.iface, index: 0, ip: "0.0.0.0", mtu: 1500 }; } })();
+    const link = (() => { try { return readNodeLink(nl, o.iface); } catch { return { iface: o.iface ?? "eth0", index: 0, ip: "0.0.0.0", mtu: 1500 }; } })();
     const backend = createBackend(net?.backendType ?? "vxlan", { link, network: net ? formatPrefix(net.network) : "10.244.0.0/16", config: net?.backendConfig ?? {} });
     backend.uninstall(nl);
   } finally {
     nl.close();
   }
   o.log.info({ released: mine?.subnet }, "uninstalled");
+  return mine?.subnet;
 }

@@ -4,6 +4,7 @@
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { formatSubnetEnv, parseSubnetEnv, type SubnetEnv } from "../cni/subnet-file.ts";
+import { loadNetwork } from "../cni/conf-dir.ts";
 import { formatPrefix, parseCIDR } from "../net/cidr.ts";
 
 export const CONFLIST_NAME = "10-gauze.conflist";
@@ -73,6 +74,27 @@ export function conflistText(paths: NodePaths, bridge = "cni0"): string {
 export function installConflist(paths: NodePaths, bridge = "cni0"): boolean {
   // The temp name must not end in .conflist/.conf, or a runtime could load it half-written.
   return writeIfChanged(join(paths.confDir, CONFLIST_NAME), conflistText(paths, bridge));
+}
+
+/**
+ * Why the runtime would not use gauze's conflist although it is there: another valid config
+ * sorts before it (a leftover of a previous CNI, such as 05-cilium.conflist), and runtimes take
+ * the first. Undefined when gauze's is the one in use, or when there is none yet.
+ */
+export function foreignConfig(paths: NodePaths): string | undefined {
+  let inUse: string;
+  try {
+    inUse = loadNetwork(paths.confDir).file;
+  } catch {
+    return undefined;
+  }
+  if (inUse === CONFLIST_NAME) return undefined;
+  try {
+    readFileSync(join(paths.confDir, CONFLIST_NAME));
+  } catch {
+    return undefined; // gauze's is not written yet: nothing is shadowed
+  }
+  return `the runtime uses ${join(paths.confDir, inUse)}, not ${CONFLIST_NAME}: it sorts first; remove it or move it out of ${paths.confDir} (a leftover of another CNI?)`;
 }
 
 /** Takes the conflist away (the runtime reports NetworkReady=false); true when there was one. */

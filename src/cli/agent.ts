@@ -8,7 +8,8 @@ import { openRegistry, type StoreFlags } from "../store/open.ts";
 
 export interface AgentCliOptions extends StoreFlags {
   node?: string;
-  iface: string;
+  iface?: string;
+  mtu?: string;
   root: string;
   ipMasq: boolean;
   healthAddr: string;
@@ -18,6 +19,11 @@ export interface AgentCliOptions extends StoreFlags {
   uninstall?: boolean;
 }
 
+/** --node, else NODE_NAME (the DaemonSet sets it from spec.nodeName), else the hostname. */
+export function nodeName(flag?: string): string {
+  return flag ?? (process.env.NODE_NAME || hostname());
+}
+
 export function parseDuration(text: string, what: string): number {
   const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(text.trim());
   if (!m) throw new Error(`${what} ${JSON.stringify(text)}: write a duration like 500ms, 10s, 5m or 24h`);
@@ -25,7 +31,7 @@ export function parseDuration(text: string, what: string): number {
 }
 
 export async function runAgent(o: AgentCliOptions): Promise<number> {
-  const node = o.node ?? hostname();
+  const node = o.node ?? nodeName();
   const log = pino({ base: { node }, timestamp: pino.stdTimeFunctions.isoTime });
   log.info({ pid: process.pid, startupMs: +performance.now().toFixed(1) }, "agent starting");
   // A daemon: a promise nobody awaited that fails (a registry call, say) is logged, never fatal.
@@ -37,17 +43,18 @@ export async function runAgent(o: AgentCliOptions): Promise<number> {
     registry = await openRegistry(o);
     ttl = parseDuration(o.leaseTtl, "--lease-ttl");
     resync = parseDuration(o.resync, "--resync");
+    if (o.mtu !== undefined && !(/^\d+$/.test(o.mtu) && Number(o.mtu) >= 576 && Number(o.mtu) <= 65535)) throw new Error(`--mtu ${o.mtu}: give a number from 576 to 65535`);
   } catch (e) {
     process.stderr.write(`gauze agent: ${(e as Error).message}\n`);
     return 2;
   }
   for (const w of (registry as { warnings?: string[] }).warnings ?? []) log.warn(w);
   if (o.uninstall) {
-    await uninstallAgent({ node, iface: o.iface, registry, root: o.root, log });
+    await uninstallAgent({ node, ...(o.iface ? { iface: o.iface } : {}), registry, root: o.root, log });
     return 0;
   }
   log.info({ startupMs: +performance.now().toFixed(1) }, "registry open");
-  const agent = new Agent({ node, iface: o.iface, registry, root: o.root, ipMasq: o.ipMasq, healthAddr: o.healthAddr, leaseTtlMs: ttl, resyncMs: resync, bridge: o.bridge, log });
+  const agent = new Agent({ node, ...(o.iface ? { iface: o.iface } : {}), ...(o.mtu ? { mtu: Number(o.mtu) } : {}), registry, root: o.root, ipMasq: o.ipMasq, healthAddr: o.healthAddr, leaseTtlMs: ttl, resyncMs: resync, bridge: o.bridge, log });
   try {
     await agent.start();
   } catch (e) {

@@ -144,6 +144,16 @@ export function registerLab(program: Command, set: SetStatus): void {
   node.command("start-agent").argument("<node>").option("--name <lab>", LAB_HELP)
     .action((n: string, o: { name?: string }) => guard(set, () => agentStart(pickLab(o.name), n)));
 
+  lab.command("install")
+    .description("install gauze on a lab made with --no-cni (kubectl apply of the DaemonSet)")
+    .option("--name <lab>", LAB_HELP)
+    .action((o: { name?: string }) => guard(set, async () => { const { labInstall } = await import("../lab/lab.ts"); await labInstall(pickLab(o.name), say(false)); }));
+  lab.command("uninstall")
+    .description("run gauze uninstall on every node (or --node): the nodes are left as before the install")
+    .option("--name <lab>", LAB_HELP)
+    .option("--node <node>", "only this node")
+    .action((o: { name?: string; node?: string }) => guard(set, async () => { const { labUninstall } = await import("../lab/lab.ts"); await labUninstall(pickLab(o.name), say(false), o.node); }));
+
   lab.command("exec")
     .description("run a command in a pod's or node's network namespace")
     .argument("<target>", "pod or node name")

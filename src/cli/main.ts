@@ -84,8 +84,9 @@ export async function runCli(argv: string[]): Promise<number> {
     ["agent", () => {
       const agent = program.command("agent")
         .description("the node agent: lease this node's pod subnet, program the overlay to every other node, install the CNI config")
-        .option("--node <name>", "node name (default: the hostname)")
-        .option("--iface <name>", "the node's underlay interface", "eth0");
+        .option("--node <name>", "node name (default: $NODE_NAME, else the hostname)")
+        .option("--iface <name>", "the node's underlay interface (default: the one the IPv4 default route uses)")
+        .option("--mtu <n>", "pod MTU (default: the underlay's MTU minus the backend's overhead; it may only be lower)");
       withStoreOptions(agent)
         .option("--root <dir>", "prefix for the node's paths (run/gauze, etc/cni/net.d, var/lib/cni)", "")
         .option("--no-ip-masq", "do not masquerade pod traffic leaving the pod network")
@@ -97,6 +98,56 @@ export async function runCli(argv: string[]): Promise<number> {
         .action(async (opts: import("./agent.ts").AgentCliOptions) => {
           const { runAgent } = await import("./agent.ts");
           status = await runAgent(opts);
+        });
+    }],
+    ["manifests", () => {
+      program.command("manifests")
+        .description("print the Kubernetes manifest that installs gauze (kubectl apply -f -); deploy/kube-gauze.yml is the default")
+        .option("--pod-cidr <cidr>", "pod network (the cluster CIDR the controller manager allocates node podCIDRs from)", "10.244.0.0/16")
+        .option("--backend <type>", "vxlan or host-gw", "vxlan")
+        .option("--image <ref>", "gauze's image (npm run image builds localhost/gauze:<version>)")
+        .option("--store <kind>", "subnet registry: kube (the Kubernetes API) or etcd", "kube")
+        .option("--etcd-endpoints <urls>", "with --store etcd: etcd client URLs")
+        .option("--mtu <n>", "pod MTU (default: the underlay's minus the backend's overhead)")
+        .option("--uninstall", "the DaemonSet that removes gauze from every node instead")
+        .action(async (o: { podCidr: string; backend: string; image?: string; store: string; etcdEndpoints?: string; mtu?: string; uninstall?: boolean }) => {
+          const { renderManifest, ManifestError } = await import("../deploy/manifest.ts");
+          try {
+            process.stdout.write(renderManifest({
+              podCidr: o.podCidr, backend: o.backend, store: o.store as "kube" | "etcd",
+              ...(o.image ? { image: o.image } : {}), ...(o.etcdEndpoints ? { etcdEndpoints: o.etcdEndpoints } : {}),
+              ...(o.mtu !== undefined ? { mtu: Number(o.mtu) } : {}), ...(o.uninstall ? { uninstall: true } : {}),
+            }));
+          } catch (e) {
+            if (!(e instanceof ManifestError)) throw e;
+            process.stderr.write(`gauze manifests: ${e.message}\n`);
+            status = 2;
+          }
+        });
+    }],
+    ["install-cni", () => {
+      program.command("install-cni")
+        .description("put this executable into the node's CNI bin dir as `gauze`, atomically (a DaemonSet's init container)")
+        .option("--bin-dir <dir>", "the node's CNI bin dir (as mounted)", "/opt/cni/bin")
+        .option("--json", "JSON report")
+        .action(async (o: { binDir: string; json?: boolean }) => {
+          const { installCniCli } = await import("./install.ts");
+          status = installCniCli(o);
+        });
+    }],
+    ["uninstall", () => {
+      const c = program.command("uninstall")
+        .description("remove gauze from this node: conflist, plugin, devices, pod veths, bridge, routes, rules, IPAM state, the node's lease")
+        .option("--node <name>", "node name (default: $NODE_NAME, else the hostname)")
+        .option("--iface <name>", "the node's underlay interface (default: the one the IPv4 default route uses)");
+      withStoreOptions(c)
+        .option("--root <dir>", "prefix for the node's paths (as the agent's --root)", "")
+        .option("--bin-dir <dir>", "the node's CNI bin dir", "/opt/cni/bin")
+        .option("--wait", "stay running after uninstalling (the pod of an uninstall DaemonSet), until SIGTERM")
+        .option("--json", "JSON report")
+        .action(async (o: import("./install.ts").UninstallCliOptions) => {
+          const { uninstallCli } = await import("./install.ts");
+          status = await uninstallCli(o);
         });
     }],
     ["doctor", () => {

@@ -88,7 +88,7 @@ function createNodes(s: LabState, specs: { name: string; role: LabNode["role"]; 
     // What a kubeadm node has: forwarding on, bridged traffic seen by iptables.
     ensureSysctl("net.ipv4.ip_forward", "1", netnsPath(n.netns));
     ensureSysctl("net.bridge.bridge-nf-call-iptables", "1", netnsPath(n.netns));
-    for (const d of ["etc/cni/net.d", "opt/cni/bin", "run/gauze", "var/lib/cni", "var/log"]) mkdirSync(join(n.root, d), { recursive: true });
+    for (const d of ["etc/cni/net.d", "opt/cni/bin", "run", "var/lib/cni", "var/log"]) mkdirSync(join(n.root, d), { recursive: true });
   }
   return nodes;
 }
@@ -416,6 +416,40 @@ export async function agentStart(lab: string, name: string): Promise<void> {
     startAgent(s, n);
     saveLab(s);
     await waitReady([n]);
+  });
+}
+
+// ---- install and uninstall, as kubectl apply and an uninstall DaemonSet would ----
+
+/** Installs gauze on a lab made with --no-cni (every node at once, as a DaemonSet rolls out). */
+export async function labInstall(lab: string, progress: Progress): Promise<void> {
+  await withLab(lab, async (s) => {
+    if (s.cniInstalled) throw new Error(`gauze is installed on lab ${lab} already`);
+    await installCni(s, progress);
+  });
+}
+
+/**
+ * `gauze uninstall` on each node (or one), run inside the node as the pod of an uninstall
+ * DaemonSet would run it: the agent stops first, then everything gauze made goes.
+ */
+export async function labUninstall(lab: string, progress: Progress, only?: string): Promise<void> {
+  await withLab(lab, async (s) => {
+    const nodes = only ? [findNode(s, only)] : s.nodes;
+    for (const n of nodes) {
+      await stopProcess(n.agentPid, 1000);
+      n.agentPid = undefined;
+      const endpoints = s.store.endpoints;
+      const argv = [gauzeExecutable(), "uninstall", "--node", n.name, "--root", n.root, "--bin-dir", join(n.root, "opt/cni/bin"), ...storeArgs({ ...storeFlags(s), ...(endpoints ? { etcdEndpoints: endpoints } : {}) })];
+      const r = runSync(argv, { netns: netnsPath(n.netns) });
+      if (r.status !== 0) throw new Error(`gauze uninstall on ${n.name} failed: ${r.stderr.trim() || r.stdout.trim()}`);
+      progress(r.stdout.trim());
+      for (const p of s.pods.filter((x) => x.node === n.name)) {
+        p.phase = "Pending";
+        p.reason = `node ${n.name}: gauze was uninstalled (the pod's network is gone)`;
+      }
+    }
+    if (!only) s.cniInstalled = false;
   });
 }
 

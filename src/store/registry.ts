@@ -6,6 +6,10 @@ import { type Prefix, formatPrefix, parseCIDR, prefixContains, addToIP, familyBi
 /** flannel's net-conf.json fields, same names. */
 export interface NetworkConfig {
   Network: string;
+  /** flannel's dual-stack switches: IPv4 on and IPv6 off are what gauze runs today. */
+  EnableIPv4?: boolean;
+  EnableIPv6?: boolean;
+  IPv6Network?: string;
   SubnetLen?: number;
   SubnetMin?: string;
   SubnetMax?: string;
@@ -83,6 +87,8 @@ export interface ResolvedNetwork {
 
 /** Validates a network config's addressing and fills flannel's defaults (SubnetLen 24 for IPv4, backend vxlan). */
 export function resolveNetwork(c: NetworkConfig): ResolvedNetwork {
+  if (c.EnableIPv6 === true) throw new RegistryError("network config: EnableIPv6 is true, and gauze does not run an IPv6 pod network yet", "set EnableIPv6 to false (or leave it out); pods still get IPv6 from a CNI config's own ranges");
+  if (c.EnableIPv4 === false) throw new RegistryError("network config: EnableIPv4 is false, and an IPv4 pod network is what gauze runs", "leave EnableIPv4 out or set it to true");
   const net = parseCIDR(c.Network ?? "");
   if (!net) throw new RegistryError(`network config: Network ${JSON.stringify(c.Network)} is not a CIDR`, "set Network, e.g. 10.244.0.0/16");
   const network = net.prefix;

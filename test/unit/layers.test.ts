@@ -14,7 +14,7 @@ const LEVEL: Record<string, number> = {
   kernel: 1,
   ipam: 2, dataplane: 2, backend: 2, store: 2,
   cni: 3, agent: 3,
-  lab: 4, doctor: 4, capture: 4, ui: 4,
+  lab: 4, doctor: 4, capture: 4, ui: 4, deploy: 4,
   cli: 5,
   bin: 6,
 };

@@ -2,7 +2,7 @@
 import { copyFileSync, readFileSync, readdirSync, accessSync, constants } from "node:fs";
 import { join } from "node:path";
 import { NOT_INITIALIZED } from "../../cni/conf-dir.ts";
-import { installConflist } from "../../agent/node-files.ts";
+import { CONFLIST_NAME, foreignConfig, installConflist } from "../../agent/node-files.ts";
 import { gauzeExecutable } from "../../lab/processes.ts";
 import { type Check, ok, skip } from "../check.ts";
 
@@ -18,6 +18,19 @@ export const cniChecks: Check[] = [
         status: "fail", evidence: [`no loadable config in ${ctx.paths.confDir}`, `kubelet reports the node NotReady: ${NOT_INITIALIZED}`, ...(ctx.networkError && ctx.networkError !== NOT_INITIALIZED ? [ctx.networkError] : [])],
         fix: ctx.agent?.subnet ? "restart the gauze agent (it writes 10-gauze.conflist), or gauze doctor --fix" : "install the CNI (the gauze agent writes its conflist once it has leased a subnet)",
         ...(ctx.agent?.subnet ? { repair: () => { installConflist(ctx.paths); return `wrote ${ctx.paths.confDir}/10-gauze.conflist`; } } : {}),
+      };
+    },
+  },
+  {
+    id: "cni.config-first", group: "cni", title: `the runtime uses gauze's ${CONFLIST_NAME}, not another CNI's config`,
+    run(ctx) {
+      if (!ctx.network) return skip("no active config");
+      const why = foreignConfig(ctx.paths);
+      if (!why) return ctx.network.file === CONFLIST_NAME ? ok(`${CONFLIST_NAME} sorts first in ${ctx.paths.confDir}`) : skip(`${CONFLIST_NAME} is not there (another CNI runs this node)`);
+      return {
+        status: "fail",
+        evidence: [why, `new pods get ${ctx.network.name} (${ctx.network.plugins.map((p) => p.type).join(" -> ")}) instead of gauze`],
+        fix: `move ${ctx.paths.confDir}/${ctx.network.file} out of ${ctx.paths.confDir} (keep a copy if that CNI is still wanted), then re-create the pods started meanwhile`,
       };
     },
   },

@@ -1,0 +1,105 @@
+// `gauze uninstall`: the node as it was before gauze. What the agent made (device, routes,
+// rules, subnet file, conflist, lease: `uninstallAgent`), and what the plugin made for pods
+// (their host veths, the bridge, the IPAM reservations of gauze's network), and the plugin
+// itself in the CNI bin dir. Leftover `cni0` and `flannel.1` after removing flannel are a
+// common complaint; this leaves nothing of gauze's behind, and nothing of anyone else's goes.
+import { readFileSync, readdirSync, rmSync, rmdirSync } from "node:fs";
+import { dirname, join } from "node:path";
+import type { Logger } from "pino";
+import { Rtnl, delLink } from "../kernel/netlink/index.ts";
+import { vethNetwork } from "../dataplane/veth.ts";
+import type { SubnetRegistry } from "../store/registry.ts";
+import { uninstallAgent } from "./agent.ts";
+import { CONFLIST_NAME, nodePaths } from "./node-files.ts";
+
+export interface UninstallOptions {
+  node: string;
+  iface?: string;
+  registry: SubnetRegistry;
+  root: string;
+  binDir: string;
+  log: Logger;
+}
+
+export interface UninstallReport {
+  released?: string;
+  veths: string[];
+  bridges: string[];
+  /** A bridge kept because ports that are not gauze's are still on it. */
+  keptBridges: string[];
+  reservations: number;
+  files: string[];
+}
+
+/** What our conflist names (read before uninstallAgent removes it): the network and its bridges. */
+function ourConflist(confDir: string): { network: string; bridges: string[]; dataDir?: string } {
+  try {
+    const c = JSON.parse(readFileSync(join(confDir, CONFLIST_NAME), "utf8")) as { name?: unknown; plugins?: { type?: unknown; bridge?: unknown; dataDir?: unknown }[] };
+    const mine = (c.plugins ?? []).filter((p) => p.type === "gauze");
+    return {
+      network: typeof c.name === "string" ? c.name : "gauze",
+      bridges: mine.map((p) => (typeof p.bridge === "string" ? p.bridge : "cni0")),
+      ...(typeof mine[0]?.dataDir === "string" ? { dataDir: mine[0].dataDir } : {}),
+    };
+  } catch {
+    return { network: "gauze", bridges: ["cni0"] };
+  }
+}
+
+export async function uninstallNode(o: UninstallOptions): Promise<UninstallReport> {
+  const paths = nodePaths(o.root);
+  const conf = ourConflist(paths.confDir);
+  const report: UninstallReport = { veths: [], bridges: [], keptBridges: [], reservations: 0, files: [] };
+  const released = await uninstallAgent({ node: o.node, ...(o.iface ? { iface: o.iface } : {}), registry: o.registry, root: o.root, log: o.log });
+  if (released) report.released = released;
+  report.files.push(join(paths.confDir, CONFLIST_NAME), paths.subnetFile);
+
+  const nl = Rtnl.open();
+  try {
+    // Pods' host veths of gauze's network (their alias says so); then the bridge, if only ours were on it.
+    const links = nl.links();
+    const ours = links.filter((l) => l.kind === "veth" && vethNetwork(l.alias) === conf.network);
+    for (const [e, l] of nl.apply(ours.map((l) => delLink(l))).map((e, i) => [e, ours[i]!] as const)) {
+      if (!e || e.notFound) report.veths.push(l.name);
+      else o.log.warn({ link: l.name, err: e.message }, "could not delete a pod veth");
+    }
+    for (const name of new Set(conf.bridges)) {
+      const br = nl.link(name);
+      if (!br || br.kind !== "bridge") continue;
+      const others = nl.links(br).map((l) => l.name);
+      if (others.length) {
+        report.keptBridges.push(name);
+        o.log.warn({ bridge: name, ports: others }, "bridge kept: ports that are not gauze's are on it");
+        continue;
+      }
+      nl.run([delLink(br)], (_req, err) => err.notFound);
+      report.bridges.push(name);
+    }
+  } finally {
+    nl.close();
+  }
+
+  // IPAM reservations of gauze's network only (the data dir is shared with host-local).
+  const netDir = join(conf.dataDir ?? paths.dataDir, conf.network);
+  try {
+    report.reservations = readdirSync(netDir).filter((f) => /^[0-9a-f.:]+$/i.test(f)).length;
+    rmSync(netDir, { recursive: true, force: true });
+    report.files.push(netDir);
+  } catch {
+    // none
+  }
+  // The plugin, and gauze's run directory.
+  const plugin = join(o.binDir, "gauze");
+  rmSync(plugin, { force: true });
+  report.files.push(plugin);
+  const runDir = dirname(paths.subnetFile);
+  rmSync(runDir, { recursive: true, force: true });
+  report.files.push(runDir);
+  try {
+    rmdirSync(join(conf.dataDir ?? paths.dataDir)); // only if now empty
+  } catch {
+    // holds another network's reservations, or was never there
+  }
+  o.log.info({ ...report }, "gauze uninstalled from this node");
+  return report;
+}
