@@ -16,6 +16,10 @@ import { resolveNetwork } from "../../src/store/registry.ts";
 import { KubeRegistry } from "../../src/store/kube-registry.ts";
 import { startFakeNodesApi } from "../support/fake-nodes-api.ts";
 
+/** The pod template's fields this file reads. */
+interface Container { command: string[]; env: unknown; securityContext: { privileged?: boolean; capabilities: unknown }; livenessProbe: { httpGet: { host: string; path: string } }; readinessProbe: { httpGet: { host: string; path: string } } }
+interface Pod { hostNetwork: boolean; priorityClassName: string; tolerations: unknown; containers: Container[]; initContainers: Container[]; volumes: { name: string; hostPath?: { path: string; type: string } }[] }
+
 const ROOT = join(import.meta.dirname, "..", "..");
 const MODELS: Record<string, new (o: never) => { validate(): void }> = { Namespace, ServiceAccount, ConfigMap, ClusterRole, ClusterRoleBinding, DaemonSet } as never;
 
@@ -40,7 +44,7 @@ test("every object of every render passes the Kubernetes API's schemas, and a br
   }
   validateAll(manifestObjects({ store: "etcd", etcdEndpoints: "https://10.0.0.1:2379", backend: "host-gw", mtu: 1400, podCidr: "10.42.0.0/16" }));
   // The validator can say no: a container without an image name, a toleration of the wrong type.
-  const ds = structuredClone(manifestObjects().at(-1)!) as { spec: { template: { spec: { containers: { image: unknown }[]; tolerations: unknown } } } };
+  const ds = structuredClone(manifestObjects().at(-1)!) as unknown as { spec: { template: { spec: { containers: { image: unknown }[]; tolerations: unknown } } } };
   ds.spec.template.spec.containers[0]!.image = 42;
   assert.throws(() => validateAll([ds]));
   ds.spec.template.spec.containers[0]!.image = "x";
@@ -49,21 +53,21 @@ test("every object of every render passes the Kubernetes API's schemas, and a br
 });
 
 test("the DaemonSet: host network, node-critical, every taint, not privileged, NET_ADMIN and NET_RAW only, probes on loopback, one node at a time", () => {
-  const ds = manifestObjects().find((o) => o.kind === "DaemonSet") as unknown as { spec: { updateStrategy: { rollingUpdate: { maxUnavailable: number } }; template: { spec: Record<string, any> } } };
+  const ds = manifestObjects().find((o) => o.kind === "DaemonSet") as unknown as { spec: { updateStrategy: { rollingUpdate: { maxUnavailable: number } }; template: { spec: Pod } } };
   const pod = ds.spec.template.spec;
   assert.equal(pod.hostNetwork, true);
   assert.equal(pod.priorityClassName, "system-node-critical");
   assert.deepEqual(pod.tolerations, [{ operator: "Exists" }]);
   assert.equal(ds.spec.updateStrategy.rollingUpdate.maxUnavailable, 1);
-  const agent = pod.containers[0];
+  const agent = pod.containers[0]!;
   assert.equal(agent.securityContext.privileged, false);
   assert.deepEqual(agent.securityContext.capabilities, { add: ["NET_ADMIN", "NET_RAW"], drop: ["ALL"] });
   assert.deepEqual(agent.env, [{ name: "NODE_NAME", valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } } }]);
   for (const p of [agent.livenessProbe, agent.readinessProbe]) assert.equal(p.httpGet.host, "127.0.0.1");
   assert.deepEqual([agent.livenessProbe.httpGet.path, agent.readinessProbe.httpGet.path], ["/healthz", "/readyz"]);
-  assert.deepEqual(pod.initContainers.map((c: { command: string[] }) => c.command.slice(1)), [["install-cni"]]);
-  assert.deepEqual(pod.initContainers[0].securityContext.capabilities, { drop: ["ALL"] });
-  const vols = Object.fromEntries(pod.volumes.map((v: { name: string; hostPath?: { path: string; type: string } }) => [v.name, v.hostPath ? `${v.hostPath.path} ${v.hostPath.type}` : "configMap"]));
+  assert.deepEqual(pod.initContainers.map((c) => c.command.slice(1)), [["install-cni"]]);
+  assert.deepEqual(pod.initContainers[0]!.securityContext.capabilities, { drop: ["ALL"] });
+  const vols = Object.fromEntries(pod.volumes.map((v) => [v.name, v.hostPath ? `${v.hostPath.path} ${v.hostPath.type}` : "configMap"]));
   assert.deepEqual(vols, { "cni-conf": "/etc/cni/net.d DirectoryOrCreate", "run-gauze": "/run/gauze DirectoryOrCreate", "xtables-lock": "/run/xtables.lock FileOrCreate", "net-conf": "configMap", "cni-bin": "/opt/cni/bin DirectoryOrCreate" });
 });
 
