@@ -125,6 +125,30 @@ export async function runCli(argv: string[]): Promise<number> {
           }
         });
     }],
+    ["image", () => {
+      program.command("image")
+        .description("build gauze's container image with podman from this executable (nothing pulled), and say what is in it")
+        .option("--tag <ref>", "image tag (default: localhost/gauze:<version>)")
+        .option("--podman-root <dir>", "podman storage root (default: podman's own)")
+        .option("--json", "JSON report (every file with its size)")
+        .action(async (o: { tag?: string; podmanRoot?: string; json?: boolean }) => {
+          const { buildImage, ImageError } = await import("../deploy/image.ts");
+          try {
+            const r = buildImage({ executable: process.execPath, ...(o.tag ? { tag: o.tag } : {}), ...(o.podmanRoot ? { store: { root: o.podmanRoot } } : {}), progress: (l) => process.stderr.write(`${l}\n`) });
+            if (o.json) { console.log(JSON.stringify(r)); return; }
+            const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
+            const big = [...r.files].sort((a, b) => b.bytes - a.bytes);
+            console.log(`${r.tag}: ${mb(r.size)}, ${r.files.length} files, built in ${(r.ms / 1000).toFixed(1)} s`);
+            for (const f of big.slice(0, 8)) console.log(`  ${mb(f.bytes).padStart(9)}  ${f.path}`);
+            const rest = big.slice(8);
+            console.log(`  ${mb(rest.reduce((a, f) => a + f.bytes, 0)).padStart(9)}  ${rest.length} more (iptables modules, libraries, /etc files, links)`);
+          } catch (e) {
+            if (!(e instanceof ImageError)) throw e;
+            process.stderr.write(`gauze image: ${e.message}\n`);
+            status = 1;
+          }
+        });
+    }],
     ["install-cni", () => {
       program.command("install-cni")
         .description("put this executable into the node's CNI bin dir as `gauze`, atomically (a DaemonSet's init container)")

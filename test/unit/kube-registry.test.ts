@@ -23,13 +23,13 @@ test("the node's podCIDR is its subnet; annotations and NetworkUnavailable=False
   try {
     const l = await r.acquireLease(req("kind-worker", "172.18.0.3"), 3_600_000);
     assert.equal(l.subnet, "10.244.1.0/24");
-    const p = api.patches.at(-1)!;
+    const p = api.patches.at(-1)! as { name: string; contentType: string; body: { metadata: { annotations: Record<string, string> }; status: { conditions: { type: string; status: string }[] } } };
     assert.equal(p.name, "kind-worker");
     assert.equal(p.contentType, "application/strategic-merge-patch+json");
     assert.deepEqual(p.body.metadata.annotations, { "gauze.dev/public-ip": "172.18.0.3", "gauze.dev/backend-type": "vxlan", "gauze.dev/backend-data": "{\"VtepMAC\":\"0e:47:ac:12:00:03\"}" });
-    assert.equal(p.body.status.conditions[0].type, "NetworkUnavailable");
-    assert.equal(p.body.status.conditions[0].status, "False");
-    const conds = api.nodes.get("kind-worker")!.status.conditions.map((c: { type: string }) => c.type);
+    assert.equal(p.body.status.conditions[0]!.type, "NetworkUnavailable");
+    assert.equal(p.body.status.conditions[0]!.status, "False");
+    const conds = api.nodes.get("kind-worker")!.status.conditions!.map((c) => c.type);
     assert.deepEqual(conds, ["Ready", "NetworkUnavailable"], "Ready kept: a strategic merge, not a replacement");
     const leases = await r.listLeases();
     assert.deepEqual(leases.map((x) => `${x.node} ${x.subnet} ${x.publicIp} ${x.backendData.vtepMac}`).sort(), [
