@@ -12,6 +12,7 @@ packages=(
   tcpdump tshark iperf3 time    # captures, the dissector's oracle, benchmarks (GNU time for peak RSS)
   etcd-server                   # the etcd registry's tests and `gauze lab up --store etcd`
   strace linux-libc-dev         # tests: counting the plugin's execs; netlink numbers against the uapi headers
+  openssl                       # the lab's Kubernetes API (manifest mode): its CA and certificate
 )
 missing=()
 for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done

@@ -46,6 +46,12 @@ function ourConflist(confDir: string): { network: string; bridges: string[]; dat
   }
 }
 
+/** A path the conflist names, as seen from here (it already includes the root when one is given). */
+function hostPath(p: string | undefined, root: string): string | undefined {
+  if (!p) return undefined;
+  return root && !p.startsWith(root) ? root + p : p;
+}
+
 export async function uninstallNode(o: UninstallOptions): Promise<UninstallReport> {
   const paths = nodePaths(o.root);
   const conf = ourConflist(paths.confDir);
@@ -80,7 +86,7 @@ export async function uninstallNode(o: UninstallOptions): Promise<UninstallRepor
   }
 
   // IPAM reservations of gauze's network only (the data dir is shared with host-local).
-  const netDir = join(conf.dataDir ?? paths.dataDir, conf.network);
+  const netDir = join(hostPath(conf.dataDir, o.root) ?? paths.dataDir, conf.network);
   try {
     report.reservations = readdirSync(netDir).filter((f) => /^[0-9a-f.:]+$/i.test(f)).length;
     rmSync(netDir, { recursive: true, force: true });
@@ -92,11 +98,14 @@ export async function uninstallNode(o: UninstallOptions): Promise<UninstallRepor
   const plugin = join(o.binDir, "gauze");
   rmSync(plugin, { force: true });
   report.files.push(plugin);
+  // Its contents, then the directory itself unless it is a mount point (a DaemonSet pod's
+  // hostPath: kubelet made it and it stays, as every hostPath directory does).
   const runDir = dirname(paths.subnetFile);
-  rmSync(runDir, { recursive: true, force: true });
+  for (const f of (() => { try { return readdirSync(runDir); } catch { return []; } })()) rmSync(join(runDir, f), { recursive: true, force: true });
+  try { rmdirSync(runDir); } catch { /* a mount point, or gone */ }
   report.files.push(runDir);
   try {
-    rmdirSync(join(conf.dataDir ?? paths.dataDir)); // only if now empty
+    rmdirSync(hostPath(conf.dataDir, o.root) ?? paths.dataDir); // only if now empty (and not a mount point)
   } catch {
     // holds another network's reservations, or was never there
   }

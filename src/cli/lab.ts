@@ -24,6 +24,7 @@ async function guard(set: SetStatus, fn: () => Promise<number | void>): Promise<
 export function statusReport(s: LabState) {
   return {
     name: s.name, podCidr: s.podCidr, backend: s.backend, store: s.store?.kind ?? "file", cniInstalled: s.cniInstalled,
+    ...(s.manifest ? { manifest: { file: s.manifest.file, daemonSet: `${s.manifest.namespace}/${s.manifest.daemonSet}`, image: s.manifest.image } } : {}),
     nodes: s.nodes.map((n) => nodeView(s, n)),
     pods: s.pods.map((p) => ({ name: p.name, node: p.node, image: p.image, phase: p.phase, ip: p.ip ?? null, ...(p.reason ? { reason: p.reason } : {}) })),
   };
@@ -31,12 +32,15 @@ export function statusReport(s: LabState) {
 
 function printStatus(s: LabState): void {
   const r = statusReport(s);
-  const out: string[] = [`lab ${r.name}: pod network ${r.podCidr}, backend ${r.backend}, registry ${r.store}${r.cniInstalled ? "" : ", no CNI installed"}`, ""];
+  const out: string[] = [`lab ${r.name}: pod network ${r.podCidr}, backend ${r.backend}, registry ${r.store}${r.cniInstalled ? "" : ", no CNI installed"}`];
+  if (r.manifest) out.push(`gauze from ${r.manifest.file}: DaemonSet ${r.manifest.daemonSet}, image ${r.manifest.image}`);
+  out.push("");
   out.push("NODE".padEnd(28) + "STATUS    " + "NODE IP".padEnd(14) + "SUBNET".padEnd(17) + "VTEP MAC");
   for (const n of r.nodes) {
     out.push(n.name.padEnd(28) + (n.ready ? "Ready" : "NotReady").padEnd(10) + n.ip.padEnd(14) + (n.subnet ?? "-").padEnd(17) + (n.vtepMac ?? "-"));
     if (n.reason) out.push(`  ${n.reason}`);
     if (n.agent && !n.agent.ready) out.push(`  agent: ${n.agent.running ? "running" : "not running"}${n.agent.reason ? `: ${n.agent.reason}` : ""}`);
+    if (n.pod) out.push(`  pod ${n.pod.name} (${n.pod.image}): ${n.pod.running ? (n.pod.ready ? "Running, ready" : `Running, not ready: ${n.pod.reason}`) : "not running"}`);
   }
   out.push("", "POD".padEnd(20) + "NODE".padEnd(28) + "IMAGE".padEnd(10) + "STATUS".padEnd(19) + "IP");
   for (const p of r.pods) {
@@ -64,16 +68,30 @@ export function registerLab(program: Command, set: SetStatus): void {
     .option("--etcd-keyfile <file>", "with --etcd-endpoints: client key")
     .option("--etcd-username <name>", "with --etcd-endpoints: etcd user")
     .option("--etcd-password-file <file>", "with --etcd-endpoints: file holding the user's password")
+    .option("--manifest <file>", "install gauze by running this manifest's DaemonSet on every node with podman, as a kubelet would (e.g. deploy/kube-gauze.yml); the lab serves the Kubernetes API")
     .option("--json", "print the lab's status as JSON")
-    .action((o: { name: string; nodes: string; podCidr: string; backend: string; cni: boolean; store: string; etcdEndpoints?: string; etcdCafile?: string; etcdCertfile?: string; etcdKeyfile?: string; etcdUsername?: string; etcdPasswordFile?: string; json?: boolean }) => guard(set, async () => {
+    .action((o: { name: string; nodes: string; podCidr: string; backend: string; cni: boolean; store: string; manifest?: string; etcdEndpoints?: string; etcdCafile?: string; etcdCertfile?: string; etcdKeyfile?: string; etcdUsername?: string; etcdPasswordFile?: string; json?: boolean }) => guard(set, async () => {
       if (o.backend !== "vxlan" && o.backend !== "host-gw") throw new Error(`--backend ${o.backend}: use vxlan or host-gw`);
       if (o.store !== "file" && o.store !== "etcd") throw new Error(`--store ${o.store}: use file or etcd`);
       const s = await labUp({ name: o.name, nodes: Number(o.nodes), podCidr: o.podCidr, backend: o.backend, cni: o.cni, store: o.store, ...(o.etcdEndpoints ? { etcdEndpoints: o.etcdEndpoints } : {}),
         etcdTls: { ...(o.etcdCafile ? { cafile: o.etcdCafile } : {}), ...(o.etcdCertfile ? { certfile: o.etcdCertfile } : {}), ...(o.etcdKeyfile ? { keyfile: o.etcdKeyfile } : {}), ...(o.etcdUsername ? { username: o.etcdUsername } : {}), ...(o.etcdPasswordFile ? { passwordFile: o.etcdPasswordFile } : {}) },
-        progress: say(!!o.json) });
+        ...(o.manifest ? { manifest: o.manifest } : {}), progress: say(!!o.json) });
       if (o.json) console.log(JSON.stringify(statusReport(s), null, 2));
       else printStatus(s);
     }));
+
+  lab.command("rollout")
+    .description("manifest mode: change the DaemonSet's image and replace its pods one node at a time, each waited for until ready (kubectl set image)")
+    .requiredOption("--image <ref>", "the new image (localhost/gauze:<tag> is built from this executable when podman does not have it)")
+    .option("--name <lab>", LAB_HELP)
+    .option("--json", "JSON")
+    .action((o: { image: string; name?: string; json?: boolean }) => guard(set, async () => {
+      const { labRollout } = await import("../lab/lab.ts");
+      const r = await labRollout(pickLab(o.name), o.image, say(!!o.json));
+      if (o.json) console.log(JSON.stringify({ image: o.image, nodes: r }));
+    }));
+  lab.command("apiserver", { hidden: true }).option("--name <lab>", LAB_HELP)
+    .action((o: { name?: string }) => guard(set, async () => { const { runApiServer } = await import("../lab/cluster.ts"); await runApiServer(pickLab(o.name)); }));
 
   lab.command("down")
     .description("remove a lab: namespaces, links, processes, rules and files; --all removes every lab")
@@ -210,10 +228,11 @@ export function registerLab(program: Command, set: SetStatus): void {
     .option("--name <name>", "lab name", "demo")
     .option("--backend <type>", "vxlan or host-gw", "vxlan")
     .option("--keep", "leave the lab running afterwards")
+    .option("--manifest <file>", "install gauze from this manifest (deploy/kube-gauze.yml), its pods run with podman as a kubelet would")
     .option("--json", "print the report as JSON")
-    .action((o: { name: string; backend: string; keep?: boolean; json?: boolean }) => guard(set, async () => {
+    .action((o: { name: string; backend: string; keep?: boolean; json?: boolean; manifest?: string }) => guard(set, async () => {
       const { runDemo } = await import("../lab/demo.ts");
-      return runDemo({ name: o.name, backend: o.backend === "host-gw" ? "host-gw" : "vxlan", keep: !!o.keep, json: !!o.json });
+      return runDemo({ name: o.name, backend: o.backend === "host-gw" ? "host-gw" : "vxlan", keep: !!o.keep, json: !!o.json, ...(o.manifest ? { manifest: o.manifest } : {}) });
     }));
 
   // Helpers the lab runs inside pod namespaces (the lab's "images").

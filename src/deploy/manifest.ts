@@ -12,7 +12,7 @@
 // - RBAC exactly what the kube store does: nodes get/list/watch, nodes/status patch;
 // - the agent never removes the conflist, the plugin or the dataplane when it stops, so pods keep
 //   starting and running through a rolling update; only the uninstall manifest removes them.
-import { stringify } from "yaml";
+import { parseAllDocuments, stringify } from "yaml";
 import { GAUZE_VERSION } from "../version.ts";
 import { parseCIDR } from "../net/cidr.ts";
 
@@ -179,4 +179,20 @@ export function renderManifest(opts: Partial<ManifestOptions> = {}): string {
     `# Rendered by: gauze manifests${o.podCidr !== DEFAULT_MANIFEST.podCidr ? ` --pod-cidr ${o.podCidr}` : ""}${o.backend !== "vxlan" ? ` --backend ${o.backend}` : ""}${o.image !== DEFAULT_MANIFEST.image ? ` --image ${o.image}` : ""}${o.store !== "kube" ? ` --store ${o.store} --etcd-endpoints ${o.etcdEndpoints}` : ""}${o.mtu ? ` --mtu ${o.mtu}` : ""}${o.uninstall ? " --uninstall" : ""}`,
   ];
   return head.join("\n") + "\n" + manifestObjects(o).map((x) => "---\n" + stringify(x, { lineWidth: 0 })).join("");
+}
+
+/** The objects of a multi-document YAML manifest; a document that is not an object is an error naming it. */
+export function parseManifest(text: string, source: string): KubeObject[] {
+  const out: KubeObject[] = [];
+  parseAllDocuments(text).forEach((d, i) => {
+    if (d.errors.length) throw new ManifestError(`${source}: document ${i + 1}: ${d.errors[0]!.message}`);
+    const o = d.toJS() as unknown;
+    if (o === null || o === undefined) return;
+    const k = o as Partial<KubeObject>;
+    if (typeof o !== "object" || typeof k.kind !== "string" || typeof k.apiVersion !== "string" || typeof k.metadata?.name !== "string") {
+      throw new ManifestError(`${source}: document ${i + 1} is not a Kubernetes object (kind, apiVersion and metadata.name)`);
+    }
+    out.push(o as KubeObject);
+  });
+  return out;
 }

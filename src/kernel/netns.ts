@@ -3,7 +3,7 @@
 // them: a bind mount of a fresh namespace), and starting processes inside one. Everything that
 // runs "in a node" or "in a pod" comes through here; nothing builds an nsenter command line.
 import { EEXIST, EINVAL, ENOENT, cString, describeErrno, libc } from "./libc.ts";
-import { writeFd } from "./files.ts";
+import { readText, writeFd } from "./files.ts";
 
 export const NETNS_PREFIX = "gz-";
 export const NETNS_DIR = "/run/netns";
@@ -158,4 +158,21 @@ export function delNetns(name: string): void {
 /** Undoes prepareNetnsDir's mount (only when it made one, and only when nothing is left in it). */
 export function unmountNetnsDir(): void {
   libc().umount2(cString(NETNS_DIR), MNT_DETACH);
+}
+
+/**
+ * Detaches every mount point at or below `dir` (deepest first), e.g. what a container runtime
+ * left under a lab's storage; returns how many there were.
+ */
+export function unmountUnder(dir: string): number {
+  let points: string[] = [];
+  try {
+    points = readText("/proc/self/mountinfo").split("\n").map((l) => l.split(" ")[4] ?? "")
+      .map((p) => p.replace(/\\040/g, " ")).filter((p) => p === dir || p.startsWith(dir.endsWith("/") ? dir : `${dir}/`));
+  } catch {
+    return 0;
+  }
+  const c = libc();
+  for (const p of points.sort((a, b) => b.length - a.length)) c.umount2(cString(p), MNT_DETACH);
+  return points.length;
 }

@@ -25,6 +25,8 @@ export interface DemoOptions {
   backend: "vxlan" | "host-gw";
   keep: boolean;
   json: boolean;
+  /** Install gauze by running this manifest's DaemonSet (kubectl apply) instead of starting agents directly. */
+  manifest?: string;
 }
 
 const TOTAL = 6;
@@ -60,7 +62,7 @@ export async function runDemo(o: DemoOptions): Promise<number> {
   let nodeIps: Record<string, string> = {};
   try {
     let ok = await step("A 2-node cluster without a CNI: both nodes NotReady", async (facts) => {
-      const s = await labUp({ name: o.name, nodes: 2, podCidr: "10.244.0.0/16", backend: o.backend, cni: false, progress: (l) => facts.push(l) });
+      const s = await labUp({ name: o.name, nodes: 2, podCidr: "10.244.0.0/16", backend: o.backend, cni: false, ...(o.manifest ? { manifest: o.manifest } : {}), progress: (l) => facts.push(l) });
       nodeIps = Object.fromEntries(s.nodes.map((n) => [n.name, n.ip]));
       for (const n of s.nodes) {
         const v = nodeView(s, n);
@@ -68,7 +70,7 @@ export async function runDemo(o: DemoOptions): Promise<number> {
         check(!v.ready && (v.reason ?? "").startsWith(NOT_INITIALIZED), `${n.name} should be NotReady with "${NOT_INITIALIZED}"`);
       }
     });
-    ok &&= await step("Install gauze: agents lease subnets and install the conflist: nodes Ready", async (facts) => {
+    ok &&= await step(o.manifest ? `Install gauze: kubectl apply -f ${o.manifest}: the DaemonSet's pods lease subnets and install the conflist: nodes Ready` : "Install gauze: agents lease subnets and install the conflist: nodes Ready", async (facts) => {
       const s = loadLab(o.name);
       await installCni(s, (l) => facts.push(l));
       for (const n of s.nodes) {

@@ -17,6 +17,12 @@ import type { AgentStatus } from "../agent/agent.ts";
 import { type LabNode, type LabPod, type LabState, LAB_HOME, findNode, findPod, labDir, labExists, listLabs, loadLab, lockLab, nodeNames, saveLab, validateLabName, validateNodeName, withLab } from "./state.ts";
 import { type NodeRuntime, RuntimeError, addPod, delPod, loadNetwork } from "./runtime.ts";
 import { gauzeExecutable, isOurProcess, spawnInNetns, stopProcess } from "./processes.ts";
+import { unmountUnder } from "../kernel/netns.ts";
+import { formatPrefix } from "../net/cidr.ts";
+import { resolveNetwork } from "../store/registry.ts";
+import { ManifestError, manifestObjects } from "../deploy/manifest.ts";
+import { deleteNode, registerNode, startControlPlane, stopControlPlane } from "./cluster.ts";
+import { containerLogs, ensureImage, loadManifest, manifestOf, podman, podReady, runPod, removePodmanState, runDaemonPod, runningContainers, stopDaemonPod, waitPodReady, writeConfigMaps } from "./kubelet.ts";
 
 export const UNDERLAY_CIDR = "172.18.0.0/16";
 const UNDERLAY_GW = "172.18.0.1";
@@ -36,6 +42,8 @@ export interface UpOptions {
   backend: "vxlan" | "host-gw";
   cni: boolean;
   progress: Progress;
+  /** Run this manifest's DaemonSet on the nodes (as kubelets would) instead of starting agents directly. */
+  manifest?: string;
 }
 
 function nodeIp(idx: number): string {
@@ -51,7 +59,7 @@ function netnsMounted(): boolean {
 }
 
 export function runtimeFor(n: LabNode): NodeRuntime {
-  return { nodeNetns: netnsPath(n.netns), confDir: join(n.root, "etc/cni/net.d"), binDir: join(n.root, "opt/cni/bin"), cacheDir: join(n.root, "var/lib/cni/results") };
+  return { nodeNetns: netnsPath(n.netns), confDir: join(n.root, "etc/cni/net.d"), binDir: join(n.root, "opt/cni/bin"), cacheDir: join(n.root, "var/lib/cni/results"), ...(n.hostPaths ? { hostRoot: n.root } : {}) };
 }
 
 function must(argv: string[], input?: string, netns?: string): void {
@@ -98,11 +106,15 @@ export async function labUp(o: UpOptions): Promise<LabState> {
   if (bad) throw new Error(bad);
   if (labExists(o.name)) throw new Error(`lab ${o.name} exists already: gauze lab down --name ${o.name} first, or pick another --name`);
   if (!Number.isInteger(o.nodes) || o.nodes < 1 || o.nodes > 250) throw new Error(`--nodes ${o.nodes}: give 1 to 250`);
+  const manifest = o.manifest ? manifestPlan(o) : undefined;
+  if (manifest) {
+    o = { ...o, podCidr: manifest.podCidr, backend: manifest.backend as UpOptions["backend"], store: undefined };
+  }
   recordHostState();
   mkdirSync(labDir(o.name), { recursive: true });
   const s: LabState = {
     name: o.name, podCidr: o.podCidr, backend: o.backend, underlayNs: `gz-${o.name}-underlay`, underlayCidr: UNDERLAY_CIDR,
-    registryDir: join(labDir(o.name), "registry"), store: { kind: o.store ?? "file", ...(o.etcdEndpoints ? { endpoints: o.etcdEndpoints } : {}), ...(o.etcdTls ? { tls: o.etcdTls } : {}) }, cniInstalled: false, nodes: [], pods: [], createdAt: new Date().toISOString(),
+    registryDir: join(labDir(o.name), "registry"), store: { kind: manifest ? "kube" : o.store ?? "file", ...(o.etcdEndpoints ? { endpoints: o.etcdEndpoints } : {}), ...(o.etcdTls ? { tls: o.etcdTls } : {}) }, cniInstalled: false, nodes: [], pods: [], createdAt: new Date().toISOString(),
   };
   saveLab(s);
   try {
@@ -114,7 +126,14 @@ export async function labUp(o: UpOptions): Promise<LabState> {
     });
     s.nodes = createNodes(s, nodeNames(o.name, o.nodes).map((n, idx) => ({ ...n, idx })));
     if (s.store.kind === "etcd" && !s.store.endpoints) await startEtcd(s, o.progress);
-    initRegistry(s, o.podCidr, o.backend);
+    if (manifest) {
+      s.manifest = manifest.run;
+      saveLab(s);
+      writeConfigMaps(s, manifest.m);
+      await startControlPlane(s, manifest.m.objects);
+      for (const n of s.nodes) await registerKubeNode(s, n);
+      o.progress(`control plane: the Kubernetes API on https://172.18.0.1:6443, ${s.nodes.length} Node(s) registered with a podCIDR each`);
+    } else initRegistry(s, o.podCidr, o.backend);
     saveLab(s);
     o.progress(`lab ${o.name}: ${o.nodes} node(s) on underlay ${UNDERLAY_CIDR} (${s.nodes.map((n) => `${n.name} ${n.ip}`).join(", ")}) in ${(performance.now() - t0).toFixed(0)} ms`);
     if (o.cni) await installCni(s, o.progress);
@@ -124,6 +143,31 @@ export async function labUp(o: UpOptions): Promise<LabState> {
     saveLab(s);
     throw e;
   }
+}
+
+/** What `lab up --manifest` will run, checked before anything is made. */
+function manifestPlan(o: UpOptions): { m: ReturnType<typeof loadManifest>; run: NonNullable<LabState["manifest"]>; podCidr: string; backend: string } {
+  const file = o.manifest!.startsWith("/") ? o.manifest! : join(process.cwd(), o.manifest!);
+  const m = loadManifest(file);
+  const agent = m.daemonSet.spec.template.spec.containers[0]!;
+  const args = [...(agent.command ?? []), ...(agent.args ?? [])];
+  const store = args[args.indexOf("--store") + 1];
+  if (args.includes("--store") && store !== "kube") throw new ManifestError(`${file}: the agent uses --store ${store}; the lab serves the Kubernetes API, so it runs manifests with --store kube`);
+  if (!m.netConf?.Network) throw new ManifestError(`${file}: no ConfigMap with a net-conf.json that sets Network`);
+  const net = resolveNetwork({ Network: m.netConf.Network, ...(m.netConf.Backend ? { Backend: m.netConf.Backend } : {}) });
+  return {
+    m, podCidr: formatPrefix(net.network), backend: net.backendType,
+    run: { file, daemonSet: m.daemonSet.metadata.name, namespace: m.daemonSet.metadata.namespace ?? "default", image: agent.image },
+  };
+}
+
+/** The kubelet registers its Node; the controller manager gives it the node's /24 of the cluster CIDR. */
+async function registerKubeNode(s: LabState, n: LabNode): Promise<void> {
+  const net = resolveNetwork({ Network: s.podCidr });
+  const step = 1n << BigInt(32 - net.subnetLen);
+  const podCIDR = formatPrefix({ ip: { family: 4, value: net.network.ip.value + BigInt(n.idx) * step }, bits: net.subnetLen });
+  n.hostPaths = true;
+  await registerNode(s.name, n.name, n.ip, podCIDR);
 }
 
 /** Puts the gauze executable into each node's CNI bin dir (a hard link: no copy of 100 MB per node). */
@@ -229,6 +273,20 @@ export async function waitReady(nodes: LabNode[], timeoutMs = 20_000): Promise<v
 /** "Installs gauze": the plugin into every node's bin dir, the agent on every node (a DaemonSet). */
 export async function installCni(s: LabState, progress: Progress): Promise<void> {
   const t0 = performance.now();
+  if (s.manifest) {
+    // kubectl apply: the DaemonSet's pod on every node at once.
+    ensureImage(s.name, s.manifest.image, progress);
+    for (const n of s.nodes) {
+      n.pod = runDaemonPod(s, n, s.manifest.image);
+      saveLab(s);
+    }
+    s.cniInstalled = true;
+    saveLab(s);
+    await waitPodReady(s, s.nodes);
+    const subnets = s.nodes.map((n) => `${n.name} ${agentStatus(n)?.subnet}`).join(", ");
+    progress(`gauze installed from ${s.manifest.file}: DaemonSet ${s.manifest.daemonSet} ready on ${s.nodes.length} node(s) (${subnets}) in ${(performance.now() - t0).toFixed(0)} ms`);
+    return;
+  }
   for (const n of s.nodes) {
     installBinary(n);
     startAgent(s, n);
@@ -249,6 +307,15 @@ export interface NodeView {
   subnet?: string;
   vtepMac?: string;
   agent?: { pid?: number; running: boolean; ready: boolean; reason: string; peers: number };
+  /** Manifest mode: the DaemonSet's pod on the node, and its readiness probe's answer. */
+  pod?: { name: string; image: string; running: boolean; ready: boolean; reason: string };
+}
+
+/** Manifest mode: the lab's running containers, asked at most once a second (a status asks per node). */
+let containersSeen: { at: number; lab: string; names: Set<string> } | undefined;
+function containersUp(lab: string): Set<string> {
+  if (!containersSeen || containersSeen.lab !== lab || Date.now() - containersSeen.at > 1000) containersSeen = { at: Date.now(), lab, names: runningContainers(lab) };
+  return containersSeen.names;
 }
 
 export function nodeView(s: LabState, n: LabNode): NodeView {
@@ -261,11 +328,12 @@ export function nodeView(s: LabState, n: LabNode): NodeView {
     reason = (e as Error).message;
   }
   const a = agentStatus(n);
-  const running = isOurProcess(n.agentPid);
+  const running = s.manifest ? !!n.pod && containersUp(s.name).has(n.pod.containers[0] ?? "") : isOurProcess(n.agentPid);
   return {
     name: n.name, role: n.role, ready, ...(reason ? { reason } : {}), ip: n.ip,
     ...(a?.subnet ? { subnet: a.subnet } : {}), ...(a?.vtepMac ? { vtepMac: a.vtepMac } : {}),
     ...(s.cniInstalled ? { agent: { pid: n.agentPid, running, ready: !!a?.ready && running, reason: a?.reason ?? "", peers: a?.peers ?? 0 } } : {}),
+    ...(n.pod ? { pod: { name: n.pod.name, image: n.pod.image, running, ...podReady(s, n) } } : {}),
   };
 }
 
@@ -370,7 +438,12 @@ export async function nodeAdd(lab: string, progress: Progress, name?: string): P
     if (s.nodes.some((n) => n.name === nodeName)) throw new Error(`node ${nodeName} exists already`);
     const [n] = createNodes(s, [{ name: nodeName, role: "worker", idx }]);
     s.nodes.push(n!);
-    if (s.cniInstalled) {
+    if (s.manifest) await registerKubeNode(s, n!);
+    if (s.cniInstalled && s.manifest) {
+      n!.pod = runDaemonPod(s, n!, s.manifest.image);
+      saveLab(s);
+      await waitPodReady(s, [n!]);
+    } else if (s.cniInstalled) {
       installBinary(n!);
       startAgent(s, n!);
       saveLab(s);
@@ -388,7 +461,10 @@ export async function nodeRm(lab: string, name: string): Promise<void> {
     for (const p of s.pods.filter((x) => x.node === n.name)) await tearDownPod(s, p);
     s.pods = s.pods.filter((x) => x.node !== n.name);
     await stopProcess(n.agentPid);
-    if (s.store.kind === "file") {
+    if (s.manifest) {
+      stopDaemonPod(s, n);
+      await deleteNode(s.name, n.name);
+    } else if (s.store.kind === "file") {
       const reg = new FileRegistry(s.registryDir);
       for (const l of await reg.listLeases()) if (l.node === n.name) await reg.releaseLease(l.subnet);
       reg.close();
@@ -404,6 +480,7 @@ export async function nodeRm(lab: string, name: string): Promise<void> {
 export async function agentStop(lab: string, name: string, signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
   await withLab(lab, async (s) => {
     const n = findNode(s, name);
+    if (s.manifest) return stopDaemonPod(s, n);
     await stopProcess(n.agentPid, 1000, signal);
     n.agentPid = undefined;
   });
@@ -412,6 +489,11 @@ export async function agentStop(lab: string, name: string, signal: NodeJS.Signal
 export async function agentStart(lab: string, name: string): Promise<void> {
   await withLab(lab, async (s) => {
     const n = findNode(s, name);
+    if (s.manifest) {
+      if (!n.pod) n.pod = runDaemonPod(s, n, s.manifest.image);
+      saveLab(s);
+      return waitPodReady(s, [n]);
+    }
     if (isOurProcess(n.agentPid)) return; // a zombie or a recycled PID is not our agent
     startAgent(s, n);
     saveLab(s);
@@ -436,6 +518,11 @@ export async function labInstall(lab: string, progress: Progress): Promise<void>
 export async function labUninstall(lab: string, progress: Progress, only?: string): Promise<void> {
   await withLab(lab, async (s) => {
     const nodes = only ? [findNode(s, only)] : s.nodes;
+    if (s.manifest) {
+      await uninstallByDaemonSet(s, nodes, progress);
+      if (!only) s.cniInstalled = false;
+      return;
+    }
     for (const n of nodes) {
       await stopProcess(n.agentPid, 1000);
       n.agentPid = undefined;
@@ -453,6 +540,61 @@ export async function labUninstall(lab: string, progress: Progress, only?: strin
   });
 }
 
+/**
+ * Manifest mode: what the README says to do on a cluster. The agent's pod goes (kubectl delete
+ * ds), then the uninstall DaemonSet (`gauze manifests --uninstall`, same image) runs on each
+ * node until its pod says it is done, and is deleted.
+ */
+async function uninstallByDaemonSet(s: LabState, nodes: LabNode[], progress: Progress): Promise<void> {
+  const m = manifestOf(manifestObjects({ uninstall: true, image: s.manifest!.image, podCidr: s.podCidr, backend: s.backend }), "gauze manifests --uninstall");
+  for (const n of nodes) {
+    stopDaemonPod(s, n);
+    const pod = runPod(s, n, m, s.manifest!.image);
+    const until = Date.now() + 30_000;
+    let log = "";
+    for (;;) {
+      log = containerLogs(s.name, pod.containers[0]!);
+      if (/gauze removed from/.test(log)) break;
+      if (!runningContainers(s.name).has(pod.containers[0]!) || Date.now() > until) {
+        for (const c of pod.containers) podman(s.name, ["rm", "-f", "-t", "0", c]);
+        throw new Error(`the uninstall pod on ${n.name} did not finish: ${log.trim().split("\n").slice(-3).join(" | ")}`);
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    for (const c of pod.containers) podman(s.name, ["rm", "-f", "-t", "5", c]);
+    progress(log.split("\n").find((l) => l.startsWith("gauze removed from")) ?? `gauze removed from ${n.name}`);
+    for (const p of s.pods.filter((x) => x.node === n.name)) {
+      p.phase = "Pending";
+      p.reason = `node ${n.name}: gauze was uninstalled (the pod's network is gone)`;
+    }
+  }
+}
+
+/**
+ * `kubectl set image` on the DaemonSet: one node at a time (maxUnavailable 1), the old pod
+ * deleted (its agent stops; the dataplane stays), the new one started and waited for until its
+ * readiness probe passes, then the next node.
+ */
+export async function labRollout(lab: string, image: string, progress: Progress): Promise<{ node: string; ms: number }[]> {
+  return withLab(lab, async (s) => {
+    if (!s.manifest || !s.cniInstalled) throw new Error(`lab ${lab} does not run a manifest: gauze lab up --manifest deploy/kube-gauze.yml`);
+    ensureImage(lab, image, progress);
+    const out: { node: string; ms: number }[] = [];
+    for (const n of s.nodes) {
+      const t0 = performance.now();
+      stopDaemonPod(s, n);
+      n.pod = runDaemonPod(s, n, image);
+      saveLab(s);
+      await waitPodReady(s, [n]);
+      const ms = Math.round(performance.now() - t0);
+      out.push({ node: n.name, ms });
+      progress(`${n.pod.name}: ${image}, ready in ${ms} ms`);
+    }
+    s.manifest.image = image;
+    return out;
+  });
+}
+
 // ---- down ----
 
 export async function labDown(name: string, progress: Progress): Promise<void> {
@@ -463,10 +605,17 @@ export async function labDown(name: string, progress: Progress): Promise<void> {
     const t0 = performance.now();
     await Promise.all([...s.pods.map((p) => stopProcess(p.serverPid, 300)), ...s.nodes.map((n) => stopProcess(n.agentPid, 1000))]);
     await stopProcess(s.store?.etcdPid, 2000, "SIGTERM", s.store?.etcdDir);
+    if (s.manifest) {
+      removePodmanState(name);
+      await stopControlPlane(s);
+    }
     // Deleting a namespace removes every link, route, neighbour and rule in it.
     for (const ns of [...s.pods.map((p) => p.netns), ...s.nodes.map((n) => n.netns), s.underlayNs]) {
       try { delNetns(ns); } catch (e) { progress(`could not remove namespace ${ns}: ${(e as Error).message}`); }
     }
+    // Whatever a container runtime left mounted under the lab's tree goes before the tree.
+    const mounts = unmountUnder(labDir(name));
+    if (mounts) progress(`unmounted ${mounts} mount(s) left under ${labDir(name)}`);
     rmSync(labDir(name), { recursive: true, force: true });
     progress(`lab ${name} removed in ${(performance.now() - t0).toFixed(0)} ms`);
   } finally {

@@ -13,6 +13,24 @@ export interface NodeRuntime {
   confDir: string;
   binDir: string;
   cacheDir: string;
+  /**
+   * Manifest mode: the node's tree stands for its root filesystem, so host paths a config names
+   * (the subnet file, the IPAM data dir, as the agent in its container wrote them) are read under it.
+   */
+  hostRoot?: string;
+}
+
+/** Plugin config fields that name files on the node, and the defaults the gauze plugin uses for them. */
+const HOST_PATH_FIELDS: Record<string, string | undefined> = { subnetFile: "/run/gauze/subnet.env", dataDir: "/var/lib/cni/networks" };
+
+function underRoot(conf: Record<string, unknown>, root: string): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...conf };
+  for (const [k, dflt] of Object.entries(HOST_PATH_FIELDS)) {
+    const v = typeof conf[k] === "string" ? (conf[k] as string) : conf.type === "gauze" ? dflt : undefined;
+    if (v?.startsWith("/")) out[k] = root + v;
+  }
+  if (conf.ipam && typeof conf.ipam === "object") out.ipam = underRoot(conf.ipam as Record<string, unknown>, root);
+  return out;
 }
 
 export class RuntimeError extends Error {}
@@ -47,7 +65,8 @@ export interface PodRef {
 function exec(rt: NodeRuntime, list: NetworkList, plugin: Record<string, unknown>, verb: string, pod: PodRef, netnsPath: string, prevResult?: unknown): unknown {
   const type = String(plugin.type);
   const bin = findPlugin(rt, type);
-  const conf: Record<string, unknown> = { cniVersion: list.cniVersion, name: list.name, ...plugin };
+  let conf: Record<string, unknown> = { cniVersion: list.cniVersion, name: list.name, ...plugin };
+  if (rt.hostRoot) conf = underRoot(conf, rt.hostRoot);
   if (prevResult !== undefined) conf.prevResult = prevResult;
   const env: Record<string, string | undefined> = {
     PATH: process.env.PATH,

@@ -16,6 +16,28 @@ export interface LabNode {
   idx: number;
   root: string;
   agentPid?: number;
+  /** Manifest mode: host paths (a config's subnet file, IPAM dir) are read under the node's tree. */
+  hostPaths?: boolean;
+  /** Manifest mode: the DaemonSet's pod on this node, run by podman as a kubelet would. */
+  pod?: DaemonPod;
+}
+
+/** A DaemonSet pod on a lab node: its podman containers (init containers are gone once they succeeded). */
+export interface DaemonPod {
+  name: string;
+  image: string;
+  containers: string[];
+  startedAt: string;
+}
+
+/** Manifest mode: the manifest the lab runs, and its control plane. */
+export interface ManifestRun {
+  /** The manifest as given (absolute path) and a copy as it was when the lab applied it. */
+  file: string;
+  daemonSet: string;
+  namespace: string;
+  /** The agent's image now (a rollout changes it). */
+  image: string;
 }
 
 export type PodPhase = "Pending" | "ContainerCreating" | "Running";
@@ -41,11 +63,15 @@ export interface LabState {
   underlayCidr: string;
   registryDir: string;
   /** Where leases live: the embedded file registry, or etcd (the lab's own in the underlay namespace, or given). */
-  store: { kind: "file" | "etcd"; endpoints?: string; etcdPid?: number; etcdDir?: string; tls?: { cafile?: string; certfile?: string; keyfile?: string; username?: string; passwordFile?: string } };
+  store: { kind: "file" | "etcd" | "kube"; endpoints?: string; etcdPid?: number; etcdDir?: string; tls?: { cafile?: string; certfile?: string; keyfile?: string; username?: string; passwordFile?: string } };
   cniInstalled: boolean;
   nodes: LabNode[];
   pods: LabPod[];
   createdAt: string;
+  /** Manifest mode (`lab up --manifest`): what runs the nodes' agents. */
+  manifest?: ManifestRun;
+  /** Manifest mode: the lab's API server process. */
+  kube?: { apiPid?: number };
   /** Faults injected by `gauze lab break`, undone by `gauze lab fix`. */
   faults?: import("./faults.ts").FaultRecord[];
 }
