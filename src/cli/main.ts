@@ -110,19 +110,9 @@ export async function runCli(argv: string[]): Promise<number> {
         .option("--etcd-endpoints <urls>", "with --store etcd: etcd client URLs")
         .option("--mtu <n>", "pod MTU (default: the underlay's minus the backend's overhead)")
         .option("--uninstall", "the DaemonSet that removes gauze from every node instead")
-        .action(async (o: { podCidr: string; backend: string; image?: string; store: string; etcdEndpoints?: string; mtu?: string; uninstall?: boolean }) => {
-          const { renderManifest, ManifestError } = await import("../deploy/manifest.ts");
-          try {
-            process.stdout.write(renderManifest({
-              podCidr: o.podCidr, backend: o.backend, store: o.store as "kube" | "etcd",
-              ...(o.image ? { image: o.image } : {}), ...(o.etcdEndpoints ? { etcdEndpoints: o.etcdEndpoints } : {}),
-              ...(o.mtu !== undefined ? { mtu: Number(o.mtu) } : {}), ...(o.uninstall ? { uninstall: true } : {}),
-            }));
-          } catch (e) {
-            if (!(e instanceof ManifestError)) throw e;
-            process.stderr.write(`gauze manifests: ${e.message}\n`);
-            status = 2;
-          }
+        .action(async (o: import("./deploy.ts").ManifestsCliOptions) => {
+          const { manifestsCli } = await import("./deploy.ts");
+          status = manifestsCli(o);
         });
     }],
     ["image", () => {
@@ -131,22 +121,9 @@ export async function runCli(argv: string[]): Promise<number> {
         .option("--tag <ref>", "image tag (default: localhost/gauze:<version>)")
         .option("--podman-root <dir>", "podman storage root (default: podman's own)")
         .option("--json", "JSON report (every file with its size)")
-        .action(async (o: { tag?: string; podmanRoot?: string; json?: boolean }) => {
-          const { buildImage, ImageError } = await import("../deploy/image.ts");
-          try {
-            const r = buildImage({ executable: process.execPath, ...(o.tag ? { tag: o.tag } : {}), ...(o.podmanRoot ? { store: { root: o.podmanRoot } } : {}), progress: (l) => process.stderr.write(`${l}\n`) });
-            if (o.json) { console.log(JSON.stringify(r)); return; }
-            const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
-            const big = [...r.files].sort((a, b) => b.bytes - a.bytes);
-            console.log(`${r.tag}: ${mb(r.size)}, ${r.files.length} files, built in ${(r.ms / 1000).toFixed(1)} s`);
-            for (const f of big.slice(0, 8)) console.log(`  ${mb(f.bytes).padStart(9)}  ${f.path}`);
-            const rest = big.slice(8);
-            console.log(`  ${mb(rest.reduce((a, f) => a + f.bytes, 0)).padStart(9)}  ${rest.length} more (iptables modules, libraries, /etc files, links)`);
-          } catch (e) {
-            if (!(e instanceof ImageError)) throw e;
-            process.stderr.write(`gauze image: ${e.message}\n`);
-            status = 1;
-          }
+        .action(async (o: import("./deploy.ts").ImageCliOptions) => {
+          const { imageCli } = await import("./deploy.ts");
+          status = imageCli(o);
         });
     }],
     ["install-cni", () => {
