@@ -80,6 +80,34 @@ export function registerLab(program: Command, set: SetStatus): void {
       else printStatus(s);
     }));
 
+  lab.command("bench")
+    .description("the overlay tax per backend: pod-to-pod TCP throughput, CPU per Gbit/s, RTT, and the bytes each path adds on the wire, measured on fresh labs in one run")
+    .option("--backends <list>", "none (the underlay itself), host-gw, vxlan, flannel-style (the anchor: flannel's VXLAN made by hand)", "none,host-gw,vxlan,flannel-style")
+    .option("--streams <list>", "iperf3 parallel streams", "1,4")
+    .option("--seconds <n>", "length of each iperf3 run", "3")
+    .option("--rounds <n>", "rounds, interleaved across backends (medians reported)", "3")
+    .option("--plot <file.svg>", "also draw the results as an SVG chart")
+    .option("--json", "JSON report")
+    .action((o: { backends: string; streams: string; seconds: string; rounds: string; plot?: string; json?: boolean }) => guard(set, async () => {
+      const { BENCH_BACKENDS, runBench, formatBench } = await import("../lab/bench.ts");
+      const backends = o.backends.split(",").map((b) => b.trim()).filter(Boolean);
+      const unknown = backends.filter((b) => !(BENCH_BACKENDS as readonly string[]).includes(b));
+      if (unknown.length) throw new Error(`--backends: ${unknown.join(", ")} unknown; use ${BENCH_BACKENDS.join(", ")}`);
+      const streams = o.streams.split(",").map(Number);
+      if (streams.some((n) => !Number.isInteger(n) || n < 1 || n > 64)) throw new Error(`--streams ${o.streams}: give numbers from 1 to 64, e.g. 1,4`);
+      const seconds = Number(o.seconds);
+      const rounds = Number(o.rounds);
+      if (!(seconds >= 1 && seconds <= 60) || !(Number.isInteger(rounds) && rounds >= 1 && rounds <= 20)) throw new Error("--seconds 1..60 and --rounds 1..20");
+      const r = await runBench({ backends: backends as import("../lab/bench.ts").BenchBackend[], streams, seconds, rounds, progress: say(!!o.json) });
+      if (o.plot) {
+        const { renderBenchSvg } = await import("../lab/bench-chart.ts");
+        const { writeFileSync } = await import("node:fs");
+        writeFileSync(o.plot, renderBenchSvg(r));
+      }
+      console.log(o.json ? JSON.stringify(r, null, 2) : formatBench(r) + (o.plot ? `\n\nchart: ${o.plot}` : ""));
+      return r.results.every((x) => x.ok) ? 0 : 1;
+    }));
+
   lab.command("rollout")
     .description("manifest mode: change the DaemonSet's image and replace its pods one node at a time, each waited for until ready (kubectl set image)")
     .requiredOption("--image <ref>", "the new image (localhost/gauze:<tag> is built from this executable when podman does not have it)")

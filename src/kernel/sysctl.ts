@@ -29,3 +29,9 @@ export function ensureSysctl(key: string, value: string, netns?: string): boolea
   };
   return netns ? inNetns(netns, write) : write();
 }
+
+/** The running kernel's version (kernel.osrelease), e.g. [6, 1, 0]; undefined when unreadable. */
+export function kernelVersion(): [number, number, number] | undefined {
+  const m = /^(\d+)\.(\d+)(?:\.(\d+))?/.exec(readSysctl("kernel.osrelease") ?? "");
+  return m ? [Number(m[1]), Number(m[2]), Number(m[3] ?? 0)] : undefined;
+}

@@ -90,3 +90,14 @@ test("options are the backend's own: defaults, bad values and unknown options ar
   assert.throws(() => new VxlanBackend({ link, network: "10.244.0.0/16", config: { GBP: true } }), /Backend\.GBP is not an option of the vxlan backend/);
   assert.throws(() => createBackend("ipip", { link, network: "10.244.0.0/16", config: {} }), /Backend\.Type "ipip" is not a backend gauze has \(use one of vxlan, host-gw\)/);
 });
+
+test("VXLAN checksum offload stays on unless the kernel has the --random-fully checksum bug", async () => {
+  const { checksumOffloadBroken } = await import("../../src/backend/vxlan.ts");
+  const cases: [[number, number, number], boolean][] = [
+    [[6, 1, 0], false], [[5, 7, 0], false], [[5, 10, 200], false],
+    [[5, 6, 12], true], [[5, 6, 13], false], [[5, 4, 40], true], [[5, 4, 41], false],
+    [[4, 19, 122], true], [[4, 19, 123], false], [[4, 14, 181], false], [[5, 5, 19], true], [[3, 10, 0], true],
+  ];
+  for (const [v, broken] of cases) assert.equal(checksumOffloadBroken(v), broken, v.join("."));
+  assert.equal(checksumOffloadBroken(undefined), true, "unknown kernel: the safe side");
+});

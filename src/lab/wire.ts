@@ -1,0 +1,42 @@
+// What a packet looks like on the wire, from a real capture: tcpdump in a lab namespace while
+// something is sent, each packet decoded by gauze's own dissector into its layers and, for a
+// tunnel, the outer and inner sizes. The demo and the bench read their byte counts from here,
+// never from a constant.
+import { captureLive } from "../capture/live.ts";
+import { DissectRun } from "../capture/run.ts";
+import { decodeOptions } from "../capture/dissect.ts";
+
+/** One packet as `gauze dissect --json` prints it (the fields the lab reads). */
+export interface WirePacket {
+  wire_len: number;
+  layers: { layer: string; depth: number; src?: string; dst?: string; dst_port?: number; vni?: number; total_len?: number; payload_len?: number; type?: number }[];
+  tunnel?: { type?: string; vni?: number; outer_ip_len: number; inner_ip_len: number; encap_bytes: number };
+}
+
+/** Captures up to `count` packets matching `bpf` on `iface` in `netns` while `send` runs; also the text view. */
+export async function captureDuring(o: { netns: string; iface: string; bpf: string; count: number; durationSec?: number }, send: () => void | Promise<void>): Promise<{ packets: WirePacket[]; text: string[] }> {
+  const json: string[] = [];
+  const text: string[] = [];
+  const run = new DissectRun({ mode: "json", decode: decodeOptions() }, (b) => json.push(...Buffer.from(b).toString().split("\n").filter(Boolean)));
+  const textRun = new DissectRun({ mode: "text", decode: decodeOptions() }, (b) => text.push(Buffer.from(b).toString()));
+  let listening!: () => void;
+  const isListening = new Promise<void>((r) => { listening = r; });
+  // One stream, two outputs: JSON to measure, text to show (each reader keeps its own copy).
+  const cap = captureLive({ feed: (c) => { textRun.feed(c.slice()); return run.feed(c); } }, {
+    iface: o.iface, netns: o.netns, bpf: o.bpf, count: o.count, durationSec: o.durationSec ?? 5, onListening: () => listening(),
+  });
+  await isListening;
+  await send();
+  await cap;
+  run.finish();
+  textRun.finish();
+  return { packets: json.map((l) => JSON.parse(l) as WirePacket), text: text.join("").split("\n") };
+}
+
+/** A packet's outer IP length, its inner (the pod's) IP length, and the difference: what the path adds. */
+export function sizes(p: WirePacket): { outerIp: number; innerIp: number; overhead: number; frame: number } {
+  const outer = p.layers.find((l) => (l.layer === "ipv4" || l.layer === "ipv6") && l.depth === 0);
+  const outerIp = outer?.layer === "ipv6" ? (outer.payload_len ?? 0) + 40 : outer?.total_len ?? 0;
+  const innerIp = p.tunnel ? p.tunnel.inner_ip_len : outerIp;
+  return { outerIp, innerIp, overhead: outerIp - innerIp, frame: p.wire_len };
+}

@@ -1,0 +1,32 @@
+// gauze lab bench runs end to end: fresh labs per backend, iperf3 between pods (or nodes for
+// `none`), RTT, and the bytes each path adds read from a real capture: 0 for the underlay and
+// host-gw, 50 for VXLAN over IPv4 (gauze's and the hand-made flannel one alike); the labs are
+// gone afterwards and the chart is written. (Speed is the bench's business, not this test's.)
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { GAUZE, World, must } from "./helpers.ts";
+
+const w = new World("bn");
+
+test("lab bench: every backend measured; wire overhead from the capture: 0, 0, 50, 50; labs removed; an SVG chart", { timeout: 240_000 }, () => {
+  const svg = join(w.tempDir(), "bench.svg");
+  const r = JSON.parse(must([GAUZE, "lab", "bench", "--rounds", "1", "--seconds", "1", "--streams", "1", "--json", "--plot", svg])) as {
+    results: { backend: string; ok: boolean; error?: string; tcp: { streams: number; gbps: number }[]; rtt: { p50Us: number }; ping: { outerIp: number; innerIp: number; overhead: number }; segment: { outerIp: number; innerIp: number; overhead: number } }[];
+    targets: { what: string; ok: boolean }[];
+  };
+  assert.deepEqual(r.results.map((x) => `${x.backend} ${x.ok}`), ["none true", "host-gw true", "vxlan true", "flannel-style true"], JSON.stringify(r.results.map((x) => x.error)));
+  const by = Object.fromEntries(r.results.map((x) => [x.backend, x]));
+  for (const x of r.results) {
+    assert.ok(x.tcp[0]!.gbps > 0.1, `${x.backend}: traffic flowed (${x.tcp[0]!.gbps} Gbit/s)`);
+    assert.ok(x.rtt.p50Us > 0);
+    assert.equal(x.ping.innerIp, 84, `${x.backend}: a 64-byte ping is an 84-byte IP packet`);
+  }
+  for (const b of ["none", "host-gw"]) assert.deepEqual([by[b]!.ping.overhead, by[b]!.segment.overhead, by[b]!.segment.outerIp], [0, 0, 1500]);
+  for (const b of ["vxlan", "flannel-style"]) assert.deepEqual([by[b]!.ping.outerIp, by[b]!.ping.overhead, by[b]!.segment.outerIp, by[b]!.segment.innerIp], [134, 50, 1500, 1450]);
+  assert.ok(r.targets.filter((t) => /wire overhead/.test(t.what)).every((t) => t.ok));
+  assert.ok(!must(["ip", "netns", "list"]).includes("gz-gzb-"), "every bench lab is gone");
+  const chart = readFileSync(svg, "utf8");
+  assert.ok(existsSync(svg) && chart.startsWith("<svg") && ["none", "host-gw", "vxlan", "flannel-style", "+50 B/packet"].every((s) => chart.includes(s)));
+});
