@@ -9,7 +9,7 @@ import type { Logger } from "pino";
 import type { Server } from "node:http";
 import { type FSWatcher, watch } from "node:fs";
 import { checkBrNetfilter } from "./prereq.ts";
-import { type Link, Rtnl } from "../kernel/netlink/index.ts";
+import { type Link, Rtnl, delLink } from "../kernel/netlink/index.ts";
 import { type KernelEvent, type KernelWatch, watchKernel } from "../kernel/netlink/monitor.ts";
 import { formatIP, formatPrefix, nextIP, parseCIDR } from "../net/cidr.ts";
 import { type Lease, type SubnetRegistry, LeaseLostError, resolveNetwork, type ResolvedNetwork } from "../store/registry.ts";
@@ -91,6 +91,18 @@ export function readNodeLink(nl: Rtnl, wanted?: string): NodeLink {
 
 type Trigger = "start" | "registry" | "timer" | "kernel";
 
+/**
+ * gauze's devices that the configured backend does not use (gauze.1 after a switch to host-gw,
+ * gauze.1 after the VNI changed to 42): removed, with their routes, so a switch leaves nothing behind.
+ */
+function removeOtherDevices(nl: Rtnl, keep: string, log: Logger): void {
+  const stale = nl.links().filter((l) => /^gauze\.\d+$/.test(l.name) && l.kind === "vxlan" && l.name !== keep);
+  for (const l of stale) {
+    nl.run([delLink(l)], (_r, e) => e.notFound);
+    log.warn({ device: l.name }, "removed a gauze device the configured backend does not use");
+  }
+}
+
 export class Agent {
   private readonly paths: NodePaths;
   private readonly metrics: AgentMetrics;
@@ -150,6 +162,7 @@ export class Agent {
       this.link = readNodeLink(this.nl, this.o.iface);
       const network = formatPrefix(this.net.network);
       this.backend = createBackend(this.net.backendType, { link: this.link, network, config: this.net.backendConfig });
+      removeOtherDevices(this.nl, this.backend.device, this.o.log);
       const { backendData, podMtu: maxMtu } = this.backend.setup(this.nl);
       if (this.o.mtu !== undefined && this.o.mtu > maxMtu) throw new Error(`--mtu ${this.o.mtu} is more than ${this.backend.type} over ${this.link.iface} allows (${maxMtu}): give at most ${maxMtu}`);
       const podMtu = this.o.mtu ?? maxMtu;

@@ -2,19 +2,13 @@
 // MTU = underlay MTU - 50), the node's subnet address as a /32 on it, and for every other node
 // one onlink route via its VTEP address, one permanent neighbour (VTEP address -> VTEP MAC) and
 // one FDB entry (VTEP MAC -> node IP). No learning, no multicast: the agent is the control plane.
+// With DirectRouting (flannel's option), a peer on this node's own underlay subnet is routed
+// straight via its node IP on the underlay interface, with no encapsulation (as host-gw does);
+// peers elsewhere keep the tunnel. One lab with two underlay subnets shows both at once.
 import { type Prefix, formatIP, parseCIDR, parseIP, prefixMatcher } from "../net/cidr.ts";
 import { setOffload } from "../kernel/ethtool.ts";
 import { kernelVersion } from "../kernel/sysctl.ts";
 
-/** Whether this kernel has the VXLAN checksum bug with NAT --random-fully (fixed in 5.7, and in 5.6.13, 5.4.41, 4.19.123, 4.14.181). */
-export function checksumOffloadBroken(v: [number, number, number] | undefined): boolean {
-  if (!v) return true; // unknown: the safe side
-  const [a, b, c] = v;
-  const fixedIn: Record<string, number> = { "5.6": 13, "5.4": 41, "4.19": 123, "4.14": 181 };
-  if (a > 5 || (a === 5 && b >= 7)) return false;
-  const patch = fixedIn[`${a}.${b}`];
-  return patch === undefined || c < patch;
-}
 import {
   type Link, type Rtnl, addAddr, addVxlan, delAddr, delFdb, delLink, delNeigh, isOnlink, isPermanent, replaceFdb, replaceNeigh, setLink,
 } from "../kernel/netlink/index.ts";
@@ -27,11 +21,21 @@ import {
 import { NUD, NTF } from "../kernel/netlink/uapi.ts";
 import { parseMac } from "../kernel/netlink/wire.ts";
 
+/** Whether this kernel has the VXLAN checksum bug with NAT --random-fully (fixed in 5.7, and in 5.6.13, 5.4.41, 4.19.123, 4.14.181). */
+export function checksumOffloadBroken(v: [number, number, number] | undefined): boolean {
+  if (!v) return true; // unknown: the safe side
+  const [a, b, c] = v;
+  const fixedIn: Record<string, number> = { "5.6": 13, "5.4": 41, "4.19": 123, "4.14": 181 };
+  if (a > 5 || (a === 5 && b >= 7)) return false;
+  const patch = fixedIn[`${a}.${b}`];
+  return patch === undefined || c < patch;
+}
+
 export const VXLAN_OVERHEAD = 50; // outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14
 
-export type VxlanOptions = { vni: number; port: number };
+export type VxlanOptions = { vni: number; port: number; directRouting: boolean };
 
-const KNOWN = new Set(["Type", "VNI", "Port"]);
+const KNOWN = new Set(["Type", "VNI", "Port", "DirectRouting"]);
 
 /** flannel's defaults and rules for the Backend block: VNI 1..16777215 (default 1), Port (default 8472). */
 export function parseVxlanOptions(c: Record<string, unknown>): VxlanOptions {
@@ -42,7 +46,9 @@ export function parseVxlanOptions(c: Record<string, unknown>): VxlanOptions {
   if (typeof vni !== "number" || !Number.isInteger(vni) || vni < 1 || vni > 0xffffff) throw new BackendConfigError("VNI", `${JSON.stringify(vni)} is not a VNI`, "use an integer from 1 to 16777215");
   const port = c.Port ?? 8472;
   if (typeof port !== "number" || !Number.isInteger(port) || port < 1 || port > 65535) throw new BackendConfigError("Port", `${JSON.stringify(port)} is not a UDP port`, "use an integer from 1 to 65535 (flannel's default is 8472)");
-  return { vni, port };
+  const direct = c.DirectRouting ?? false;
+  if (typeof direct !== "boolean") throw new BackendConfigError("DirectRouting", `${JSON.stringify(direct)} is not true or false`, "write \"DirectRouting\": true to route peers on this node's subnet without the tunnel");
+  return { vni, port, directRouting: direct };
 }
 
 /** A stable VTEP MAC from the node IP (0e:47 = "G", locally administered): the same after a re-create. */
@@ -59,7 +65,7 @@ interface Peer {
   mac: string;
   nodeIp: string;
   /** This peer's keys in Plan.wanted (computed once per lease, not once per pass). */
-  keys: { subnet: string; route: string; neigh: string; fdb: string };
+  keys: { subnet: string; route: string; neigh: string; fdb: string; direct: string };
 }
 
 const neighKey = (dst: string, mac: string) => `n ${dst} ${mac}`;
@@ -79,12 +85,23 @@ export class VxlanBackend implements Backend {
    * map lookups rather than a thousand parses and key strings.
    */
   private readonly peerOf = new WeakMap<Lease, Peer | string>();
+  /** DirectRouting: whether a node IP is on this node's underlay subnet (then no tunnel is needed). */
+  private readonly onUnderlay?: (ip: string) => boolean;
+  private readonly underlay: { index: number; name: string };
 
   constructor(private readonly o: BackendOptions) {
     this.options = parseVxlanOptions(o.config);
     this.device = `gauze.${this.options.vni}`;
     this.network = parseCIDR(o.network)!.prefix;
     this.inNetwork = prefixMatcher(this.network);
+    this.underlay = { index: o.link.index, name: o.link.iface };
+    const sub = o.link.prefixLen !== undefined ? parseCIDR(`${o.link.ip}/${o.link.prefixLen}`)?.prefix : undefined;
+    if (this.options.directRouting && sub) this.onUnderlay = prefixMatcher(sub);
+  }
+
+  /** A peer this node reaches without the tunnel (DirectRouting, same underlay subnet). */
+  private direct(p: Peer): boolean {
+    return !!this.onUnderlay && this.onUnderlay(p.nodeIp);
   }
 
   private compatible(l: Link | undefined): l is Link {
@@ -133,7 +150,10 @@ export class VxlanBackend implements Backend {
   read(nl: Rtnl): KernelView {
     const device = nl.link(this.device);
     if (!device) return { routes: [], neighbours: [], fdb: [] };
-    return { device, routes: nl.routes(4, device), neighbours: nl.neighbours(4, device), fdb: nl.fdb(device) };
+    // gauze's routes on the underlay interface are the backend's too: DirectRouting's, or ones
+    // left by host-gw before a switch to vxlan (the plan removes those no peer wants).
+    const direct = nl.routes(4, this.underlay).filter((r) => r.protocol === GAUZE_ROUTE_PROTOCOL);
+    return { device, routes: [...nl.routes(4, device), ...direct], neighbours: nl.neighbours(4, device), fdb: nl.fdb(device) };
   }
 
   private peersOf(leases: Lease[], skipped: Plan["skipped"]): Peer[] {
@@ -156,16 +176,26 @@ export class VxlanBackend implements Backend {
     const changes: Change[] = [];
     const dev = view.device;
     if (!dev) return { changes, peers: 0, skipped, wanted };
-    const peers = this.peersOf(leases, skipped);
+    const all = this.peersOf(leases, skipped);
+    const directPeers = all.filter((p) => this.direct(p));
+    const peers = this.onUnderlay ? all.filter((p) => !this.direct(p)) : all;
     for (const p of peers) {
       wanted.add(p.keys.subnet);
       wanted.add(p.keys.route);
       wanted.add(p.keys.neigh);
       wanted.add(p.keys.fdb);
     }
+    for (const p of directPeers) {
+      wanted.add(p.keys.subnet);
+      wanted.add(p.keys.direct);
+    }
     // Keyed sets, not nested scans: at 1000 peers a nested diff costs 3 million comparisons.
     const haveRoute = new Set<string>();
-    for (const r of view.routes) if (isOnlink(r)) haveRoute.add(routeKey(r.dst, r.gateway ?? ""));
+    const haveDirect = new Set<string>();
+    for (const r of view.routes) {
+      if (r.oif === dev.index && isOnlink(r)) haveRoute.add(routeKey(r.dst, r.gateway ?? ""));
+      else if (r.oif === this.underlay.index) haveDirect.add(routeKey(r.dst, r.gateway ?? ""));
+    }
     const haveNeigh = new Set<string>();
     for (const n of view.neighbours) if (isPermanent(n)) haveNeigh.add(neighKey(n.dst, n.lladdr ?? ""));
     const haveFdb = new Set<string>();
@@ -188,6 +218,11 @@ export class VxlanBackend implements Backend {
       }
       if (!haveRoute.has(p.keys.route)) routeChanges.push(addRouteChange(p.node, p.subnet, p.vtep, dev, true));
     }
+    // A route replaces whatever route its destination had: a peer moving between the tunnel and
+    // the direct path changes over in one step.
+    for (const p of directPeers) {
+      if (!haveDirect.has(p.keys.direct)) routeChanges.push(addRouteChange(p.node, p.subnet, p.nodeIp, this.underlay, false));
+    }
     const wantVtep = new Set<string>();
     const byMac = new Map<string, string>();
     for (const p of peers) {
@@ -198,7 +233,7 @@ export class VxlanBackend implements Backend {
     for (const r of view.routes) {
       // Only routes gauze made: someone else's routes on the device are left alone.
       if (r.protocol === GAUZE_ROUTE_PROTOCOL && !wanted.has(subnetKey(r.dst)) && routeInside(this.network, r.dst)) {
-        stale.push(delRouteChange(r, dev));
+        stale.push(delRouteChange(r, r.oif === this.underlay.index ? this.underlay : dev));
       }
     }
     for (const n of view.neighbours) {
@@ -213,7 +248,7 @@ export class VxlanBackend implements Backend {
     }
     // FDB first, then neighbours before routes: when a route appears, its path already works.
     // Stale entries go last, after their replacements are in.
-    return { changes: [...fdbChanges, ...neighChanges, ...routeChanges, ...stale], peers: peers.length, skipped, wanted };
+    return { changes: [...fdbChanges, ...neighChanges, ...routeChanges, ...stale], peers: peers.length + directPeers.length, skipped, wanted };
   }
 
   concerns(e: KernelEvent, dev: Link | undefined, wanted: Set<string>): boolean {
@@ -223,7 +258,13 @@ export class VxlanBackend implements Backend {
         return e.link.name === this.device || (dev !== undefined && e.link.index === dev.index);
       case "route": {
         const r = e.route;
-        if (!dev || r.oif !== dev.index || r.family !== 4) return false;
+        if (r.family !== 4) return false;
+        if (this.onUnderlay && r.oif === this.underlay.index) {
+          // A direct route (DirectRouting): ours if gauze made it or it is to a peer's subnet.
+          if (e.op === "new" && wanted.has(routeKey(r.dst, r.gateway ?? ""))) return false;
+          return r.protocol === GAUZE_ROUTE_PROTOCOL || wanted.has(subnetKey(r.dst));
+        }
+        if (!dev || r.oif !== dev.index) return false;
         if (e.op === "new" && isOnlink(r) && wanted.has(routeKey(r.dst, r.gateway ?? ""))) return false;
         // Ours (made by gauze, or to a peer's subnet); someone else's other routes are left alone.
         return r.protocol === GAUZE_ROUTE_PROTOCOL || wanted.has(subnetKey(r.dst));
@@ -240,6 +281,9 @@ export class VxlanBackend implements Backend {
   }
 
   uninstall(nl: Rtnl): void {
+    // Direct routes (DirectRouting, now or under an earlier config) live on the underlay: gauze's only.
+    const direct = nl.routes(4, this.underlay).filter((r) => r.protocol === GAUZE_ROUTE_PROTOCOL && routeInside(this.network, r.dst));
+    nl.apply(direct.map((r) => delRouteChange(r, this.underlay).request));
     const [e] = nl.apply([delLink(this.device)]);
     if (e && !e.notFound) throw e;
   }
@@ -257,7 +301,7 @@ function toPeer(l: Lease): Peer | string {
   const mac = l.backendData.vtepMac.toLowerCase();
   return {
     node: l.node, subnet: l.subnet, vtep, mac, nodeIp: l.publicIp,
-    keys: { subnet: subnetKey(l.subnet), route: routeKey(l.subnet, vtep), neigh: neighKey(vtep, mac), fdb: fdbKey(mac, l.publicIp) },
+    keys: { subnet: subnetKey(l.subnet), route: routeKey(l.subnet, vtep), neigh: neighKey(vtep, mac), fdb: fdbKey(mac, l.publicIp), direct: routeKey(l.subnet, l.publicIp) },
   };
 }
 

@@ -59,7 +59,8 @@ export function registerLab(program: Command, set: SetStatus): void {
     .option("--name <name>", "lab name", "demo")
     .option("--nodes <n>", "number of nodes", "2")
     .option("--pod-cidr <cidr>", "pod network", "10.244.0.0/16")
-    .option("--backend <type>", "vxlan or host-gw", "vxlan")
+    .option("--backend <type>", "vxlan, host-gw, or vxlan-direct (vxlan with DirectRouting)", "vxlan")
+    .option("--underlay-subnets <n>", "1, or 2: nodes alternate between two routed underlay subnets (DirectRouting tunnels only to the other one)", "1")
     .option("--no-cni", "leave the nodes without a CNI (NotReady), as a fresh kubeadm cluster is")
     .option("--store <kind>", "subnet registry: file (embedded) or etcd (a real etcd server the lab starts)", "file")
     .option("--etcd-endpoints <urls>", "use this etcd instead of starting one (reachable from the nodes)")
@@ -70,10 +71,12 @@ export function registerLab(program: Command, set: SetStatus): void {
     .option("--etcd-password-file <file>", "with --etcd-endpoints: file holding the user's password")
     .option("--manifest <file>", "install gauze by running this manifest's DaemonSet on every node with podman, as a kubelet would (e.g. deploy/kube-gauze.yml); the lab serves the Kubernetes API")
     .option("--json", "print the lab's status as JSON")
-    .action((o: { name: string; nodes: string; podCidr: string; backend: string; cni: boolean; store: string; manifest?: string; etcdEndpoints?: string; etcdCafile?: string; etcdCertfile?: string; etcdKeyfile?: string; etcdUsername?: string; etcdPasswordFile?: string; json?: boolean }) => guard(set, async () => {
-      if (o.backend !== "vxlan" && o.backend !== "host-gw") throw new Error(`--backend ${o.backend}: use vxlan or host-gw`);
+    .action((o: { name: string; nodes: string; podCidr: string; backend: string; underlaySubnets: string; cni: boolean; store: string; manifest?: string; etcdEndpoints?: string; etcdCafile?: string; etcdCertfile?: string; etcdKeyfile?: string; etcdUsername?: string; etcdPasswordFile?: string; json?: boolean }) => guard(set, async () => {
+      const { LAB_BACKENDS } = await import("../lab/lab.ts");
+      if (!(LAB_BACKENDS as readonly string[]).includes(o.backend)) throw new Error(`--backend ${o.backend}: use ${LAB_BACKENDS.join(", ")}`);
+      if (o.underlaySubnets !== "1" && o.underlaySubnets !== "2") throw new Error(`--underlay-subnets ${o.underlaySubnets}: use 1 or 2`);
       if (o.store !== "file" && o.store !== "etcd") throw new Error(`--store ${o.store}: use file or etcd`);
-      const s = await labUp({ name: o.name, nodes: Number(o.nodes), podCidr: o.podCidr, backend: o.backend, cni: o.cni, store: o.store, ...(o.etcdEndpoints ? { etcdEndpoints: o.etcdEndpoints } : {}),
+      const s = await labUp({ name: o.name, nodes: Number(o.nodes), podCidr: o.podCidr, backend: o.backend as import("../lab/lab.ts").LabBackend, underlaySubnets: o.underlaySubnets === "2" ? 2 : 1, cni: o.cni, store: o.store, ...(o.etcdEndpoints ? { etcdEndpoints: o.etcdEndpoints } : {}),
         etcdTls: { ...(o.etcdCafile ? { cafile: o.etcdCafile } : {}), ...(o.etcdCertfile ? { certfile: o.etcdCertfile } : {}), ...(o.etcdKeyfile ? { keyfile: o.etcdKeyfile } : {}), ...(o.etcdUsername ? { username: o.etcdUsername } : {}), ...(o.etcdPasswordFile ? { passwordFile: o.etcdPasswordFile } : {}) },
         ...(o.manifest ? { manifest: o.manifest } : {}), progress: say(!!o.json) });
       if (o.json) console.log(JSON.stringify(statusReport(s), null, 2));
@@ -82,7 +85,7 @@ export function registerLab(program: Command, set: SetStatus): void {
 
   lab.command("bench")
     .description("the overlay tax per backend: pod-to-pod TCP throughput, CPU per Gbit/s, RTT, and the bytes each path adds on the wire, measured on fresh labs in one run")
-    .option("--backends <list>", "none (the underlay itself), host-gw, vxlan, flannel-style (the anchor: flannel's VXLAN made by hand)", "none,host-gw,vxlan,flannel-style")
+    .option("--backends <list>", "none (the underlay itself), host-gw, vxlan, vxlan-direct (DirectRouting, one subnet), flannel-style (the anchor: flannel's VXLAN made by hand)", "none,host-gw,vxlan,vxlan-direct,flannel-style")
     .option("--streams <list>", "iperf3 parallel streams", "1,4")
     .option("--seconds <n>", "length of each iperf3 run", "3")
     .option("--rounds <n>", "rounds, interleaved across backends (medians reported)", "3")
@@ -106,6 +109,16 @@ export function registerLab(program: Command, set: SetStatus): void {
       }
       console.log(o.json ? JSON.stringify(r, null, 2) : formatBench(r) + (o.plot ? `\n\nchart: ${o.plot}` : ""));
       return r.results.every((x) => x.ok) ? 0 : 1;
+    }));
+
+  lab.command("backend")
+    .description("switch the lab's backend: the network config changes, then each node's agent restarts and moves over (old devices and routes removed)")
+    .argument("<type>", "vxlan, host-gw or vxlan-direct")
+    .option("--name <lab>", LAB_HELP)
+    .action((type: string, o: { name?: string }) => guard(set, async () => {
+      const { LAB_BACKENDS, labSetBackend } = await import("../lab/lab.ts");
+      if (!(LAB_BACKENDS as readonly string[]).includes(type)) throw new Error(`backend ${type}: use ${LAB_BACKENDS.join(", ")}`);
+      await labSetBackend(pickLab(o.name), type as import("../lab/lab.ts").LabBackend, say(false));
     }));
 
   lab.command("rollout")

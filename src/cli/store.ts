@@ -4,8 +4,8 @@ import { openRegistry, type StoreFlags } from "../store/open.ts";
 import { FileRegistry } from "../store/file-registry.ts";
 import type { EtcdRegistry } from "../store/etcd-registry.ts";
 
-export async function storeInit(o: StoreFlags & { network: string; backend: string; wait: string }): Promise<number> {
-  const config = { Network: o.network, SubnetLen: 24, Backend: { Type: o.backend } };
+export async function storeInit(o: StoreFlags & { network: string; backend: string; directRouting?: boolean; wait: string }): Promise<number> {
+  const config = { Network: o.network, SubnetLen: 24, Backend: { Type: o.backend, ...(o.directRouting ? { DirectRouting: true } : {}) } };
   if (o.store === "file") {
     FileRegistry.init(o.storeDir, config);
     return 0;

@@ -39,15 +39,31 @@ export interface UpOptions {
   name: string;
   nodes: number;
   podCidr: string;
-  backend: "vxlan" | "host-gw";
+  backend: LabBackend;
+  /** 2: nodes alternate between two underlay subnets (172.18.0.0/24, 172.18.1.0/24) routed by the underlay namespace. */
+  underlaySubnets?: 1 | 2;
   cni: boolean;
   progress: Progress;
   /** Run this manifest's DaemonSet on the nodes (as kubelets would) instead of starting agents directly. */
   manifest?: string;
 }
 
-function nodeIp(idx: number): string {
-  return `172.18.${Math.floor((idx + 2) / 256)}.${(idx + 2) % 256}`;
+/** The backends a lab runs: vxlan-direct is vxlan with DirectRouting. */
+export type LabBackend = "vxlan" | "host-gw" | "vxlan-direct";
+export const LAB_BACKENDS: readonly LabBackend[] = ["vxlan", "host-gw", "vxlan-direct"];
+
+/** The network config's Backend block for a lab backend. */
+export function backendBlock(b: string): { Type: string; DirectRouting?: boolean } {
+  return b === "vxlan-direct" ? { Type: "vxlan", DirectRouting: true } : { Type: b };
+}
+
+/** A node's underlay address and prefix: one /16 (kind's network), or two /24s taking turns. */
+function nodeAddress(idx: number, subnets: number): { ip: string; prefixLen: number; gw: string; segment: number } {
+  if (subnets === 2) {
+    const segment = idx % 2;
+    return { ip: `172.18.${segment}.${idx + 2}`, prefixLen: 24, gw: `172.18.${segment}.1`, segment };
+  }
+  return { ip: `172.18.${Math.floor((idx + 2) / 256)}.${(idx + 2) % 256}`, prefixLen: 16, gw: UNDERLAY_GW, segment: 0 };
 }
 
 function netnsMounted(): boolean {
@@ -73,16 +89,17 @@ function createNodes(s: LabState, specs: { name: string; role: LabNode["role"]; 
     const bad = validateNodeName(sp.name);
     if (bad) throw new Error(bad);
   }
-  const nodes = specs.map((sp): LabNode => ({ name: sp.name, role: sp.role, netns: `gz-${sp.name}`, ip: nodeIp(sp.idx), idx: sp.idx, root: join(labDir(s.name), "nodes", sp.name) }));
+  const subnets = s.underlaySubnets ?? 1;
+  const nodes = specs.map((sp): LabNode => ({ name: sp.name, role: sp.role, netns: `gz-${sp.name}`, ip: nodeAddress(sp.idx, subnets).ip, idx: sp.idx, root: join(labDir(s.name), "nodes", sp.name) }));
   for (const n of nodes) addNetns(n.netns);
   withRtnl({ netns: netnsPath(s.underlayNs) }, (under) => {
-    const br0 = under.link("br0");
-    if (!br0) throw new Error(`the lab's underlay bridge br0 is missing in ${s.underlayNs}`);
     for (const n of nodes) {
-      // The node's eth0 is made straight inside the node's namespace, its underlay end on br0.
+      // The node's eth0 is made straight inside the node's namespace, its underlay end on its segment's bridge.
+      const br = under.link(`br${nodeAddress(n.idx, subnets).segment}`);
+      if (!br) throw new Error(`the lab's underlay bridge br${nodeAddress(n.idx, subnets).segment} is missing in ${s.underlayNs}`);
       const fd = openNetns(netnsPath(n.netns));
       try {
-        under.run([addVeth({ name: `gzu${n.idx}`, master: br0, up: true }, { name: "eth0", netnsFd: fd, netnsLabel: n.netns })]);
+        under.run([addVeth({ name: `gzu${n.idx}`, master: br, up: true }, { name: "eth0", netnsFd: fd, netnsLabel: n.netns })]);
       } finally {
         closeFd(fd);
       }
@@ -91,7 +108,8 @@ function createNodes(s: LabState, specs: { name: string; role: LabNode["role"]; 
   for (const n of nodes) {
     withRtnl({ netns: netnsPath(n.netns) }, (nl) => {
       const eth0 = nl.link("eth0")!;
-      nl.run([setLink({ index: 1, name: "lo" }, { up: true }), addAddr(eth0, `${n.ip}/16`), setLink(eth0, { up: true }), addRoute({ dst: "default", via: UNDERLAY_GW, dev: eth0 })]);
+      const a = nodeAddress(n.idx, subnets);
+      nl.run([setLink({ index: 1, name: "lo" }, { up: true }), addAddr(eth0, `${a.ip}/${a.prefixLen}`), setLink(eth0, { up: true }), addRoute({ dst: "default", via: a.gw, dev: eth0 })]);
     });
     // What a kubeadm node has: forwarding on, bridged traffic seen by iptables.
     ensureSysctl("net.ipv4.ip_forward", "1", netnsPath(n.netns));
@@ -113,7 +131,7 @@ export async function labUp(o: UpOptions): Promise<LabState> {
   recordHostState();
   mkdirSync(labDir(o.name), { recursive: true });
   const s: LabState = {
-    name: o.name, podCidr: o.podCidr, backend: o.backend, underlayNs: `gz-${o.name}-underlay`, underlayCidr: UNDERLAY_CIDR,
+    name: o.name, podCidr: o.podCidr, backend: o.backend, underlayNs: `gz-${o.name}-underlay`, underlayCidr: UNDERLAY_CIDR, ...(o.underlaySubnets === 2 ? { underlaySubnets: 2 } : {}),
     registryDir: join(labDir(o.name), "registry"), store: { kind: manifest ? "kube" : o.store ?? "file", ...(o.etcdEndpoints ? { endpoints: o.etcdEndpoints } : {}), ...(o.etcdTls ? { tls: o.etcdTls } : {}) }, cniInstalled: false, nodes: [], pods: [], createdAt: new Date().toISOString(),
   };
   saveLab(s);
@@ -121,9 +139,16 @@ export async function labUp(o: UpOptions): Promise<LabState> {
     const t0 = performance.now();
     addNetns(s.underlayNs);
     withRtnl({ netns: netnsPath(s.underlayNs) }, (nl) => {
-      nl.run([setLink({ index: 1, name: "lo" }, { up: true }), addBridge({ name: "br0", up: true })]);
-      nl.run([addAddr(nl.link("br0")!, `${UNDERLAY_GW}/16`)]);
+      if (o.underlaySubnets === 2) {
+        // Two L2 segments with the underlay namespace as the router between them.
+        nl.run([setLink({ index: 1, name: "lo" }, { up: true }), addBridge({ name: "br0", up: true }), addBridge({ name: "br1", up: true })]);
+        nl.run([addAddr(nl.link("br0")!, "172.18.0.1/24"), addAddr(nl.link("br1")!, "172.18.1.1/24")]);
+      } else {
+        nl.run([setLink({ index: 1, name: "lo" }, { up: true }), addBridge({ name: "br0", up: true })]);
+        nl.run([addAddr(nl.link("br0")!, `${UNDERLAY_GW}/16`)]);
+      }
     });
+    if (o.underlaySubnets === 2) ensureSysctl("net.ipv4.ip_forward", "1", netnsPath(s.underlayNs));
     s.nodes = createNodes(s, nodeNames(o.name, o.nodes).map((n, idx) => ({ ...n, idx })));
     if (s.store.kind === "etcd" && !s.store.endpoints) await startEtcd(s, o.progress);
     if (manifest) {
@@ -135,7 +160,7 @@ export async function labUp(o: UpOptions): Promise<LabState> {
       o.progress(`control plane: the Kubernetes API on https://172.18.0.1:6443, ${s.nodes.length} Node(s) registered with a podCIDR each`);
     } else initRegistry(s, o.podCidr, o.backend);
     saveLab(s);
-    o.progress(`lab ${o.name}: ${o.nodes} node(s) on underlay ${UNDERLAY_CIDR} (${s.nodes.map((n) => `${n.name} ${n.ip}`).join(", ")}) in ${(performance.now() - t0).toFixed(0)} ms`);
+    o.progress(`lab ${o.name}: ${o.nodes} node(s) on underlay ${o.underlaySubnets === 2 ? "172.18.0.0/24 and 172.18.1.0/24 (routed)" : UNDERLAY_CIDR} (${s.nodes.map((n) => `${n.name} ${n.ip}`).join(", ")}) in ${(performance.now() - t0).toFixed(0)} ms`);
     if (o.cni) await installCni(s, o.progress);
     saveLab(s);
     return s;
@@ -230,8 +255,9 @@ function storeHelper(s: LabState, args: string[]): void {
 }
 
 function initRegistry(s: LabState, podCidr: string, backend: string): void {
-  if (s.store.kind === "file") FileRegistry.init(s.registryDir, { Network: podCidr, SubnetLen: 24, Backend: { Type: backend } });
-  else storeHelper(s, ["init", "--network", podCidr, "--backend", backend]);
+  const block = backendBlock(backend);
+  if (s.store.kind === "file") FileRegistry.init(s.registryDir, { Network: podCidr, SubnetLen: 24, Backend: block });
+  else storeHelper(s, ["init", "--network", podCidr, "--backend", block.Type, ...(block.DirectRouting ? ["--direct-routing"] : [])]);
 }
 
 export function startAgent(s: LabState, n: LabNode): void {
@@ -537,6 +563,30 @@ export async function labUninstall(lab: string, progress: Progress, only?: strin
       }
     }
     if (!only) s.cniInstalled = false;
+  });
+}
+
+/**
+ * Switches the lab's backend as an operator would: the network config's Backend block changed,
+ * then the agents restarted one node at a time. Each agent removes what the old backend made
+ * (the VXLAN device, stale routes) and programs the new one.
+ */
+export async function labSetBackend(lab: string, backend: LabBackend, progress: Progress): Promise<void> {
+  await withLab(lab, async (s) => {
+    if (s.manifest) throw new Error(`lab ${lab} runs a manifest: change its ConfigMap's net-conf.json and roll the DaemonSet instead`);
+    if (backend === "host-gw" && s.underlaySubnets === 2) throw new Error("host-gw needs every node on one L2 segment; this lab has two underlay subnets (use vxlan-direct)");
+    initRegistry(s, s.podCidr, backend);
+    s.backend = backend;
+    saveLab(s);
+    if (!s.cniInstalled) return;
+    for (const n of s.nodes) {
+      const t0 = performance.now();
+      await stopProcess(n.agentPid, 1000);
+      startAgent(s, n);
+      saveLab(s);
+      await waitReady([n]);
+      progress(`${n.name}: agent restarted on ${backend} in ${(performance.now() - t0).toFixed(0)} ms`);
+    }
   });
 }
 

@@ -61,6 +61,8 @@ export interface LabState {
   backend: string;
   underlayNs: string;
   underlayCidr: string;
+  /** 2: nodes on two routed underlay subnets (for DirectRouting); absent: one. */
+  underlaySubnets?: 2;
   registryDir: string;
   /** Where leases live: the embedded file registry, or etcd (the lab's own in the underlay namespace, or given). */
   store: { kind: "file" | "etcd" | "kube"; endpoints?: string; etcdPid?: number; etcdDir?: string; tls?: { cafile?: string; certfile?: string; keyfile?: string; username?: string; passwordFile?: string } };

@@ -83,8 +83,8 @@ test("host-gw: routes via node IPs on the underlay; a peer off this node's L2 su
 });
 
 test("options are the backend's own: defaults, bad values and unknown options are named", () => {
-  assert.deepEqual(vx().options, { vni: 1, port: 8472 });
-  assert.deepEqual(new VxlanBackend({ link, network: "10.244.0.0/16", config: { VNI: 42, Port: 4789 } }).options, { vni: 42, port: 4789 });
+  assert.deepEqual(vx().options, { vni: 1, port: 8472, directRouting: false });
+  assert.deepEqual(new VxlanBackend({ link, network: "10.244.0.0/16", config: { VNI: 42, Port: 4789 } }).options, { vni: 42, port: 4789, directRouting: false });
   assert.throws(() => new VxlanBackend({ link, network: "10.244.0.0/16", config: { VNI: 0 } }), /Backend\.VNI 0 is not a VNI \(use an integer from 1 to 16777215\)/);
   assert.throws(() => new VxlanBackend({ link, network: "10.244.0.0/16", config: { Port: "8472" } }), /Backend\.Port "8472" is not a UDP port/);
   assert.throws(() => new VxlanBackend({ link, network: "10.244.0.0/16", config: { GBP: true } }), /Backend\.GBP is not an option of the vxlan backend/);
@@ -100,4 +100,27 @@ test("VXLAN checksum offload stays on unless the kernel has the --random-fully c
   ];
   for (const [v, broken] of cases) assert.equal(checksumOffloadBroken(v), broken, v.join("."));
   assert.equal(checksumOffloadBroken(undefined), true, "unknown kernel: the safe side");
+});
+
+test("vxlan DirectRouting: a peer on this node's underlay subnet is routed via its node IP on eth0, others through the tunnel", () => {
+  const here = { ...link, prefixLen: 24 };
+  const dr = () => new VxlanBackend({ link: here, network: "10.244.0.0/16", config: { Type: "vxlan", DirectRouting: true } });
+  const peers = [lease("near", "10.244.2.0/24", "172.18.0.3", "0e:47:ac:12:00:03"), lease("far", "10.244.3.0/24", "172.18.1.4", "0e:47:ac:12:01:04")];
+  const plan = dr().plan(empty(), peers);
+  assert.deepEqual(plan.changes.map((c) => `${c.op} ${c.peer}: ${c.text}`), [
+    "add far: FDB 0e:47:ac:12:01:04 dst 172.18.1.4", "add far: neighbour 10.244.3.0 lladdr 0e:47:ac:12:01:04",
+    "add far: route 10.244.3.0/24 via 10.244.3.0 onlink", "add near: route 10.244.2.0/24 via 172.18.0.3",
+  ]);
+  const direct = plan.changes.find((c) => c.peer === "near")!;
+  assert.equal(direct.entry.kind === "route" && direct.entry.route.oif, 2, "on the underlay interface, not the VXLAN device");
+  assert.equal(plan.peers, 2);
+  assert.deepEqual(dr().plan(viewAfter(empty(), plan.changes), peers).changes, [], "nothing left to do");
+  // Without DirectRouting every peer is tunnelled, near or not.
+  assert.equal(new VxlanBackend({ link: here, network: "10.244.0.0/16", config: { Type: "vxlan" } }).plan(empty(), peers).changes.filter((c) => c.text.startsWith("route") && !c.text.endsWith("onlink")).length, 0);
+  // A peer that moves onto this subnet: one direct route replaces the tunnel route; its FDB entry and neighbour go.
+  const tunnelled = viewAfter(empty(), vx().plan(empty(), [peers[0]!]).changes);
+  assert.deepEqual(dr().plan(tunnelled, [peers[0]!]).changes.map((c) => `${c.op}: ${c.text}`), [
+    "add: route 10.244.2.0/24 via 172.18.0.3", "del: neighbour 10.244.2.0 lladdr 0e:47:ac:12:00:03", "del: FDB 0e:47:ac:12:00:03 dst 172.18.0.3",
+  ]);
+  assert.throws(() => new VxlanBackend({ link: here, network: "10.244.0.0/16", config: { Type: "vxlan", DirectRouting: "yes" } }), /Backend\.DirectRouting "yes" is not true or false/);
 });

@@ -1,0 +1,109 @@
+// Every backend in the lab, end to end: 4 nodes with 2 pods each reach each other in a full
+// mesh; a node joins (its pods reachable) and leaves (its routes gone everywhere); an agent
+// restart loses no traffic beyond 1 s. vxlan-direct on two underlay subnets: peers on the same
+// subnet are routed bare via their node IP, the others through the tunnel, both checked on the
+// wire. Switching a lab's backend moves every node over and leaves nothing of the old one.
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { GAUZE, must, sh } from "./helpers.ts";
+
+const base = `t${process.pid % 1000}`;
+const labs: string[] = [];
+after(() => { for (const l of labs) sh([GAUZE, "lab", "down", "--name", l]); });
+
+interface Status { nodes: { name: string; ip: string; subnet: string; ready: boolean }[]; pods: { name: string; node: string; ip: string; phase: string }[] }
+const status = (lab: string) => JSON.parse(must([GAUZE, "lab", "status", "--name", lab, "--json"])) as Status;
+const ping = (lab: string, from: string, ip: string) => sh(["nsenter", `--net=/run/netns/gz-${lab}-pod-${from}`, "ping", "-c", "1", "-W", "1", ip]).status === 0;
+const routes = (node: string) => JSON.parse(must(["ip", "-n", `gz-${node}`, "-j", "route", "show", "proto", "71"]) || "[]") as { dst: string; gateway?: string; dev: string }[];
+
+function fullMesh(lab: string): void {
+  const st = status(lab);
+  const failed: string[] = [];
+  for (const a of st.pods) for (const b of st.pods) if (a !== b && !ping(lab, a.name, b.ip)) failed.push(`${a.name} -> ${b.name} (${b.ip})`);
+  assert.deepEqual(failed, [], `${lab}: every pod reaches every other pod`);
+}
+
+/** Pings from one pod to another every 0.1 s while `during` runs; returns the pings lost. */
+async function lossDuring(lab: string, from: string, ip: string, during: () => void): Promise<{ sent: number; lost: number }> {
+  const p = spawn("nsenter", [`--net=/run/netns/gz-${lab}-pod-${from}`, "ping", "-n", "-i", "0.1", "-W", "1", ip]);
+  let out = "";
+  p.stdout.on("data", (d: Buffer) => { out += d.toString(); });
+  await new Promise((r) => setTimeout(r, 400));
+  during();
+  await new Promise((r) => setTimeout(r, 1500));
+  p.kill("SIGINT");
+  await new Promise((r) => p.on("close", r));
+  const m = /(\d+) packets transmitted, (\d+) received/.exec(out)!;
+  return { sent: Number(m[1]), lost: Number(m[1]) - Number(m[2]) };
+}
+
+for (const [backend, subnets] of [["vxlan", "1"], ["host-gw", "1"], ["vxlan-direct", "2"]] as const) {
+  test(`${backend}${subnets === "2" ? " on two underlay subnets" : ""}: full mesh of 4 nodes x 2 pods; join and leave; an agent restart loses nothing beyond 1 s`, { timeout: 180_000 }, async () => {
+    const lab = `${base}${backend === "vxlan" ? "bv" : backend === "host-gw" ? "bh" : "bd"}`;
+    labs.push(lab);
+    sh([GAUZE, "lab", "down", "--name", lab]);
+    must([GAUZE, "lab", "up", "--name", lab, "--nodes", "4", "--backend", backend, "--underlay-subnets", subnets]);
+    const nodes = status(lab).nodes.map((n) => n.name);
+    for (const n of nodes) for (const i of [1, 2]) must([GAUZE, "lab", "pod", "run", `${n.slice(lab.length + 1)}-${i}`, "--node", n, "--name", lab]);
+    fullMesh(lab);
+
+    const first = status(lab).pods[0]!;
+    const far = status(lab).pods.find((p) => p.node === nodes[1])!;
+    const restart = await lossDuring(lab, first.name, far.ip, () => {
+      must([GAUZE, "lab", "node", "stop-agent", nodes[0]!, "--name", lab]);
+      must([GAUZE, "lab", "node", "start-agent", nodes[0]!, "--name", lab]);
+    });
+    assert.ok(restart.sent > 15 && restart.lost <= 10, `agent restart: ${restart.lost} of ${restart.sent} pings lost at 0.1 s`);
+
+    must([GAUZE, "lab", "node", "add", "--name", lab, "--node", `${lab}-late`]);
+    must([GAUZE, "lab", "pod", "run", "late-1", "--node", `${lab}-late`, "--name", lab]);
+    const late = status(lab).pods.find((p) => p.name === "late-1")!;
+    const lateSubnet = status(lab).nodes.find((n) => n.name === `${lab}-late`)!.subnet;
+    assert.ok(ping(lab, first.name, late.ip), "a joining node's pod is reachable");
+    must([GAUZE, "lab", "node", "rm", `${lab}-late`, "--name", lab]);
+    for (let i = 0; i < 30 && nodes.some((n) => routes(n).some((r) => r.dst === lateSubnet)); i++) await new Promise((r) => setTimeout(r, 100));
+    for (const n of nodes) assert.ok(!routes(n).some((r) => r.dst === lateSubnet), `${n}: the departed node's route is gone`);
+
+    if (backend === "vxlan-direct") {
+      const st = status(lab);
+      const me = st.nodes[0]!;
+      for (const peer of st.nodes.slice(1)) {
+        const r = routes(me.name).find((x) => x.dst === peer.subnet)!;
+        const sameSubnet = peer.ip.split(".")[2] === me.ip.split(".")[2];
+        assert.deepEqual([r.dev, r.gateway], sameSubnet ? ["eth0", peer.ip] : ["gauze.1", peer.subnet.split("/")[0]], `${peer.name} (${peer.ip}) ${sameSubnet ? "direct" : "tunnelled"}`);
+      }
+      // On the wire: bare ICMP to the peer on the same subnet, VXLAN (+50 bytes) to the other.
+      const near = st.pods.find((p) => p.node === st.nodes.find((n) => n !== me && n.ip.split(".")[2] === me.ip.split(".")[2])!.name)!;
+      const other = st.pods.find((p) => p.node === st.nodes.find((n) => n.ip.split(".")[2] !== me.ip.split(".")[2])!.name)!;
+      const capture = (filter: string, to: string) => {
+        const c = spawn(GAUZE, ["capture", "--iface", "eth0", "--netns", `gz-${me.name}`, "--filter", filter, "--count", "1", "--duration", "5", "--json"]);
+        let out = "";
+        c.stdout.on("data", (d: Buffer) => { out += d.toString(); });
+        return new Promise<{ layers: { layer: string; total_len?: number }[]; tunnel?: { encap_bytes: number } }>((resolve) => {
+          setTimeout(() => sh(["nsenter", `--net=/run/netns/gz-${lab}-pod-${first.name}`, "ping", "-c", "1", "-W", "1", to]), 600);
+          c.on("close", () => resolve(JSON.parse(out.trim().split("\n")[0]!)));
+        });
+      };
+      const bare = await capture(`icmp and host ${near.ip}`, near.ip);
+      assert.equal(bare.tunnel, undefined);
+      assert.equal(bare.layers.find((l) => l.layer === "ipv4")!.total_len, 84);
+      const tunnelled = await capture("udp port 8472", other.ip);
+      assert.equal(tunnelled.tunnel?.encap_bytes, 50);
+    }
+  });
+}
+
+test("switching a lab's backend: vxlan to host-gw and back; every node moves over, nothing of the old backend stays", { timeout: 120_000 }, () => {
+  const lab = `${base}bv`;
+  const nodes = status(lab).nodes.map((n) => n.name);
+  must([GAUZE, "lab", "backend", "host-gw", "--name", lab]);
+  for (const n of nodes) {
+    assert.ok(!must(["ip", "-n", `gz-${n}`, "link", "show"]).includes("gauze.1"), `${n}: no VXLAN device on host-gw`);
+    assert.ok(routes(n).every((r) => r.dev === "eth0"), `${n}: routes via node IPs`);
+  }
+  fullMesh(lab);
+  must([GAUZE, "lab", "backend", "vxlan", "--name", lab]);
+  for (const n of nodes) assert.ok(routes(n).every((r) => r.dev === "gauze.1"), `${n}: back on the tunnel, no host-gw route left`);
+  fullMesh(lab);
+});
