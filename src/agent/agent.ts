@@ -50,6 +50,8 @@ export interface AgentStatus {
   backend?: string;
   /** The backend's options in effect (VNI and Port for vxlan). */
   backendOptions?: Record<string, unknown>;
+  /** The network config's Backend block as the agent read it (doctor rebuilds the backend from it). */
+  backendConfig?: Record<string, unknown>;
   /** Bytes each packet gains on the wire with this backend. */
   overhead?: number;
   device?: string;
@@ -420,7 +422,7 @@ export class Agent {
     return {
       node: this.o.node, pid: process.pid, ready: this.state.ready, reason: this.state.reason,
       nodeIp: this.link?.ip, subnet: this.lease?.subnet, network: this.net ? formatPrefix(this.net.network) : undefined,
-      backend: this.backend?.type, backendOptions: this.backend?.options, overhead: this.backend?.overhead, device: this.backend?.device,
+      backend: this.backend?.type, backendOptions: this.backend?.options, ...(this.net ? { backendConfig: this.net.backendConfig } : {}), overhead: this.backend?.overhead, device: this.backend?.device,
       vtepMac: this.lease?.backendData.vtepMac, podMtu: this.podMtu || undefined,
       peers: this.peers, leaseExpiresAt: this.lease?.expiresAt, lastReconcile: this.lastReconcile, repairs: this.repairs,
       peerLeases: this.leases.filter((l) => l.node !== this.o.node && !l.problem && !this.invalid.some((x) => x.key === (l.key ?? l.subnet)))

@@ -236,7 +236,7 @@ test("agent endpoints and masquerade: /healthz, /readyz, /metrics; pod traffic l
 test("bad lab input gets clear errors", () => {
   assert.match(g("lab", "up", "--name", "Bad_Name").stderr, /lab name "Bad_Name"/);
   assert.match(g("lab", "status", "--name", "nosuchlab").stderr, /no lab named "nosuchlab"/);
-  assert.match(g("lab", "up", "--name", "x", "--backend", "ipip").stderr, /--backend ipip: use vxlan or host-gw/);
+  assert.match(g("lab", "up", "--name", "x", "--backend", "ipip").stderr, /--backend ipip: use vxlan, host-gw, vxlan-direct/);
   assert.match(g("lab", "up", "--name", "x", "--nodes", "0").stderr, /--nodes 0/);
   assert.match(g("lab", "node", "add", "--name", "nosuchlab", "--node", "../../etc").stderr, /no lab named "nosuchlab"/);
   assert.match(g("lab", "status", "--name", "../x").stderr, /lab name "\.\.\/x"/);

@@ -25,7 +25,7 @@ function vxlanOnly(ctx: DoctorContext): string | undefined {
 export function agentBackend(ctx: DoctorContext): { backend: Backend; peers: Lease[] } {
   const a = ctx.agent!;
   const link = readNodeLink(ctx.nl, a.iface ?? "eth0");
-  const backend = createBackend(a.backend ?? "vxlan", { link, network: a.network ?? "", config: a.backendOptions ? toConfig(a.backendOptions) : {} });
+  const backend = createBackend(a.backend ?? "vxlan", { link, network: a.network ?? "", config: a.backendConfig ?? (a.backendOptions ? toConfig(a.backendOptions) : {}) });
   const peers: Lease[] = (a.peerLeases ?? []).map((p) => ({ node: p.node, subnet: p.subnet, publicIp: p.publicIp, backendType: p.backendType ?? a.backend ?? "vxlan", backendData: { ...(p.vtepMac ? { vtepMac: p.vtepMac } : {}) }, expiresAt: 0 }));
   return { backend, peers };
 }
@@ -33,7 +33,9 @@ export function agentBackend(ctx: DoctorContext): { backend: Backend; peers: Lea
 /** The status report's options back into the Backend block's spelling (VNI, Port). */
 function toConfig(o: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(o)) out[k === "vni" ? "VNI" : k === "port" ? "Port" : k] = v;
+  // An older agent's report: its option names, back to the config's.
+  const names: Record<string, string> = { vni: "VNI", port: "Port", directRouting: "DirectRouting" };
+  for (const [k, v] of Object.entries(o)) out[names[k] ?? k] = v;
   return out;
 }
 
