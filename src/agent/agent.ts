@@ -13,14 +13,16 @@ import { type Link, Rtnl, delLink } from "../kernel/netlink/index.ts";
 import { type KernelEvent, type KernelWatch, watchKernel } from "../kernel/netlink/monitor.ts";
 import { formatIP, formatPrefix, nextIP, parseCIDR } from "../net/cidr.ts";
 import { type Lease, type SubnetRegistry, LeaseLostError, resolveNetwork, type ResolvedNetwork } from "../store/registry.ts";
-import { type Backend, type KernelView, type NodeLink, applyPlan, backendTypes, createBackend, viewAfter } from "../backend/backend.ts";
+import { type Backend, type KernelView, type NodeLink, type PodAttachment, applyPlan, backendTypes, createBackend, viewAfter } from "../backend/backend.ts";
 import { type InvalidLease, validateLeases } from "../store/validate.ts";
 import "../backend/vxlan.ts";
 import "../backend/host-gw.ts";
+import "../backend/macvlan.ts";
 import { type NodePaths, foreignConfig, installConflist, nodePaths, previousSubnet, removeConflist, writeAtomic, writeSubnetFile, removeNodeFiles } from "./node-files.ts";
 import { ensureMasquerade, removeMasquerade } from "./masquerade.ts";
 import { createMetrics, type AgentMetrics } from "./metrics.ts";
 import { serveHealth, type Readiness } from "./http.ts";
+import type { SubnetEnv } from "../cni/subnet-file.ts";
 
 export interface AgentOptions {
   node: string;
@@ -114,6 +116,8 @@ export class Agent {
   private lease?: Lease;
   private link?: NodeLink;
   private podMtu = 0;
+  /** macvlan: how pods attach (in the conflist and the subnet file); absent: the bridge. */
+  private attachment?: PodAttachment;
   private state: Readiness = { ready: false, reason: "starting" };
   private peers = 0;
   private leases: Lease[] = [];
@@ -169,6 +173,7 @@ export class Agent {
       if (this.o.mtu !== undefined && this.o.mtu > maxMtu) throw new Error(`--mtu ${this.o.mtu} is more than ${this.backend.type} over ${this.link.iface} allows (${maxMtu}): give at most ${maxMtu}`);
       const podMtu = this.o.mtu ?? maxMtu;
       this.podMtu = podMtu;
+      this.attachment = this.backend.podAttachment?.();
       phase("device");
       // The subnet this node had before (flannel does the same from its subnet.env): kept when
       // the lease expired while the agent was away and nobody took it, so running pods stay valid.
@@ -176,12 +181,13 @@ export class Agent {
       this.metrics.leaseExpiry.set(this.lease.expiresAt / 1000);
       phase("lease");
       this.backend.activate(this.nl, this.lease);
-      ensureMasquerade(network, this.o.ipMasq, this.o.bridge);
+      // macvlan pods leave through the underlay's router, not through this node: nothing to masquerade.
+      ensureMasquerade(network, this.o.ipMasq && !this.attachment, this.o.bridge);
       phase("rules");
       // As flannel writes it: the subnet file's SUBNET is the gateway address with the length.
       const gw = formatIP(nextIP(parseCIDR(this.lease.subnet)!.prefix.ip));
-      writeSubnetFile(this.paths, { network, subnet: `${gw}/${this.net.subnetLen}`, mtu: podMtu, ipMasq: this.o.ipMasq });
-      installConflist(this.paths, this.o.bridge);
+      writeSubnetFile(this.paths, this.subnetEnv(gw));
+      installConflist(this.paths, this.o.bridge, this.attachment);
       this.stopWatch = this.o.registry.watch(() => this.schedule("registry"));
       try {
         this.confWatch = watch(this.paths.confDir, () => this.schedule("timer"));
@@ -305,11 +311,11 @@ export class Agent {
       this.metrics.leaseExpiry.set(got.expiresAt / 1000);
       this.backend!.activate(this.nl!, got);
       const gw = formatIP(nextIP(parseCIDR(got.subnet)!.prefix.ip));
-      writeSubnetFile(this.paths, { network: formatPrefix(this.net!.network), subnet: `${gw}/${this.net!.subnetLen}`, mtu: this.podMtu, ipMasq: this.o.ipMasq });
+      writeSubnetFile(this.paths, this.subnetEnv(gw));
       this.view = undefined;
       if (got.subnet === old.subnet) this.o.log.warn({ subnet: got.subnet }, "lease taken again: same subnet");
       else this.o.log.error({ was: old.subnet, now: got.subnet }, "this node's subnet changed: new pods get the new one; pods started before keep addresses of the old one until they are re-created");
-      installConflist(this.paths, this.o.bridge);
+      installConflist(this.paths, this.o.bridge, this.attachment);
       return true;
     } catch (e) {
       // No subnet of its own: no new pod may get an address here (it could be another node's).
@@ -395,6 +401,14 @@ export class Agent {
   }
 
   private lastShadow?: string;
+
+  /** The subnet file's contents for this node (the lease's gateway address given). */
+  private subnetEnv(gw: string): SubnetEnv {
+    return {
+      network: formatPrefix(this.net!.network), subnet: `${gw}/${this.net!.subnetLen}`, mtu: this.podMtu, ipMasq: this.o.ipMasq && !this.attachment,
+      ...(this.attachment ? { underlay: this.attachment.underlay, underlayGateway: this.attachment.underlayGateway } : {}),
+    };
+  }
 
   /** A foreign config that wins over gauze's in net.d: said once in the log, and the node is not ready. */
   private shadowed(): string | undefined {

@@ -6,6 +6,7 @@ import { dirname, join } from "node:path";
 import { formatSubnetEnv, parseSubnetEnv, type SubnetEnv } from "../cni/subnet-file.ts";
 import { loadNetwork } from "../cni/conf-dir.ts";
 import { formatPrefix, parseCIDR } from "../net/cidr.ts";
+import type { PodAttachment } from "../backend/backend.ts";
 
 export const CONFLIST_NAME = "10-gauze.conflist";
 
@@ -63,17 +64,16 @@ export function previousSubnet(paths: NodePaths): string | undefined {
   }
 }
 
-export function conflistText(paths: NodePaths, bridge = "cni0"): string {
-  return JSON.stringify({
-    cniVersion: "1.0.0",
-    name: "gauze",
-    plugins: [{ type: "gauze", bridge, subnetFile: paths.subnetFile, dataDir: paths.dataDir }],
-  }, null, 2) + "\n";
+export function conflistText(paths: NodePaths, bridge = "cni0", attachment?: PodAttachment): string {
+  const plugin = attachment
+    ? { type: "gauze", mode: attachment.mode, master: attachment.master, subnetFile: paths.subnetFile, dataDir: paths.dataDir }
+    : { type: "gauze", bridge, subnetFile: paths.subnetFile, dataDir: paths.dataDir };
+  return JSON.stringify({ cniVersion: "1.0.0", name: "gauze", plugins: [plugin] }, null, 2) + "\n";
 }
 
-export function installConflist(paths: NodePaths, bridge = "cni0"): boolean {
+export function installConflist(paths: NodePaths, bridge = "cni0", attachment?: PodAttachment): boolean {
   // The temp name must not end in .conflist/.conf, or a runtime could load it half-written.
-  return writeIfChanged(join(paths.confDir, CONFLIST_NAME), conflistText(paths, bridge));
+  return writeIfChanged(join(paths.confDir, CONFLIST_NAME), conflistText(paths, bridge, attachment));
 }
 
 /**

@@ -85,8 +85,19 @@ export interface ReconcileStats {
   ms: number;
 }
 
+/** How pods attach when not through the node's bridge (macvlan: on the uplink itself). */
+export interface PodAttachment {
+  mode: "macvlan";
+  master: string;
+  /** The node's L2 subnet (pods take their prefix from it) and its router (their default gateway). */
+  underlay: string;
+  underlayGateway: string;
+}
+
 export interface Backend {
   readonly type: string;
+  /** Pods attach some other way than a veth to the bridge (known after setup). */
+  podAttachment?(): PodAttachment;
   /** Name of the device pods' traffic leaves through (for doctor and status). */
   readonly device: string;
   /** Bytes each packet gains on the wire (VXLAN over IPv4: 50). */

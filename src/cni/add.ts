@@ -8,7 +8,9 @@ import { CniCode, CniError } from "./errors.ts";
 import type { CniInterface, CniResult, CniRoute } from "./result.ts";
 import { ipamAdd } from "./ipam.ts";
 import { dataplaneToCni } from "./dataplane-errors.ts";
-import { Rtnl } from "../kernel/netlink/index.ts";
+import { Rtnl, addMacvlan, delLink } from "../kernel/netlink/index.ts";
+import { openNetns } from "../kernel/netns.ts";
+import { closeFd } from "../kernel/files.ts";
 import { ensureSysctl } from "../kernel/sysctl.ts";
 import { ensureBridge, readBridge } from "../dataplane/bridge.ts";
 import { configurePod, createVeth, deleteVeth, hostVethName, randomMac, vethAlias } from "../dataplane/veth.ts";
@@ -49,6 +51,7 @@ export async function cmdAdd(env: CniEnv, conf: NetConf): Promise<CniResult> {
 }
 
 async function addWith(env: CniEnv, conf: NetConf, undo: Undo[], node: Rtnl, pod: Rtnl): Promise<CniResult> {
+  if (conf.mode === "macvlan") return addMacvlanPod(env, conf, undo, node, pod);
   // A link of the bridge's name that is not a bridge is refused before IPAM or any change.
   const bridgeNow = readBridge(node, conf.bridge);
   const mtu = conf.mtu ?? bridgeNow?.mtu ?? DEFAULT_MTU;
@@ -110,4 +113,54 @@ async function addWith(env: CniEnv, conf: NetConf, undo: Undo[], node: Rtnl, pod
     routes,
     dns: conf.dns ?? ipamResult.result.dns ?? {},
   };
+}
+
+/**
+ * macvlan mode: the pod's interface is a macvlan of the node's uplink, made straight inside the
+ * pod's namespace. No bridge, no veth, no tunnel: the pod is a station on the underlay's L2, its
+ * default route the underlay's router. (The node itself cannot reach its own macvlan pods: the
+ * kernel keeps a parent and its macvlans apart; doctor's overlay.macvlan-host check says so.)
+ */
+async function addMacvlanPod(env: CniEnv, conf: NetConf, undo: Undo[], node: Rtnl, pod: Rtnl): Promise<CniResult> {
+  const master = conf.master ? node.link(conf.master) : defaultRouteLink(node);
+  if (!master) {
+    throw new CniError(CniCode.InvalidConfig, conf.master ? `master interface ${conf.master} does not exist on this node` : "no IPv4 default route on this node to find the macvlan master by",
+      "set \"master\" to the node's uplink interface (e.g. eth0)");
+  }
+  const mtu = conf.mtu ?? master.mtu;
+  const ipamResult = await ipamAdd(conf, env);
+  undo.push(ipamResult.undo);
+  faultPoint("after-ipam");
+  const ips = ipamResult.result.ips ?? [];
+  if (ips.length === 0) throw new CniError(CniCode.IoFailure, "IPAM returned no address");
+  const fd = openNetns(env.netns);
+  try {
+    node.run([addMacvlan({ name: env.ifname, master, mode: "bridge", mtu, netnsFd: fd, netnsLabel: env.netns })]);
+  } finally {
+    closeFd(fd);
+  }
+  undo.push(() => { pod.apply([delLink(env.ifname)]); });
+  faultPoint("after-veth");
+  const routes: CniRoute[] = [...(ipamResult.result.routes ?? [])];
+  if (conf.isDefaultGateway) {
+    for (const ipc of ips) {
+      const def = ipc.address.includes(":") ? "::/0" : "0.0.0.0/0";
+      if (ipc.gateway && !routes.some((r) => r.dst === def)) routes.push({ dst: def, gw: ipc.gateway });
+    }
+  }
+  const podLink = configurePod(pod, env.ifname, ips, routes);
+  faultPoint("after-pod");
+  return {
+    cniVersion: conf.cniVersion,
+    interfaces: [{ name: env.ifname, mac: podLink.mac, mtu, sandbox: env.netns }],
+    ips: ips.map((i) => ({ ...i, interface: 0 })),
+    routes,
+    dns: conf.dns ?? ipamResult.result.dns ?? {},
+  };
+}
+
+/** The link the node's IPv4 default route leaves through. */
+function defaultRouteLink(nl: Rtnl) {
+  const r = nl.routes(4).find((x) => x.dst === "0.0.0.0/0" && x.table === 254 && x.oif);
+  return r?.oif ? nl.linkByIndex(r.oif) : undefined;
 }

@@ -26,6 +26,7 @@ export async function cmdCheck(env: CniEnv, conf: NetConf): Promise<void> {
       problems.push(`interface ${env.ifname} does not exist in ${env.netns}`);
     } else {
       if (!podLink.up) problems.push(`interface ${env.ifname} is down`);
+      if (conf.mode === "macvlan" && podLink.kind !== "macvlan") problems.push(`interface ${env.ifname} is a ${podLink.kind ?? "plain"} link, not a macvlan`);
       if (sandboxIf?.mac && podLink.mac?.toLowerCase() !== sandboxIf.mac.toLowerCase()) {
         problems.push(`interface ${env.ifname} has MAC ${podLink.mac}, prevResult says ${sandboxIf.mac}`);
       }
@@ -47,7 +48,7 @@ export async function cmdCheck(env: CniEnv, conf: NetConf): Promise<void> {
   }
 
   const hostName = hostVethName(env.containerId, env.ifname);
-  withRtnl({}, (nl) => {
+  if (conf.mode !== "macvlan") withRtnl({}, (nl) => {
     const hostLink = nl.link(hostName);
     const bridge = nl.link(conf.bridge);
     if (!hostLink) problems.push(`host veth ${hostName} does not exist`);

@@ -7,7 +7,7 @@ import { type CniDNS, type CniResult, type CniRoute, parseResult } from "./resul
 import { DEFAULT_SUBNET_FILE, SubnetFileError, readSubnetFile } from "./subnet-file.ts";
 import type { CniEnv } from "./env.ts";
 import { validateIfname } from "./env.ts";
-import { type IP, formatPrefix, parseCIDR, parseIP } from "../net/cidr.ts";
+import { type IP, addToIP, formatIP, formatPrefix, parseCIDR, parseIP } from "../net/cidr.ts";
 import { type RangeSet, type RangeSpec, RangeError, canonicalizeRangeSet } from "../ipam/range.ts";
 import { DEFAULT_DATA_DIR } from "../ipam/disk-store.ts";
 
@@ -32,6 +32,10 @@ export interface Attachment {
 export interface NetConf {
   cniVersion: string;
   name: string;
+  /** bridge (a veth to the node's bridge, routed) or macvlan (on the node's uplink: pods on the underlay L2, no tunnel, no bridge). */
+  mode: "bridge" | "macvlan";
+  /** macvlan: the parent interface; absent: the one the node's IPv4 default route uses. */
+  master?: string;
   bridge: string;
   /** Undefined: take the existing bridge's MTU, else 1500. */
   mtu?: number;
@@ -102,9 +106,18 @@ export function loadConfig(text: string, env: CniEnv): NetConf {
   const bridge = optString(raw, "bridge", "cni0");
   const badBridge = validateIfname(bridge);
   if (badBridge) throw invalid("bridge", `${JSON.stringify(bridge)} ${badBridge}`);
+  const mode = optString(raw, "mode", "bridge");
+  if (mode !== "bridge" && mode !== "macvlan") throw invalid("mode", `${JSON.stringify(mode)} is not a mode`, "use \"bridge\" (the default) or \"macvlan\"");
+  const master = raw.master === undefined ? undefined : optString(raw, "master", "");
+  if (master !== undefined) {
+    const bad = validateIfname(master);
+    if (bad) throw invalid("master", `${JSON.stringify(master)} ${bad}`);
+  }
   const conf: NetConf = {
     cniVersion,
     name,
+    mode,
+    ...(master !== undefined ? { master } : {}),
     bridge,
     isGateway: optBool(raw, "isGateway", true),
     isDefaultGateway: optBool(raw, "isDefaultGateway", true),
@@ -114,7 +127,11 @@ export function loadConfig(text: string, env: CniEnv): NetConf {
     rawText: text,
     ipam: { kind: "builtin", rangeSets: [], routes: [], dataDir: DEFAULT_DATA_DIR, requested: [] },
   };
-  if (conf.isDefaultGateway && !conf.isGateway) {
+  if (mode === "macvlan") {
+    // No bridge to be a gateway: the pods' default route goes to the underlay's router.
+    conf.isGateway = false;
+    conf.hairpinMode = false;
+  } else if (conf.isDefaultGateway && !conf.isGateway) {
     // As in the reference bridge plugin: a default gateway needs the bridge to be one.
     conf.isGateway = true;
   }
@@ -196,9 +213,22 @@ function resolveIpam(raw: Json, env: CniEnv, conf: NetConf): void {
     return;
   }
   if (conf.mtu === undefined && subnetEnv.mtu !== undefined) conf.mtu = subnetEnv.mtu;
+  const dataDir = optString(raw, "dataDir", DEFAULT_DATA_DIR);
+  if (conf.mode === "macvlan") {
+    // Pods join the node's L2 subnet: addresses from this node's lease, with the underlay's prefix
+    // (every other node's pods are on-link) and its router as the default gateway.
+    const under = subnetEnv.underlay ? parseCIDR(subnetEnv.underlay) : undefined;
+    if (!under || !subnetEnv.underlayGateway || !parseIP(subnetEnv.underlayGateway)) {
+      conf.ipamProblem = new CniError(CniCode.InvalidConfig, `subnet file ${conf.subnetFile} has no GAUZE_UNDERLAY and GAUZE_UNDERLAY_GATEWAY: the agent does not run the macvlan backend`, "set the network config's Backend.Type to macvlan, or give this config an \"ipam\" block with the underlay's subnet, a range and its gateway");
+      return;
+    }
+    const first = addToIP(sub.prefix.ip, 1n);
+    const last = addToIP(sub.prefix.ip, (1n << BigInt(32 - sub.prefix.bits)) - 2n);
+    conf.ipam = builtinFromBlock({ ranges: [[{ subnet: formatPrefix(under.prefix), rangeStart: formatIP(first), rangeEnd: formatIP(last), gateway: subnetEnv.underlayGateway }]], dataDir }, raw, env);
+    return;
+  }
   // As flannel does: when the agent does not masquerade, the plugin does (unless told otherwise).
   if (raw.ipMasq === undefined && subnetEnv.ipMasq === false) conf.ipMasq = true;
-  const dataDir = optString(raw, "dataDir", DEFAULT_DATA_DIR);
   conf.ipam = builtinFromBlock({ ranges: [[{ subnet: formatPrefix(sub.prefix) }]], routes: [{ dst: formatPrefix(net.prefix) }], dataDir }, raw, env);
 }
 

@@ -5,7 +5,8 @@ import type { CniEnv } from "./env.ts";
 import type { NetConf } from "./config.ts";
 import { CniCode, CniError } from "./errors.ts";
 import { ipamDel } from "./ipam.ts";
-import { withRtnl } from "../kernel/netlink/index.ts";
+import { delLink, withRtnl } from "../kernel/netlink/index.ts";
+import { statPath } from "../kernel/files.ts";
 import { deleteVeth, hostVethName } from "../dataplane/veth.ts";
 import { removeMasquerade } from "../dataplane/masquerade.ts";
 
@@ -16,11 +17,22 @@ export async function cmdDel(env: CniEnv, conf: NetConf): Promise<void> {
   } catch (e) {
     problems.push(`releasing the address: ${(e as Error).message}`);
   }
-  try {
-    // Deleting the host end removes the pod end too, whether or not the namespace still exists.
-    withRtnl({}, (nl) => deleteVeth(nl, hostVethName(env.containerId, env.ifname)));
-  } catch (e) {
-    problems.push(`removing the veth: ${(e as Error).message}`);
+  if (conf.mode === "macvlan") {
+    // The pod's macvlan lives only in its namespace: gone with it, or deleted here while it exists.
+    if (env.netns && statPath(env.netns)) {
+      try {
+        withRtnl({ netns: env.netns }, (nl) => { nl.apply([delLink(env.ifname)]); });
+      } catch (e) {
+        problems.push(`removing ${env.ifname}: ${(e as Error).message}`);
+      }
+    }
+  } else {
+    try {
+      // Deleting the host end removes the pod end too, whether or not the namespace still exists.
+      withRtnl({}, (nl) => deleteVeth(nl, hostVethName(env.containerId, env.ifname)));
+    } catch (e) {
+      problems.push(`removing the veth: ${(e as Error).message}`);
+    }
   }
   if (conf.ipMasq) {
     try {

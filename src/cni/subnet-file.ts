@@ -3,6 +3,8 @@
 //   GAUZE_SUBNET=10.244.1.1/24    this node's subnet, written as gateway/len
 //   GAUZE_MTU=1450                MTU for pod interfaces
 //   GAUZE_IPMASQ=true             the agent masquerades traffic leaving the pod network
+//   GAUZE_UNDERLAY=172.18.0.0/16  macvlan backend: the node's L2 subnet, which pods join
+//   GAUZE_UNDERLAY_GATEWAY=172.18.0.1  and its router, the pods' default gateway
 // FLANNEL_* keys are read too, so a node that already has flannel's file works unchanged.
 import { FileError, readText } from "../kernel/files.ts";
 
@@ -13,6 +15,8 @@ export interface SubnetEnv {
   subnet: string;
   mtu?: number;
   ipMasq?: boolean;
+  underlay?: string;
+  underlayGateway?: string;
 }
 
 export class SubnetFileError extends Error {
@@ -44,6 +48,10 @@ export function parseSubnetEnv(text: string, path: string): SubnetEnv {
   }
   const masq = vars.get("IPMASQ");
   if (masq !== undefined) out.ipMasq = masq === "true";
+  const underlay = vars.get("UNDERLAY");
+  if (underlay !== undefined) out.underlay = underlay;
+  const gw = vars.get("UNDERLAY_GATEWAY");
+  if (gw !== undefined) out.underlayGateway = gw;
   return out;
 }
 
@@ -62,5 +70,7 @@ export function formatSubnetEnv(env: SubnetEnv): string {
   const lines = [`GAUZE_NETWORK=${env.network}`, `GAUZE_SUBNET=${env.subnet}`];
   if (env.mtu !== undefined) lines.push(`GAUZE_MTU=${env.mtu}`);
   if (env.ipMasq !== undefined) lines.push(`GAUZE_IPMASQ=${env.ipMasq}`);
+  if (env.underlay !== undefined) lines.push(`GAUZE_UNDERLAY=${env.underlay}`);
+  if (env.underlayGateway !== undefined) lines.push(`GAUZE_UNDERLAY_GATEWAY=${env.underlayGateway}`);
   return lines.join("\n") + "\n";
 }

@@ -17,7 +17,7 @@ import { labDown, labUp, podRun, type Progress } from "./lab.ts";
 import { labDir, labExists, loadLab } from "./state.ts";
 import { captureDuring, sizes } from "./wire.ts";
 
-export const BENCH_BACKENDS = ["none", "host-gw", "vxlan", "vxlan-direct", "flannel-style"] as const;
+export const BENCH_BACKENDS = ["none", "host-gw", "vxlan", "vxlan-direct", "macvlan", "flannel-style"] as const;
 export type BenchBackend = (typeof BENCH_BACKENDS)[number];
 
 export interface Endpoint { netns: string; ip: string; dev: string }
@@ -103,7 +103,7 @@ function buildFlannelStyle(lab: string): { pods: Endpoint[]; netns: string[] } {
 }
 
 async function setUp(backend: BenchBackend, prefix: string, progress: Progress): Promise<Setup> {
-  const lab = `${prefix}-${({ "flannel-style": "fl", "host-gw": "hg", none: "no", vxlan: "vx", "vxlan-direct": "vd" } as const)[backend]}`;
+  const lab = `${prefix}-${({ "flannel-style": "fl", "host-gw": "hg", none: "no", vxlan: "vx", "vxlan-direct": "vd", macvlan: "mv" } as const)[backend]}`;
   if (labExists(lab)) await labDown(lab, () => undefined);
   const quiet = () => undefined;
   const cp = `${lab}-control-plane`;
@@ -155,7 +155,11 @@ async function wireSizes(x: Setup): Promise<Pick<BackendResult, "ping" | "segmen
   });
   // Segments as the wire carries them: without segmentation offload on the sender, each TCP
   // segment is a packet of its own (with it, tcpdump would see 64 KB super-packets).
-  for (const f of ["tso", "gso"]) setOffload(x.client.dev, f === "tso" ? "tcp-segmentation-offload" : "generic-segmentation-offload", false, netnsPath(x.client.netns));
+  // (A macvlan takes its features from its parent: for it the node's eth0 decides.)
+  for (const f of ["tcp-segmentation-offload", "generic-segmentation-offload"]) {
+    setOffload(x.client.dev, f, false, netnsPath(x.client.netns));
+    setOffload("eth0", f, false, netnsPath(x.clientNode));
+  }
   const seg = await captureDuring({ netns: x.clientNode, iface: "eth0", bpf: `${bare ? "tcp" : x.tunnelBpf!} and greater 1000`, count: 20 }, () => {
     runSync(["iperf3", "-c", x.server.ip, "-t", "1"], { netns: netnsPath(x.client.netns) });
   });
@@ -226,7 +230,7 @@ function targets(rs: BackendResult[]): BenchReport["targets"] {
   const out: BenchReport["targets"] = [];
   const g = (r: BackendResult | undefined, n: number) => r?.tcp.find((t) => t.streams === n)?.gbps;
   const none = by("none");
-  for (const b of ["host-gw", "vxlan-direct"] as const) {
+  for (const b of ["host-gw", "vxlan-direct", "macvlan"] as const) {
     for (const n of none?.tcp.map((t) => t.streams) ?? []) {
       const v = g(by(b), n);
       if (v !== undefined) out.push({ what: `${b}, ${n} stream(s): at least 95 % of none`, value: `${((v / g(none, n)!) * 100).toFixed(1)} %`, ok: v >= 0.95 * g(none, n)! });
@@ -237,7 +241,7 @@ function targets(rs: BackendResult[]): BenchReport["targets"] {
     const vx = g(by("vxlan"), n);
     if (vx !== undefined) out.push({ what: `vxlan, ${n} stream(s): within 5 % of flannel-style`, value: `${((vx / g(fl, n)!) * 100).toFixed(1)} %`, ok: vx >= 0.95 * g(fl, n)! });
   }
-  const want: Partial<Record<BenchBackend, number>> = { vxlan: 50, "flannel-style": 50, "host-gw": 0, "vxlan-direct": 0, none: 0 };
+  const want: Partial<Record<BenchBackend, number>> = { vxlan: 50, "flannel-style": 50, "host-gw": 0, "vxlan-direct": 0, macvlan: 0, none: 0 };
   for (const r of rs.filter((x) => x.ok && x.ping)) {
     const w = want[r.backend];
     if (w !== undefined) out.push({ what: `${r.backend}: wire overhead ${w} bytes per packet (from the capture)`, value: `${r.ping!.overhead} per ping, ${r.segment?.overhead ?? "?"} per segment`, ok: r.ping!.overhead === w && r.segment?.overhead === w });

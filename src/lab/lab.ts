@@ -49,8 +49,10 @@ export interface UpOptions {
 }
 
 /** The backends a lab runs: vxlan-direct is vxlan with DirectRouting. */
-export type LabBackend = "vxlan" | "host-gw" | "vxlan-direct";
-export const LAB_BACKENDS: readonly LabBackend[] = ["vxlan", "host-gw", "vxlan-direct"];
+export type LabBackend = "vxlan" | "host-gw" | "vxlan-direct" | "macvlan";
+export const LAB_BACKENDS: readonly LabBackend[] = ["vxlan", "host-gw", "vxlan-direct", "macvlan"];
+/** macvlan pods live on the underlay itself: their addresses come from its upper half, which no node uses. */
+export const MACVLAN_POD_CIDR = "172.18.128.0/17";
 
 /** The network config's Backend block for a lab backend. */
 export function backendBlock(b: string): { Type: string; DirectRouting?: boolean } {
@@ -125,6 +127,13 @@ export async function labUp(o: UpOptions): Promise<LabState> {
   if (labExists(o.name)) throw new Error(`lab ${o.name} exists already: gauze lab down --name ${o.name} first, or pick another --name`);
   if (!Number.isInteger(o.nodes) || o.nodes < 1 || o.nodes > 250) throw new Error(`--nodes ${o.nodes}: give 1 to 250`);
   const manifest = o.manifest ? manifestPlan(o) : undefined;
+  if (o.backend === "macvlan") {
+    if (o.underlaySubnets === 2) throw new Error("macvlan needs every node on one L2 segment; leave out --underlay-subnets 2");
+    if (o.podCidr === "10.244.0.0/16") {
+      o = { ...o, podCidr: MACVLAN_POD_CIDR };
+      o.progress(`macvlan: pods join the underlay, so the pod network is ${MACVLAN_POD_CIDR} (the upper half of 172.18.0.0/16, which no node uses)`);
+    }
+  }
   if (manifest) {
     o = { ...o, podCidr: manifest.podCidr, backend: manifest.backend as UpOptions["backend"], store: undefined };
   }
@@ -574,7 +583,8 @@ export async function labUninstall(lab: string, progress: Progress, only?: strin
 export async function labSetBackend(lab: string, backend: LabBackend, progress: Progress): Promise<void> {
   await withLab(lab, async (s) => {
     if (s.manifest) throw new Error(`lab ${lab} runs a manifest: change its ConfigMap's net-conf.json and roll the DaemonSet instead`);
-    if (backend === "host-gw" && s.underlaySubnets === 2) throw new Error("host-gw needs every node on one L2 segment; this lab has two underlay subnets (use vxlan-direct)");
+    if ((backend === "host-gw" || backend === "macvlan") && s.underlaySubnets === 2) throw new Error(`${backend} needs every node on one L2 segment; this lab has two underlay subnets (use vxlan-direct)`);
+    if ((backend === "macvlan") !== (s.backend === "macvlan")) throw new Error("switching to or from macvlan changes the pod network (macvlan pods live on the underlay): make a new lab instead");
     initRegistry(s, s.podCidr, backend);
     s.backend = backend;
     saveLab(s);

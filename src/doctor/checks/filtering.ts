@@ -29,6 +29,7 @@ export const filteringChecks: Check[] = [
       const net = ctx.agent?.network;
       if (!net) return skip("no agent report: pod network unknown");
       if (ctx.agent?.ipMasq === false) return ok("the agent runs with --no-ip-masq: the plugin masquerades per pod");
+      if (ctx.agent?.backend === "macvlan") return skip("backend macvlan: pods leave through the underlay's router, not through this node");
       const nat = iptablesSave("nat");
       if (nat.includes("-j GAUZE-POSTRTG") && nat.includes(`-A GAUZE-POSTRTG -s ${net} ! -d 224.0.0.0/4 -j MASQUERADE`)) return ok(`GAUZE-POSTRTG masquerades ${net}`);
       return {

@@ -3,6 +3,8 @@
 // getting through, and the checksum-offload trap. The kernel is read through the same netlink
 // client the agent programs it with, and the peers are judged by the same plan.
 import { runSync } from "../../kernel/spawn.ts";
+import { readdirSync } from "node:fs";
+import { join } from "node:path";
 import { readOffloads, setOffload } from "../../kernel/ethtool.ts";
 import { kernelVersion } from "../../kernel/sysctl.ts";
 import { checksumOffloadBroken } from "../../backend/vxlan.ts";
@@ -177,6 +179,28 @@ export const overlayChecks: Check[] = [
         status: "warn", evidence: [`${dev} has tx-checksum-ip-generic on, nat rules use MASQUERADE --random-fully, and kernel ${release} predates the fix (5.7)`, "known kernel problem: bad outer checksums, connections through the overlay stall for about 63 s"],
         fix: `ethtool -K ${dev} tx-checksum-ip-generic off`,
         repair: () => (setOffload(dev, "tx-checksum-ip-generic", false) ? `ethtool -K ${dev} tx-checksum-ip-generic off` : "ethtool refused"),
+      };
+    },
+  },
+  {
+    id: "overlay.macvlan-host", group: "overlay", title: "macvlan: whether this node reaches its own pods",
+    run(ctx) {
+      if (ctx.agent?.backend !== "macvlan") return ok(`backend ${ctx.agent?.backend ?? "unknown"}: pods hang off the node's bridge, which the node reaches them through`);
+      // A pod of this node: an address IPAM reserved in gauze's network.
+      let pod: string | undefined;
+      try {
+        pod = readdirSync(join(ctx.paths.dataDir, ctx.network?.name ?? "gauze")).find((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f));
+      } catch {
+        // no reservations yet
+      }
+      const rule = "the kernel keeps a macvlan's parent and its macvlans apart: traffic between this node's own address and its pods does not pass";
+      if (!pod) return ok(`no pod on this node yet (when there is one: ${rule})`);
+      const r = runSync(["ping", "-c", "1", "-W", "1", pod]);
+      if (r.status === 0) return ok(`this node reaches its pod ${pod} (a host-side macvlan or another path is in place)`);
+      return {
+        status: "warn",
+        evidence: [`this node cannot reach its own pod ${pod}: ${rule}`, "kubelet's HTTP and TCP probes to pods on this node fail, and so does traffic between hostNetwork pods and this node's pods; pods on other nodes are not affected"],
+        fix: `give the node a macvlan of its own and route its pods through it: ip link add gauze-mvh link ${ctx.agent.device ?? "eth0"} type macvlan mode bridge; ip link set gauze-mvh up; ip route add ${ctx.agent.subnet ?? "<this node's subnet>"} dev gauze-mvh (or use a backend with a bridge: vxlan, host-gw)`,
       };
     },
   },

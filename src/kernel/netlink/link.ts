@@ -4,7 +4,7 @@
 // bridge-port hairpin, delete.
 import { formatIPBytes, parseIP, ipToBytes } from "../../net/cidr.ts";
 import type { Request } from "./socket.ts";
-import { AF_BRIDGE, AF_UNSPEC, IFF, IFINFOMSG_LEN, IFLA, IFLA_BRPORT, IFLA_INFO, IFLA_VXLAN, IF_OPER, NLM_F, RTM, VETH_INFO } from "./uapi.ts";
+import { AF_BRIDGE, AF_UNSPEC, IFF, IFINFOMSG_LEN, IFLA, IFLA_BRPORT, IFLA_INFO, IFLA_MACVLAN, IFLA_VXLAN, IF_OPER, MACVLAN_MODE, NLM_F, RTM, VETH_INFO } from "./uapi.ts";
 import { Attrs, type NlMessage, type NlWriter, formatMac, parseMac } from "./wire.ts";
 
 export interface VxlanInfo {
@@ -182,6 +182,26 @@ export function addVeth(o: NewLinkCommon, peer: VethPeer): Request {
       if (peer.mtu) w.u32(IFLA.MTU, peer.mtu);
       if (peer.netnsFd !== undefined) w.u32(IFLA.NET_NS_FD, peer.netnsFd);
       w.endNest();
+      w.endNest();
+      w.endNest();
+    },
+  };
+}
+
+/** A macvlan on `master`, created straight inside the namespace given by its descriptor (a pod's). */
+export function addMacvlan(o: NewLinkCommon & { master: DevRef; mode: "bridge" | "private" | "vepa"; netnsFd?: number; netnsLabel?: string }): Request {
+  return {
+    what: `add link ${o.name} type macvlan link ${o.master.name} mode ${o.mode}${o.netnsLabel ? ` netns ${o.netnsLabel}` : ""}`, type: RTM.NEWLINK, flags: NLM_F.CREATE | NLM_F.EXCL,
+    body: (w) => {
+      ifinfo(w, 0, o.up ? IFF.UP : 0, o.up ? IFF.UP : 0);
+      w.string(IFLA.IFNAME, o.name);
+      if (o.mtu) w.u32(IFLA.MTU, o.mtu);
+      w.u32(IFLA.LINK, o.master.index);
+      if (o.netnsFd !== undefined) w.u32(IFLA.NET_NS_FD, o.netnsFd);
+      w.beginNest(IFLA.LINKINFO);
+      w.string(IFLA_INFO.KIND, "macvlan");
+      w.beginNest(IFLA_INFO.DATA);
+      w.u32(IFLA_MACVLAN.MODE, MACVLAN_MODE[o.mode === "bridge" ? "BRIDGE" : o.mode === "vepa" ? "VEPA" : "PRIVATE"]);
       w.endNest();
       w.endNest();
     },

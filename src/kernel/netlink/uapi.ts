@@ -42,6 +42,9 @@ export const IFLA_INFO = { KIND: 1, DATA: 2, SLAVE_KIND: 4, SLAVE_DATA: 5 } as c
 
 export const VETH_INFO = { PEER: 1 } as const;
 
+export const IFLA_MACVLAN = { MODE: 1 } as const;
+export const MACVLAN_MODE = { PRIVATE: 1, VEPA: 2, BRIDGE: 4, PASSTHRU: 8, SOURCE: 16 } as const;
+
 export const IFLA_BRPORT = { STATE: 1, MODE: 4, LEARNING: 8 } as const;
 
 export const IFLA_VXLAN = {
