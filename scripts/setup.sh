@@ -12,6 +12,7 @@ packages=(
   tcpdump tshark iperf3 time    # captures, the dissector's oracle, benchmarks (GNU time for peak RSS)
   etcd-server                   # the etcd registry's tests and `gauze lab up --store etcd`
   strace linux-libc-dev         # tests: counting the plugin's execs; netlink numbers against the uapi headers
+  wireguard-go wireguard-tools  # the wireguard backend in userspace (this kernel has no module); wg as the test oracle
   openssl                       # the lab's Kubernetes API (manifest mode): its CA and certificate
 )
 missing=()

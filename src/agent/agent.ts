@@ -18,6 +18,7 @@ import { type InvalidLease, validateLeases } from "../store/validate.ts";
 import "../backend/vxlan.ts";
 import "../backend/host-gw.ts";
 import "../backend/macvlan.ts";
+import "../backend/wireguard.ts";
 import { type NodePaths, foreignConfig, installConflist, nodePaths, previousSubnet, removeConflist, writeAtomic, writeSubnetFile, removeNodeFiles } from "./node-files.ts";
 import { ensureMasquerade, removeMasquerade } from "./masquerade.ts";
 import { createMetrics, type AgentMetrics } from "./metrics.ts";
@@ -65,7 +66,7 @@ export interface AgentStatus {
   /** Drift repaired after kernel events: how many passes, and the last one. */
   repairs?: { count: number; last?: { at: number; event: string; ms: number } };
   /** The other nodes as this agent last saw them in the registry (doctor compares the kernel with it). */
-  peerLeases?: { node: string; subnet: string; publicIp: string; backendType: string; vtepMac?: string }[];
+  peerLeases?: { node: string; subnet: string; publicIp: string; backendType: string; vtepMac?: string; publicKey?: string }[];
   /** Leases refused (by the checks every lease passes, or by the backend), each with where it is and why. */
   invalidLeases?: InvalidLease[];
   healthAddr?: string;
@@ -100,7 +101,8 @@ type Trigger = "start" | "registry" | "timer" | "kernel";
  * gauze.1 after the VNI changed to 42): removed, with their routes, so a switch leaves nothing behind.
  */
 function removeOtherDevices(nl: Rtnl, keep: string, log: Logger): void {
-  const stale = nl.links().filter((l) => /^gauze\.\d+$/.test(l.name) && l.kind === "vxlan" && l.name !== keep);
+  const ours = (l: Link) => (/^gauze\.\d+$/.test(l.name) && l.kind === "vxlan") || l.name === "gauze-wg";
+  const stale = nl.links().filter((l) => ours(l) && l.name !== keep);
   for (const l of stale) {
     nl.run([delLink(l)], (_r, e) => e.notFound);
     log.warn({ device: l.name }, "removed a gauze device the configured backend does not use");
@@ -167,7 +169,7 @@ export class Agent {
       phase("config");
       this.link = readNodeLink(this.nl, this.o.iface);
       const network = formatPrefix(this.net.network);
-      this.backend = createBackend(this.net.backendType, { link: this.link, network, config: this.net.backendConfig });
+      this.backend = createBackend(this.net.backendType, { link: this.link, network, config: this.net.backendConfig, root: this.o.root });
       removeOtherDevices(this.nl, this.backend.device, this.o.log);
       const { backendData, podMtu: maxMtu } = this.backend.setup(this.nl);
       if (this.o.mtu !== undefined && this.o.mtu > maxMtu) throw new Error(`--mtu ${this.o.mtu} is more than ${this.backend.type} over ${this.link.iface} allows (${maxMtu}): give at most ${maxMtu}`);
@@ -440,7 +442,7 @@ export class Agent {
       vtepMac: this.lease?.backendData.vtepMac, podMtu: this.podMtu || undefined,
       peers: this.peers, leaseExpiresAt: this.lease?.expiresAt, lastReconcile: this.lastReconcile, repairs: this.repairs,
       peerLeases: this.leases.filter((l) => l.node !== this.o.node && !l.problem && !this.invalid.some((x) => x.key === (l.key ?? l.subnet)))
-        .map((l) => ({ node: l.node, subnet: l.subnet, publicIp: l.publicIp, backendType: l.backendType, ...(l.backendData.vtepMac ? { vtepMac: l.backendData.vtepMac } : {}) })),
+        .map((l) => ({ node: l.node, subnet: l.subnet, publicIp: l.publicIp, backendType: l.backendType, ...(l.backendData.vtepMac ? { vtepMac: l.backendData.vtepMac } : {}), ...(l.backendData.publicKey ? { publicKey: l.backendData.publicKey } : {}) })),
       invalidLeases: this.invalid, healthAddr: this.o.healthAddr, iface: this.link?.iface ?? this.o.iface, vni: opts?.vni, port: opts?.port, ipMasq: this.o.ipMasq, bridge: this.o.bridge, updatedAt: Date.now(),
     };
   }

@@ -48,11 +48,20 @@ export interface NodeLink {
   mtu: number;
 }
 
+/** A WireGuard peer of the tunnel device, as the device reports it (keys in base64). */
+export interface TunnelPeer {
+  publicKey: string;
+  endpoint?: string;
+  allowedIps: string[];
+  keepalive?: number;
+}
+
 /** An entry of the kernel a backend owns, as a change makes or removes it. */
 export type KernelEntry =
   | { kind: "route"; route: Route }
   | { kind: "neigh"; neigh: Neigh }
-  | { kind: "fdb"; fdb: FdbEntry };
+  | { kind: "fdb"; fdb: FdbEntry }
+  | { kind: "peer"; peer: TunnelPeer };
 
 /** One change of a plan: what it does (for logs and doctor), the request that does it, and the entry. */
 export interface Change {
@@ -60,7 +69,9 @@ export interface Change {
   /** Which peer it is for (a node name), or "" for entries no lease accounts for. */
   peer: string;
   text: string;
-  request: Request;
+  /** The netlink request that makes the change; or `run`, for state netlink does not carry (WireGuard peers). */
+  request?: Request;
+  run?: () => void;
   entry: KernelEntry;
 }
 
@@ -130,10 +141,14 @@ export interface KernelView {
   routes: Route[];
   neighbours: Neigh[];
   fdb: FdbEntry[];
+  /** WireGuard: the device's peers. */
+  peers?: TunnelPeer[];
 }
 
 export interface BackendOptions {
   link: NodeLink;
+  /** Prefix of the node's paths (the agent's --root: a lab node's tree), for backends that keep files. */
+  root?: string;
   /** The pod network, e.g. 10.244.0.0/16. */
   network: string;
   /** The network config's Backend block, as given (each backend validates its own fields). */
@@ -170,11 +185,24 @@ export function createBackend(type: string, o: BackendOptions): Backend {
  * the changes the kernel took, so that a caller keeping the view can apply them to it.
  */
 export function applyPlan(nl: Rtnl, plan: Plan, onRefused: (c: Change, message: string) => void): { added: number; removed: number; failed: number; done: Change[] } {
-  const outcomes = nl.apply(plan.changes.map((c) => c.request));
+  // Netlink changes in one batch; the others (WireGuard peers) each on their own, in plan order
+  // relative to one another.
+  const viaNetlink = plan.changes.filter((c) => c.request);
+  const batch = nl.apply(viaNetlink.map((c) => c.request!));
+  const outcome = new Map<Change, { message: string; notFound: boolean } | undefined>(viaNetlink.map((c, i) => [c, batch[i]]));
+  for (const c of plan.changes) {
+    if (c.request || !c.run) continue;
+    try {
+      c.run();
+      outcome.set(c, undefined);
+    } catch (e) {
+      outcome.set(c, { message: (e as Error).message, notFound: false });
+    }
+  }
   let added = 0, removed = 0, failed = 0;
   const done: Change[] = [];
-  plan.changes.forEach((c, i) => {
-    const e = outcomes[i];
+  plan.changes.forEach((c) => {
+    const e = outcome.get(c);
     if (e && !(c.op === "del" && e.notFound)) {
       failed++;
       onRefused(c, e.message);
@@ -188,7 +216,7 @@ export function applyPlan(nl: Rtnl, plan: Plan, onRefused: (c: Change, message: 
 }
 
 const entryKey = (e: KernelEntry): string =>
-  e.kind === "route" ? `r ${e.route.dst}` : e.kind === "neigh" ? `n ${e.neigh.dst}` : `f ${e.fdb.mac} ${e.fdb.dst}`;
+  e.kind === "route" ? `r ${e.route.dst}` : e.kind === "neigh" ? `n ${e.neigh.dst}` : e.kind === "peer" ? `p ${e.peer.publicKey}` : `f ${e.fdb.mac} ${e.fdb.dst}`;
 
 /**
  * The view after these changes, without reading the kernel again: an add replaces what the
@@ -206,6 +234,7 @@ export function viewAfter(view: KernelView, changes: readonly Change[]): KernelV
     (remotes.get(fdb.mac) ?? remotes.set(fdb.mac, new Set()).get(fdb.mac)!).add(k);
   };
   for (const route of view.routes) next.set(`r ${route.dst}`, { kind: "route", route });
+  for (const peer of view.peers ?? []) next.set(`p ${peer.publicKey}`, { kind: "peer", peer });
   for (const neigh of view.neighbours) next.set(`n ${neigh.dst}`, { kind: "neigh", neigh });
   const fdbOther: FdbEntry[] = [];
   for (const fdb of view.fdb) {
@@ -224,10 +253,11 @@ export function viewAfter(view: KernelView, changes: readonly Change[]): KernelV
       next.delete(entryKey(e));
     }
   }
-  const out: KernelView = { ...(view.device ? { device: view.device } : {}), routes: [], neighbours: [], fdb: fdbOther };
+  const out: KernelView = { ...(view.device ? { device: view.device } : {}), routes: [], neighbours: [], fdb: fdbOther, ...(view.peers ? { peers: [] } : {}) };
   for (const e of next.values()) {
     if (e.kind === "route") out.routes.push(e.route);
     else if (e.kind === "neigh") out.neighbours.push(e.neigh);
+    else if (e.kind === "peer") (out.peers ??= []).push(e.peer);
     else out.fdb.push(e.fdb);
   }
   return out;

@@ -87,7 +87,7 @@ export class HostGwBackend implements Backend {
   uninstall(nl: Rtnl): void {
     const view = this.read(nl);
     const plan = this.plan(view, []);
-    nl.apply(plan.changes.map((c) => c.request));
+    nl.apply(plan.changes.flatMap((c) => (c.request ? [c.request] : [])));
   }
 }
 

@@ -283,7 +283,7 @@ export class VxlanBackend implements Backend {
   uninstall(nl: Rtnl): void {
     // Direct routes (DirectRouting, now or under an earlier config) live on the underlay: gauze's only.
     const direct = nl.routes(4, this.underlay).filter((r) => r.protocol === GAUZE_ROUTE_PROTOCOL && routeInside(this.network, r.dst));
-    nl.apply(direct.map((r) => delRouteChange(r, this.underlay).request));
+    nl.apply(direct.map((r) => delRouteChange(r, this.underlay).request!));
     const [e] = nl.apply([delLink(this.device)]);
     if (e && !e.notFound) throw e;
   }

@@ -3,17 +3,19 @@
 // is for: outer IP 134 bytes, inner IP 84, encapsulation 50 for a 64-byte ping over VXLAN.
 import { DecodeContext, type DecodeOptions } from "./decode/context.ts";
 import { verifyChecksums } from "./checksums.ts";
-import type { Dissection, Ipv4Layer, Ipv6Layer, Layer, Tunnel } from "./decode/layers.ts";
+import type { Dissection, Ipv4Layer, Ipv6Layer, Layer, Sealed, Tunnel, WireguardLayer } from "./decode/layers.ts";
 import { decodeLink } from "./decode/link.ts";
 import type { Packet } from "./reader.ts";
 
 export const DEFAULT_VXLAN_PORTS = [8472, 4789];
 export const DEFAULT_GENEVE_PORTS = [6081];
+export const DEFAULT_WIREGUARD_PORTS = [51820];
 
-export function decodeOptions(o: { vxlanPorts?: number[]; genevePorts?: number[]; detail?: boolean } = {}): DecodeOptions {
+export function decodeOptions(o: { vxlanPorts?: number[]; genevePorts?: number[]; wireguardPorts?: number[]; detail?: boolean } = {}): DecodeOptions {
   return {
     vxlanPorts: new Set(o.vxlanPorts ?? DEFAULT_VXLAN_PORTS),
     genevePorts: new Set(o.genevePorts ?? DEFAULT_GENEVE_PORTS),
+    wireguardPorts: new Set(o.wireguardPorts ?? DEFAULT_WIREGUARD_PORTS),
     detail: o.detail ?? true,
   };
 }
@@ -29,6 +31,8 @@ export function dissect(p: Packet, opts: DecodeOptions): Dissection {
   }
   const t = findTunnel(d.layers, p.wireLen);
   if (t) d.tunnel = t;
+  const s = findSealed(d.layers);
+  if (s) d.sealed = s;
   if (opts.detail) verifyChecksums(d);
   return d;
 }
@@ -39,6 +43,18 @@ export function ipLength(l: Ipv4Layer | Ipv6Layer): number {
 
 function isIp(l: Layer | undefined): l is Ipv4Layer | Ipv6Layer {
   return l !== undefined && (l.kind === "ipv4" || l.kind === "ipv6");
+}
+
+/** A WireGuard transport message: the outer IP header's length and what the sealed packet takes. */
+function findSealed(layers: Layer[]): Sealed | undefined {
+  const i = layers.findIndex((l) => l.kind === "wireguard" && l.msgType === 4);
+  if (i < 0) return undefined;
+  const wg = layers[i] as WireguardLayer;
+  let outer = i - 1;
+  while (outer >= 0 && !isIp(layers[outer])) outer--;
+  if (outer < 0 || wg.sealedLen === undefined) return undefined;
+  const outerIpLen = ipLength(layers[outer] as Ipv4Layer | Ipv6Layer);
+  return { kind: "wireguard", outerIpLen, innerPaddedLen: wg.sealedLen, overheadBytes: outerIpLen - wg.sealedLen };
 }
 
 /** The outermost tunnel: its outer IP header, and the first IP header inside it. */

@@ -22,7 +22,7 @@ export class FilterError extends Error {
 type Scope = "any" | "outer" | "inner";
 const PROTOS: Record<string, Layer["kind"][]> = {
   eth: ["eth"], arp: ["arp"], ip: ["ipv4"], ipv4: ["ipv4"], ip6: ["ipv6"], ipv6: ["ipv6"], icmp: ["icmp"], icmp6: ["icmp6"],
-  udp: ["udp"], tcp: ["tcp"], vxlan: ["vxlan"], geneve: ["geneve"],
+  udp: ["udp"], tcp: ["tcp"], vxlan: ["vxlan"], geneve: ["geneve"], wireguard: ["wireguard"],
 };
 
 function inScope(l: Layer, s: Scope): boolean {

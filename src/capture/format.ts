@@ -2,7 +2,7 @@
 // header length, and the tunnel's size annotation), and JSON lines with stable field names
 // (documented in the README).
 import type {
-  ArpLayer, ChecksumState, Dissection, EthLayer, GeneveLayer, IcmpLayer, Ipv4Layer, Ipv6Layer, Layer, SllLayer, TcpLayer,
+  ArpLayer, ChecksumState, Dissection, EthLayer, GeneveLayer, IcmpLayer, WireguardLayer, Ipv4Layer, Ipv6Layer, Layer, SllLayer, TcpLayer,
   Tunnel, UdpLayer, VxlanLayer,
 } from "./decode/layers.ts";
 import type { Packet } from "./reader.ts";
@@ -14,7 +14,7 @@ const IP_PROTOS: Record<number, string> = { 1: "icmp", 6: "tcp", 17: "udp", 58: 
 const ICMP_TYPES: Record<number, string> = { 0: "echo reply", 3: "destination unreachable", 5: "redirect", 8: "echo request", 11: "time exceeded" };
 const ICMP6_TYPES: Record<number, string> = { 1: "destination unreachable", 2: "packet too big", 3: "time exceeded", 128: "echo request", 129: "echo reply", 133: "router solicitation", 143: "multicast listener report v2", 134: "router advertisement", 135: "neighbor solicitation", 136: "neighbor advertisement" };
 const TCP_FLAGS = ["F", "S", "R", "P", ".", "U", "E", "W", "N"];
-const LAYER_TITLE: Record<Layer["kind"], string> = { eth: "Ethernet", sll: "Linux cooked", sll2: "Linux cooked v2", arp: "ARP", ipv4: "IPv4", ipv6: "IPv6", icmp: "ICMP", icmp6: "ICMPv6", udp: "UDP", tcp: "TCP", vxlan: "VXLAN", geneve: "Geneve" };
+const LAYER_TITLE: Record<Layer["kind"], string> = { eth: "Ethernet", sll: "Linux cooked", sll2: "Linux cooked v2", arp: "ARP", ipv4: "IPv4", ipv6: "IPv6", icmp: "ICMP", icmp6: "ICMPv6", udp: "UDP", tcp: "TCP", vxlan: "VXLAN", geneve: "Geneve", wireguard: "WireGuard" };
 
 function hex(n: number, width: number): string {
   return "0x" + n.toString(16).padStart(width, "0");
@@ -134,7 +134,17 @@ function writeLayer(w: AsciiSink, l: Exclude<Layer, Ipv4Layer | UdpLayer | TcpLa
     case "icmp": case "icmp6": return writeIcmp(w, l);
     case "vxlan": return writeVxlan(w, l);
     case "geneve": return writeGeneve(w, l);
+    case "wireguard": return writeWireguard(w, l);
   }
+}
+
+const WG_TYPES = ["", "handshake initiation", "handshake response", "cookie reply", "transport data"];
+
+function writeWireguard(w: AsciiSink, l: WireguardLayer): void {
+  w.str(WG_TYPES[l.msgType] ?? "?");
+  if (l.receiver !== undefined) w.str(", receiver ").str(hex(l.receiver, 8));
+  if (l.counter !== undefined) w.str(", counter ").str(l.counter);
+  if (l.sealedLen !== undefined) w.str(l.sealedLen === 0 ? ", keepalive" : ", sealed packet ").str(l.sealedLen === 0 ? "" : `${l.sealedLen} bytes (+16 tag)`);
 }
 
 function writeEth(w: AsciiSink, l: EthLayer, f: Uint8Array): void {
@@ -253,7 +263,7 @@ export function writeTime(w: AsciiSink, sec: number, nsec: number): void {
 
 const INDENT = ["  ", "    ", "      ", "        ", "          "];
 
-const KIND_NO: Record<Layer["kind"], number> = { eth: 0, sll: 1, sll2: 2, arp: 3, ipv4: 4, ipv6: 5, icmp: 6, icmp6: 7, udp: 8, tcp: 9, vxlan: 10, geneve: 11 };
+const KIND_NO: Record<Layer["kind"], number> = { eth: 0, sll: 1, sll2: 2, arp: 3, ipv4: 4, ipv6: 5, icmp: 6, icmp6: 7, udp: 8, tcp: 9, vxlan: 10, geneve: 11, wireguard: 12 };
 
 /**
  * Bulk traffic is packet after packet of the same few flows, and most of each line is the same
@@ -268,10 +278,10 @@ const KIND_NO: Record<Layer["kind"], number> = { eth: 0, sll: 1, sll2: 2, arp: 3
 interface Rendered { a: number; b: number; c: number; d: number; e: number; header: Uint8Array | undefined; bytes: Uint8Array }
 const rendered: (Rendered | undefined)[] = [];
 // Slots beyond the per-(kind, depth) ones: pieces of the header line, and line tails per depth.
-const SLOT_HEADER_TAIL = 100;
-const SLOT_IPV4_TAIL = 104;
-const SLOT_TCP_ACK = 108;
-const SLOT_TCP_LENGTH = 112;
+const SLOT_HEADER_TAIL = 120;
+const SLOT_IPV4_TAIL = 124;
+const SLOT_TCP_ACK = 128;
+const SLOT_TCP_LENGTH = 132;
 
 function slotOf(l: Layer): number {
   return KIND_NO[l.kind] * 8 + l.depth;
@@ -398,7 +408,10 @@ export function writePacketText(w: AsciiSink, p: Packet, d: Dissection): void {
   const t = d.tunnel;
   w.char(35).num(p.n).char(32);
   writeTime(w, p.tsSec, p.tsNsec);
+  const sl = d.sealed;
   if (t) writeTunnelLine(w, d, t);
+  else if (sl) w.str(" wireguard: outer frame ").num(p.wireLen).str(" bytes, outer IP ").num(sl.outerIpLen).str(", sealed inner packet ").num(sl.innerPaddedLen)
+    .str(" (padded to 16), overhead ").num(sl.overheadBytes).str(" (IP ").num(sl.outerIpLen - sl.innerPaddedLen - 40).str(" + UDP 8 + WireGuard 32); the packet inside is encrypted");
   else w.char(32).num(p.wireLen).str(" bytes");
   if (p.data.length < p.wireLen) w.str(" (").num(p.data.length).str(" of ").num(p.wireLen).str(" captured)");
   w.char(10);
@@ -428,6 +441,7 @@ export function packetJson(p: Packet, d: Dissection): Record<string, unknown> {
       case "tcp": Object.assign(o, { src_port: l.srcPort, dst_port: l.dstPort, flags: tcpFlags(l.flags), seq: l.seq, ack: l.ack, window: l.window, payload_len: l.payloadLen, options: tcpOptionList(f, l.offset + 20, l.offset + l.headerLen), checksum: l.checksum, checksum_state: l.checksumState }); break;
       case "vxlan": o.vni = l.vni; o.flags = l.flags; if (l.groupPolicy !== undefined) o.group_policy = l.groupPolicy; break;
       case "geneve": Object.assign(o, { vni: l.vni, protocol: hex(l.protocol, 4), options_len: l.optionsLen, options: l.options, oam: l.oam, critical: l.critical }); break;
+      case "wireguard": Object.assign(o, { type: l.msgType, ...(l.receiver !== undefined ? { receiver: l.receiver } : {}), ...(l.counter !== undefined ? { counter: l.counter } : {}), ...(l.sealedLen !== undefined ? { sealed_len: l.sealedLen } : {}) }); break;
     }
     return o;
   });
@@ -443,6 +457,8 @@ export function packetJson(p: Packet, d: Dissection): Record<string, unknown> {
       encap_layers: d.layers.slice(t.outerIp, t.innerIp).map((l) => ({ layer: l.kind, depth: l.depth, header_len: l.headerLen })),
     };
   }
+  const sl = d.sealed;
+  if (sl) out.sealed = { type: sl.kind, outer_ip_len: sl.outerIpLen, inner_padded_len: sl.innerPaddedLen, overhead_bytes: sl.overheadBytes };
   if (d.cut) out.cut = d.cut;
   if (d.malformed) out.malformed = d.malformed;
   return out;

@@ -59,7 +59,7 @@ export function registerLab(program: Command, set: SetStatus): void {
     .option("--name <name>", "lab name", "demo")
     .option("--nodes <n>", "number of nodes", "2")
     .option("--pod-cidr <cidr>", "pod network", "10.244.0.0/16")
-    .option("--backend <type>", "vxlan, host-gw, vxlan-direct (vxlan with DirectRouting) or macvlan (pods on the underlay; pod network 172.18.128.0/17)", "vxlan")
+    .option("--backend <type>", "vxlan, host-gw, vxlan-direct (vxlan with DirectRouting), macvlan (pods on the underlay; pod network 172.18.128.0/17) or wireguard (encrypted; userspace wireguard-go where the kernel has no module)", "vxlan")
     .option("--underlay-subnets <n>", "1, or 2: nodes alternate between two routed underlay subnets (DirectRouting tunnels only to the other one)", "1")
     .option("--no-cni", "leave the nodes without a CNI (NotReady), as a fresh kubeadm cluster is")
     .option("--store <kind>", "subnet registry: file (embedded) or etcd (a real etcd server the lab starts)", "file")
@@ -85,7 +85,7 @@ export function registerLab(program: Command, set: SetStatus): void {
 
   lab.command("bench")
     .description("the overlay tax per backend: pod-to-pod TCP throughput, CPU per Gbit/s, RTT, and the bytes each path adds on the wire, measured on fresh labs in one run")
-    .option("--backends <list>", "none (the underlay itself), host-gw, vxlan, vxlan-direct (DirectRouting, one subnet), macvlan, flannel-style (the anchor: flannel's VXLAN made by hand)", "none,host-gw,vxlan,vxlan-direct,macvlan,flannel-style")
+    .option("--backends <list>", "none (the underlay itself), host-gw, vxlan, vxlan-direct (DirectRouting, one subnet), macvlan, wireguard, flannel-style (the anchor: flannel's VXLAN made by hand)", "none,host-gw,vxlan,vxlan-direct,macvlan,wireguard,flannel-style")
     .option("--streams <list>", "iperf3 parallel streams", "1,4")
     .option("--seconds <n>", "length of each iperf3 run", "3")
     .option("--rounds <n>", "rounds, interleaved across backends (medians reported)", "3")

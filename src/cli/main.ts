@@ -126,6 +126,20 @@ export async function runCli(argv: string[]): Promise<number> {
           status = imageCli(o);
         });
     }],
+    ["mount-exec", () => {
+      program.command("mount-exec", { hidden: true })
+        .description("(internal) run a command with directories bound over others in a mount namespace of its own")
+        .option("--bind <src:dst>", "bind src over dst (repeatable)", (v: string, acc: string[]) => [...acc, v], [] as string[])
+        .argument("<cmd...>", "the command, after --")
+        .action(async (cmd: string[], o: { bind: string[] }) => {
+          const { runWithBinds } = await import("../kernel/mountns.ts");
+          const binds = o.bind.map((b) => ({ src: b.slice(0, b.indexOf(":")), dst: b.slice(b.indexOf(":") + 1) }));
+          const r = runWithBinds(binds, cmd);
+          process.stdout.write(r.stdout);
+          process.stderr.write(r.stderr);
+          status = r.status;
+        });
+    }],
     ["install-cni", () => {
       program.command("install-cni")
         .description("put this executable into the node's CNI bin dir as `gauze`, atomically (a DaemonSet's init container)")

@@ -27,6 +27,7 @@ export interface Libc {
   closedir(dir: Pointer): number;
   socket(domain: number, type: number, protocol: number): number;
   bind(fd: number, addr: Uint8Array, len: number): number;
+  connect(fd: number, addr: Uint8Array, len: number): number;
   getsockname(fd: number, addr: Uint8Array, len: Uint32Array): number;
   send(fd: number, buf: Uint8Array, n: number, flags: number): number;
   recv(fd: number, buf: Uint8Array, n: number, flags: number): number;
@@ -83,6 +84,7 @@ function bind(): Libc {
     closedir: { args: [T.ptr], returns: T.i32 },
     socket: { args: [T.i32, T.i32, T.i32], returns: T.i32 },
     bind: { args: [T.i32, T.ptr, T.u32], returns: T.i32 },
+    connect: { args: [T.i32, T.ptr, T.u32], returns: T.i32 },
     getsockname: { args: [T.i32, T.ptr, T.ptr], returns: T.i32 },
     send: { args: [T.i32, T.ptr, T.u64, T.i32], returns: T.i32 },
     recv: { args: [T.i32, T.ptr, T.u64, T.i32], returns: T.i32 },
@@ -117,6 +119,7 @@ function bind(): Libc {
     closedir: f.closedir as Libc["closedir"],
     socket: f.socket as Libc["socket"],
     bind: f.bind as Libc["bind"],
+    connect: f.connect as Libc["connect"],
     getsockname: f.getsockname as Libc["getsockname"],
     send: f.send as Libc["send"],
     recv: f.recv as Libc["recv"],

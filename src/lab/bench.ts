@@ -17,7 +17,7 @@ import { labDown, labUp, podRun, type Progress } from "./lab.ts";
 import { labDir, labExists, loadLab } from "./state.ts";
 import { captureDuring, sizes } from "./wire.ts";
 
-export const BENCH_BACKENDS = ["none", "host-gw", "vxlan", "vxlan-direct", "macvlan", "flannel-style"] as const;
+export const BENCH_BACKENDS = ["none", "host-gw", "vxlan", "vxlan-direct", "macvlan", "wireguard", "flannel-style"] as const;
 export type BenchBackend = (typeof BENCH_BACKENDS)[number];
 
 export interface Endpoint { netns: string; ip: string; dev: string }
@@ -103,7 +103,7 @@ function buildFlannelStyle(lab: string): { pods: Endpoint[]; netns: string[] } {
 }
 
 async function setUp(backend: BenchBackend, prefix: string, progress: Progress): Promise<Setup> {
-  const lab = `${prefix}-${({ "flannel-style": "fl", "host-gw": "hg", none: "no", vxlan: "vx", "vxlan-direct": "vd", macvlan: "mv" } as const)[backend]}`;
+  const lab = `${prefix}-${({ "flannel-style": "fl", "host-gw": "hg", none: "no", vxlan: "vx", "vxlan-direct": "vd", macvlan: "mv", wireguard: "wg" } as const)[backend]}`;
   if (labExists(lab)) await labDown(lab, () => undefined);
   const quiet = () => undefined;
   const cp = `${lab}-control-plane`;
@@ -125,7 +125,8 @@ async function setUp(backend: BenchBackend, prefix: string, progress: Progress):
   const b = await podRun(lab, "b", wk, "netshoot");
   if (a.phase !== "Running" || b.phase !== "Running") throw new Error(`pods did not start: ${a.reason ?? b.reason}`);
   progress(`${backend}: gauze pods ${a.ip} and ${b.ip}`);
-  return { backend, lab, client: { netns: a.netns, ip: a.ip!, dev: "eth0" }, server: { netns: b.netns, ip: b.ip!, dev: "eth0" }, clientNode: `gz-${cp}`, ...(backend === "vxlan" ? { tunnelBpf: "udp port 8472" } : {}), extraNetns: [] };
+  const tunnelBpf = backend === "vxlan" ? "udp port 8472" : backend === "wireguard" ? "udp port 51820" : undefined;
+  return { backend, lab, client: { netns: a.netns, ip: a.ip!, dev: "eth0" }, server: { netns: b.netns, ip: b.ip!, dev: "eth0" }, clientNode: `gz-${cp}`, ...(tunnelBpf ? { tunnelBpf } : {}), extraNetns: [] };
 }
 
 function iperf(x: Setup, streams: number, seconds: number): { gbps: number; coresBusy: number } {
@@ -241,7 +242,7 @@ function targets(rs: BackendResult[]): BenchReport["targets"] {
     const vx = g(by("vxlan"), n);
     if (vx !== undefined) out.push({ what: `vxlan, ${n} stream(s): within 5 % of flannel-style`, value: `${((vx / g(fl, n)!) * 100).toFixed(1)} %`, ok: vx >= 0.95 * g(fl, n)! });
   }
-  const want: Partial<Record<BenchBackend, number>> = { vxlan: 50, "flannel-style": 50, "host-gw": 0, "vxlan-direct": 0, macvlan: 0, none: 0 };
+  const want: Partial<Record<BenchBackend, number>> = { vxlan: 50, "flannel-style": 50, "host-gw": 0, "vxlan-direct": 0, macvlan: 0, wireguard: 60, none: 0 };
   for (const r of rs.filter((x) => x.ok && x.ping)) {
     const w = want[r.backend];
     if (w !== undefined) out.push({ what: `${r.backend}: wire overhead ${w} bytes per packet (from the capture)`, value: `${r.ping!.overhead} per ping, ${r.segment?.overhead ?? "?"} per segment`, ok: r.ping!.overhead === w && r.segment?.overhead === w });

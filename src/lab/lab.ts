@@ -49,8 +49,8 @@ export interface UpOptions {
 }
 
 /** The backends a lab runs: vxlan-direct is vxlan with DirectRouting. */
-export type LabBackend = "vxlan" | "host-gw" | "vxlan-direct" | "macvlan";
-export const LAB_BACKENDS: readonly LabBackend[] = ["vxlan", "host-gw", "vxlan-direct", "macvlan"];
+export type LabBackend = "vxlan" | "host-gw" | "vxlan-direct" | "macvlan" | "wireguard";
+export const LAB_BACKENDS: readonly LabBackend[] = ["vxlan", "host-gw", "vxlan-direct", "macvlan", "wireguard"];
 /** macvlan pods live on the underlay itself: their addresses come from its upper half, which no node uses. */
 export const MACVLAN_POD_CIDR = "172.18.128.0/17";
 

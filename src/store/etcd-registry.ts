@@ -31,7 +31,7 @@ export interface EtcdOptions {
 interface StoredLease {
   PublicIP: string;
   BackendType: string;
-  BackendData: { VtepMAC?: string };
+  BackendData: { VtepMAC?: string; PublicKey?: string };
   Node: string;
   Expires: number;
 }
@@ -44,10 +44,11 @@ function toLease(key: string, subnet: string, text: string): Lease {
   return leaseRecord(key, subnet, {
     node: v.Node, publicIp: v.PublicIP, backendType: v.BackendType, expiresAt: v.Expires,
     vtepMac: typeof data === "object" && data !== null ? (data as Record<string, unknown>).VtepMAC : undefined,
+    publicKey: typeof data === "object" && data !== null ? (data as Record<string, unknown>).PublicKey : undefined,
   });
 }
 
-const toStored = (l: Lease): StoredLease => ({ PublicIP: l.publicIp, BackendType: l.backendType, BackendData: { ...(l.backendData.vtepMac ? { VtepMAC: l.backendData.vtepMac } : {}) }, Node: l.node, Expires: l.expiresAt });
+const toStored = (l: Lease): StoredLease => ({ PublicIP: l.publicIp, BackendType: l.backendType, BackendData: { ...(l.backendData.vtepMac ? { VtepMAC: l.backendData.vtepMac } : {}), ...(l.backendData.publicKey ? { PublicKey: l.backendData.publicKey } : {}) }, Node: l.node, Expires: l.expiresAt });
 
 export class EtcdRegistry implements SubnetRegistry {
   readonly kind = "etcd";

@@ -57,7 +57,7 @@ export class FileRegistry implements SubnetRegistry {
       const subnet = f.slice(0, -".json".length).replace("-", "/");
       const data = typeof v === "object" ? v.backendData : undefined;
       out.push(typeof v === "string" ? leaseRecord(path, subnet, v) : {
-        ...leaseRecord(path, subnet, { node: v.node, publicIp: v.publicIp, backendType: v.backendType, expiresAt: v.expiresAt, vtepMac: typeof data === "object" && data !== null ? (data as Record<string, unknown>).vtepMac : undefined }),
+        ...leaseRecord(path, subnet, { node: v.node, publicIp: v.publicIp, backendType: v.backendType, expiresAt: v.expiresAt, vtepMac: typeof data === "object" && data !== null ? (data as Record<string, unknown>).vtepMac : undefined, publicKey: typeof data === "object" && data !== null ? (data as Record<string, unknown>).publicKey : undefined }),
         // The file's name is where the lease is; a subnet field that says otherwise is refused.
         ...(typeof v.subnet === "string" && v.subnet !== subnet ? { problem: `file ${f} holds a lease for ${v.subnet}` } : {}),
       });

@@ -36,7 +36,7 @@ function nodeLease(n: V1Node): Lease | undefined {
   if (!parsed) return leaseRecord(key, subnet, `podCIDR ${JSON.stringify(subnet)} is not a CIDR`);
   const data = parseRecord(a[ANNOTATION.backendData] ?? "{}");
   if (typeof data === "string") return leaseRecord(key, formatPrefix(parsed.prefix), `annotation ${ANNOTATION.backendData}: ${data}`);
-  return leaseRecord(key, formatPrefix(parsed.prefix), { node: name, publicIp: a[ANNOTATION.publicIp], backendType: a[ANNOTATION.backendType] ?? "vxlan", vtepMac: data.VtepMAC, expiresAt: Number.MAX_SAFE_INTEGER });
+  return leaseRecord(key, formatPrefix(parsed.prefix), { node: name, publicIp: a[ANNOTATION.publicIp], backendType: a[ANNOTATION.backendType] ?? "vxlan", vtepMac: data.VtepMAC, publicKey: data.PublicKey, expiresAt: Number.MAX_SAFE_INTEGER });
 }
 
 export class KubeRegistry implements SubnetRegistry {
@@ -85,7 +85,7 @@ export class KubeRegistry implements SubnetRegistry {
   private async publish(req: LeaseRequest): Promise<void> {
     const now = new Date().toISOString();
     const body = {
-      metadata: { annotations: { [ANNOTATION.publicIp]: req.publicIp, [ANNOTATION.backendType]: req.backendType, [ANNOTATION.backendData]: JSON.stringify({ ...(req.backendData.vtepMac ? { VtepMAC: req.backendData.vtepMac } : {}) }) } },
+      metadata: { annotations: { [ANNOTATION.publicIp]: req.publicIp, [ANNOTATION.backendType]: req.backendType, [ANNOTATION.backendData]: JSON.stringify({ ...(req.backendData.vtepMac ? { VtepMAC: req.backendData.vtepMac } : {}), ...(req.backendData.publicKey ? { PublicKey: req.backendData.publicKey } : {}) }) } },
       status: { conditions: [{ type: "NetworkUnavailable", status: "False", reason: "GauzeIsUp", message: "gauze agent is running on this node", lastTransitionTime: now, lastHeartbeatTime: now }] },
     };
     const opts = this.k8s.setHeaderOptions("Content-Type", this.k8s.PatchStrategy.StrategicMergePatch);

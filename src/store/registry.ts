@@ -24,7 +24,8 @@ export interface Lease {
   /** The node's underlay address: VXLAN's remote, host-gw's next hop. */
   publicIp: string;
   backendType: string;
-  backendData: { vtepMac?: string };
+  /** What the backend publishes for its peers: VXLAN's VTEP MAC, WireGuard's public key. */
+  backendData: { vtepMac?: string; publicKey?: string };
   /** Milliseconds since the epoch. */
   expiresAt: number;
   /** Where the registry keeps it (an etcd key, a file, a Node): named when the lease is refused. */
@@ -143,16 +144,17 @@ export function pickFreeSubnet(n: ResolvedNetwork, taken: string[], spread = 1):
  * fields of a lease comes back with `problem` set (the agent refuses it and says so) rather than
  * being dropped in silence or stopping the listing.
  */
-export function leaseRecord(key: string, subnet: string, fields: { node: unknown; publicIp: unknown; backendType: unknown; vtepMac: unknown; expiresAt: unknown } | string): Lease {
+export function leaseRecord(key: string, subnet: string, fields: { node: unknown; publicIp: unknown; backendType: unknown; vtepMac: unknown; publicKey?: unknown; expiresAt: unknown } | string): Lease {
   const bad = (problem: string): Lease => ({ subnet, node: "?", publicIp: "", backendType: "", backendData: {}, expiresAt: Number.MAX_SAFE_INTEGER, key, problem });
   if (typeof fields === "string") return bad(fields);
-  const { node, publicIp, backendType, vtepMac, expiresAt } = fields;
+  const { node, publicIp, backendType, vtepMac, publicKey, expiresAt } = fields;
   if (typeof node !== "string" || node === "") return bad("no node name");
   if (typeof publicIp !== "string") return bad("no public IP");
   if (backendType !== undefined && typeof backendType !== "string") return bad("backend type is not a string");
   if (vtepMac !== undefined && typeof vtepMac !== "string") return bad("VTEP MAC is not a string");
+  if (publicKey !== undefined && typeof publicKey !== "string") return bad("public key is not a string");
   if (typeof expiresAt !== "number" || !Number.isFinite(expiresAt)) return bad("no expiry time");
-  return { subnet, node, publicIp, backendType: (backendType as string | undefined) ?? "vxlan", backendData: vtepMac ? { vtepMac: vtepMac as string } : {}, expiresAt, key };
+  return { subnet, node, publicIp, backendType: (backendType as string | undefined) ?? "vxlan", backendData: { ...(vtepMac ? { vtepMac: vtepMac as string } : {}), ...(publicKey ? { publicKey: publicKey as string } : {}) }, expiresAt, key };
 }
 
 /** JSON text as an object, or why it is not one. */

@@ -6,6 +6,7 @@
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import { statSync } from "node:fs";
 import { GAUZE, must, sh } from "./helpers.ts";
 
 const base = `t${process.pid % 1000}`;
@@ -39,7 +40,7 @@ async function lossDuring(lab: string, from: string, ip: string, during: () => v
 }
 
 /** The first packet `gauze capture` sees on a node's eth0 while one ping goes from `fromPod` to `to`. */
-function captureOne(lab: string, node: string, filter: string, fromPod: string, to: string): Promise<{ layers: { layer: string; total_len?: number; src?: string; dst?: string }[]; tunnel?: { encap_bytes: number } }> {
+function captureOne(lab: string, node: string, filter: string, fromPod: string, to: string): Promise<{ layers: { layer: string; total_len?: number; src?: string; dst?: string }[]; tunnel?: { encap_bytes: number }; sealed?: { outer_ip_len: number; inner_padded_len: number; overhead_bytes: number } }> {
   const c = spawn(GAUZE, ["capture", "--iface", "eth0", "--netns", `gz-${node}`, "--filter", filter, "--count", "1", "--duration", "5", "--json"]);
   let out = "";
   c.stdout.on("data", (d: Buffer) => { out += d.toString(); });
@@ -49,9 +50,9 @@ function captureOne(lab: string, node: string, filter: string, fromPod: string, 
   });
 }
 
-for (const [backend, subnets] of [["vxlan", "1"], ["host-gw", "1"], ["vxlan-direct", "2"], ["macvlan", "1"]] as const) {
+for (const [backend, subnets] of [["vxlan", "1"], ["host-gw", "1"], ["vxlan-direct", "2"], ["macvlan", "1"], ["wireguard", "1"]] as const) {
   test(`${backend}${subnets === "2" ? " on two underlay subnets" : ""}: full mesh of 4 nodes x 2 pods; join and leave; an agent restart loses nothing beyond 1 s`, { timeout: 180_000 }, async () => {
-    const lab = `${base}${({ vxlan: "bv", "host-gw": "bh", "vxlan-direct": "bd", macvlan: "bm" } as const)[backend]}`;
+    const lab = `${base}${({ vxlan: "bv", "host-gw": "bh", "vxlan-direct": "bd", macvlan: "bm", wireguard: "bw" } as const)[backend]}`;
     labs.push(lab);
     sh([GAUZE, "lab", "down", "--name", lab]);
     must([GAUZE, "lab", "up", "--name", lab, "--nodes", "4", "--backend", backend, "--underlay-subnets", subnets]);
@@ -93,6 +94,21 @@ for (const [backend, subnets] of [["vxlan", "1"], ["host-gw", "1"], ["vxlan-dire
       assert.equal(bare.layers.find((l) => l.layer === "ipv4")!.total_len, 84);
       const tunnelled = await capture("udp port 8472", other.ip);
       assert.equal(tunnelled.tunnel?.encap_bytes, 50);
+    }
+    if (backend === "wireguard") {
+      const st = status(lab);
+      const other = st.pods.find((p) => p.node !== first.node)!;
+      // On the wire: only UDP to 51820 between node IPs; the pods' packet is sealed (84 bytes padded to 96), 60 bytes added.
+      const wire = await captureOne(lab, first.node, "udp port 51820", first.name, other.ip);
+      assert.deepEqual(wire.layers.map((l) => l.layer), ["eth", "ipv4", "udp", "wireguard"], "no inner IP or ICMP can be read");
+      assert.deepEqual(wire.sealed, { type: "wireguard", outer_ip_len: 156, inner_padded_len: 96, overhead_bytes: 60 });
+      // The private key stays on its node (0600); the public one is in the lease, and wg (the oracle) shows every peer.
+      const root = `/var/lib/gauze/lab/${lab}/nodes/${first.node}`;
+      assert.equal(statSync(`${root}/run/gauze/wireguard.key`).mode & 0o777, 0o600);
+      const dump = must(["nsenter", `--net=/run/netns/gz-${first.node}`, GAUZE, "mount-exec", "--bind", `${root}/run:/run`, "--", "wg", "show", "gauze-wg", "dump"]).trim().split("\n").slice(1);
+      const peers = dump.map((l) => l.split("\t")).map((f) => `${f[2]} ${f[3]}`).sort();
+      const want = st.nodes.filter((n) => n.name !== first.node).map((n) => `${n.ip}:51820 ${n.subnet}`).sort();
+      assert.deepEqual(peers, want, "one peer per other node: its node IP and its subnet");
     }
     if (backend === "macvlan") {
       const st = status(lab);

@@ -7,6 +7,7 @@ export interface DecodeOptions {
   /** UDP destination (or source) ports decoded as VXLAN. */
   vxlanPorts: ReadonlySet<number>;
   genevePorts: ReadonlySet<number>;
+  wireguardPorts: ReadonlySet<number>;
   /** Parse TCP options and verify TCP/UDP checksums (text and JSON output; not the summary). */
   detail: boolean;
 }
@@ -48,6 +49,12 @@ export class DecodeContext {
   u32(at: number): number {
     const f = this.frame;
     return f[at]! * 16777216 + ((f[at + 1]! << 16) | (f[at + 2]! << 8) | f[at + 3]!);
+  }
+
+  /** Little-endian (WireGuard's header fields). */
+  u32le(at: number): number {
+    const f = this.frame;
+    return f[at + 3]! * 16777216 + ((f[at + 2]! << 16) | (f[at + 1]! << 8) | f[at]!);
   }
 }
 

@@ -3,7 +3,7 @@
 // made only by the formatters, so a summary pass never formats an address it does not print.
 
 export type LayerKind =
-  | "eth" | "sll" | "sll2" | "arp" | "ipv4" | "ipv6" | "icmp" | "icmp6" | "udp" | "tcp" | "vxlan" | "geneve";
+  | "eth" | "sll" | "sll2" | "arp" | "ipv4" | "ipv6" | "icmp" | "icmp6" | "udp" | "tcp" | "vxlan" | "geneve" | "wireguard";
 
 interface Base {
   depth: number;
@@ -34,7 +34,13 @@ export interface TcpLayer extends Base, Segment {
 export interface VxlanLayer extends Base { kind: "vxlan"; flags: number; vni: number; groupPolicy?: number }
 export interface GeneveLayer extends Base { kind: "geneve"; vni: number; protocol: number; optionsLen: number; options: { cls: number; type: number; len: number }[]; oam: boolean; critical: boolean }
 
-export type Layer = EthLayer | SllLayer | ArpLayer | Ipv4Layer | Ipv6Layer | IcmpLayer | UdpLayer | TcpLayer | VxlanLayer | GeneveLayer;
+/**
+ * A WireGuard message (its header: the rest is encrypted). Transport data (type 4): 16 header
+ * bytes (type, receiver index, 64-bit counter), the inner packet encrypted and padded to a
+ * multiple of 16, and a 16-byte authentication tag. Handshakes (types 1-3) carry no packet.
+ */
+export interface WireguardLayer extends Base { kind: "wireguard"; msgType: number; receiver?: number; counter?: string; sealedLen?: number }
+export type Layer = EthLayer | SllLayer | ArpLayer | Ipv4Layer | Ipv6Layer | IcmpLayer | UdpLayer | TcpLayer | VxlanLayer | GeneveLayer | WireguardLayer;
 
 /**
  * ok: verified. none: zero (UDP over IPv4 may omit it). partial: the field holds only the
@@ -71,4 +77,15 @@ export interface Dissection {
   /** Set when the capture's snapshot length cut the packet before a header ended. */
   cut?: { layer: string; offset: number };
   tunnel?: Tunnel;
+  /** An encrypted tunnel's packet: what it costs, though the packet inside cannot be read. */
+  sealed?: Sealed;
+}
+
+export interface Sealed {
+  kind: "wireguard";
+  outerIpLen: number;
+  /** The inner packet's length as sealed: its real length rounded up to a multiple of 16. */
+  innerPaddedLen: number;
+  /** Outer IP + UDP + WireGuard's header and tag: 60 over IPv4 (padding not counted). */
+  overheadBytes: number;
 }

@@ -3,7 +3,7 @@
 // whole packet is decoded (checksums.ts), so nested segments are summed once.
 import { type DecodeContext, sum16 } from "./context.ts";
 import type { ChecksumState } from "./layers.ts";
-import { decodeGeneve, decodeVxlan } from "./tunnel.ts";
+import { decodeGeneve, decodeVxlan, decodeWireguard } from "./tunnel.ts";
 
 export function decodeTransport(ctx: DecodeContext, proto: number, off: number, end: number, depth: number, ipOff: number, ipv: 4 | 6): void {
   switch (proto) {
@@ -51,9 +51,10 @@ function decodeUdp(ctx: DecodeContext, off: number, end: number, depth: number, 
   const state: ChecksumState = checksum === 0 && ipv === 4 ? "none" : initialState(ctx, off + length);
   const pseudo = state === "bad" ? pseudoHeaderSum(ctx, ipOff, ipv, 17, length) : 0;
   ctx.layers.push({ kind: "udp", depth, offset: off, headerLen: 8, srcPort, dstPort, length, checksum, checksumState: state, segEnd: off + length, pseudo });
-  const { vxlanPorts, genevePorts } = ctx.opts;
+  const { vxlanPorts, genevePorts, wireguardPorts } = ctx.opts;
   if (vxlanPorts.has(dstPort) || vxlanPorts.has(srcPort)) return decodeVxlan(ctx, off + 8, udpEnd, depth);
   if (genevePorts.has(dstPort) || genevePorts.has(srcPort)) return decodeGeneve(ctx, off + 8, udpEnd, depth);
+  if (wireguardPorts.has(dstPort) || wireguardPorts.has(srcPort)) return decodeWireguard(ctx, off + 8, udpEnd, depth);
 }
 
 function decodeTcp(ctx: DecodeContext, off: number, end: number, depth: number, ipOff: number, ipv: 4 | 6): void {

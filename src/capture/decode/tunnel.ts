@@ -4,7 +4,30 @@
 import { type DecodeContext, MAX_TUNNEL_DEPTH } from "./context.ts";
 import { decodeEthernet } from "./link.ts";
 import { decodeEtherType } from "./network.ts";
-import type { VxlanLayer } from "./layers.ts";
+import type { VxlanLayer, WireguardLayer } from "./layers.ts";
+
+/** WireGuard's message sizes: handshake initiation, response and cookie reply are fixed. */
+const WG_FIXED: Record<number, number> = { 1: 148, 2: 92, 3: 64 };
+
+/** WireGuard (its whitepaper's message formats): the header only; the payload is encrypted. */
+export function decodeWireguard(ctx: DecodeContext, off: number, end: number, depth: number): void {
+  if (!ctx.has("wireguard", off, 4, end)) return;
+  const msgType = ctx.u8(off);
+  if (msgType < 1 || msgType > 4 || ctx.u8(off + 1) !== 0 || ctx.u16(off + 2) !== 0) return ctx.malformed("wireguard", off, `message type ${msgType} with reserved bytes ${ctx.u8(off + 1)}/${ctx.u16(off + 2)}: not WireGuard`);
+  if (msgType !== 4) {
+    const want = WG_FIXED[msgType]!;
+    if (end - off !== want) return ctx.malformed("wireguard", off, `a type ${msgType} message is ${want} bytes, not ${end - off}`);
+    ctx.layers.push({ kind: "wireguard", depth, offset: off, headerLen: want, msgType, ...(msgType > 1 ? { receiver: ctx.u32le(off + 8) } : {}) });
+    return;
+  }
+  if (!ctx.has("wireguard", off, 32, end)) return;
+  // Transport data: header 16, then the sealed packet (a multiple of 16, 0 for a keepalive) and its 16-byte tag.
+  const sealedLen = end - off - 32;
+  const counter = (BigInt(ctx.u32le(off + 12)) << 32n | BigInt(ctx.u32le(off + 8))).toString();
+  const layer: WireguardLayer = { kind: "wireguard", depth, offset: off, headerLen: 16, msgType, receiver: ctx.u32le(off + 4), counter, sealedLen };
+  ctx.layers.push(layer);
+  if (sealedLen % 16 !== 0) return ctx.malformed("wireguard", off, `sealed payload of ${sealedLen} bytes is not a multiple of 16`);
+}
 
 export function decodeVxlan(ctx: DecodeContext, off: number, end: number, depth: number): void {
   if (!ctx.has("vxlan", off, 8, end)) return;

@@ -28,7 +28,7 @@ export function agentBackend(ctx: DoctorContext): { backend: Backend; peers: Lea
   const a = ctx.agent!;
   const link = readNodeLink(ctx.nl, a.iface ?? "eth0");
   const backend = createBackend(a.backend ?? "vxlan", { link, network: a.network ?? "", config: a.backendConfig ?? (a.backendOptions ? toConfig(a.backendOptions) : {}) });
-  const peers: Lease[] = (a.peerLeases ?? []).map((p) => ({ node: p.node, subnet: p.subnet, publicIp: p.publicIp, backendType: p.backendType ?? a.backend ?? "vxlan", backendData: { ...(p.vtepMac ? { vtepMac: p.vtepMac } : {}) }, expiresAt: 0 }));
+  const peers: Lease[] = (a.peerLeases ?? []).map((p) => ({ node: p.node, subnet: p.subnet, publicIp: p.publicIp, backendType: p.backendType ?? a.backend ?? "vxlan", backendData: { ...(p.vtepMac ? { vtepMac: p.vtepMac } : {}), ...(p.publicKey ? { publicKey: p.publicKey } : {}) }, expiresAt: 0 }));
   return { backend, peers };
 }
 
