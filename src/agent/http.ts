@@ -11,7 +11,11 @@ export interface Readiness {
 
 /** A reason as /readyz tells it to whoever asks: endpoints and anything that looks like a credential left out. */
 export function publicReason(reason: string): string {
-  return reason.replace(/\b[a-z][a-z0-9+.-]*:\/\/[^\s,;)]*[^\s,;):]/gi, "<endpoint>").replace(/\b(password|token|secret)=\S+/gi, "$1=<hidden>");
+  // URLs, and addresses with a port (a client library's "connect ECONNREFUSED 10.0.0.1:2379"); a
+  // subnet (10.244.0.0/16) says nothing about where the registry is and stays.
+  return reason.replace(/\b[a-z][a-z0-9+.-]*:\/\/[^\s,;)]*[^\s,;):]/gi, "<endpoint>")
+    .replace(/\b\d{1,3}(?:\.\d{1,3}){3}:\d+\b/g, "<endpoint>")
+    .replace(/\b(password|token|secret)=\S+/gi, "$1=<hidden>");
 }
 
 export function serveHealth(addr: string, metrics: AgentMetrics, readiness: () => Readiness): Promise<Server> {

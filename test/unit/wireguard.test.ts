@@ -8,6 +8,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { decodeOptions, dissect } from "../../src/capture/dissect.ts";
+import type { Packet } from "../../src/capture/reader.ts";
 import { packetJson, packetText } from "../../src/capture/format.ts";
 import { WireguardBackend, nodeKeys, parseWireguardOptions, validKey } from "../../src/backend/wireguard.ts";
 import type { KernelView } from "../../src/backend/backend.ts";
@@ -18,7 +19,7 @@ const le32 = (n: number) => { const b = new Uint8Array(4); new DataView(b.buffer
 /** A WireGuard transport message: header (type 4, receiver, counter) + sealed packet + 16-byte tag. */
 const transport = (sealed: number, counter = 5) => concat(new Uint8Array([4, 0, 0, 0]), le32(0x11223344), le32(counter), le32(0), new Uint8Array(sealed), new Uint8Array(16));
 const frame = (wg: Uint8Array) => eth("0e:00:00:00:00:02", "0e:00:00:00:00:01", 0x0800, ipv4("172.18.0.2", "172.18.0.3", 17, udp("172.18.0.2", "172.18.0.3", 51820, 51820, wg)));
-const packet = (data: Uint8Array) => ({ n: 1, tsSec: 0, tsNsec: 0, wireLen: data.length, linkType: 1, iface: "eth0", data });
+const packet = (data: Uint8Array): Packet => ({ n: 1, offset: 0, tsSec: 0, tsNsec: 0, wireLen: data.length, linkType: 1, iface: 0, data });
 
 test("dissect: a sealed ping is 156 bytes of outer IP, 96 sealed (84 padded to 16), 60 bytes of overhead; nothing inside is readable", () => {
   const p = packet(frame(transport(96)));
