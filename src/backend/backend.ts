@@ -3,9 +3,9 @@
 // network config's Backend block, and split their work in three: read what they own in the
 // kernel (one netlink dump per kind), plan the changes from that view and the peers' leases
 // (pure: unit-tested without a kernel; doctor shows the same plan), and apply the plan.
-import { type DevRef, type FdbEntry, type Link, type Neigh, type Request, type Route, type Rtnl, delRoute, replaceRoute } from "../kernel/netlink/index.ts";
+import { type DevRef, type FdbEntry, type Link, type Neigh, type Request, type Route, type Rtnl, addAddr, delAddr, delRoute, replaceRoute } from "../kernel/netlink/index.ts";
 import { RTN, RTNH_F, RT_SCOPE, RT_TABLE } from "../kernel/netlink/uapi.ts";
-import { type Prefix, parseCIDR, prefixesOverlap } from "../net/cidr.ts";
+import { type Prefix, formatIP, parseCIDR, prefixesOverlap } from "../net/cidr.ts";
 import type { KernelEvent } from "../kernel/netlink/monitor.ts";
 import type { Lease } from "../store/registry.ts";
 
@@ -26,6 +26,17 @@ export function addRouteChange(peer: string, dst: string, via: string, dev: DevR
     request: replaceRoute({ dst, via, dev, onlink, protocol: GAUZE_ROUTE_PROTOCOL }),
     entry: { kind: "route", route: { family: 4, dst, gateway: via, oif: dev.index, table: RT_TABLE.MAIN, protocol: GAUZE_ROUTE_PROTOCOL, scope: RT_SCOPE.UNIVERSE, type: RTN.UNICAST, flags: onlink ? RTNH_F.ONLINK : 0 } },
   };
+}
+
+/** The node's own subnet address as the only address (a /32) on a tunnel device: its source for peers. */
+export function setSubnetAddress(nl: Rtnl, device: string, lease: Lease): void {
+  const dev = nl.link(device);
+  if (!dev) throw new Error(`${device} is missing: the agent sets it up before activating`);
+  const want = `${formatIP(parseCIDR(lease.subnet)!.prefix.ip)}/32`;
+  const have = nl.addrs(dev, 4).map((a) => `${a.address}/${a.prefixLen}`);
+  const reqs = have.filter((a) => a !== want).map((a) => delAddr(dev, a));
+  if (!have.includes(want)) reqs.push(addAddr(dev, want));
+  nl.run(reqs);
 }
 
 /** Whether a route destination lies inside the pod network: the only routes gauze may remove. */

@@ -10,13 +10,13 @@ import { setOffload } from "../kernel/ethtool.ts";
 import { kernelVersion } from "../kernel/sysctl.ts";
 
 import {
-  type Link, type Rtnl, addAddr, addVxlan, delAddr, delFdb, delLink, delNeigh, isOnlink, isPermanent, replaceFdb, replaceNeigh, setLink,
+  type Link, type Rtnl, addVxlan, delFdb, delLink, delNeigh, isOnlink, isPermanent, replaceFdb, replaceNeigh, setLink,
 } from "../kernel/netlink/index.ts";
 import type { KernelEvent } from "../kernel/netlink/monitor.ts";
 import type { Lease } from "../store/registry.ts";
 import {
   type Backend, type BackendOptions, type Change, type KernelView, type Plan, BackendConfigError, GAUZE_ROUTE_PROTOCOL, addRouteChange,
-  delRouteChange, registerBackend, routeInside, routeKey, subnetKey,
+  delRouteChange, registerBackend, setSubnetAddress, routeInside, routeKey, subnetKey,
 } from "./backend.ts";
 import { NUD, NTF } from "../kernel/netlink/uapi.ts";
 import { parseMac } from "../kernel/netlink/wire.ts";
@@ -138,13 +138,7 @@ export class VxlanBackend implements Backend {
   }
 
   activate(nl: Rtnl, lease: Lease): void {
-    const dev = nl.link(this.device);
-    if (!dev) throw new Error(`${this.device} is missing: the agent sets it up before activating`);
-    const want = `${formatIP(parseCIDR(lease.subnet)!.prefix.ip)}/32`;
-    const have = nl.addrs(dev, 4).map((a) => `${a.address}/${a.prefixLen}`);
-    const reqs = have.filter((a) => a !== want).map((a) => delAddr(dev, a));
-    if (!have.includes(want)) reqs.push(addAddr(dev, want));
-    nl.run(reqs);
+    setSubnetAddress(nl, this.device, lease);
   }
 
   read(nl: Rtnl): KernelView {

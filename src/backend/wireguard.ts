@@ -12,8 +12,8 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync } from "node:crypto";
 import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { type Prefix, formatIP, parseCIDR, prefixMatcher } from "../net/cidr.ts";
-import { type Link, type Rtnl, addAddr, delAddr, delLink, replaceRoute, setLink } from "../kernel/netlink/index.ts";
+import { type Prefix, parseCIDR, prefixMatcher } from "../net/cidr.ts";
+import { type Link, type Rtnl, delLink, replaceRoute, setLink } from "../kernel/netlink/index.ts";
 import type { KernelEvent } from "../kernel/netlink/monitor.ts";
 import { startDetached } from "../kernel/spawn.ts";
 import { isExecutable } from "../kernel/files.ts";
@@ -22,7 +22,7 @@ import { RTN, RT_SCOPE, RT_TABLE } from "../kernel/netlink/uapi.ts";
 import type { Lease } from "../store/registry.ts";
 import {
   type Backend, type BackendOptions, type Change, type KernelView, type Plan, type TunnelPeer, BackendConfigError, GAUZE_ROUTE_PROTOCOL,
-  delRouteChange, registerBackend, routeInside, subnetKey,
+  delRouteChange, registerBackend, setSubnetAddress, routeInside, subnetKey,
 } from "./backend.ts";
 
 export const WIREGUARD_OVERHEAD = 60; // outer IPv4 20 + UDP 8 + WireGuard header 16 + tag 16
@@ -156,13 +156,7 @@ export class WireguardBackend implements Backend {
   }
 
   activate(nl: Rtnl, lease: Lease): void {
-    const dev = nl.link(WG_DEVICE);
-    if (!dev) throw new Error(`${WG_DEVICE} is missing: the agent sets it up before activating`);
-    const want = `${formatIP(parseCIDR(lease.subnet)!.prefix.ip)}/32`;
-    const have = nl.addrs(dev, 4).map((a) => `${a.address}/${a.prefixLen}`);
-    const reqs = have.filter((a) => a !== want).map((a) => delAddr(dev, a));
-    if (!have.includes(want)) reqs.push(addAddr(dev, want));
-    nl.run(reqs);
+    setSubnetAddress(nl, WG_DEVICE, lease);
   }
 
   read(nl: Rtnl): KernelView {

@@ -85,13 +85,7 @@ async function addWith(env: CniEnv, conf: NetConf, undo: Undo[], node: Rtnl, pod
   trace("veth");
   faultPoint("after-veth");
 
-  const routes: CniRoute[] = [...(ipamResult.result.routes ?? [])];
-  if (conf.isDefaultGateway) {
-    for (const ipc of ips) {
-      const def = ipc.address.includes(":") ? "::/0" : "0.0.0.0/0";
-      if (ipc.gateway && !routes.some((r) => r.dst === def)) routes.push({ dst: def, gw: ipc.gateway });
-    }
-  }
+  const routes = podRoutes(conf, ipamResult.result.routes ?? [], ips);
   const podLink = configurePod(pod, env.ifname, ips, routes);
   trace("pod");
   faultPoint("after-pod");
@@ -141,13 +135,7 @@ async function addMacvlanPod(env: CniEnv, conf: NetConf, undo: Undo[], node: Rtn
   }
   undo.push(() => { pod.apply([delLink(env.ifname)]); });
   faultPoint("after-veth");
-  const routes: CniRoute[] = [...(ipamResult.result.routes ?? [])];
-  if (conf.isDefaultGateway) {
-    for (const ipc of ips) {
-      const def = ipc.address.includes(":") ? "::/0" : "0.0.0.0/0";
-      if (ipc.gateway && !routes.some((r) => r.dst === def)) routes.push({ dst: def, gw: ipc.gateway });
-    }
-  }
+  const routes = podRoutes(conf, ipamResult.result.routes ?? [], ips);
   const podLink = configurePod(pod, env.ifname, ips, routes);
   faultPoint("after-pod");
   return {
@@ -163,4 +151,16 @@ async function addMacvlanPod(env: CniEnv, conf: NetConf, undo: Undo[], node: Rtn
 function defaultRouteLink(nl: Rtnl) {
   const r = nl.routes(4).find((x) => x.dst === "0.0.0.0/0" && x.table === 254 && x.oif);
   return r?.oif ? nl.linkByIndex(r.oif) : undefined;
+}
+
+/** IPAM's routes, plus a default route via each family's gateway when the config asks for one. */
+function podRoutes(conf: NetConf, ipamRoutes: CniRoute[], ips: { address: string; gateway?: string }[]): CniRoute[] {
+  const routes: CniRoute[] = [...ipamRoutes];
+  if (conf.isDefaultGateway) {
+    for (const ipc of ips) {
+      const def = ipc.address.includes(":") ? "::/0" : "0.0.0.0/0";
+      if (ipc.gateway && !routes.some((r) => r.dst === def)) routes.push({ dst: def, gw: ipc.gateway });
+    }
+  }
+  return routes;
 }
