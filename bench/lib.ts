@@ -15,12 +15,7 @@ export function must(argv: string[], opts: { input?: string; env?: NodeJS.Proces
   return r;
 }
 
-export function percentile(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  if (s.length === 0) return NaN;
-  const idx = Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1));
-  return s[idx]!;
-}
+export { percentile } from "../src/util/stats.ts";
 
 export function fmt(ms: number): string {
   return ms.toFixed(1);

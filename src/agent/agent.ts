@@ -285,7 +285,9 @@ export class Agent {
         this.repairs = { count: this.repairs.count + 1, last: { at: Date.now(), event: pending.event ?? "", ms } };
         this.metrics.repairs.inc();
       }
-      const blocker = checkBrNetfilter() ?? this.shadowed();
+      // net.d is read again only when it may have changed (its watch, the timer, the registry):
+      // a kernel repair pass does not pay for it.
+      const blocker = checkBrNetfilter() ?? (trigger === "kernel" ? this.lastShadow : this.shadowed());
       if (blocker) this.setState({ ready: false, reason: blocker });
       else if (!this.state.ready) this.setState({ ready: true, reason: "" });
     } catch (e) {

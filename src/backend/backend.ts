@@ -96,6 +96,11 @@ export interface Plan {
   wanted: Set<string>;
 }
 
+/** A plan with nothing in it yet: what a backend returns when its device is missing, and starts from. */
+export function emptyPlan(): Plan {
+  return { changes: [], peers: 0, skipped: [], wanted: new Set() };
+}
+
 export interface ReconcileStats {
   peers: number;
   added: number;

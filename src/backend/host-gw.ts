@@ -7,7 +7,7 @@ import type { Link, Rtnl } from "../kernel/netlink/index.ts";
 import type { KernelEvent } from "../kernel/netlink/monitor.ts";
 import type { Lease } from "../store/registry.ts";
 import {
-  type Backend, type BackendOptions, type Change, type KernelView, type Plan, BackendConfigError, GAUZE_ROUTE_PROTOCOL, addRouteChange,
+  type Backend, type BackendOptions, type KernelView, type Plan, BackendConfigError, GAUZE_ROUTE_PROTOCOL, emptyPlan, addRouteChange,
   delRouteChange, registerBackend, routeInside, routeKey, subnetKey,
 } from "./backend.ts";
 
@@ -48,11 +48,10 @@ export class HostGwBackend implements Backend {
   }
 
   plan(view: KernelView, leases: Lease[]): Plan {
-    const skipped: Plan["skipped"] = [];
-    const wanted = new Set<string>();
-    const changes: Change[] = [];
+    const empty = emptyPlan();
+    const { changes, skipped, wanted } = empty;
     const dev = view.device;
-    if (!dev) return { changes, peers: 0, skipped, wanted };
+    if (!dev) return empty;
     const peers: Lease[] = [];
     for (const p of leases) {
       if (p.backendType !== "host-gw") { skipped.push({ node: p.node, subnet: p.subnet, why: `backend ${p.backendType}, not host-gw` }); continue; }

@@ -15,7 +15,7 @@ import {
 import type { KernelEvent } from "../kernel/netlink/monitor.ts";
 import type { Lease } from "../store/registry.ts";
 import {
-  type Backend, type BackendOptions, type Change, type KernelView, type Plan, BackendConfigError, GAUZE_ROUTE_PROTOCOL, addRouteChange,
+  type Backend, type BackendOptions, type Change, type KernelView, type Plan, BackendConfigError, GAUZE_ROUTE_PROTOCOL, emptyPlan, addRouteChange,
   delRouteChange, registerBackend, setSubnetAddress, routeInside, routeKey, subnetKey,
 } from "./backend.ts";
 import { NUD, NTF } from "../kernel/netlink/uapi.ts";
@@ -144,10 +144,11 @@ export class VxlanBackend implements Backend {
   read(nl: Rtnl): KernelView {
     const device = nl.link(this.device);
     if (!device) return { routes: [], neighbours: [], fdb: [] };
-    // gauze's routes on the underlay interface are the backend's too: DirectRouting's, or ones
-    // left by host-gw before a switch to vxlan (the plan removes those no peer wants).
-    const direct = nl.routes(4, this.underlay).filter((r) => r.protocol === GAUZE_ROUTE_PROTOCOL);
-    return { device, routes: [...nl.routes(4, device), ...direct], neighbours: nl.neighbours(4, device), fdb: nl.fdb(device) };
+    // One dump for both: the device's routes, and gauze's on the underlay interface
+    // (DirectRouting's, or ones host-gw left before a switch to vxlan: the plan removes those
+    // no peer wants).
+    const routes = nl.routes(4).filter((r) => r.oif === device.index || (r.oif === this.underlay.index && r.protocol === GAUZE_ROUTE_PROTOCOL));
+    return { device, routes, neighbours: nl.neighbours(4, device), fdb: nl.fdb(device) };
   }
 
   private peersOf(leases: Lease[], skipped: Plan["skipped"]): Peer[] {
@@ -165,11 +166,10 @@ export class VxlanBackend implements Backend {
   }
 
   plan(view: KernelView, leases: Lease[]): Plan {
-    const skipped: Plan["skipped"] = [];
-    const wanted = new Set<string>();
-    const changes: Change[] = [];
+    const empty = emptyPlan();
+    const { skipped, wanted } = empty;
     const dev = view.device;
-    if (!dev) return { changes, peers: 0, skipped, wanted };
+    if (!dev) return empty;
     const all = this.peersOf(leases, skipped);
     const directPeers = all.filter((p) => this.direct(p));
     const peers = this.onUnderlay ? all.filter((p) => !this.direct(p)) : all;

@@ -21,7 +21,7 @@ import { type WgPeerChange, wgGet, wgSet } from "../kernel/wireguard.ts";
 import { RTN, RT_SCOPE, RT_TABLE } from "../kernel/netlink/uapi.ts";
 import type { Lease } from "../store/registry.ts";
 import {
-  type Backend, type BackendOptions, type Change, type KernelView, type Plan, type TunnelPeer, BackendConfigError, GAUZE_ROUTE_PROTOCOL,
+  type Backend, type BackendOptions, type KernelView, type Plan, type TunnelPeer, BackendConfigError, GAUZE_ROUTE_PROTOCOL, emptyPlan,
   delRouteChange, registerBackend, setSubnetAddress, routeInside, subnetKey,
 } from "./backend.ts";
 
@@ -172,11 +172,10 @@ export class WireguardBackend implements Backend {
   }
 
   plan(view: KernelView, leases: Lease[]): Plan {
-    const skipped: Plan["skipped"] = [];
-    const wanted = new Set<string>();
-    const changes: Change[] = [];
+    const empty = emptyPlan();
+    const { changes, skipped, wanted } = empty;
     const dev = view.device;
-    if (!dev) return { changes, peers: 0, skipped, wanted };
+    if (!dev) return empty;
     const peers: Peer[] = [];
     for (const l of leases) {
       if (l.backendType !== "wireguard") { skipped.push({ node: l.node, subnet: l.subnet, why: `backend ${l.backendType}, not wireguard` }); continue; }

@@ -133,6 +133,12 @@ export async function runCli(argv: string[]): Promise<number> {
         .argument("<cmd...>", "the command, after --")
         .action(async (cmd: string[], o: { bind: string[] }) => {
           const { runWithBinds } = await import("../kernel/mountns.ts");
+          const bad = o.bind.find((b) => !/^\/[^:]*:\/[^:]*$/.test(b));
+          if (bad !== undefined) {
+            process.stderr.write(`gauze mount-exec: --bind ${JSON.stringify(bad)}: give two absolute paths, SRC:DST\n`);
+            status = 2;
+            return;
+          }
           const binds = o.bind.map((b) => ({ src: b.slice(0, b.indexOf(":")), dst: b.slice(b.indexOf(":") + 1) }));
           const r = runWithBinds(binds, cmd);
           process.stdout.write(r.stdout);

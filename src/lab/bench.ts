@@ -16,6 +16,7 @@ import { iptablesRestore } from "../kernel/iptables.ts";
 import { labDown, labUp, podRun, type Progress } from "./lab.ts";
 import { labDir, labExists, loadLab } from "./state.ts";
 import { captureDuring, sizes } from "./wire.ts";
+import { percentile } from "../util/stats.ts";
 
 export const BENCH_BACKENDS = ["none", "host-gw", "vxlan", "vxlan-direct", "macvlan", "wireguard", "flannel-style"] as const;
 export type BenchBackend = (typeof BENCH_BACKENDS)[number];
@@ -42,8 +43,7 @@ export interface BenchReport {
   targets: { what: string; value: string; ok: boolean }[];
 }
 
-const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s.length ? s[Math.floor((s.length - 1) / 2)]! : NaN; };
-const pct = (xs: number[], p: number) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)] ?? NaN; };
+const median = (xs: number[]) => percentile(xs, 50);
 
 /** Busy and total jiffies of the whole machine (/proc/stat's cpu line). */
 function cpuTimes(): { busy: number; total: number } {
@@ -146,7 +146,7 @@ function rtt(x: Setup): { p50Us: number; p99Us: number; n: number } {
   const r = runSync(["ping", "-n", "-c", "200", "-i", "0.005", "-W", "1", x.server.ip], { netns: netnsPath(x.client.netns) });
   const times = [...r.stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]) * 1000);
   if (!times.length) throw new Error(`ping ${x.server.ip} (${x.backend}): no replies`);
-  return { p50Us: Math.round(pct(times, 50)), p99Us: Math.round(pct(times, 99)), n: times.length };
+  return { p50Us: Math.round(percentile(times, 50)), p99Us: Math.round(percentile(times, 99)), n: times.length };
 }
 
 async function wireSizes(x: Setup): Promise<Pick<BackendResult, "ping" | "segment">> {

@@ -2,7 +2,8 @@
 // (as the token controller makes them), the Nodes API (apiserver.ts) running as a process in the
 // underlay namespace on https://172.18.0.1:6443 where every node reaches it, and the controller
 // manager's one job here: each Node gets a podCIDR from the cluster CIDR.
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { runSync } from "../kernel/spawn.ts";
@@ -133,8 +134,6 @@ export async function runApiServer(lab: string): Promise<void> {
     renameSync(tmp, stateFile);
   };
   const url = await api.listen({ host: API_HOST, port: API_PORT, tls: { cert: readFileSync(join(dir, "server.crt")), key: readFileSync(join(dir, "server.key")) } });
-  const { createServer } = await import("node:http");
-  const { rmSync } = await import("node:fs");
   rmSync(adminSocket(lab), { force: true });
   const adminServer = createServer((req, res) => {
     const chunks: Buffer[] = [];

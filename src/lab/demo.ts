@@ -1,9 +1,7 @@
 // `gauze lab demo`: the journey of someone hand-rolling pod networking, replayed and verified:
 // nodes NotReady without a CNI, gauze installed, pods on two nodes, ping and HTTP across nodes,
 // and the VXLAN packet-in-packet captured on the wire and decoded with its 50 bytes of overhead.
-import { captureLive } from "../capture/live.ts";
-import { DissectRun } from "../capture/run.ts";
-import { decodeOptions } from "../capture/dissect.ts";
+import { captureDuring } from "./wire.ts";
 import { runSync } from "../kernel/spawn.ts";
 import { parseCIDR, prefixContains } from "../net/cidr.ts";
 import { agentStatus, installCni, labDown, labUp, nodeView, podRun, waitServing } from "./lab.ts";
@@ -107,26 +105,14 @@ export async function runDemo(o: DemoOptions): Promise<number> {
       check(http.status === 0 && http.stdout.startsWith("200 hello from nginx"), `HTTP GET failed: ${http.stdout}${http.stderr}`);
     });
     ok &&= await step(o.backend === "vxlan" ? "The packet on the wire: capture UDP 8472 on the control-plane's eth0 and decode it" : "The packet on the wire: host-gw sends it bare, no encapsulation", async (facts) => {
-      const lines: string[] = [];
-      const run = new DissectRun({ mode: "json", decode: decodeOptions() }, (b) => lines.push(...Buffer.from(b).toString().split("\n").filter(Boolean)));
-      const text: string[] = [];
-      const textRun = new DissectRun({ mode: "text", decode: decodeOptions() }, (b) => text.push(Buffer.from(b).toString()));
-      let listening!: () => void;
-      const isListening = new Promise<void>((r) => { listening = r; });
       const bpf = o.backend === "vxlan" ? "udp port 8472" : "icmp";
-      // One stream, two outputs: JSON to verify, text to show (each reader keeps its own copy).
-      const cap = captureLive({ feed: (c) => { textRun.feed(c.slice()); return run.feed(c); } }, {
-        iface: "eth0", netns: `gz-${cp}`, bpf, count: 2, durationSec: 5, onListening: () => listening(),
+      const { packets, text } = await captureDuring({ netns: `gz-${cp}`, iface: "eth0", bpf, count: 2, durationSec: 5 }, () => {
+        const ping = runSync(["ping", "-c", "1", "-s", "56", "-W", "1", server.ip], { netns: podNs });
+        check(ping.status === 0, "the ping during the capture got no answer");
       });
-      await isListening;
-      const ping = runSync(["ping", "-c", "1", "-s", "56", "-W", "1", server.ip], { netns: podNs });
-      check(ping.status === 0, "the ping during the capture got no answer");
-      await cap;
-      run.finish();
-      textRun.finish();
-      check(lines.length >= 1, "no packet captured");
-      const p = JSON.parse(lines[0]!) as { layers: { layer: string; depth: number; src?: string; dst?: string; dst_port?: number; vni?: number; total_len?: number; type?: number }[]; tunnel?: { vni: number; outer_ip_len: number; inner_ip_len: number; encap_bytes: number } };
-      for (const t of text.join("").split("\n").filter((l) => l.trim() && !l.startsWith("note:") && !l.startsWith("  fill") && !l.startsWith("  computed")).slice(0, 9)) facts.push(t);
+      check(packets.length >= 1, "no packet captured");
+      const p = packets[0]!;
+      for (const t of text.filter((l) => l.trim() && !l.startsWith("note:") && !l.startsWith("  fill") && !l.startsWith("  computed")).slice(0, 9)) facts.push(t);
       if (o.backend === "vxlan") {
         const outerIp = p.layers.find((l) => l.layer === "ipv4" && l.depth === 0)!;
         const udp = p.layers.find((l) => l.layer === "udp" && l.depth === 0)!;
