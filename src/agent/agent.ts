@@ -13,7 +13,8 @@ import { type Link, Rtnl, delLink } from "../kernel/netlink/index.ts";
 import { type KernelEvent, type KernelWatch, watchKernel } from "../kernel/netlink/monitor.ts";
 import { formatIP, formatPrefix, nextIP, parseCIDR } from "../net/cidr.ts";
 import { type Lease, type SubnetRegistry, LeaseLostError, resolveNetwork, type ResolvedNetwork } from "../store/registry.ts";
-import { type Backend, type KernelView, type NodeLink, type PodAttachment, applyPlan, backendTypes, createBackend, viewAfter } from "../backend/backend.ts";
+import { type Backend, type KernelView, type NodeLink, type PodAttachment, applyPlan, backendTypes, viewAfter } from "../backend/backend.ts";
+import { createNetworkBackend } from "../backend/dual-stack.ts";
 import { type InvalidLease, validateLeases } from "../store/validate.ts";
 import "../backend/vxlan.ts";
 import "../backend/host-gw.ts";
@@ -65,8 +66,14 @@ export interface AgentStatus {
   lastReconcile?: { at: number; ms: number; readMs: number; added: number; removed: number; failed: number; trigger: string };
   /** Drift repaired after kernel events: how many passes, and the last one. */
   repairs?: { count: number; last?: { at: number; event: string; ms: number } };
+  /** Dual-stack: this node's IPv6 underlay address, IPv6 subnet, the IPv6 network, its device and VTEP MAC. */
+  nodeIpv6?: string;
+  ipv6Subnet?: string;
+  ipv6Network?: string;
+  device6?: string;
+  v6VtepMac?: string;
   /** The other nodes as this agent last saw them in the registry (doctor compares the kernel with it). */
-  peerLeases?: { node: string; subnet: string; publicIp: string; backendType: string; vtepMac?: string; publicKey?: string }[];
+  peerLeases?: { node: string; subnet: string; publicIp: string; backendType: string; vtepMac?: string; publicKey?: string; ipv6Subnet?: string; publicIpv6?: string; v6VtepMac?: string }[];
   /** Leases refused (by the checks every lease passes, or by the backend), each with where it is and why. */
   invalidLeases?: InvalidLease[];
   healthAddr?: string;
@@ -94,15 +101,22 @@ export function readNodeLink(nl: Rtnl, wanted?: string): NodeLink {
   return { iface, index: l.index, ip: v4.address, prefixLen: v4.prefixLen, mtu: l.mtu };
 }
 
+/** Dual-stack: the underlay link's first global IPv6 address (the IPv6 tunnel's endpoint). */
+export function readNodeLink6(nl: Rtnl, v4: NodeLink): NodeLink {
+  const v6 = nl.addrs({ index: v4.index, name: v4.iface }, 6).find((a) => a.scope === 0 && !a.address.startsWith("fe80:"));
+  if (!v6) throw new Error(`EnableIPv6 is true and ${v4.iface} has no global IPv6 address for the IPv6 tunnel: give the node one (the IPv6 pods' traffic travels between these), or set EnableIPv6 to false`);
+  return { ...v4, ip: v6.address, prefixLen: v6.prefixLen };
+}
+
 type Trigger = "start" | "registry" | "timer" | "kernel";
 
 /**
  * gauze's devices that the configured backend does not use (gauze.1 after a switch to host-gw,
  * gauze.1 after the VNI changed to 42): removed, with their routes, so a switch leaves nothing behind.
  */
-function removeOtherDevices(nl: Rtnl, keep: string, log: Logger): void {
-  const ours = (l: Link) => (/^gauze\.\d+$/.test(l.name) && l.kind === "vxlan") || l.name === "gauze-wg";
-  const stale = nl.links().filter((l) => ours(l) && l.name !== keep);
+function removeOtherDevices(nl: Rtnl, keep: string[], log: Logger): void {
+  const ours = (l: Link) => (/^gauze6?\.\d+$/.test(l.name) && l.kind === "vxlan") || l.name === "gauze-wg";
+  const stale = nl.links().filter((l) => ours(l) && !keep.includes(l.name));
   for (const l of stale) {
     nl.run([delLink(l)], (_r, e) => e.notFound);
     log.warn({ device: l.name }, "removed a gauze device the configured backend does not use");
@@ -117,6 +131,8 @@ export class Agent {
   private net?: ResolvedNetwork;
   private lease?: Lease;
   private link?: NodeLink;
+  /** Dual-stack: the underlay link with its IPv6 address. */
+  private link6?: NodeLink;
   private podMtu = 0;
   /** macvlan: how pods attach (in the conflist and the subnet file); absent: the bridge. */
   private attachment?: PodAttachment;
@@ -169,8 +185,12 @@ export class Agent {
       phase("config");
       this.link = readNodeLink(this.nl, this.o.iface);
       const network = formatPrefix(this.net.network);
-      this.backend = createBackend(this.net.backendType, { link: this.link, network, config: this.net.backendConfig, root: this.o.root });
-      removeOtherDevices(this.nl, this.backend.device, this.o.log);
+      this.link6 = this.net.ipv6 ? readNodeLink6(this.nl, this.link) : undefined;
+      this.backend = createNetworkBackend({
+        type: this.net.backendType, link: this.link, network, config: this.net.backendConfig, root: this.o.root,
+        ...(this.net.ipv6 && this.link6 ? { ipv6: { ...this.net.ipv6, self: this.o.node, link: this.link6 } } : {}),
+      });
+      removeOtherDevices(this.nl, [this.backend.device, ...(this.net.ipv6 ? [(this.backend.options.ipv6 as { device: string }).device] : [])], this.o.log);
       const { backendData, podMtu: maxMtu } = this.backend.setup(this.nl);
       if (this.o.mtu !== undefined && this.o.mtu > maxMtu) throw new Error(`--mtu ${this.o.mtu} is more than ${this.backend.type} over ${this.link.iface} allows (${maxMtu}): give at most ${maxMtu}`);
       const podMtu = this.o.mtu ?? maxMtu;
@@ -179,12 +199,13 @@ export class Agent {
       phase("device");
       // The subnet this node had before (flannel does the same from its subnet.env): kept when
       // the lease expired while the agent was away and nobody took it, so running pods stay valid.
-      this.lease = await this.o.registry.acquireLease({ node: this.o.node, publicIp: this.link.ip, backendType: this.backend.type, backendData }, this.o.leaseTtlMs, previousSubnet(this.paths));
+      this.lease = await this.o.registry.acquireLease({ node: this.o.node, publicIp: this.link.ip, ...(this.link6 ? { publicIpv6: this.link6.ip } : {}), backendType: this.backend.type, backendData }, this.o.leaseTtlMs, previousSubnet(this.paths));
       this.metrics.leaseExpiry.set(this.lease.expiresAt / 1000);
       phase("lease");
       this.backend.activate(this.nl, this.lease);
       // macvlan pods leave through the underlay's router, not through this node: nothing to masquerade.
       ensureMasquerade(network, this.o.ipMasq && !this.attachment, this.o.bridge);
+      if (this.net.ipv6) ensureMasquerade(formatPrefix(this.net.ipv6.network), this.o.ipMasq, this.o.bridge, undefined, 6);
       phase("rules");
       // As flannel writes it: the subnet file's SUBNET is the gateway address with the length.
       const gw = formatIP(nextIP(parseCIDR(this.lease.subnet)!.prefix.ip));
@@ -310,7 +331,7 @@ export class Agent {
     this.metrics.leaseLosses.inc();
     this.o.log.warn({ subnet: old.subnet, why }, "lease lost; leasing a subnet again");
     try {
-      const got = await this.o.registry.acquireLease({ node: this.o.node, publicIp: old.publicIp, backendType: old.backendType, backendData: old.backendData }, this.o.leaseTtlMs, old.subnet);
+      const got = await this.o.registry.acquireLease({ node: this.o.node, publicIp: old.publicIp, ...(old.publicIpv6 ? { publicIpv6: old.publicIpv6 } : {}), backendType: old.backendType, backendData: old.backendData }, this.o.leaseTtlMs, old.subnet);
       this.lease = got;
       this.metrics.leaseExpiry.set(got.expiresAt / 1000);
       this.backend!.activate(this.nl!, got);
@@ -408,9 +429,11 @@ export class Agent {
 
   /** The subnet file's contents for this node (the lease's gateway address given). */
   private subnetEnv(gw: string): SubnetEnv {
+    const v6 = this.net!.ipv6 && this.lease?.ipv6Subnet ? parseCIDR(this.lease.ipv6Subnet) : undefined;
     return {
       network: formatPrefix(this.net!.network), subnet: `${gw}/${this.net!.subnetLen}`, mtu: this.podMtu, ipMasq: this.o.ipMasq && !this.attachment,
       ...(this.attachment ? { underlay: this.attachment.underlay, underlayGateway: this.attachment.underlayGateway } : {}),
+      ...(v6 ? { ipv6Network: formatPrefix(this.net!.ipv6!.network), ipv6Subnet: `${formatIP(nextIP(v6.prefix.ip))}/${v6.prefix.bits}` } : {}),
     };
   }
 
@@ -442,9 +465,16 @@ export class Agent {
       nodeIp: this.link?.ip, subnet: this.lease?.subnet, network: this.net ? formatPrefix(this.net.network) : undefined,
       backend: this.backend?.type, backendOptions: this.backend?.options, ...(this.net ? { backendConfig: this.net.backendConfig } : {}), overhead: this.backend?.overhead, device: this.backend?.device,
       vtepMac: this.lease?.backendData.vtepMac, podMtu: this.podMtu || undefined,
+      ...(this.net?.ipv6 ? {
+        ipv6Network: formatPrefix(this.net.ipv6.network), nodeIpv6: this.link6?.ip, ipv6Subnet: this.lease?.ipv6Subnet,
+        device6: (this.backend?.options.ipv6 as { device?: string } | undefined)?.device, v6VtepMac: this.lease?.backendData.v6VtepMac,
+      } : {}),
       peers: this.peers, leaseExpiresAt: this.lease?.expiresAt, lastReconcile: this.lastReconcile, repairs: this.repairs,
       peerLeases: this.leases.filter((l) => l.node !== this.o.node && !l.problem && !this.invalid.some((x) => x.key === (l.key ?? l.subnet)))
-        .map((l) => ({ node: l.node, subnet: l.subnet, publicIp: l.publicIp, backendType: l.backendType, ...(l.backendData.vtepMac ? { vtepMac: l.backendData.vtepMac } : {}), ...(l.backendData.publicKey ? { publicKey: l.backendData.publicKey } : {}) })),
+        .map((l) => ({
+          node: l.node, subnet: l.subnet, publicIp: l.publicIp, backendType: l.backendType, ...(l.backendData.vtepMac ? { vtepMac: l.backendData.vtepMac } : {}), ...(l.backendData.publicKey ? { publicKey: l.backendData.publicKey } : {}),
+          ...(l.ipv6Subnet ? { ipv6Subnet: l.ipv6Subnet } : {}), ...(l.publicIpv6 ? { publicIpv6: l.publicIpv6 } : {}), ...(l.backendData.v6VtepMac ? { v6VtepMac: l.backendData.v6VtepMac } : {}),
+        })),
       invalidLeases: this.invalid, healthAddr: this.o.healthAddr, iface: this.link?.iface ?? this.o.iface, vni: opts?.vni, port: opts?.port, ipMasq: this.o.ipMasq, bridge: this.o.bridge, updatedAt: Date.now(),
     };
   }
@@ -486,6 +516,7 @@ export async function uninstallAgent(o: Pick<AgentOptions, "node" | "iface" | "r
   const paths = nodePaths(o.root);
   removeNodeFiles(paths);
   removeMasquerade();
+  removeMasquerade(6);
   const leases = await o.registry.listLeases().catch(() => [] as Lease[]);
   const mine = leases.find((l) => l.node === o.node);
   if (mine) await o.registry.releaseLease(mine.subnet);
@@ -498,7 +529,13 @@ export async function uninstallAgent(o: Pick<AgentOptions, "node" | "iface" | "r
   const nl = Rtnl.open();
   try {
     const link = (() => { try { return readNodeLink(nl, o.iface); } catch { return { iface: o.iface ?? "eth0", index: 0, ip: "0.0.0.0", mtu: 1500 }; } })();
-    const backend = createBackend(net?.backendType ?? "vxlan", { link, network: net ? formatPrefix(net.network) : "10.244.0.0/16", config: net?.backendConfig ?? {} });
+    const type = net?.backendType ?? "vxlan";
+    // Dual-stack: the IPv6 side goes too (its device and direct routes), with or without an IPv6 address left on the link.
+    const link6 = net?.ipv6 ? (() => { try { return readNodeLink6(nl, link); } catch { return { ...link, ip: "::" }; } })() : undefined;
+    const backend = createNetworkBackend({
+      type, link, network: net ? formatPrefix(net.network) : "10.244.0.0/16", config: net?.backendConfig ?? {},
+      ...(net?.ipv6 && link6 ? { ipv6: { ...net.ipv6, self: o.node, link: link6 } } : {}),
+    });
     backend.uninstall(nl);
   } finally {
     nl.close();

@@ -4,7 +4,8 @@
 // bridge: what comes from the pods on it, and what goes to the pods on it; nothing else the node
 // forwards). One iptables-save to look, one iptables-restore --noflush to apply; nothing outside
 // our chains but two jumps.
-import { iptablesRestore, iptablesSave } from "../kernel/iptables.ts";
+// Dual-stack: the same chains in ip6tables for the IPv6 pod network.
+import { type Family, iptablesRestore, iptablesSave } from "../kernel/iptables.ts";
 
 const NAT_CHAIN = "GAUZE-POSTRTG";
 const FWD_CHAIN = "GAUZE-FWD";
@@ -12,8 +13,8 @@ const NAT_JUMP = `-A POSTROUTING -m comment --comment "gauze: masquerade pod tra
 const FWD_JUMP = `-A FORWARD -m comment --comment "gauze: forward the pod network" -j ${FWD_CHAIN}`;
 
 /** Both tables in one iptables-save (one process instead of two). */
-function save(netns?: string): string {
-  return iptablesSave(undefined, netns ? { netns } : {});
+function save(netns?: string, family: Family = 4): string {
+  return iptablesSave(undefined, { family, ...(netns ? { netns } : {}) });
 }
 
 /** The FORWARD rules for the pod network on the pod bridge (doctor checks for them by these lines). */
@@ -21,20 +22,20 @@ export function forwardRules(network: string, bridge: string): string[] {
   return [`-A ${FWD_CHAIN} -s ${network} -i ${bridge} -j ACCEPT`, `-A ${FWD_CHAIN} -d ${network} -o ${bridge} -j ACCEPT`];
 }
 
-export function ensureMasquerade(network: string, masquerade: boolean, bridge: string, netns?: string): void {
-  const current = save(netns);
+export function ensureMasquerade(network: string, masquerade: boolean, bridge: string, netns?: string, family: Family = 4): void {
+  const current = save(netns, family);
   const nat = ["*nat", `:${NAT_CHAIN} - [0:0]`, `-A ${NAT_CHAIN} -s ${network} -d ${network} -j RETURN`];
-  if (masquerade) nat.push(`-A ${NAT_CHAIN} -s ${network} ! -d 224.0.0.0/4 -j MASQUERADE --random-fully`);
+  if (masquerade) nat.push(`-A ${NAT_CHAIN} -s ${network} ! -d ${family === 4 ? "224.0.0.0/4" : "ff00::/8"} -j MASQUERADE --random-fully`);
   if (!current.includes(NAT_JUMP)) nat.push(NAT_JUMP);
   const filter = ["*filter", `:${FWD_CHAIN} - [0:0]`, ...forwardRules(network, bridge)];
   if (!current.includes(FWD_JUMP)) filter.push(FWD_JUMP);
-  iptablesRestore([...nat, "COMMIT", ...filter, "COMMIT", ""].join("\n"), netns ? { netns } : {});
+  iptablesRestore([...nat, "COMMIT", ...filter, "COMMIT", ""].join("\n"), { family, ...(netns ? { netns } : {}) });
 }
 
-export function removeMasquerade(): void {
+export function removeMasquerade(family: Family = 4): void {
   let current: string;
   try {
-    current = save();
+    current = save(undefined, family);
   } catch {
     return;
   }
@@ -44,5 +45,5 @@ export function removeMasquerade(): void {
   const filter = ["*filter"];
   if (current.includes(FWD_JUMP)) filter.push(FWD_JUMP.replace("-A ", "-D "));
   if (current.includes(`:${FWD_CHAIN} `)) filter.push(`:${FWD_CHAIN} - [0:0]`, `-X ${FWD_CHAIN}`);
-  if (nat.length + filter.length > 2) iptablesRestore([...nat, "COMMIT", ...filter, "COMMIT", ""].join("\n"));
+  if (nat.length + filter.length > 2) iptablesRestore([...nat, "COMMIT", ...filter, "COMMIT", ""].join("\n"), { family });
 }

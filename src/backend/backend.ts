@@ -24,16 +24,18 @@ export function addRouteChange(peer: string, dst: string, via: string, dev: DevR
   return {
     op: "add", peer, text: `route ${dst} via ${via}${onlink ? " onlink" : ""}`,
     request: replaceRoute({ dst, via, dev, onlink, protocol: GAUZE_ROUTE_PROTOCOL }),
-    entry: { kind: "route", route: { family: 4, dst, gateway: via, oif: dev.index, table: RT_TABLE.MAIN, protocol: GAUZE_ROUTE_PROTOCOL, scope: RT_SCOPE.UNIVERSE, type: RTN.UNICAST, flags: onlink ? RTNH_F.ONLINK : 0 } },
+    entry: { kind: "route", route: { family: dst.includes(":") ? 6 : 4, dst, gateway: via, oif: dev.index, table: RT_TABLE.MAIN, protocol: GAUZE_ROUTE_PROTOCOL, scope: RT_SCOPE.UNIVERSE, type: RTN.UNICAST, flags: onlink ? RTNH_F.ONLINK : 0 } },
   };
 }
 
-/** The node's own subnet address as the only address (a /32) on a tunnel device: its source for peers. */
+/** The node's own subnet address as the only address (a /32, or /128) on a tunnel device: its source for peers. */
 export function setSubnetAddress(nl: Rtnl, device: string, lease: Lease): void {
   const dev = nl.link(device);
   if (!dev) throw new Error(`${device} is missing: the agent sets it up before activating`);
-  const want = `${formatIP(parseCIDR(lease.subnet)!.prefix.ip)}/32`;
-  const have = nl.addrs(dev, 4).map((a) => `${a.address}/${a.prefixLen}`);
+  const net = parseCIDR(lease.subnet)!.prefix.ip;
+  const want = `${formatIP(net)}/${net.family === 4 ? 32 : 128}`;
+  // IPv6: the kernel's own link-local address stays (fe80::/10); only global ones are ours to set.
+  const have = nl.addrs(dev, net.family).filter((a) => !a.address.startsWith("fe80:")).map((a) => `${a.address}/${a.prefixLen}`);
   const reqs = have.filter((a) => a !== want).map((a) => delAddr(dev, a));
   if (!have.includes(want)) reqs.push(addAddr(dev, want));
   nl.run(reqs);
@@ -51,7 +53,7 @@ export function delRouteChange(r: Route, dev: DevRef): Change {
 }
 
 export interface NodeLink {
-  /** The node's underlay interface (eth0), its index, IPv4 address (with prefix length) and MTU. */
+  /** The node's underlay interface (eth0), its index, address (with prefix length) of the backend's family, and MTU. */
   iface: string;
   index: number;
   ip: string;
@@ -154,6 +156,8 @@ export interface Backend {
 /** The kernel state a backend owns, as read in one pass. */
 export interface KernelView {
   device?: Link;
+  /** Dual-stack: the IPv6 instance's device (its entries are in the same lists, told apart by family and index). */
+  device6?: Link;
   routes: Route[];
   neighbours: Neigh[];
   fdb: FdbEntry[];
@@ -169,6 +173,8 @@ export interface BackendOptions {
   network: string;
   /** The network config's Backend block, as given (each backend validates its own fields). */
   config: Record<string, unknown>;
+  /** The address family this instance carries (dual-stack runs one instance per family); default 4. */
+  family?: 4 | 6;
 }
 
 export class BackendConfigError extends Error {
@@ -269,7 +275,7 @@ export function viewAfter(view: KernelView, changes: readonly Change[]): KernelV
       next.delete(entryKey(e));
     }
   }
-  const out: KernelView = { ...(view.device ? { device: view.device } : {}), routes: [], neighbours: [], fdb: fdbOther, ...(view.peers ? { peers: [] } : {}) };
+  const out: KernelView = { ...(view.device ? { device: view.device } : {}), ...(view.device6 ? { device6: view.device6 } : {}), routes: [], neighbours: [], fdb: fdbOther, ...(view.peers ? { peers: [] } : {}) };
   for (const e of next.values()) {
     if (e.kind === "route") out.routes.push(e.route);
     else if (e.kind === "neigh") out.neighbours.push(e.neigh);

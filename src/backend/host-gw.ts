@@ -17,6 +17,7 @@ export class HostGwBackend implements Backend {
   readonly overhead = 0;
   readonly options = {};
   private readonly network: Prefix;
+  private readonly family: 4 | 6;
   /** Whether a node IP is on this node's underlay subnet (host-gw's next hops must be). */
   private readonly onUnderlay?: (ip: string) => boolean;
 
@@ -25,6 +26,7 @@ export class HostGwBackend implements Backend {
       if (k !== "Type") throw new BackendConfigError(k, "is not an option of the host-gw backend", "remove it; host-gw takes no options");
     }
     this.device = o.link.iface;
+    this.family = o.family ?? 4;
     this.network = parseCIDR(o.network)!.prefix;
     const underlay = o.link.prefixLen !== undefined ? parseCIDR(`${o.link.ip}/${o.link.prefixLen}`)?.prefix : undefined;
     if (underlay) this.onUnderlay = prefixMatcher(underlay);
@@ -40,7 +42,7 @@ export class HostGwBackend implements Backend {
 
   read(nl: Rtnl): KernelView {
     const device = nl.linkByIndex(this.o.link.index);
-    return { ...(device ? { device } : {}), routes: device ? nl.routes(4, device) : [], neighbours: [], fdb: [] };
+    return { ...(device ? { device } : {}), routes: device ? nl.routes(this.family, device) : [], neighbours: [], fdb: [] };
   }
 
   needsSetup(): boolean {

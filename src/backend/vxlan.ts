@@ -32,6 +32,7 @@ export function checksumOffloadBroken(v: [number, number, number] | undefined): 
 }
 
 export const VXLAN_OVERHEAD = 50; // outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14
+export const VXLAN6_OVERHEAD = 70; // outer IPv6 40 + UDP 8 + VXLAN 8 + inner Ethernet 14
 
 export type VxlanOptions = { vni: number; port: number; directRouting: boolean };
 
@@ -51,11 +52,14 @@ export function parseVxlanOptions(c: Record<string, unknown>): VxlanOptions {
   return { vni, port, directRouting: direct };
 }
 
-/** A stable VTEP MAC from the node IP (0e:47 = "G", locally administered): the same after a re-create. */
+/**
+ * A stable VTEP MAC from the node IP: the same after a re-create. Locally administered, 0e:47
+ * ("G") and the IPv4 address's four bytes; over IPv6, 0e:36 ("6") and its last four.
+ */
 export function vtepMacFor(nodeIp: string): string {
-  const ip = parseIP(nodeIp)!.value;
-  const b = [24n, 16n, 8n, 0n].map((s) => Number((ip >> s) & 0xffn).toString(16).padStart(2, "0"));
-  return `0e:47:${b.join(":")}`;
+  const ip = parseIP(nodeIp)!;
+  const b = [24n, 16n, 8n, 0n].map((s) => Number((ip.value >> s) & 0xffn).toString(16).padStart(2, "0"));
+  return `0e:${ip.family === 4 ? "47" : "36"}:${b.join(":")}`;
 }
 
 interface Peer {
@@ -74,9 +78,11 @@ const fdbKey = (mac: string, dst: string) => `f ${mac} ${dst}`;
 export class VxlanBackend implements Backend {
   readonly type = "vxlan";
   readonly device: string;
-  readonly overhead = VXLAN_OVERHEAD;
+  readonly overhead: number;
   readonly options: VxlanOptions;
   private readonly network: Prefix;
+  /** The family of the pod network and underlay this instance carries: IPv6 has its own device. */
+  private readonly family: 4 | 6;
   /** Whether an address is inside the pod network (made once: asked for every neighbour on every pass). */
   private readonly inNetwork: (ip: string) => boolean;
   /**
@@ -91,7 +97,9 @@ export class VxlanBackend implements Backend {
 
   constructor(private readonly o: BackendOptions) {
     this.options = parseVxlanOptions(o.config);
-    this.device = `gauze.${this.options.vni}`;
+    this.family = o.family ?? 4;
+    this.device = this.family === 4 ? `gauze.${this.options.vni}` : `gauze6.${this.options.vni}`;
+    this.overhead = this.family === 4 ? VXLAN_OVERHEAD : VXLAN6_OVERHEAD;
     this.network = parseCIDR(o.network)!.prefix;
     this.inNetwork = prefixMatcher(this.network);
     this.underlay = { index: o.link.index, name: o.link.iface };
@@ -110,11 +118,11 @@ export class VxlanBackend implements Backend {
   }
 
   needsSetup(view: KernelView): boolean {
-    return !this.compatible(view.device) || !view.device.up || view.device.mtu !== this.o.link.mtu - VXLAN_OVERHEAD;
+    return !this.compatible(view.device) || !view.device.up || view.device.mtu !== this.o.link.mtu - this.overhead;
   }
 
   setup(nl: Rtnl): { backendData: Lease["backendData"]; podMtu: number } {
-    const mtu = this.o.link.mtu - VXLAN_OVERHEAD;
+    const mtu = this.o.link.mtu - this.overhead;
     const current = nl.link(this.device);
     const compatible = this.compatible(current);
     if (current && !compatible) nl.run([delLink(current)]);
@@ -147,8 +155,8 @@ export class VxlanBackend implements Backend {
     // One dump for both: the device's routes, and gauze's on the underlay interface
     // (DirectRouting's, or ones host-gw left before a switch to vxlan: the plan removes those
     // no peer wants).
-    const routes = nl.routes(4).filter((r) => r.oif === device.index || (r.oif === this.underlay.index && r.protocol === GAUZE_ROUTE_PROTOCOL));
-    return { device, routes, neighbours: nl.neighbours(4, device), fdb: nl.fdb(device) };
+    const routes = nl.routes(this.family).filter((r) => r.oif === device.index || (r.oif === this.underlay.index && r.protocol === GAUZE_ROUTE_PROTOCOL));
+    return { device, routes, neighbours: nl.neighbours(this.family, device), fdb: nl.fdb(device) };
   }
 
   private peersOf(leases: Lease[], skipped: Plan["skipped"]): Peer[] {
@@ -207,7 +215,7 @@ export class VxlanBackend implements Backend {
       if (!haveNeigh.has(p.keys.neigh)) {
         neighChanges.push({
           op: "add", peer: p.node, text: `neighbour ${p.vtep} lladdr ${p.mac}`, request: replaceNeigh(dev, p.vtep, p.mac),
-          entry: { kind: "neigh", neigh: { family: 4, index: dev.index, dst: p.vtep, lladdr: p.mac, state: NUD.PERMANENT, flags: 0 } },
+          entry: { kind: "neigh", neigh: { family: this.family, index: dev.index, dst: p.vtep, lladdr: p.mac, state: NUD.PERMANENT, flags: 0 } },
         });
       }
       if (!haveRoute.has(p.keys.route)) routeChanges.push(addRouteChange(p.node, p.subnet, p.vtep, dev, true));
@@ -252,7 +260,7 @@ export class VxlanBackend implements Backend {
         return e.link.name === this.device || (dev !== undefined && e.link.index === dev.index);
       case "route": {
         const r = e.route;
-        if (r.family !== 4) return false;
+        if (r.family !== this.family) return false;
         if (this.onUnderlay && r.oif === this.underlay.index) {
           // A direct route (DirectRouting): ours if gauze made it or it is to a peer's subnet.
           if (e.op === "new" && wanted.has(routeKey(r.dst, r.gateway ?? ""))) return false;
@@ -276,7 +284,7 @@ export class VxlanBackend implements Backend {
 
   uninstall(nl: Rtnl): void {
     // Direct routes (DirectRouting, now or under an earlier config) live on the underlay: gauze's only.
-    const direct = nl.routes(4, this.underlay).filter((r) => r.protocol === GAUZE_ROUTE_PROTOCOL && routeInside(this.network, r.dst));
+    const direct = nl.routes(this.family, this.underlay).filter((r) => r.protocol === GAUZE_ROUTE_PROTOCOL && routeInside(this.network, r.dst));
     nl.apply(direct.map((r) => delRouteChange(r, this.underlay).request!));
     const [e] = nl.apply([delLink(this.device)]);
     if (e && !e.notFound) throw e;

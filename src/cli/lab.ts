@@ -23,28 +23,29 @@ async function guard(set: SetStatus, fn: () => Promise<number | void>): Promise<
 
 export function statusReport(s: LabState) {
   return {
-    name: s.name, podCidr: s.podCidr, backend: s.backend, store: s.store?.kind ?? "file", cniInstalled: s.cniInstalled,
+    name: s.name, podCidr: s.podCidr, ...(s.podCidr6 ? { podCidr6: s.podCidr6 } : {}), backend: s.backend, store: s.store?.kind ?? "file", cniInstalled: s.cniInstalled,
     ...(s.manifest ? { manifest: { file: s.manifest.file, daemonSet: `${s.manifest.namespace}/${s.manifest.daemonSet}`, image: s.manifest.image } } : {}),
     nodes: s.nodes.map((n) => nodeView(s, n)),
-    pods: s.pods.map((p) => ({ name: p.name, node: p.node, image: p.image, phase: p.phase, ip: p.ip ?? null, ...(p.reason ? { reason: p.reason } : {}) })),
+    pods: s.pods.map((p) => ({ name: p.name, node: p.node, image: p.image, phase: p.phase, ip: p.ip ?? null, ...(p.ip6 ? { ip6: p.ip6 } : {}), ...(p.reason ? { reason: p.reason } : {}) })),
   };
 }
 
 function printStatus(s: LabState): void {
   const r = statusReport(s);
-  const out: string[] = [`lab ${r.name}: pod network ${r.podCidr}, backend ${r.backend}, registry ${r.store}${r.cniInstalled ? "" : ", no CNI installed"}`];
+  const out: string[] = [`lab ${r.name}: pod network ${r.podCidr}${r.podCidr6 ? ` and ${r.podCidr6}` : ""}, backend ${r.backend}, registry ${r.store}${r.cniInstalled ? "" : ", no CNI installed"}`];
   if (r.manifest) out.push(`gauze from ${r.manifest.file}: DaemonSet ${r.manifest.daemonSet}, image ${r.manifest.image}`);
   out.push("");
   out.push("NODE".padEnd(28) + "STATUS    " + "NODE IP".padEnd(14) + "SUBNET".padEnd(17) + "VTEP MAC");
   for (const n of r.nodes) {
     out.push(n.name.padEnd(28) + (n.ready ? "Ready" : "NotReady").padEnd(10) + n.ip.padEnd(14) + (n.subnet ?? "-").padEnd(17) + (n.vtepMac ?? "-"));
+    if (n.subnet6) out.push(`  IPv6: node ${n.ip6}, subnet ${n.subnet6}`);
     if (n.reason) out.push(`  ${n.reason}`);
     if (n.agent && !n.agent.ready) out.push(`  agent: ${n.agent.running ? "running" : "not running"}${n.agent.reason ? `: ${n.agent.reason}` : ""}`);
     if (n.pod) out.push(`  pod ${n.pod.name} (${n.pod.image}): ${n.pod.running ? (n.pod.ready ? "Running, ready" : `Running, not ready: ${n.pod.reason}`) : "not running"}`);
   }
   out.push("", "POD".padEnd(20) + "NODE".padEnd(28) + "IMAGE".padEnd(10) + "STATUS".padEnd(19) + "IP");
   for (const p of r.pods) {
-    out.push(p.name.padEnd(20) + p.node.padEnd(28) + p.image.padEnd(10) + p.phase.padEnd(19) + (p.ip ?? "-"));
+    out.push(p.name.padEnd(20) + p.node.padEnd(28) + p.image.padEnd(10) + p.phase.padEnd(19) + (p.ip ?? "-") + (p.ip6 ? ` ${p.ip6}` : ""));
     if (p.reason) out.push(`  ${p.reason}`);
   }
   if (r.pods.length === 0) out.push("(no pods)");
@@ -61,6 +62,7 @@ export function registerLab(program: Command, set: SetStatus): void {
     .option("--pod-cidr <cidr>", "pod network", "10.244.0.0/16")
     .option("--backend <type>", "vxlan, host-gw, vxlan-direct (vxlan with DirectRouting), macvlan (pods on the underlay; pod network 172.18.128.0/17) or wireguard (encrypted; userspace wireguard-go where the kernel has no module)", "vxlan")
     .option("--underlay-subnets <n>", "1, or 2: nodes alternate between two routed underlay subnets (DirectRouting tunnels only to the other one)", "1")
+    .option("--ipv6", "dual-stack: an IPv6 pod network (fd47:10:244::/56) next to the IPv4 one, over IPv6 on the underlay (vxlan, vxlan-direct, host-gw)")
     .option("--no-cni", "leave the nodes without a CNI (NotReady), as a fresh kubeadm cluster is")
     .option("--store <kind>", "subnet registry: file (embedded) or etcd (a real etcd server the lab starts)", "file")
     .option("--etcd-endpoints <urls>", "use this etcd instead of starting one (reachable from the nodes)")
@@ -71,12 +73,12 @@ export function registerLab(program: Command, set: SetStatus): void {
     .option("--etcd-password-file <file>", "with --etcd-endpoints: file holding the user's password")
     .option("--manifest <file>", "install gauze by running this manifest's DaemonSet on every node with podman, as a kubelet would (e.g. deploy/kube-gauze.yml); the lab serves the Kubernetes API")
     .option("--json", "print the lab's status as JSON")
-    .action((o: { name: string; nodes: string; podCidr: string; backend: string; underlaySubnets: string; cni: boolean; store: string; manifest?: string; etcdEndpoints?: string; etcdCafile?: string; etcdCertfile?: string; etcdKeyfile?: string; etcdUsername?: string; etcdPasswordFile?: string; json?: boolean }) => guard(set, async () => {
+    .action((o: { name: string; nodes: string; podCidr: string; backend: string; underlaySubnets: string; ipv6?: boolean; cni: boolean; store: string; manifest?: string; etcdEndpoints?: string; etcdCafile?: string; etcdCertfile?: string; etcdKeyfile?: string; etcdUsername?: string; etcdPasswordFile?: string; json?: boolean }) => guard(set, async () => {
       const { LAB_BACKENDS } = await import("../lab/lab.ts");
       if (!(LAB_BACKENDS as readonly string[]).includes(o.backend)) throw new Error(`--backend ${o.backend}: use ${LAB_BACKENDS.join(", ")}`);
       if (o.underlaySubnets !== "1" && o.underlaySubnets !== "2") throw new Error(`--underlay-subnets ${o.underlaySubnets}: use 1 or 2`);
       if (o.store !== "file" && o.store !== "etcd") throw new Error(`--store ${o.store}: use file or etcd`);
-      const s = await labUp({ name: o.name, nodes: Number(o.nodes), podCidr: o.podCidr, backend: o.backend as import("../lab/lab.ts").LabBackend, underlaySubnets: o.underlaySubnets === "2" ? 2 : 1, cni: o.cni, store: o.store, ...(o.etcdEndpoints ? { etcdEndpoints: o.etcdEndpoints } : {}),
+      const s = await labUp({ name: o.name, nodes: Number(o.nodes), podCidr: o.podCidr, backend: o.backend as import("../lab/lab.ts").LabBackend, underlaySubnets: o.underlaySubnets === "2" ? 2 : 1, ...(o.ipv6 ? { ipv6: true } : {}), cni: o.cni, store: o.store, ...(o.etcdEndpoints ? { etcdEndpoints: o.etcdEndpoints } : {}),
         etcdTls: { ...(o.etcdCafile ? { cafile: o.etcdCafile } : {}), ...(o.etcdCertfile ? { certfile: o.etcdCertfile } : {}), ...(o.etcdKeyfile ? { keyfile: o.etcdKeyfile } : {}), ...(o.etcdUsername ? { username: o.etcdUsername } : {}), ...(o.etcdPasswordFile ? { passwordFile: o.etcdPasswordFile } : {}) },
         ...(o.manifest ? { manifest: o.manifest } : {}), progress: say(!!o.json) });
       if (o.json) console.log(JSON.stringify(statusReport(s), null, 2));
@@ -85,7 +87,7 @@ export function registerLab(program: Command, set: SetStatus): void {
 
   lab.command("bench")
     .description("the overlay tax per backend: pod-to-pod TCP throughput, CPU per Gbit/s, RTT, and the bytes each path adds on the wire, measured on fresh labs in one run")
-    .option("--backends <list>", "none (the underlay itself), host-gw, vxlan, vxlan-direct (DirectRouting, one subnet), macvlan, wireguard, flannel-style (the anchor: flannel's VXLAN made by hand)", "none,host-gw,vxlan,vxlan-direct,macvlan,wireguard,flannel-style")
+    .option("--backends <list>", "none (the underlay itself), host-gw, vxlan, vxlan-direct (DirectRouting, one subnet), macvlan, wireguard, flannel-style (the anchor: flannel's VXLAN made by hand); none-v6 and vxlan-v6: the same over IPv6 (dual-stack lab), what IPv6 adds", "none,host-gw,vxlan,vxlan-direct,macvlan,wireguard,flannel-style,none-v6,vxlan-v6")
     .option("--streams <list>", "iperf3 parallel streams", "1,4")
     .option("--seconds <n>", "length of each iperf3 run", "3")
     .option("--rounds <n>", "rounds, interleaved across backends (medians reported)", "3")
@@ -177,8 +179,8 @@ export function registerLab(program: Command, set: SetStatus): void {
       if (o.image !== "nginx" && o.image !== "netshoot") throw new Error(`--image ${o.image}: use nginx or netshoot`);
       const p = await podRun(pickLab(o.name), name, o.node, o.image);
       if (p.phase === "Running" && p.image === "nginx") await waitServing(p);
-      if (o.json) console.log(JSON.stringify({ name: p.name, node: p.node, phase: p.phase, ip: p.ip ?? null, ...(p.reason ? { reason: p.reason } : {}) }));
-      else console.log(`${p.name} on ${p.node}: ${p.phase}${p.ip ? ` ${p.ip}` : ""}${p.reason ? `\n  ${p.reason}` : ""}`);
+      if (o.json) console.log(JSON.stringify({ name: p.name, node: p.node, phase: p.phase, ip: p.ip ?? null, ...(p.ip6 ? { ip6: p.ip6 } : {}), ...(p.reason ? { reason: p.reason } : {}) }));
+      else console.log(`${p.name} on ${p.node}: ${p.phase}${p.ip ? ` ${p.ip}` : ""}${p.ip6 ? ` ${p.ip6}` : ""}${p.reason ? `\n  ${p.reason}` : ""}`);
       return p.phase === "Running" ? 0 : 1;
     }));
   pod.command("rm")

@@ -189,7 +189,7 @@ export async function runCli(argv: string[]): Promise<number> {
     }],
     ["store", () => {
       const store = program.command("store", { hidden: true }).description("(internal) subnet registry helpers the lab runs");
-      withStoreOptions(store.command("init")).requiredOption("--network <cidr>", "pod network").option("--backend <type>", "vxlan or host-gw", "vxlan").option("--direct-routing", "vxlan's DirectRouting").option("--wait <seconds>", "keep trying this long", "15")
+      withStoreOptions(store.command("init")).requiredOption("--network <cidr>", "pod network").option("--backend <type>", "vxlan or host-gw", "vxlan").option("--direct-routing", "vxlan's DirectRouting").option("--ipv6-network <cidr>", "dual-stack: EnableIPv6 with this IPv6Network").option("--wait <seconds>", "keep trying this long", "15")
         .action(async (o: import("../store/open.ts").StoreFlags & { network: string; backend: string; directRouting?: boolean; wait: string }) => {
           const { storeInit } = await import("./store.ts");
           status = await storeInit(o);

@@ -4,8 +4,11 @@ import { openRegistry, type StoreFlags } from "../store/open.ts";
 import { FileRegistry } from "../store/file-registry.ts";
 import type { EtcdRegistry } from "../store/etcd-registry.ts";
 
-export async function storeInit(o: StoreFlags & { network: string; backend: string; directRouting?: boolean; wait: string }): Promise<number> {
-  const config = { Network: o.network, SubnetLen: 24, Backend: { Type: o.backend, ...(o.directRouting ? { DirectRouting: true } : {}) } };
+export async function storeInit(o: StoreFlags & { network: string; backend: string; directRouting?: boolean; ipv6Network?: string; wait: string }): Promise<number> {
+  const config = {
+    Network: o.network, SubnetLen: 24, ...(o.ipv6Network ? { EnableIPv6: true, IPv6Network: o.ipv6Network } : {}),
+    Backend: { Type: o.backend, ...(o.directRouting ? { DirectRouting: true } : {}) },
+  };
   if (o.store === "file") {
     FileRegistry.init(o.storeDir, config);
     return 0;

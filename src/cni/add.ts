@@ -86,6 +86,7 @@ async function addWith(env: CniEnv, conf: NetConf, undo: Undo[], node: Rtnl, pod
   faultPoint("after-veth");
 
   const routes = podRoutes(conf, ipamResult.result.routes ?? [], ips);
+  noDadOnPod(env, ips);
   const podLink = configurePod(pod, env.ifname, ips, routes);
   trace("pod");
   faultPoint("after-pod");
@@ -136,6 +137,7 @@ async function addMacvlanPod(env: CniEnv, conf: NetConf, undo: Undo[], node: Rtn
   undo.push(() => { pod.apply([delLink(env.ifname)]); });
   faultPoint("after-veth");
   const routes = podRoutes(conf, ipamResult.result.routes ?? [], ips);
+  noDadOnPod(env, ips);
   const podLink = configurePod(pod, env.ifname, ips, routes);
   faultPoint("after-pod");
   return {
@@ -145,6 +147,15 @@ async function addMacvlanPod(env: CniEnv, conf: NetConf, undo: Undo[], node: Rtn
     routes,
     dns: conf.dns ?? ipamResult.result.dns ?? {},
   };
+}
+
+/**
+ * IPv6: duplicate address detection off on the pod's interface before it comes up (the reference
+ * bridge plugin does the same unless asked). IPAM hands each address out once, and while DAD
+ * runs on the kernel's link-local address the pod's first IPv6 packets wait 2 s.
+ */
+function noDadOnPod(env: CniEnv, ips: { address: string }[]): void {
+  if (ips.some((i) => i.address.includes(":"))) ensureSysctl(`net.ipv6.conf.${env.ifname}.accept_dad`, "0", env.netns);
 }
 
 /** The link the node's IPv4 default route leaves through. */

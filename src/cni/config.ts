@@ -229,7 +229,18 @@ function resolveIpam(raw: Json, env: CniEnv, conf: NetConf): void {
   }
   // As flannel does: when the agent does not masquerade, the plugin does (unless told otherwise).
   if (raw.ipMasq === undefined && subnetEnv.ipMasq === false) conf.ipMasq = true;
-  conf.ipam = builtinFromBlock({ ranges: [[{ subnet: formatPrefix(sub.prefix) }]], routes: [{ dst: formatPrefix(net.prefix) }], dataDir }, raw, env);
+  // Dual-stack: a second range set (its own reservation cursor, as host-local keeps one per set)
+  // and a route to the IPv6 pod network: every pod gets one address of each family.
+  const sub6 = subnetEnv.ipv6Subnet ? parseCIDR(subnetEnv.ipv6Subnet) : undefined;
+  const net6 = subnetEnv.ipv6Network ? parseCIDR(subnetEnv.ipv6Network) : undefined;
+  if (subnetEnv.ipv6Subnet && (!sub6 || !net6 || sub6.prefix.ip.family !== 6 || net6.prefix.ip.family !== 6)) {
+    conf.ipamProblem = new CniError(CniCode.InvalidConfig, `subnet file ${conf.subnetFile} holds a bad IPv6 CIDR (${subnetEnv.ipv6Subnet}, ${subnetEnv.ipv6Network})`, "restart the gauze agent to rewrite it");
+    return;
+  }
+  conf.ipam = builtinFromBlock({
+    ranges: [[{ subnet: formatPrefix(sub.prefix) }], ...(sub6 ? [[{ subnet: formatPrefix(sub6.prefix) }]] : [])],
+    routes: [{ dst: formatPrefix(net.prefix) }, ...(net6 ? [{ dst: formatPrefix(net6.prefix) }] : [])], dataDir,
+  }, raw, env);
 }
 
 function builtinFromBlock(ipam: Json, raw: Json, env: CniEnv): BuiltinIpam {

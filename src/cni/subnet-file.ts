@@ -5,6 +5,8 @@
 //   GAUZE_IPMASQ=true             the agent masquerades traffic leaving the pod network
 //   GAUZE_UNDERLAY=172.18.0.0/16  macvlan backend: the node's L2 subnet, which pods join
 //   GAUZE_UNDERLAY_GATEWAY=172.18.0.1  and its router, the pods' default gateway
+//   GAUZE_IPV6_NETWORK=fd00:10:244::/48  dual-stack: the IPv6 pod network
+//   GAUZE_IPV6_SUBNET=fd00:10:244:1::1/64  and this node's IPv6 subnet, as gateway/len
 // FLANNEL_* keys are read too, so a node that already has flannel's file works unchanged.
 import { FileError, readText } from "../kernel/files.ts";
 
@@ -17,6 +19,8 @@ export interface SubnetEnv {
   ipMasq?: boolean;
   underlay?: string;
   underlayGateway?: string;
+  ipv6Network?: string;
+  ipv6Subnet?: string;
 }
 
 export class SubnetFileError extends Error {
@@ -52,6 +56,13 @@ export function parseSubnetEnv(text: string, path: string): SubnetEnv {
   if (underlay !== undefined) out.underlay = underlay;
   const gw = vars.get("UNDERLAY_GATEWAY");
   if (gw !== undefined) out.underlayGateway = gw;
+  const net6 = vars.get("IPV6_NETWORK");
+  const sub6 = vars.get("IPV6_SUBNET");
+  if ((net6 === undefined) !== (sub6 === undefined)) throw new SubnetFileError(`${path} has ${net6 ? "GAUZE_IPV6_NETWORK without GAUZE_IPV6_SUBNET" : "GAUZE_IPV6_SUBNET without GAUZE_IPV6_NETWORK"}`, false);
+  if (net6 !== undefined && sub6 !== undefined) {
+    out.ipv6Network = net6;
+    out.ipv6Subnet = sub6;
+  }
   return out;
 }
 
@@ -72,5 +83,7 @@ export function formatSubnetEnv(env: SubnetEnv): string {
   if (env.ipMasq !== undefined) lines.push(`GAUZE_IPMASQ=${env.ipMasq}`);
   if (env.underlay !== undefined) lines.push(`GAUZE_UNDERLAY=${env.underlay}`);
   if (env.underlayGateway !== undefined) lines.push(`GAUZE_UNDERLAY_GATEWAY=${env.underlayGateway}`);
+  if (env.ipv6Network !== undefined) lines.push(`GAUZE_IPV6_NETWORK=${env.ipv6Network}`);
+  if (env.ipv6Subnet !== undefined) lines.push(`GAUZE_IPV6_SUBNET=${env.ipv6Subnet}`);
   return lines.join("\n") + "\n";
 }

@@ -1,6 +1,7 @@
 // The node's pod bridge (cni0 by default): made on first use with a stable MAC, its gateway
 // addresses added, up. Idempotent: "exists and compatible" is success, and a link of that name
 // that is not a bridge is refused before anything is added to it.
+import { ensureSysctl } from "../kernel/sysctl.ts";
 import { type IP, parseCIDR } from "../net/cidr.ts";
 import { type Link, NetlinkError, type Rtnl, addAddr, addBridge, setLink } from "../kernel/netlink/index.ts";
 import { DataplaneError } from "./errors.ts";
@@ -51,6 +52,12 @@ export function ensureBridge(nl: Rtnl, current: Link | undefined, want: BridgeWa
       nl.run([addBridge({ name: want.name, mtu: want.mtu, up: true, ...(mac ? { mac } : {}) })], exists);
       link = readBridge(nl, want.name);
       if (!link) throw new DataplaneError("kernel", `bridge ${want.name} vanished right after it was made`, "another process deletes it; find it");
+      // IPv6: the bridge's link-local address is the source of the node's neighbour solicitations
+      // to its pods, and while duplicate address detection runs (2 s from the first port) the
+      // first pod's IPv6 traffic waits. Its MAC is made from this node's gateway address, unique
+      // in the cluster, and the gateway address itself is added without DAD: nothing to detect.
+      // Set before the first port joins, when DAD would start.
+      if (want.gatewayCidrs.some((c) => c.includes(":"))) ensureSysctl(`net.ipv6.conf.${want.name}.accept_dad`, "0");
     }
     const reqs = want.gatewayCidrs.map((c) => addAddr(link!, c));
     if (!link.up) reqs.push(setLink(link, { up: true }));

@@ -77,10 +77,11 @@ export class NodesApi {
   }
 
   /** Creates or changes a Node, as a kubelet registering or the controller manager assigning a podCIDR does. */
-  putNode(name: string, spec: { podCIDR?: string; annotations?: Record<string, string>; internalIP?: string }): NodeObject {
+  putNode(name: string, spec: { podCIDR?: string; podCIDR6?: string; annotations?: Record<string, string>; internalIP?: string }): NodeObject {
     const old = this.nodes.get(name);
     const node: NodeObject = old ?? { kind: "Node", apiVersion: "v1", metadata: { name, uid: `lab-${name}`, creationTimestamp: new Date().toISOString(), labels: { "kubernetes.io/hostname": name, "kubernetes.io/os": "linux" }, annotations: {} }, spec: {}, status: { conditions: [] } };
-    if (spec.podCIDR !== undefined) node.spec = { ...node.spec, podCIDR: spec.podCIDR, podCIDRs: [spec.podCIDR] };
+    // Dual-stack: podCIDRs holds one per family, podCIDR the first (as the controller manager writes them).
+    if (spec.podCIDR !== undefined) node.spec = { ...node.spec, podCIDR: spec.podCIDR, podCIDRs: [spec.podCIDR, ...(spec.podCIDR6 ? [spec.podCIDR6] : [])] };
     node.metadata.annotations = { ...node.metadata.annotations, ...(spec.annotations ?? {}) };
     if (spec.internalIP) node.status.addresses = [{ type: "InternalIP", address: spec.internalIP }, { type: "Hostname", address: name }];
     this.nodes.set(name, node);

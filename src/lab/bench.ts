@@ -18,7 +18,7 @@ import { labDir, labExists, loadLab } from "./state.ts";
 import { captureDuring, sizes } from "./wire.ts";
 import { percentile } from "../util/stats.ts";
 
-export const BENCH_BACKENDS = ["none", "host-gw", "vxlan", "vxlan-direct", "macvlan", "wireguard", "flannel-style"] as const;
+export const BENCH_BACKENDS = ["none", "host-gw", "vxlan", "vxlan-direct", "macvlan", "wireguard", "flannel-style", "none-v6", "vxlan-v6"] as const;
 export type BenchBackend = (typeof BENCH_BACKENDS)[number];
 
 export interface Endpoint { netns: string; ip: string; dev: string }
@@ -103,7 +103,7 @@ function buildFlannelStyle(lab: string): { pods: Endpoint[]; netns: string[] } {
 }
 
 async function setUp(backend: BenchBackend, prefix: string, progress: Progress): Promise<Setup> {
-  const lab = `${prefix}-${({ "flannel-style": "fl", "host-gw": "hg", none: "no", vxlan: "vx", "vxlan-direct": "vd", macvlan: "mv", wireguard: "wg" } as const)[backend]}`;
+  const lab = `${prefix}-${({ "flannel-style": "fl", "host-gw": "hg", none: "no", vxlan: "vx", "vxlan-direct": "vd", macvlan: "mv", wireguard: "wg", "none-v6": "n6", "vxlan-v6": "v6" } as const)[backend]}`;
   if (labExists(lab)) await labDown(lab, () => undefined);
   const quiet = () => undefined;
   const cp = `${lab}-control-plane`;
@@ -118,6 +118,21 @@ async function setUp(backend: BenchBackend, prefix: string, progress: Progress):
     const f = buildFlannelStyle(lab);
     progress(`${backend}: flannel.1 and cni0 made by hand, pods ${f.pods[0]!.ip} and ${f.pods[1]!.ip}`);
     return { backend, lab, client: f.pods[0]!, server: f.pods[1]!, clientNode: a!.netns, tunnelBpf: "udp port 8472", extraNetns: f.netns };
+  }
+  // What IPv6 adds: a dual-stack lab, its pods talking IPv6 through gauze6.1 (VXLAN over the
+  // nodes' IPv6 addresses); and its underlay node to node over IPv6, the limit for that path.
+  if (backend === "none-v6" || backend === "vxlan-v6") {
+    const s = await labUp({ name: lab, nodes: 2, podCidr: "10.244.0.0/16", backend: "vxlan", ipv6: true, cni: backend === "vxlan-v6", progress: quiet });
+    const [na, nb] = s.nodes;
+    if (backend === "none-v6") {
+      progress(`${backend}: node ${na!.ip6} to node ${nb!.ip6} on the underlay`);
+      return { backend, lab, client: { netns: na!.netns, ip: na!.ip6!, dev: "eth0" }, server: { netns: nb!.netns, ip: nb!.ip6!, dev: "eth0" }, clientNode: na!.netns, extraNetns: [] };
+    }
+    const a = await podRun(lab, "a", cp, "netshoot");
+    const b = await podRun(lab, "b", wk, "netshoot");
+    if (!a.ip6 || !b.ip6) throw new Error(`pods have no IPv6 address: ${a.reason ?? b.reason ?? ""}`);
+    progress(`${backend}: gauze pods ${a.ip6} and ${b.ip6} (IPv6 through gauze6.1)`);
+    return { backend, lab, client: { netns: a.netns, ip: a.ip6, dev: "eth0" }, server: { netns: b.netns, ip: b.ip6, dev: "eth0" }, clientNode: `gz-${cp}`, tunnelBpf: "ip6 and udp port 8472", extraNetns: [] };
   }
   // vxlan-direct: both nodes on one underlay subnet, so DirectRouting routes every peer bare.
   await labUp({ name: lab, nodes: 2, podCidr: "10.244.0.0/16", backend, cni: true, progress: quiet });
@@ -151,7 +166,8 @@ function rtt(x: Setup): { p50Us: number; p99Us: number; n: number } {
 
 async function wireSizes(x: Setup): Promise<Pick<BackendResult, "ping" | "segment">> {
   const bare = x.tunnelBpf === undefined;
-  const ping = await captureDuring({ netns: x.clientNode, iface: "eth0", bpf: bare ? "icmp[icmptype] == icmp-echo" : x.tunnelBpf!, count: 1 }, () => {
+  const echo = x.server.ip.includes(":") ? "icmp6 and ip6[40] == 128" : "icmp[icmptype] == icmp-echo";
+  const ping = await captureDuring({ netns: x.clientNode, iface: "eth0", bpf: bare ? echo : x.tunnelBpf!, count: 1 }, () => {
     runSync(["ping", "-n", "-c", "1", "-s", "56", "-W", "1", x.server.ip], { netns: netnsPath(x.client.netns) });
   });
   // Segments as the wire carries them: without segmentation offload on the sender, each TCP
@@ -231,6 +247,13 @@ function targets(rs: BackendResult[]): BenchReport["targets"] {
   const out: BenchReport["targets"] = [];
   const g = (r: BackendResult | undefined, n: number) => r?.tcp.find((t) => t.streams === n)?.gbps;
   const none = by("none");
+  const v6 = by("vxlan-v6");
+  const none6 = by("none-v6");
+  for (const n of v6?.tcp.map((t) => t.streams) ?? []) {
+    const v = g(v6, n);
+    const v4 = g(by("vxlan"), n);
+    if (v !== undefined && v4 !== undefined) out.push({ what: `vxlan-v6, ${n} stream(s): against vxlan over IPv4 (informational)`, value: `${((v / v4) * 100).toFixed(1)} %${none6 ? `; ${((v / g(none6, n)!) * 100).toFixed(1)} % of none-v6` : ""}`, ok: true });
+  }
   for (const b of ["host-gw", "vxlan-direct", "macvlan"] as const) {
     for (const n of none?.tcp.map((t) => t.streams) ?? []) {
       const v = g(by(b), n);
@@ -242,7 +265,8 @@ function targets(rs: BackendResult[]): BenchReport["targets"] {
     const vx = g(by("vxlan"), n);
     if (vx !== undefined) out.push({ what: `vxlan, ${n} stream(s): within 5 % of flannel-style`, value: `${((vx / g(fl, n)!) * 100).toFixed(1)} %`, ok: vx >= 0.95 * g(fl, n)! });
   }
-  const want: Partial<Record<BenchBackend, number>> = { vxlan: 50, "flannel-style": 50, "host-gw": 0, "vxlan-direct": 0, macvlan: 0, wireguard: 60, none: 0 };
+  // What IPv6 adds: VXLAN over an IPv6 underlay carries a 40-byte outer header instead of 20.
+  const want: Partial<Record<BenchBackend, number>> = { vxlan: 50, "flannel-style": 50, "host-gw": 0, "vxlan-direct": 0, macvlan: 0, wireguard: 60, none: 0, "none-v6": 0, "vxlan-v6": 70 };
   for (const r of rs.filter((x) => x.ok && x.ping)) {
     const w = want[r.backend];
     if (w !== undefined) out.push({ what: `${r.backend}: wire overhead ${w} bytes per packet (from the capture)`, value: `${r.ping!.overhead} per ping, ${r.segment?.overhead ?? "?"} per segment`, ok: r.ping!.overhead === w && r.segment?.overhead === w });

@@ -18,7 +18,7 @@ import { type LabNode, type LabPod, type LabState, LAB_HOME, findNode, findPod, 
 import { type NodeRuntime, RuntimeError, addPod, delPod, loadNetwork } from "./runtime.ts";
 import { gauzeExecutable, isOurProcess, spawnInNetns, stopProcess } from "./processes.ts";
 import { unmountUnder } from "../kernel/netns.ts";
-import { formatPrefix } from "../net/cidr.ts";
+import { formatIP, formatPrefix, parseIP } from "../net/cidr.ts";
 import { resolveNetwork } from "../store/registry.ts";
 import { ManifestError, manifestObjects } from "../deploy/manifest.ts";
 import { deleteNode, registerNode, startControlPlane, stopControlPlane } from "./cluster.ts";
@@ -46,7 +46,13 @@ export interface UpOptions {
   progress: Progress;
   /** Run this manifest's DaemonSet on the nodes (as kubelets would) instead of starting agents directly. */
   manifest?: string;
+  /** Dual-stack: an IPv6 pod network next to the IPv4 one, and IPv6 on the underlay. */
+  ipv6?: boolean;
 }
+
+/** Dual-stack labs: the IPv6 pod network (one /64 per node, same index as its IPv4 /24) and the IPv6 underlay (ULA, inside the lab's namespaces only). */
+export const LAB_POD_CIDR6 = "fd47:10:244::/56";
+const UNDERLAY6 = "fd47:172:18";
 
 /** The backends a lab runs: vxlan-direct is vxlan with DirectRouting. */
 export type LabBackend = "vxlan" | "host-gw" | "vxlan-direct" | "macvlan" | "wireguard";
@@ -60,12 +66,15 @@ export function backendBlock(b: string): { Type: string; DirectRouting?: boolean
 }
 
 /** A node's underlay address and prefix: one /16 (kind's network), or two /24s taking turns. */
-function nodeAddress(idx: number, subnets: number): { ip: string; prefixLen: number; gw: string; segment: number } {
+/** An IPv6 address as the kernel prints it (RFC 5952): fd47:172:18:0::4 is fd47:172:18::4. */
+const canonical = (ip: string) => formatIP(parseIP(ip)!);
+
+function nodeAddress(idx: number, subnets: number): { ip: string; prefixLen: number; gw: string; segment: number; ip6: string; gw6: string } {
   if (subnets === 2) {
     const segment = idx % 2;
-    return { ip: `172.18.${segment}.${idx + 2}`, prefixLen: 24, gw: `172.18.${segment}.1`, segment };
+    return { ip: `172.18.${segment}.${idx + 2}`, prefixLen: 24, gw: `172.18.${segment}.1`, segment, ip6: canonical(`${UNDERLAY6}:${segment}::${(idx + 2).toString(16)}`), gw6: canonical(`${UNDERLAY6}:${segment}::1`) };
   }
-  return { ip: `172.18.${Math.floor((idx + 2) / 256)}.${(idx + 2) % 256}`, prefixLen: 16, gw: UNDERLAY_GW, segment: 0 };
+  return { ip: `172.18.${Math.floor((idx + 2) / 256)}.${(idx + 2) % 256}`, prefixLen: 16, gw: UNDERLAY_GW, segment: 0, ip6: `${UNDERLAY6}::${(idx + 2).toString(16)}`, gw6: `${UNDERLAY6}::1` };
 }
 
 function netnsMounted(): boolean {
@@ -85,6 +94,11 @@ function must(argv: string[], input?: string, netns?: string): void {
   if (r.status !== 0) throw new Error(`${argv.join(" ")}: ${r.stderr.trim() || r.stdout.trim()}`);
 }
 
+/** IPv6 duplicate address detection off (0) for the links made from now on in a namespace, or back on (1, the kernel's default). */
+function linkDad(netns: string, on: boolean): void {
+  ensureSysctl("net.ipv6.conf.default.accept_dad", on ? "1" : "0", netns);
+}
+
 /** Creates node namespaces, their underlay veths and addresses: one netlink batch per side. */
 function createNodes(s: LabState, specs: { name: string; role: LabNode["role"]; idx: number }[]): LabNode[] {
   for (const sp of specs) {
@@ -92,8 +106,14 @@ function createNodes(s: LabState, specs: { name: string; role: LabNode["role"]; 
     if (bad) throw new Error(bad);
   }
   const subnets = s.underlaySubnets ?? 1;
-  const nodes = specs.map((sp): LabNode => ({ name: sp.name, role: sp.role, netns: `gz-${sp.name}`, ip: nodeAddress(sp.idx, subnets).ip, idx: sp.idx, root: join(labDir(s.name), "nodes", sp.name) }));
-  for (const n of nodes) addNetns(n.netns);
+  const nodes = specs.map((sp): LabNode => ({ name: sp.name, role: sp.role, netns: `gz-${sp.name}`, ip: nodeAddress(sp.idx, subnets).ip, ...(s.podCidr6 ? { ip6: nodeAddress(sp.idx, subnets).ip6 } : {}), idx: sp.idx, root: join(labDir(s.name), "nodes", sp.name) }));
+  for (const n of nodes) {
+    addNetns(n.netns);
+    // The lab builds a node's eth0 in milliseconds; a real node's has been up for long. Without
+    // this, eth0's IPv6 link-local stays tentative (duplicate address detection) for 2 s. Only
+    // eth0: the links gauze makes later meet the kernel's default, as on a real node.
+    if (s.podCidr6) linkDad(netnsPath(n.netns), false);
+  }
   withRtnl({ netns: netnsPath(s.underlayNs) }, (under) => {
     for (const n of nodes) {
       // The node's eth0 is made straight inside the node's namespace, its underlay end on its segment's bridge.
@@ -112,7 +132,9 @@ function createNodes(s: LabState, specs: { name: string; role: LabNode["role"]; 
       const eth0 = nl.link("eth0")!;
       const a = nodeAddress(n.idx, subnets);
       nl.run([setLink({ index: 1, name: "lo" }, { up: true }), addAddr(eth0, `${a.ip}/${a.prefixLen}`), setLink(eth0, { up: true }), addRoute({ dst: "default", via: a.gw, dev: eth0 })]);
+      if (s.podCidr6) nl.run([addAddr(eth0, `${a.ip6}/64`), addRoute({ dst: "::/0", via: a.gw6, dev: eth0 })]);
     });
+    if (s.podCidr6) linkDad(netnsPath(n.netns), true);
     // What a kubeadm node has: forwarding on, bridged traffic seen by iptables.
     ensureSysctl("net.ipv4.ip_forward", "1", netnsPath(n.netns));
     ensureSysctl("net.bridge.bridge-nf-call-iptables", "1", netnsPath(n.netns));
@@ -137,27 +159,34 @@ export async function labUp(o: UpOptions): Promise<LabState> {
   if (manifest) {
     o = { ...o, podCidr: manifest.podCidr, backend: manifest.backend as UpOptions["backend"], store: undefined };
   }
+  if (o.ipv6 && (o.manifest || !["vxlan", "vxlan-direct", "host-gw"].includes(o.backend))) {
+    throw new Error(o.manifest ? "--ipv6 with --manifest: the lab's Kubernetes API gives Nodes IPv4 podCIDRs only; leave out one of them" : `--ipv6 with --backend ${o.backend}: dual-stack runs on vxlan, vxlan-direct and host-gw`);
+  }
   recordHostState();
   mkdirSync(labDir(o.name), { recursive: true });
   const s: LabState = {
-    name: o.name, podCidr: o.podCidr, backend: o.backend, underlayNs: `gz-${o.name}-underlay`, underlayCidr: UNDERLAY_CIDR, ...(o.underlaySubnets === 2 ? { underlaySubnets: 2 } : {}),
+    name: o.name, podCidr: o.podCidr, backend: o.backend, underlayNs: `gz-${o.name}-underlay`, underlayCidr: UNDERLAY_CIDR, ...(o.underlaySubnets === 2 ? { underlaySubnets: 2 } : {}), ...(o.ipv6 ? { podCidr6: LAB_POD_CIDR6 } : {}),
     registryDir: join(labDir(o.name), "registry"), store: { kind: manifest ? "kube" : o.store ?? "file", ...(o.etcdEndpoints ? { endpoints: o.etcdEndpoints } : {}), ...(o.etcdTls ? { tls: o.etcdTls } : {}) }, cniInstalled: false, nodes: [], pods: [], createdAt: new Date().toISOString(),
   };
   saveLab(s);
   try {
     const t0 = performance.now();
     addNetns(s.underlayNs);
+    if (o.ipv6) linkDad(netnsPath(s.underlayNs), false);
     withRtnl({ netns: netnsPath(s.underlayNs) }, (nl) => {
       if (o.underlaySubnets === 2) {
         // Two L2 segments with the underlay namespace as the router between them.
         nl.run([setLink({ index: 1, name: "lo" }, { up: true }), addBridge({ name: "br0", up: true }), addBridge({ name: "br1", up: true })]);
         nl.run([addAddr(nl.link("br0")!, "172.18.0.1/24"), addAddr(nl.link("br1")!, "172.18.1.1/24")]);
+        if (o.ipv6) nl.run([addAddr(nl.link("br0")!, `${UNDERLAY6}:0::1/64`), addAddr(nl.link("br1")!, `${UNDERLAY6}:1::1/64`)]);
       } else {
         nl.run([setLink({ index: 1, name: "lo" }, { up: true }), addBridge({ name: "br0", up: true })]);
         nl.run([addAddr(nl.link("br0")!, `${UNDERLAY_GW}/16`)]);
+        if (o.ipv6) nl.run([addAddr(nl.link("br0")!, `${UNDERLAY6}::1/64`)]);
       }
     });
     if (o.underlaySubnets === 2) ensureSysctl("net.ipv4.ip_forward", "1", netnsPath(s.underlayNs));
+    if (o.underlaySubnets === 2 && o.ipv6) ensureSysctl("net.ipv6.conf.all.forwarding", "1", netnsPath(s.underlayNs));
     s.nodes = createNodes(s, nodeNames(o.name, o.nodes).map((n, idx) => ({ ...n, idx })));
     if (s.store.kind === "etcd" && !s.store.endpoints) await startEtcd(s, o.progress);
     if (manifest) {
@@ -169,7 +198,7 @@ export async function labUp(o: UpOptions): Promise<LabState> {
       o.progress(`control plane: the Kubernetes API on https://172.18.0.1:6443, ${s.nodes.length} Node(s) registered with a podCIDR each`);
     } else initRegistry(s, o.podCidr, o.backend);
     saveLab(s);
-    o.progress(`lab ${o.name}: ${o.nodes} node(s) on underlay ${o.underlaySubnets === 2 ? "172.18.0.0/24 and 172.18.1.0/24 (routed)" : UNDERLAY_CIDR} (${s.nodes.map((n) => `${n.name} ${n.ip}`).join(", ")}) in ${(performance.now() - t0).toFixed(0)} ms`);
+    o.progress(`lab ${o.name}: ${o.nodes} node(s) on underlay ${o.underlaySubnets === 2 ? "172.18.0.0/24 and 172.18.1.0/24 (routed)" : UNDERLAY_CIDR}${o.ipv6 ? ` and ${UNDERLAY6}::/${o.underlaySubnets === 2 ? "56 (two /64s)" : "64"}, pods dual-stack (IPv6 ${LAB_POD_CIDR6})` : ""} (${s.nodes.map((n) => `${n.name} ${n.ip}`).join(", ")}) in ${(performance.now() - t0).toFixed(0)} ms`);
     if (o.cni) await installCni(s, o.progress);
     saveLab(s);
     return s;
@@ -265,8 +294,9 @@ function storeHelper(s: LabState, args: string[]): void {
 
 function initRegistry(s: LabState, podCidr: string, backend: string): void {
   const block = backendBlock(backend);
-  if (s.store.kind === "file") FileRegistry.init(s.registryDir, { Network: podCidr, SubnetLen: 24, Backend: block });
-  else storeHelper(s, ["init", "--network", podCidr, "--backend", block.Type, ...(block.DirectRouting ? ["--direct-routing"] : [])]);
+  const v6 = s.podCidr6 ? { EnableIPv6: true, IPv6Network: s.podCidr6 } : {};
+  if (s.store.kind === "file") FileRegistry.init(s.registryDir, { Network: podCidr, SubnetLen: 24, ...v6, Backend: block });
+  else storeHelper(s, ["init", "--network", podCidr, "--backend", block.Type, ...(block.DirectRouting ? ["--direct-routing"] : []), ...(s.podCidr6 ? ["--ipv6-network", s.podCidr6] : [])]);
 }
 
 export function startAgent(s: LabState, n: LabNode): void {
@@ -341,6 +371,9 @@ export interface NodeView {
   ip: string;
   subnet?: string;
   vtepMac?: string;
+  /** Dual-stack labs: the node's IPv6 underlay address and IPv6 pod subnet. */
+  ip6?: string;
+  subnet6?: string;
   agent?: { pid?: number; running: boolean; ready: boolean; reason: string; peers: number };
   /** Manifest mode: the DaemonSet's pod on the node, and its readiness probe's answer. */
   pod?: { name: string; image: string; running: boolean; ready: boolean; reason: string };
@@ -367,6 +400,7 @@ export function nodeView(s: LabState, n: LabNode): NodeView {
   return {
     name: n.name, role: n.role, ready, ...(reason ? { reason } : {}), ip: n.ip,
     ...(a?.subnet ? { subnet: a.subnet } : {}), ...(a?.vtepMac ? { vtepMac: a.vtepMac } : {}),
+    ...(n.ip6 ? { ip6: n.ip6 } : {}), ...(a?.ipv6Subnet ? { subnet6: a.ipv6Subnet } : {}),
     ...(s.cniInstalled ? { agent: { pid: n.agentPid, running, ready: !!a?.ready && running, reason: a?.reason ?? "", peers: a?.peers ?? 0 } } : {}),
     ...(n.pod ? { pod: { name: n.pod.name, image: n.pod.image, running, ...podReady(s, n) } } : {}),
   };
@@ -392,7 +426,9 @@ function trySetUp(s: LabState, p: LabPod): void {
   try {
     const { result } = addPod(rt, podRef(p));
     const ips = (result.ips as { address: string }[] | undefined) ?? [];
-    p.ip = ips[0]?.address.split("/")[0];
+    p.ip = ips.find((i) => !i.address.includes(":"))?.address.split("/")[0];
+    const ip6 = ips.find((i) => i.address.includes(":"))?.address.split("/")[0];
+    if (ip6) p.ip6 = ip6;
     p.phase = "Running";
     delete p.reason;
     if (p.image === "nginx" && !p.serverPid) {

@@ -12,6 +12,8 @@ export interface LabNode {
   role: "control-plane" | "worker";
   netns: string;
   ip: string;
+  /** Dual-stack labs: the node's IPv6 underlay address. */
+  ip6?: string;
   /** Position on the underlay (node IP = 172.18.0.(idx + 2)). */
   idx: number;
   root: string;
@@ -52,6 +54,8 @@ export interface LabPod {
   phase: PodPhase;
   reason?: string;
   ip?: string;
+  /** Dual-stack labs: the pod's IPv6 address. */
+  ip6?: string;
   serverPid?: number;
 }
 
@@ -63,6 +67,8 @@ export interface LabState {
   underlayCidr: string;
   /** 2: nodes on two routed underlay subnets (for DirectRouting); absent: one. */
   underlaySubnets?: 2;
+  /** Dual-stack (`lab up --ipv6`): the IPv6 pod network; nodes also get IPv6 underlay addresses. */
+  podCidr6?: string;
   registryDir: string;
   /** Where leases live: the embedded file registry, or etcd (the lab's own in the underlay namespace, or given). */
   store: { kind: "file" | "etcd" | "kube"; endpoints?: string; etcdPid?: number; etcdDir?: string; tls?: { cafile?: string; certfile?: string; keyfile?: string; username?: string; passwordFile?: string } };

@@ -9,7 +9,7 @@ import { readFileSync } from "node:fs";
 import { Etcd3, type IOptions, type Lease as EtcdLease, type Watcher } from "etcd3";
 import { ExponentialBackoff } from "cockatiel";
 import { formatPrefix } from "../net/cidr.ts";
-import { type Lease, type LeaseRequest, type NetworkConfig, type SubnetRegistry, LeaseLostError, RegistryError, leaseKey, leaseRecord, mayRetake, parseRecord, pickFreeSubnet, resolveNetwork } from "./registry.ts";
+import { type Lease, type LeaseRequest, type NetworkConfig, type SubnetRegistry, LeaseLostError, RegistryError, leaseKey, leaseRecord, mayRetake, parseRecord, pickFreeSubnet, resolveNetwork, ipv6LeaseFields } from "./registry.ts";
 
 export const DEFAULT_ETCD_PREFIX = "/gauze.dev/network";
 
@@ -34,6 +34,10 @@ interface StoredLease {
   BackendData: { VtepMAC?: string; PublicKey?: string };
   Node: string;
   Expires: number;
+  /** Dual-stack (flannel's names where flannel has them). */
+  IPv6Subnet?: string;
+  PublicIPv6?: string;
+  BackendV6Data?: { VtepMAC?: string };
 }
 
 /** An etcd key and value as a lease (flannel's field names); a bad value becomes a lease with a problem. */
@@ -45,10 +49,15 @@ function toLease(key: string, subnet: string, text: string): Lease {
     node: v.Node, publicIp: v.PublicIP, backendType: v.BackendType, expiresAt: v.Expires,
     vtepMac: typeof data === "object" && data !== null ? (data as Record<string, unknown>).VtepMAC : undefined,
     publicKey: typeof data === "object" && data !== null ? (data as Record<string, unknown>).PublicKey : undefined,
+    ipv6Subnet: v.IPv6Subnet, publicIpv6: v.PublicIPv6,
+    v6VtepMac: typeof v.BackendV6Data === "object" && v.BackendV6Data !== null ? (v.BackendV6Data as Record<string, unknown>).VtepMAC : undefined,
   });
 }
 
-const toStored = (l: Lease): StoredLease => ({ PublicIP: l.publicIp, BackendType: l.backendType, BackendData: { ...(l.backendData.vtepMac ? { VtepMAC: l.backendData.vtepMac } : {}), ...(l.backendData.publicKey ? { PublicKey: l.backendData.publicKey } : {}) }, Node: l.node, Expires: l.expiresAt });
+const toStored = (l: Lease): StoredLease => ({
+  PublicIP: l.publicIp, BackendType: l.backendType, BackendData: { ...(l.backendData.vtepMac ? { VtepMAC: l.backendData.vtepMac } : {}), ...(l.backendData.publicKey ? { PublicKey: l.backendData.publicKey } : {}) }, Node: l.node, Expires: l.expiresAt,
+  ...(l.ipv6Subnet ? { IPv6Subnet: l.ipv6Subnet } : {}), ...(l.publicIpv6 ? { PublicIPv6: l.publicIpv6 } : {}), ...(l.backendData.v6VtepMac ? { BackendV6Data: { VtepMAC: l.backendData.v6VtepMac } } : {}),
+});
 
 export class EtcdRegistry implements SubnetRegistry {
   readonly kind = "etcd";
@@ -175,7 +184,7 @@ export class EtcdRegistry implements SubnetRegistry {
         if (!free) throw new RegistryError(`no free /${net.subnetLen} left in ${formatPrefix(net.network)} (${live.length} leased)`, "remove nodes, or widen Network / SubnetMin-SubnetMax");
         return formatPrefix(free);
       })();
-      const lease: Lease = { subnet, node: req.node, publicIp: req.publicIp, backendType: req.backendType, backendData: req.backendData, expiresAt: Date.now() + ttlMs };
+      const lease: Lease = { subnet, node: req.node, publicIp: req.publicIp, backendType: req.backendType, backendData: req.backendData, expiresAt: Date.now() + ttlMs, ...ipv6LeaseFields(net, subnet, req) };
       const etcdLease = await this.grant(ttlMs);
       const key = this.key(subnet);
       this.requests++;

@@ -6,7 +6,7 @@
 import { mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, watch, writeFileSync, type FSWatcher } from "node:fs";
 import { join } from "node:path";
 import { lockFile } from "../kernel/files.ts";
-import { type Lease, type LeaseRequest, type NetworkConfig, type SubnetRegistry, LeaseLostError, RegistryError, leaseKey, leaseRecord, mayRetake, parseRecord, pickFreeSubnet, resolveNetwork } from "./registry.ts";
+import { type Lease, type LeaseRequest, type NetworkConfig, type SubnetRegistry, LeaseLostError, RegistryError, leaseKey, leaseRecord, mayRetake, parseRecord, pickFreeSubnet, resolveNetwork, ipv6LeaseFields } from "./registry.ts";
 import { formatPrefix } from "../net/cidr.ts";
 
 export class FileRegistry implements SubnetRegistry {
@@ -57,7 +57,7 @@ export class FileRegistry implements SubnetRegistry {
       const subnet = f.slice(0, -".json".length).replace("-", "/");
       const data = typeof v === "object" ? v.backendData : undefined;
       out.push(typeof v === "string" ? leaseRecord(path, subnet, v) : {
-        ...leaseRecord(path, subnet, { node: v.node, publicIp: v.publicIp, backendType: v.backendType, expiresAt: v.expiresAt, vtepMac: typeof data === "object" && data !== null ? (data as Record<string, unknown>).vtepMac : undefined, publicKey: typeof data === "object" && data !== null ? (data as Record<string, unknown>).publicKey : undefined }),
+        ...leaseRecord(path, subnet, { node: v.node, publicIp: v.publicIp, backendType: v.backendType, expiresAt: v.expiresAt, vtepMac: typeof data === "object" && data !== null ? (data as Record<string, unknown>).vtepMac : undefined, publicKey: typeof data === "object" && data !== null ? (data as Record<string, unknown>).publicKey : undefined, v6VtepMac: typeof data === "object" && data !== null ? (data as Record<string, unknown>).v6VtepMac : undefined, ipv6Subnet: v.ipv6Subnet, publicIpv6: v.publicIpv6 }),
         // The file's name is where the lease is; a subnet field that says otherwise is refused.
         ...(typeof v.subnet === "string" && v.subnet !== subnet ? { problem: `file ${f} holds a lease for ${v.subnet}` } : {}),
       });
@@ -85,7 +85,7 @@ export class FileRegistry implements SubnetRegistry {
         if (!free) throw new RegistryError(`no free /${net.subnetLen} left in ${formatPrefix(net.network)} (${live.length} leased)`, "remove nodes, or widen Network / SubnetMin-SubnetMax");
         return formatPrefix(free);
       })();
-      const lease: Lease = { subnet, node: req.node, publicIp: req.publicIp, backendType: req.backendType, backendData: req.backendData, expiresAt: now + ttlMs };
+      const lease: Lease = { subnet, node: req.node, publicIp: req.publicIp, backendType: req.backendType, backendData: req.backendData, expiresAt: now + ttlMs, ...ipv6LeaseFields(net, subnet, req) };
       writeAtomic(this.path(subnet), JSON.stringify(lease) + "\n");
       return lease;
     } finally {

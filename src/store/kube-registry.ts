@@ -14,7 +14,16 @@ export const ANNOTATION = {
   publicIp: "gauze.dev/public-ip",
   backendType: "gauze.dev/backend-type",
   backendData: "gauze.dev/backend-data",
+  /** Dual-stack: the node's IPv6 underlay address and the IPv6 tunnel's data (its VTEP MAC). */
+  publicIpv6: "gauze.dev/public-ipv6",
+  backendV6Data: "gauze.dev/backend-v6-data",
 } as const;
+
+/** A Node's pod CIDR of one family: podCIDRs holds one per family on a dual-stack cluster (podCIDR is the first). */
+function podCidrOf(n: V1Node, family: 4 | 6): string | undefined {
+  const all = [...(n.spec?.podCIDRs ?? []), ...(n.spec?.podCIDR ? [n.spec.podCIDR] : [])];
+  return all.find((c) => c.includes(":") === (family === 6)) ?? (family === 4 ? all[0] : undefined);
+}
 
 export interface KubeOptions {
   /** Absent: in-cluster config (a DaemonSet pod's service account). */
@@ -29,14 +38,21 @@ type K8s = typeof import("@kubernetes/client-node");
 function nodeLease(n: V1Node): Lease | undefined {
   const a = n.metadata?.annotations ?? {};
   const name = n.metadata?.name ?? "?";
-  const subnet = n.spec?.podCIDR ?? n.spec?.podCIDRs?.[0];
+  const subnet = podCidrOf(n, 4);
   if (!subnet || !a[ANNOTATION.publicIp]) return undefined;
   const key = `node/${name}`;
   const parsed = parseCIDR(subnet);
   if (!parsed) return leaseRecord(key, subnet, `podCIDR ${JSON.stringify(subnet)} is not a CIDR`);
   const data = parseRecord(a[ANNOTATION.backendData] ?? "{}");
   if (typeof data === "string") return leaseRecord(key, formatPrefix(parsed.prefix), `annotation ${ANNOTATION.backendData}: ${data}`);
-  return leaseRecord(key, formatPrefix(parsed.prefix), { node: name, publicIp: a[ANNOTATION.publicIp], backendType: a[ANNOTATION.backendType] ?? "vxlan", vtepMac: data.VtepMAC, publicKey: data.PublicKey, expiresAt: Number.MAX_SAFE_INTEGER });
+  const v6 = parseRecord(a[ANNOTATION.backendV6Data] ?? "{}");
+  const v6Cidr = podCidrOf(n, 6);
+  return leaseRecord(key, formatPrefix(parsed.prefix), {
+    node: name, publicIp: a[ANNOTATION.publicIp], backendType: a[ANNOTATION.backendType] ?? "vxlan", vtepMac: data.VtepMAC, publicKey: data.PublicKey, expiresAt: Number.MAX_SAFE_INTEGER,
+    // An IPv6 podCIDR that does not parse is passed on as written: the IPv6 side refuses it, named.
+    ...(v6Cidr ? { ipv6Subnet: ((c) => (c ? formatPrefix(c.prefix) : v6Cidr))(parseCIDR(v6Cidr)) } : {}),
+    publicIpv6: a[ANNOTATION.publicIpv6], v6VtepMac: typeof v6 === "object" ? v6.VtepMAC : undefined,
+  });
 }
 
 export class KubeRegistry implements SubnetRegistry {
@@ -85,7 +101,12 @@ export class KubeRegistry implements SubnetRegistry {
   private async publish(req: LeaseRequest): Promise<void> {
     const now = new Date().toISOString();
     const body = {
-      metadata: { annotations: { [ANNOTATION.publicIp]: req.publicIp, [ANNOTATION.backendType]: req.backendType, [ANNOTATION.backendData]: JSON.stringify({ ...(req.backendData.vtepMac ? { VtepMAC: req.backendData.vtepMac } : {}), ...(req.backendData.publicKey ? { PublicKey: req.backendData.publicKey } : {}) }) } },
+      metadata: {
+        annotations: {
+          [ANNOTATION.publicIp]: req.publicIp, [ANNOTATION.backendType]: req.backendType, [ANNOTATION.backendData]: JSON.stringify({ ...(req.backendData.vtepMac ? { VtepMAC: req.backendData.vtepMac } : {}), ...(req.backendData.publicKey ? { PublicKey: req.backendData.publicKey } : {}) }),
+          ...(req.publicIpv6 ? { [ANNOTATION.publicIpv6]: req.publicIpv6, [ANNOTATION.backendV6Data]: JSON.stringify(req.backendData.v6VtepMac ? { VtepMAC: req.backendData.v6VtepMac } : {}) } : {}),
+        },
+      },
       status: { conditions: [{ type: "NetworkUnavailable", status: "False", reason: "GauzeIsUp", message: "gauze agent is running on this node", lastTransitionTime: now, lastHeartbeatTime: now }] },
     };
     const opts = this.k8s.setHeaderOptions("Content-Type", this.k8s.PatchStrategy.StrategicMergePatch);
@@ -95,7 +116,7 @@ export class KubeRegistry implements SubnetRegistry {
   async acquireLease(req: LeaseRequest, ttlMs: number, _prefer?: string): Promise<Lease> {
     const net = resolveNetwork(await this.getNetworkConfig());
     const node = await this.api.readNode({ name: req.node }).catch((e) => this.fail(e, `reading node ${req.node}`));
-    const cidr = node.spec?.podCIDR ?? node.spec?.podCIDRs?.[0];
+    const cidr = podCidrOf(node, 4);
     if (!cidr) {
       throw new RegistryError(`node ${req.node} pod cidr not assigned`, `have the controller manager allocate node CIDRs: kubeadm init --pod-network-cidr=${formatPrefix(net.network)}, or kube-controller-manager --allocate-node-cidrs=true --cluster-cidr=${formatPrefix(net.network)}`);
     }
@@ -103,14 +124,24 @@ export class KubeRegistry implements SubnetRegistry {
     if (!p || !prefixContains(net.network, p.host) || p.prefix.bits < net.network.bits) {
       throw new RegistryError(`node ${req.node} has podCIDR ${cidr}, outside the configured Network ${formatPrefix(net.network)}`, "make net-conf.json's Network the cluster CIDR the controller manager allocates from");
     }
+    let ipv6Subnet: string | undefined;
+    if (net.ipv6) {
+      const v6 = podCidrOf(node, 6);
+      const p6 = v6 ? parseCIDR(v6) : undefined;
+      if (!p6 || !prefixContains(net.ipv6.network, p6.host) || p6.prefix.bits < net.ipv6.network.bits) {
+        throw new RegistryError(`node ${req.node} has ${v6 ? `IPv6 podCIDR ${v6}, outside IPv6Network ${formatPrefix(net.ipv6.network)}` : "no IPv6 podCIDR, and the network config has EnableIPv6"}`,
+          `allocate dual-stack node CIDRs: kube-controller-manager --cluster-cidr=${formatPrefix(net.network)},${formatPrefix(net.ipv6.network)} --node-cidr-mask-size-ipv6=${net.ipv6.subnetLen}`);
+      }
+      ipv6Subnet = formatPrefix(p6.prefix);
+    }
     await this.publish(req);
-    return { subnet: formatPrefix(p.prefix), node: req.node, publicIp: req.publicIp, backendType: req.backendType, backendData: req.backendData, expiresAt: Date.now() + ttlMs };
+    return { subnet: formatPrefix(p.prefix), node: req.node, publicIp: req.publicIp, backendType: req.backendType, backendData: req.backendData, expiresAt: Date.now() + ttlMs, ...(ipv6Subnet ? { ipv6Subnet } : {}), ...(req.publicIpv6 ? { publicIpv6: req.publicIpv6 } : {}) };
   }
 
   async renewLease(lease: Lease, ttlMs: number): Promise<Lease> {
     // No TTL in Kubernetes: the node's podCIDR is the lease. Still ours only while it is unchanged.
     const node = await this.api.readNode({ name: lease.node }).catch((e) => this.fail(e, `reading node ${lease.node}`));
-    const cidr = node.spec?.podCIDR ?? node.spec?.podCIDRs?.[0];
+    const cidr = podCidrOf(node, 4);
     const now = cidr ? parseCIDR(cidr) : undefined;
     if (!now || formatPrefix(now.prefix) !== lease.subnet) throw new LeaseLostError(lease.subnet, `node ${lease.node} has podCIDR ${cidr ?? "none"} now`);
     await this.publish(lease);
@@ -126,7 +157,7 @@ export class KubeRegistry implements SubnetRegistry {
     const list = await this.api.listNode().catch((e) => this.fail(e, "listing nodes"));
     const node = list.items.find((n) => nodeLease(n)?.subnet === subnet);
     if (!node) return;
-    const body = { metadata: { annotations: { [ANNOTATION.publicIp]: null, [ANNOTATION.backendType]: null, [ANNOTATION.backendData]: null } } };
+    const body = { metadata: { annotations: { [ANNOTATION.publicIp]: null, [ANNOTATION.backendType]: null, [ANNOTATION.backendData]: null, [ANNOTATION.publicIpv6]: null, [ANNOTATION.backendV6Data]: null } } };
     await this.api.patchNodeStatus({ name: node.metadata!.name!, body }, this.k8s.setHeaderOptions("Content-Type", this.k8s.PatchStrategy.StrategicMergePatch)).catch((e) => this.fail(e, "removing annotations"));
   }
 

@@ -6,10 +6,12 @@ import { type Prefix, formatPrefix, parseCIDR, prefixContains, addToIP, familyBi
 /** flannel's net-conf.json fields, same names. */
 export interface NetworkConfig {
   Network: string;
-  /** flannel's dual-stack switches: IPv4 on and IPv6 off are what gauze runs today. */
+  /** flannel's dual-stack switches: IPv4 is always on; EnableIPv6 adds an IPv6 pod network next to it. */
   EnableIPv4?: boolean;
   EnableIPv6?: boolean;
   IPv6Network?: string;
+  /** Length of each node's IPv6 subnet (default 64). */
+  IPv6SubnetLen?: number;
   SubnetLen?: number;
   SubnetMin?: string;
   SubnetMax?: string;
@@ -25,18 +27,23 @@ export interface Lease {
   publicIp: string;
   backendType: string;
   /** What the backend publishes for its peers: VXLAN's VTEP MAC, WireGuard's public key. */
-  backendData: { vtepMac?: string; publicKey?: string };
+  backendData: { vtepMac?: string; publicKey?: string; v6VtepMac?: string };
   /** Milliseconds since the epoch. */
   expiresAt: number;
   /** Where the registry keeps it (an etcd key, a file, a Node): named when the lease is refused. */
   key?: string;
   /** Set when the stored record could not be read as a lease at all (not JSON, fields missing). */
   problem?: string;
+  /** Dual-stack: the node's IPv6 pod subnet and its IPv6 underlay address (the IPv6 tunnel's remote). */
+  ipv6Subnet?: string;
+  publicIpv6?: string;
 }
 
 export interface LeaseRequest {
   node: string;
   publicIp: string;
+  /** Dual-stack: the node's IPv6 underlay address. */
+  publicIpv6?: string;
   backendType: string;
   backendData: Lease["backendData"];
 }
@@ -84,15 +91,21 @@ export interface ResolvedNetwork {
   backendType: string;
   /** The Backend block as given; the backend named by backendType parses it. */
   backendConfig: Record<string, unknown>;
+  /**
+   * Dual-stack (EnableIPv6): the IPv6 pod network and each node's IPv6 subnet length. A node's
+   * IPv6 subnet is the one with the same index as its IPv4 subnet (10.244.3.0/24 -> the fourth
+   * /64): one lease, one race, and a person can tell the two apart at a glance.
+   */
+  ipv6?: { network: Prefix; subnetLen: number };
 }
 
 /** Validates a network config's addressing and fills flannel's defaults (SubnetLen 24 for IPv4, backend vxlan). */
 export function resolveNetwork(c: NetworkConfig): ResolvedNetwork {
-  if (c.EnableIPv6 === true) throw new RegistryError("network config: EnableIPv6 is true, and gauze does not run an IPv6 pod network yet", "set EnableIPv6 to false (or leave it out); pods still get IPv6 from a CNI config's own ranges");
-  if (c.EnableIPv4 === false) throw new RegistryError("network config: EnableIPv4 is false, and an IPv4 pod network is what gauze runs", "leave EnableIPv4 out or set it to true");
+  if (c.EnableIPv4 === false) throw new RegistryError("network config: EnableIPv4 is false, and gauze runs an IPv4 pod network always (IPv6 comes next to it)", "leave EnableIPv4 out or set it to true");
   const net = parseCIDR(c.Network ?? "");
   if (!net) throw new RegistryError(`network config: Network ${JSON.stringify(c.Network)} is not a CIDR`, "set Network, e.g. 10.244.0.0/16");
   const network = net.prefix;
+  if (network.ip.family !== 4) throw new RegistryError(`network config: Network ${c.Network} is IPv6`, "set Network to the IPv4 pod network, and EnableIPv6 with IPv6Network for the IPv6 one");
   const bits = familyBits(network.ip.family);
   const subnetLen = c.SubnetLen ?? (network.ip.family === 4 ? 24 : 64);
   if (!Number.isInteger(subnetLen) || subnetLen <= network.bits || subnetLen > bits - 2) {
@@ -114,7 +127,38 @@ export function resolveNetwork(c: NetworkConfig): ResolvedNetwork {
   if (typeof backend !== "object" || backend === null || Array.isArray(backend)) throw new RegistryError("network config: Backend is not an object", "write e.g. \"Backend\": {\"Type\": \"vxlan\"}");
   const type = backend.Type ?? "vxlan";
   if (typeof type !== "string" || type === "") throw new RegistryError(`network config: Backend.Type ${JSON.stringify(type)} is not a backend name`, "use vxlan or host-gw");
-  return { network, subnetLen, min, max, backendType: type.toLowerCase(), backendConfig: backend };
+  const out: ResolvedNetwork = { network, subnetLen, min, max, backendType: type.toLowerCase(), backendConfig: backend };
+  if (c.EnableIPv6 === true) out.ipv6 = resolveIpv6(c, out);
+  else if (c.EnableIPv6 !== undefined && c.EnableIPv6 !== false) throw new RegistryError(`network config: EnableIPv6 ${JSON.stringify(c.EnableIPv6)} is not true or false`, "write \"EnableIPv6\": true and an IPv6Network for a dual-stack pod network");
+  return out;
+}
+
+/** The IPv6 half of a dual-stack network: a prefix with room for one subnet per IPv4 subnet. */
+function resolveIpv6(c: NetworkConfig, v4: ResolvedNetwork): NonNullable<ResolvedNetwork["ipv6"]> {
+  const net = parseCIDR(c.IPv6Network ?? "");
+  if (!net || net.prefix.ip.family !== 6) throw new RegistryError(`network config: EnableIPv6 is true and IPv6Network ${JSON.stringify(c.IPv6Network)} is not an IPv6 CIDR`, "set IPv6Network, e.g. fd00:10:244::/56");
+  const len = c.IPv6SubnetLen ?? 64;
+  if (!Number.isInteger(len) || len <= net.prefix.bits || len > 126) throw new RegistryError(`network config: IPv6SubnetLen ${len} does not fit in ${formatPrefix(net.prefix)}`, `use a length between ${net.prefix.bits + 1} and 126 (64 is usual)`);
+  const need = v4.subnetLen - v4.network.bits;
+  if (len - net.prefix.bits < need) {
+    throw new RegistryError(`network config: IPv6Network ${formatPrefix(net.prefix)} holds ${2 ** (len - net.prefix.bits)} /${len} subnets, fewer than the ${2 ** need} IPv4 subnets of ${formatPrefix(v4.network)}`, `use an IPv6Network of /${len - need} or shorter`);
+  }
+  return { network: net.prefix, subnetLen: len };
+}
+
+/** A node's IPv6 subnet: the one with the index its IPv4 subnet has in the IPv4 network. */
+export function ipv6SubnetFor(n: ResolvedNetwork, subnet: string): string | undefined {
+  const p = parseCIDR(subnet)?.prefix;
+  if (!n.ipv6 || !p || p.ip.family !== 4 || !prefixesOverlap(p, n.network)) return undefined;
+  const index = (p.ip.value - n.network.ip.value) >> BigInt(32 - n.subnetLen);
+  const step = 1n << BigInt(128 - n.ipv6.subnetLen);
+  return formatPrefix({ ip: addToIP(n.ipv6.network.ip, index * step), bits: n.ipv6.subnetLen });
+}
+
+/** The dual-stack fields a store writes into a new lease: the IPv6 subnet and underlay address. */
+export function ipv6LeaseFields(n: ResolvedNetwork, subnet: string, req: LeaseRequest): Pick<Lease, "ipv6Subnet" | "publicIpv6"> {
+  const ipv6Subnet = ipv6SubnetFor(n, subnet);
+  return { ...(ipv6Subnet ? { ipv6Subnet } : {}), ...(req.publicIpv6 ? { publicIpv6: req.publicIpv6 } : {}) };
 }
 
 /**
@@ -144,17 +188,26 @@ export function pickFreeSubnet(n: ResolvedNetwork, taken: string[], spread = 1):
  * fields of a lease comes back with `problem` set (the agent refuses it and says so) rather than
  * being dropped in silence or stopping the listing.
  */
-export function leaseRecord(key: string, subnet: string, fields: { node: unknown; publicIp: unknown; backendType: unknown; vtepMac: unknown; publicKey?: unknown; expiresAt: unknown } | string): Lease {
+export function leaseRecord(key: string, subnet: string, fields: { node: unknown; publicIp: unknown; backendType: unknown; vtepMac: unknown; publicKey?: unknown; expiresAt: unknown; ipv6Subnet?: unknown; publicIpv6?: unknown; v6VtepMac?: unknown } | string): Lease {
   const bad = (problem: string): Lease => ({ subnet, node: "?", publicIp: "", backendType: "", backendData: {}, expiresAt: Number.MAX_SAFE_INTEGER, key, problem });
   if (typeof fields === "string") return bad(fields);
-  const { node, publicIp, backendType, vtepMac, publicKey, expiresAt } = fields;
+  const { node, publicIp, backendType, vtepMac, publicKey, expiresAt, ipv6Subnet, publicIpv6, v6VtepMac } = fields;
   if (typeof node !== "string" || node === "") return bad("no node name");
   if (typeof publicIp !== "string") return bad("no public IP");
   if (backendType !== undefined && typeof backendType !== "string") return bad("backend type is not a string");
   if (vtepMac !== undefined && typeof vtepMac !== "string") return bad("VTEP MAC is not a string");
   if (publicKey !== undefined && typeof publicKey !== "string") return bad("public key is not a string");
   if (typeof expiresAt !== "number" || !Number.isFinite(expiresAt)) return bad("no expiry time");
-  return { subnet, node, publicIp, backendType: (backendType as string | undefined) ?? "vxlan", backendData: { ...(vtepMac ? { vtepMac: vtepMac as string } : {}), ...(publicKey ? { publicKey: publicKey as string } : {}) }, expiresAt, key };
+  // The IPv6 half is judged where it is used (the IPv6 side skips a peer whose half is wrong, and
+  // its IPv4 side still works): here only a field of the wrong type makes the record unreadable.
+  for (const [name, v] of [["IPv6 subnet", ipv6Subnet], ["public IPv6", publicIpv6], ["IPv6 VTEP MAC", v6VtepMac]] as const) {
+    if (v !== undefined && typeof v !== "string") return bad(`${name} is not a string`);
+  }
+  return {
+    subnet, node, publicIp, backendType: (backendType as string | undefined) ?? "vxlan",
+    backendData: { ...(vtepMac ? { vtepMac: vtepMac as string } : {}), ...(publicKey ? { publicKey: publicKey as string } : {}), ...(v6VtepMac ? { v6VtepMac: v6VtepMac as string } : {}) },
+    expiresAt, key, ...(ipv6Subnet ? { ipv6Subnet: ipv6Subnet as string } : {}), ...(publicIpv6 ? { publicIpv6: publicIpv6 as string } : {}),
+  };
 }
 
 /** JSON text as an object, or why it is not one. */

@@ -9,7 +9,7 @@ import { Etcd3 } from "etcd3";
 import { FileRegistry } from "../../src/store/file-registry.ts";
 import { EtcdRegistry } from "../../src/store/etcd-registry.ts";
 import { KubeRegistry, ANNOTATION } from "../../src/store/kube-registry.ts";
-import { type NetworkConfig, leaseKey, pickFreeSubnet, resolveNetwork } from "../../src/store/registry.ts";
+import { type NetworkConfig, ipv6SubnetFor, leaseKey, pickFreeSubnet, resolveNetwork } from "../../src/store/registry.ts";
 import { formatPrefix } from "../../src/net/cidr.ts";
 import { startEtcd, type TestEtcd } from "../support/etcd.ts";
 import { startFakeNodesApi } from "../support/fake-nodes-api.ts";
@@ -90,7 +90,8 @@ registryContract({
       async admit(node: string) {
         const free = pickFreeSubnet(net, podCidrs());
         if (!free) throw new Error("the test network is full");
-        api.putNode(node, { podCIDR: formatPrefix(free) });
+        const v6 = ipv6SubnetFor(net, formatPrefix(free));
+        api.putNode(node, { podCIDR: formatPrefix(free), ...(v6 ? { podCIDR6: v6 } : {}) });
       },
       async reassign(from: string, to: string) {
         const cidr = String(api.nodes.get(from)!.spec.podCIDR);

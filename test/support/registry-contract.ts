@@ -179,6 +179,23 @@ export function registryContract(h: RegistryHarness): void {
     });
   }
 
+  test(name("dual-stack: a lease carries its IPv6 half (the subnet of the same index, the IPv6 address, the IPv6 VTEP MAC), listed by every client and kept by renewal"), async () => {
+    await inSpace({ Network: "10.76.0.0/16", EnableIPv6: true, IPv6Network: "fd00:76::/56" }, async (space, open) => {
+      for (const n of ["d1", "d2"]) await space.admit(n);
+      const [a, b] = [await open(), await open()];
+      const req = (node: string, i: number): LeaseRequest => ({ ...request(node, i), publicIpv6: `fd47::${i}`, backendData: { vtepMac: `0e:47:ac:12:00:0${i}`, v6VtepMac: `0e:36:00:00:00:0${i}` } });
+      const la = await a.acquireLease(req("d1", 2), HOUR);
+      const lb = await b.acquireLease(req("d2", 3), HOUR);
+      for (const l of [la, lb]) assert.equal(l.ipv6Subnet, `fd00:76:0:${Number(l.subnet.split(".")[2]).toString(16)}::/64`.replace(":0:0::/64", "::/64"), `${l.node}: ${l.subnet} / ${l.ipv6Subnet}`);
+      assert.notEqual(la.ipv6Subnet, lb.ipv6Subnet);
+      const seen = (await b.listLeases()).find((l) => l.node === "d1")!;
+      assert.deepEqual([seen.ipv6Subnet, seen.publicIpv6, seen.backendData.v6VtepMac], [la.ipv6Subnet, "fd47::2", "0e:36:00:00:00:02"]);
+      const renewed = await a.renewLease(la, HOUR);
+      const again = (await b.listLeases()).find((l) => l.node === "d1")!;
+      assert.deepEqual([renewed.ipv6Subnet, again.ipv6Subnet, again.publicIpv6], [la.ipv6Subnet, la.ipv6Subnet, "fd47::2"]);
+    });
+  });
+
   test(name("release: the lease leaves the listing"), async () => {
     await inSpace({ Network: "10.74.0.0/16" }, async (space, open) => {
       for (const n of ["leaving", "staying"]) await space.admit(n);

@@ -11,7 +11,9 @@ import { checksumOffloadBroken } from "../../backend/vxlan.ts";
 import { iptablesSave } from "../../kernel/iptables.ts";
 import type { Link, Rtnl } from "../../kernel/netlink/index.ts";
 import { VXLAN_OVERHEAD } from "../../backend/vxlan.ts";
-import { type Backend, type Plan, applyPlan, createBackend } from "../../backend/backend.ts";
+import { type Backend, type Plan, applyPlan } from "../../backend/backend.ts";
+import { createNetworkBackend } from "../../backend/dual-stack.ts";
+import { parseCIDR } from "../../net/cidr.ts";
 import { readNodeLink } from "../../agent/agent.ts";
 import type { Lease } from "../../store/registry.ts";
 import type { DoctorContext } from "../context.ts";
@@ -27,8 +29,19 @@ function vxlanOnly(ctx: DoctorContext): string | undefined {
 export function agentBackend(ctx: DoctorContext): { backend: Backend; peers: Lease[] } {
   const a = ctx.agent!;
   const link = readNodeLink(ctx.nl, a.iface ?? "eth0");
-  const backend = createBackend(a.backend ?? "vxlan", { link, network: a.network ?? "", config: a.backendConfig ?? (a.backendOptions ? toConfig(a.backendOptions) : {}) });
-  const peers: Lease[] = (a.peerLeases ?? []).map((p) => ({ node: p.node, subnet: p.subnet, publicIp: p.publicIp, backendType: p.backendType ?? a.backend ?? "vxlan", backendData: { ...(p.vtepMac ? { vtepMac: p.vtepMac } : {}), ...(p.publicKey ? { publicKey: p.publicKey } : {}) }, expiresAt: 0 }));
+  // Dual-stack: the IPv6 side too, from the report's IPv6 network, subnet length and node address.
+  const v6 = a.ipv6Network ? parseCIDR(a.ipv6Network)?.prefix : undefined;
+  const v6Len = (a.backendOptions?.ipv6 as { subnetLen?: number } | undefined)?.subnetLen ?? 64;
+  const prefixLen6 = a.nodeIpv6 ? ctx.nl.addrs({ index: link.index, name: link.iface }, 6).find((x) => x.address === a.nodeIpv6)?.prefixLen : undefined;
+  const backend = createNetworkBackend({
+    type: a.backend ?? "vxlan", link, network: a.network ?? "", config: a.backendConfig ?? (a.backendOptions ? toConfig(a.backendOptions) : {}),
+    ...(v6 && a.nodeIpv6 ? { ipv6: { network: v6, subnetLen: v6Len, self: a.node, link: { ...link, ip: a.nodeIpv6, ...(prefixLen6 !== undefined ? { prefixLen: prefixLen6 } : {}) } } } : {}),
+  });
+  const peers: Lease[] = (a.peerLeases ?? []).map((p) => ({
+    node: p.node, subnet: p.subnet, publicIp: p.publicIp, backendType: p.backendType ?? a.backend ?? "vxlan",
+    backendData: { ...(p.vtepMac ? { vtepMac: p.vtepMac } : {}), ...(p.publicKey ? { publicKey: p.publicKey } : {}), ...(p.v6VtepMac ? { v6VtepMac: p.v6VtepMac } : {}) }, expiresAt: 0,
+    ...(p.ipv6Subnet ? { ipv6Subnet: p.ipv6Subnet } : {}), ...(p.publicIpv6 ? { publicIpv6: p.publicIpv6 } : {}),
+  }));
   return { backend, peers };
 }
 
@@ -37,7 +50,7 @@ function toConfig(o: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   // An older agent's report: its option names, back to the config's.
   const names: Record<string, string> = { vni: "VNI", port: "Port", directRouting: "DirectRouting" };
-  for (const [k, v] of Object.entries(o)) out[names[k] ?? k] = v;
+  for (const [k, v] of Object.entries(o)) if (k !== "ipv6") out[names[k] ?? k] = v;
   return out;
 }
 
@@ -73,8 +86,14 @@ export const overlayChecks: Check[] = [
       if (d?.local !== want.local) problems.push(`local ${d?.local}, the node's IP is ${want.local}`);
       if (d?.learning !== false) problems.push("learning is on (gauze programs the FDB itself)");
       if (!l.up) problems.push(`${a.device} is down`);
-      if (problems.length) return { status: "fail", evidence: problems, fix: `delete ${a.device} and restart the agent: it re-creates it as configured` };
-      return ok(`${a.device}: VNI ${d?.vni}, UDP ${d?.port}, local ${d?.local}, nolearning, MAC ${l.mac}`);
+      // Dual-stack: the IPv6 tunnel, same VNI and port, from the node's IPv6 address.
+      const l6 = a.device6 ? link(ctx.nl, a.device6) : undefined;
+      if (a.device6 && !l6) problems.push(`${a.device6} (the IPv6 tunnel) does not exist`);
+      if (l6 && (l6.vxlan?.vni !== want.id || l6.vxlan?.port !== want.port || l6.vxlan?.local !== a.nodeIpv6 || !l6.up)) {
+        problems.push(`${a.device6}: VNI ${l6.vxlan?.vni}, UDP ${l6.vxlan?.port}, local ${l6.vxlan?.local}${l6.up ? "" : ", down"}; configured VNI ${want.id}, UDP ${want.port}, local ${a.nodeIpv6}`);
+      }
+      if (problems.length) return { status: "fail", evidence: problems, fix: `delete ${[a.device, a.device6].filter(Boolean).join(" and ")} and restart the agent: it re-creates them as configured` };
+      return ok(`${a.device}: VNI ${d?.vni}, UDP ${d?.port}, local ${d?.local}, nolearning, MAC ${l.mac}${l6 ? `; ${a.device6}: local ${l6.vxlan?.local}, MAC ${l6.mac}` : ""}`);
     },
   },
   {
