@@ -24,6 +24,8 @@ import { type NodePaths, foreignConfig, installConflist, nodePaths, previousSubn
 import { ensureMasquerade, removeMasquerade } from "./masquerade.ts";
 import { createMetrics, type AgentMetrics } from "./metrics.ts";
 import { serveHealth, type Readiness } from "./http.ts";
+import { FlowObserver } from "./flows.ts";
+import { serveApi } from "./api.ts";
 import type { SubnetEnv } from "../cni/subnet-file.ts";
 
 export interface AgentOptions {
@@ -41,6 +43,8 @@ export interface AgentOptions {
   resyncMs: number;
   bridge: string;
   log: Logger;
+  /** Record flows and drops (default on): `--no-observe` turns it off. */
+  observe?: boolean;
 }
 
 export interface AgentStatus {
@@ -156,6 +160,9 @@ export class Agent {
   private confWatch?: FSWatcher;
   private timers: ReturnType<typeof setTimeout>[] = [];
   private server?: Server;
+  private api?: Server;
+  private observer?: FlowObserver;
+  private observeProblem?: string;
   private pending?: { timer: ReturnType<typeof setTimeout>; trigger: Trigger; event?: string; at: number };
   private running = false;
   private stopped = false;
@@ -168,6 +175,12 @@ export class Agent {
 
   async start(): Promise<void> {
     this.server = await serveHealth(this.o.healthAddr, this.metrics, () => this.readiness());
+    if (this.o.observe === false) this.observeProblem = "the agent runs with --no-observe";
+    try {
+      this.api = await serveApi(this.paths.apiSocket, () => this.observer, () => this.observeProblem ?? "the agent is starting");
+    } catch (e) {
+      this.o.log.warn({ socket: this.paths.apiSocket, err: (e as Error).message }, "no local API: gauze observe cannot read this node");
+    }
     await this.bringUp();
   }
 
@@ -204,6 +217,7 @@ export class Agent {
       phase("lease");
       this.backend.activate(this.nl, this.lease);
       // macvlan pods leave through the underlay's router, not through this node: nothing to masquerade.
+      this.startObserver();
       ensureMasquerade(network, this.o.ipMasq && !this.attachment, this.o.bridge);
       if (this.net.ipv6) ensureMasquerade(formatPrefix(this.net.ipv6.network), this.o.ipMasq, this.o.bridge, undefined, 6);
       phase("rules");
@@ -236,6 +250,21 @@ export class Agent {
       const delay = Math.min(30_000, 500 * 2 ** attempt);
       this.o.log.error({ err: reason, retryInMs: delay }, "not ready");
       this.timers.push(setTimeout(() => void this.bringUp(attempt + 1), delay));
+    }
+  }
+
+  /** Flows and drops on this node (once: a failure says why in the API and the log, and the agent goes on). */
+  private startObserver(): void {
+    if (this.observer || this.o.observe === false || !this.link) return;
+    try {
+      const port = (this.backend?.options as { port?: number } | undefined)?.port ?? 8472;
+      const o = new FlowObserver({ node: this.o.node, underlay: this.link.iface, bridge: this.o.bridge, podRecords: this.paths.podRecords, vxlanPorts: [port], log: this.o.log }, this.nl!);
+      o.start();
+      this.observer = o;
+      this.observeProblem = undefined;
+    } catch (e) {
+      this.observeProblem = (e as Error).message;
+      this.o.log.warn({ err: this.observeProblem }, "flows are not observed on this node");
     }
   }
 
@@ -496,6 +525,8 @@ export class Agent {
     for (const t of this.timers) clearTimeout(t);
     if (this.pending) clearTimeout(this.pending.timer);
     this.server?.close();
+    this.observer?.stop();
+    this.api?.close();
     this.o.registry.close();
     this.nl?.close();
   }

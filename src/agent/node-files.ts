@@ -15,6 +15,10 @@ export interface NodePaths {
   confDir: string;
   dataDir: string;
   statusFile: string;
+  /** The agent's local API (flows, sightings, pods): a unix socket, root only. */
+  apiSocket: string;
+  /** The plugin's pod records. */
+  podRecords: string;
 }
 
 /** Real paths, or the same paths under a node root (the lab gives each node its own tree). */
@@ -24,6 +28,8 @@ export function nodePaths(root = ""): NodePaths {
     confDir: `${root}/etc/cni/net.d`,
     dataDir: `${root}/var/lib/cni/networks`,
     statusFile: `${root}/run/gauze/agent.json`,
+    apiSocket: `${root}/run/gauze/agent.sock`,
+    podRecords: `${root}/run/gauze/pods`,
   };
 }
 

@@ -6,7 +6,7 @@
 //   tunnel | malformed | cut
 //   combined with and/&&, or/||, not/!, and parentheses.
 // Example: "inner icmp and vni 1", "outer udp port 8472 and not inner tcp".
-import type { Dissection, Layer } from "./decode/layers.ts";
+import type { Dissection, Layer } from "../packet/decode/layers.ts";
 import { ipv4Text, ipv6At } from "./addr.ts";
 import { parseIP, formatIP } from "../net/cidr.ts";
 

@@ -4,11 +4,11 @@
 import type {
   ArpLayer, ChecksumState, Dissection, EthLayer, GeneveLayer, IcmpLayer, WireguardLayer, Ipv4Layer, Ipv6Layer, Layer, SllLayer, TcpLayer,
   Tunnel, UdpLayer, VxlanLayer,
-} from "./decode/layers.ts";
+} from "../packet/decode/layers.ts";
 import type { Packet } from "./reader.ts";
 import { ipv4Text, ipv6At, macAt } from "./addr.ts";
 import { type AsciiSink, sinkToString } from "./ascii-sink.ts";
-import { walkTcpOptions } from "./decode/transport.ts";
+import { walkTcpOptions } from "../packet/decode/transport.ts";
 
 const IP_PROTOS: Record<number, string> = { 1: "icmp", 6: "tcp", 17: "udp", 58: "icmp6", 47: "gre", 50: "esp", 132: "sctp" };
 const ICMP_TYPES: Record<number, string> = { 0: "echo reply", 3: "destination unreachable", 5: "redirect", 8: "echo request", 11: "time exceeded" };

@@ -2,8 +2,8 @@
 // Output is buffered and written in large slices; input is read in 4 MiB slices and dropped as
 // soon as its packets are decoded, so memory does not grow with the capture.
 import { CaptureReader } from "./reader.ts";
-import { dissect } from "./dissect.ts";
-import type { DecodeOptions } from "./decode/context.ts";
+import { dissect } from "../packet/dissect.ts";
+import type { DecodeOptions } from "../packet/decode/context.ts";
 import type { PacketFilter } from "./filter.ts";
 import { CHECKSUM_LEGEND, packetJson, shown, writePacketText } from "./format.ts";
 import { AsciiSink } from "./ascii-sink.ts";

@@ -1,6 +1,6 @@
 // --summary: one row per tunnel flow (outer src/dst, tunnel, VNI, inner src/dst, protocol) with
 // packets, outer and inner IP bytes and what the encapsulation cost; totals for the capture.
-import type { Dissection, Ipv4Layer, Ipv6Layer } from "./decode/layers.ts";
+import type { Dissection, Ipv4Layer, Ipv6Layer } from "../packet/decode/layers.ts";
 import { ipv4Text, ipv6At } from "./addr.ts";
 
 export interface FlowRow {

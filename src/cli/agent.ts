@@ -17,6 +17,8 @@ export interface AgentCliOptions extends StoreFlags {
   resync: string;
   bridge: string;
   uninstall?: boolean;
+  /** commander's --no-observe */
+  observe?: boolean;
 }
 
 /** --node, else NODE_NAME (the DaemonSet sets it from spec.nodeName), else the hostname. */
@@ -54,7 +56,7 @@ export async function runAgent(o: AgentCliOptions): Promise<number> {
     return 0;
   }
   log.info({ startupMs: +performance.now().toFixed(1) }, "registry open");
-  const agent = new Agent({ node, ...(o.iface ? { iface: o.iface } : {}), ...(o.mtu ? { mtu: Number(o.mtu) } : {}), registry, root: o.root, ipMasq: o.ipMasq, healthAddr: o.healthAddr, leaseTtlMs: ttl, resyncMs: resync, bridge: o.bridge, log });
+  const agent = new Agent({ node, ...(o.iface ? { iface: o.iface } : {}), ...(o.mtu ? { mtu: Number(o.mtu) } : {}), registry, root: o.root, ipMasq: o.ipMasq, healthAddr: o.healthAddr, leaseTtlMs: ttl, resyncMs: resync, bridge: o.bridge, log, observe: o.observe !== false });
   try {
     await agent.start();
   } catch (e) {

@@ -2,7 +2,7 @@
 import { closeSync, openSync, readSync, writeSync } from "node:fs";
 import { CaptureFormatError } from "../capture/reader.ts";
 import { DissectRun, type DissectOptions } from "../capture/run.ts";
-import { decodeOptions } from "../capture/dissect.ts";
+import { decodeOptions } from "../packet/dissect.ts";
 import { FilterError, compileFilter } from "../capture/filter.ts";
 import { summaryText, type SummaryReport } from "../capture/summary.ts";
 

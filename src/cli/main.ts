@@ -94,6 +94,7 @@ export async function runCli(argv: string[]): Promise<number> {
         .option("--lease-ttl <duration>", "subnet lease lifetime", "24h")
         .option("--resync <duration>", "full reconcile period (changes are applied at once anyway)", "10s")
         .option("--bridge <name>", "pod bridge the conflist names", "cni0")
+        .option("--no-observe", "do not record flows and drops (gauze observe, trace and ui read them from the agent)")
         .option("--uninstall", "remove the device, routes, rules, subnet file and conflist, release the lease, and exit")
         .action(async (opts: import("./agent.ts").AgentCliOptions) => {
           const { runAgent } = await import("./agent.ts");
@@ -185,6 +186,64 @@ export async function runCli(argv: string[]): Promise<number> {
         .action(async (o: import("./doctor.ts").DoctorCliOptions) => {
           const { doctorCli } = await import("./doctor.ts");
           status = await doctorCli(o);
+        });
+    }],
+    ["observe", () => {
+      program.command("observe")
+        .description("pod traffic as flows from every node: who talks to whom, where each packet was seen, what the tunnel adds, and where packets were dropped with the kernel's reason")
+        .option("--name <lab>", "the lab (default: the only lab, or $GAUZE_LAB)")
+        .option("--node <node>", "only this node")
+        .option("--host", "this host's own agent (a real node) instead of a lab")
+        .option("--pod <pod>", "flows from or to this pod ([namespace/]name)")
+        .option("--from-pod <pod>", "flows from this pod")
+        .option("--to-pod <pod>", "flows to this pod")
+        .option("--protocol <p>", "icmp, tcp or udp")
+        .option("--verdict <v>", "forwarded or dropped")
+        .option("--last <n>", "the last n flow events (merged across nodes)", "20")
+        .option("-f, --follow", "then print live events until interrupted")
+        .option("-o, --output <format>", "compact or json (JSON lines; field names in docs/observe.md)", "compact")
+        .action(async (o: { name?: string; node?: string; host?: boolean; pod?: string; fromPod?: string; toPod?: string; protocol?: string; verdict?: string; last: string; follow?: boolean; output: string }) => {
+          const { runObserve } = await import("../observe/observe.ts");
+          try {
+            status = await runObserve({
+              ...(o.name ? { name: o.name } : {}), ...(o.node ? { node: o.node } : {}), ...(o.host ? { host: true } : {}), ...(o.pod ? { pod: o.pod } : {}),
+              ...(o.fromPod ? { fromPod: o.fromPod } : {}), ...(o.toPod ? { toPod: o.toPod } : {}), ...(o.protocol ? { protocol: o.protocol as "icmp" } : {}),
+              ...(o.verdict ? { verdict: o.verdict as "forwarded" } : {}), last: Number(o.last), follow: !!o.follow, output: o.output as "compact",
+            }, (l) => process.stdout.write(l + "\n"), (l) => process.stderr.write(`gauze observe: ${l}\n`));
+          } catch (e) {
+            process.stderr.write(`gauze observe: ${(e as Error).message}\n`);
+            status = 2;
+          }
+        });
+    }],
+    ["trace", () => {
+      program.command("trace")
+        .description("send one probe from a pod and show every hop it crossed on every node, with its size there, and where it stopped with the kernel's reason and the doctor check that explains it")
+        .argument("<pod>", "the pod the probe leaves from")
+        .argument("<to>", "a pod, or an IP address")
+        .option("--name <lab>", "the lab (default: the only lab, or $GAUZE_LAB)")
+        .option("--protocol <p>", "icmp, tcp or udp", "icmp")
+        .option("--port <n>", "with tcp or udp: the destination port")
+        .option("--size <bytes>", "ICMP payload (56: an 84-byte IPv4 packet)", "56")
+        .option("--json", "JSON report")
+        .action(async (from: string, to: string, o: { name?: string; protocol: string; port?: string; size: string; json?: boolean }) => {
+          const { runTrace, formatTrace } = await import("../observe/trace.ts");
+          try {
+            const r = await runTrace({ ...(o.name ? { name: o.name } : {}), from, to, protocol: o.protocol as "icmp", ...(o.port ? { port: Number(o.port) } : {}), size: Number(o.size) });
+            console.log(o.json ? JSON.stringify(r, null, 2) : formatTrace(r));
+            status = r.replied ? 0 : 1;
+          } catch (e) {
+            process.stderr.write(`gauze trace: ${(e as Error).message}\n`);
+            status = 2;
+          }
+        });
+    }],
+    ["probe", () => {
+      program.command("probe", { hidden: true }).description("(internal) one TCP connect or UDP datagram from a chosen source port, for trace")
+        .option("--tcp").option("--udp").requiredOption("--to <ip>").requiredOption("--port <n>").requiredOption("--source-port <n>").option("--timeout <ms>", "", "2000")
+        .action(async (o: { tcp?: boolean; udp?: boolean; to: string; port: string; sourcePort: string; timeout: string }) => {
+          const { probe } = await import("../observe/probe.ts");
+          status = await probe({ protocol: o.udp ? "udp" : "tcp", to: o.to, port: Number(o.port), sourcePort: Number(o.sourcePort), timeoutMs: Number(o.timeout) });
         });
     }],
     ["store", () => {

@@ -18,6 +18,7 @@ import { addMasquerade, removeMasquerade } from "../dataplane/masquerade.ts";
 import { parseCIDR } from "../net/cidr.ts";
 import { faultPoint } from "./fault.ts";
 import { trace } from "./trace.ts";
+import { writePodRecord } from "./pod-record.ts";
 
 const DEFAULT_MTU = 1500;
 
@@ -96,6 +97,7 @@ async function addWith(env: CniEnv, conf: NetConf, undo: Undo[], node: Rtnl, pod
     undo.push(() => removeMasquerade(conf.name, env.containerId));
   }
 
+  writePodRecord(conf, env, ips.map((i) => i.address), hostName);
   const interfaces: CniInterface[] = [
     { name: conf.bridge, mac: bridge.mac, mtu: bridge.mtu },
     { name: hostName, mac: want.hostMac, mtu },
@@ -140,6 +142,7 @@ async function addMacvlanPod(env: CniEnv, conf: NetConf, undo: Undo[], node: Rtn
   noDadOnPod(env, ips);
   const podLink = configurePod(pod, env.ifname, ips, routes);
   faultPoint("after-pod");
+  writePodRecord(conf, env, ips.map((i) => i.address));
   return {
     cniVersion: conf.cniVersion,
     interfaces: [{ name: env.ifname, mac: podLink.mac, mtu, sandbox: env.netns }],

@@ -44,6 +44,8 @@ export interface NetConf {
   hairpinMode: boolean;
   ipMasq: boolean;
   subnetFile: string;
+  /** Addresses come from the agent's subnet file (no ipam block): the agent runs on this node, and the plugin leaves it pod records. */
+  agentManaged?: boolean;
   /** When the subnet file is unusable this is an empty built-in IPAM (DEL and GC still find
    *  reservations in the default data dir) and `ipamProblem` says why ADD/STATUS cannot work. */
   ipam: BuiltinIpam | DelegatedIpam;
@@ -194,6 +196,7 @@ function resolveIpam(raw: Json, env: CniEnv, conf: NetConf): void {
     return;
   }
   // No ipam block: this node's subnet comes from the agent's subnet file.
+  conf.agentManaged = true;
   let subnetEnv;
   try {
     subnetEnv = readSubnetFile(conf.subnetFile);

@@ -32,6 +32,8 @@ export interface Libc {
   send(fd: number, buf: Uint8Array, n: number, flags: number): number;
   recv(fd: number, buf: Uint8Array, n: number, flags: number): number;
   setsockopt(fd: number, level: number, name: number, value: Uint8Array, len: number): number;
+  getsockopt(fd: number, level: number, name: number, value: Uint8Array, len: Uint32Array): number;
+  clock_gettime(clock: number, ts: BigInt64Array): number;
   poll(fds: Uint8Array, n: number, timeoutMs: number): number;
   statx(dirfd: number, path: Uint8Array, flags: number, mask: number, buf: Uint8Array): number;
   errno(): number;
@@ -40,6 +42,13 @@ export interface Libc {
   direntName(ent: Pointer): string;
   /** A byte at a pointer (bun:ffi's own reader: native, no JS wrapper). */
   peekU8(p: Pointer, offset: number): number;
+  /** mmap(2) of a descriptor (a packet socket's ring); null on failure (errno says why). */
+  mmap(length: number, prot: number, flags: number, fd: number): Pointer | null;
+  munmap(p: Pointer, length: number): number;
+  /** The memory at a pointer as bytes, without copying (the ring is read in place). */
+  view(p: Pointer, length: number): Uint8Array;
+  /** The address of a buffer, for structs that hold pointers (a socket filter program). */
+  addressOf(b: Uint8Array): number;
 }
 
 /** Offset of d_name in glibc's struct dirent on 64-bit Linux (d_ino 8, d_off 8, d_reclen 2, d_type 1). */
@@ -89,8 +98,12 @@ function bind(): Libc {
     send: { args: [T.i32, T.ptr, T.u64, T.i32], returns: T.i32 },
     recv: { args: [T.i32, T.ptr, T.u64, T.i32], returns: T.i32 },
     setsockopt: { args: [T.i32, T.i32, T.i32, T.ptr, T.u32], returns: T.i32 },
+    getsockopt: { args: [T.i32, T.i32, T.i32, T.ptr, T.ptr], returns: T.i32 },
+    clock_gettime: { args: [T.i32, T.ptr], returns: T.i32 },
     poll: { args: [T.ptr, T.u64, T.i32], returns: T.i32 },
     statx: { args: [T.i32, T.ptr, T.i32, T.u32, T.ptr], returns: T.i32 },
+    mmap: { args: [T.ptr, T.u64, T.i32, T.i32, T.i32, T.i64], returns: T.ptr },
+    munmap: { args: [T.ptr, T.u64], returns: T.i32 },
     strerror: { args: [T.i32], returns: T.ptr },
     __errno_location: { args: [], returns: T.ptr },
   });
@@ -124,12 +137,22 @@ function bind(): Libc {
     send: f.send as Libc["send"],
     recv: f.recv as Libc["recv"],
     setsockopt: f.setsockopt as Libc["setsockopt"],
+    getsockopt: f.getsockopt as Libc["getsockopt"],
+    clock_gettime: f.clock_gettime as Libc["clock_gettime"],
     poll: f.poll as Libc["poll"],
     statx: f.statx as Libc["statx"],
     errno: () => ffi.read.i32(errnoAt, 0),
     strerror: (n) => new ffi.CString(f.strerror!(n) as Pointer).toString(),
     direntName: (ent) => new ffi.CString(ent, DIRENT_NAME).toString(),
     peekU8: ffi.read.u8,
+    mmap: (length, prot, flags, fd) => {
+      const p = f.mmap!(null, length, prot, flags, fd, 0) as Pointer | null;
+      // MAP_FAILED is (void *)-1
+      return p === null || (p as unknown as number) === -1 || (p as unknown as number) === 0xffffffffffffffff ? null : p;
+    },
+    munmap: f.munmap as Libc["munmap"],
+    view: (p, length) => new Uint8Array(ffi.toArrayBuffer(p, 0, length)),
+    addressOf: (b) => ffi.ptr(b) as unknown as number,
   };
   return bound;
 }

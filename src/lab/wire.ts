@@ -4,7 +4,7 @@
 // never from a constant.
 import { captureLive } from "../capture/live.ts";
 import { DissectRun } from "../capture/run.ts";
-import { decodeOptions } from "../capture/dissect.ts";
+import { decodeOptions } from "../packet/dissect.ts";
 
 /** One packet as `gauze dissect --json` prints it (the fields the lab reads). */
 export interface WirePacket {

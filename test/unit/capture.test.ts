@@ -4,7 +4,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { CaptureReader, CaptureFormatError, type Packet } from "../../src/capture/reader.ts";
-import { decodeOptions, dissect } from "../../src/capture/dissect.ts";
+import { decodeOptions, dissect } from "../../src/packet/dissect.ts";
 import { packetJson, packetText } from "../../src/capture/format.ts";
 import { DissectRun } from "../../src/capture/run.ts";
 import { Summary, summaryText } from "../../src/capture/summary.ts";

@@ -10,11 +10,11 @@ const SRC = join(import.meta.dirname, "..", "..", "src");
 
 /** Level of each top folder of src/ (files directly in src/ are level 0). */
 const LEVEL: Record<string, number> = {
-  "": 0, util: 0, net: 0,
+  "": 0, util: 0, net: 0, packet: 0,
   kernel: 1,
   ipam: 2, dataplane: 2, backend: 2, store: 2,
   cni: 3, agent: 3,
-  lab: 4, doctor: 4, capture: 4, ui: 4, deploy: 4,
+  lab: 4, doctor: 4, capture: 4, ui: 4, deploy: 4, observe: 4,
   cli: 5,
   bin: 6,
 };

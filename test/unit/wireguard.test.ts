@@ -7,7 +7,7 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { decodeOptions, dissect } from "../../src/capture/dissect.ts";
+import { decodeOptions, dissect } from "../../src/packet/dissect.ts";
 import type { Packet } from "../../src/capture/reader.ts";
 import { packetJson, packetText } from "../../src/capture/format.ts";
 import { WireguardBackend, nodeKeys, parseWireguardOptions, validKey } from "../../src/backend/wireguard.ts";

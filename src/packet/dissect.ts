@@ -5,7 +5,8 @@ import { DecodeContext, type DecodeOptions } from "./decode/context.ts";
 import { verifyChecksums } from "./checksums.ts";
 import type { Dissection, Ipv4Layer, Ipv6Layer, Layer, Sealed, Tunnel, WireguardLayer } from "./decode/layers.ts";
 import { decodeLink } from "./decode/link.ts";
-import type { Packet } from "./reader.ts";
+/** A captured frame: its bytes (maybe cut short), its length on the wire, and the link type. */
+export interface Frame { data: Uint8Array; wireLen: number; linkType: number }
 
 export const DEFAULT_VXLAN_PORTS = [8472, 4789];
 export const DEFAULT_GENEVE_PORTS = [6081];
@@ -20,7 +21,7 @@ export function decodeOptions(o: { vxlanPorts?: number[]; genevePorts?: number[]
   };
 }
 
-export function dissect(p: Packet, opts: DecodeOptions): Dissection {
+export function dissect(p: Frame, opts: DecodeOptions): Dissection {
   const d: Dissection = { frame: p.data, wireLen: p.wireLen, linkType: p.linkType, layers: [] };
   const ctx = new DecodeContext(p.data, d, opts);
   try {

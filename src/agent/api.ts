@@ -1,0 +1,54 @@
+// The agent's local API, on a unix socket in the node's /run/gauze (root only: flows say who
+// talks to whom): what `gauze observe`, `gauze trace` and `gauze ui` read from every node.
+//   GET /v1/flows?last=N&since=MS[&follow=1]   recent flow events, then (follow) live ones; NDJSON,
+//                                              with {"lost": n} lines when events were pushed out
+//   GET /v1/sightings?src=&dst=&proto=&srcPort=&icmpId=&since=   one packet's sightings (trace)
+//   GET /v1/pods                               this node's pods by address
+//   GET /v1/observer                           the observer's counters
+import { createServer, type Server } from "node:http";
+import { chmodSync, mkdirSync, rmSync } from "node:fs";
+import { dirname } from "node:path";
+import type { FlowObserver } from "./flows.ts";
+
+export function serveApi(path: string, observer: () => FlowObserver | undefined, unavailable: () => string): Promise<Server> {
+  mkdirSync(dirname(path), { recursive: true });
+  rmSync(path, { force: true });
+  const server = createServer({ maxHeaderSize: 8192, requestTimeout: 0 }, (req, res) => {
+    const url = new URL(req.url ?? "/", "http://agent");
+    const q = (k: string) => url.searchParams.get(k) ?? undefined;
+    const num = (k: string) => (q(k) !== undefined && Number.isFinite(Number(q(k))) ? Number(q(k)) : undefined);
+    if (req.method !== "GET") return void res.writeHead(405, { allow: "GET" }).end("GET only\n");
+    const o = observer();
+    if (!o) return void res.writeHead(503, { "content-type": "text/plain" }).end(`flows are not observed on this node: ${unavailable()}\n`);
+    switch (url.pathname) {
+      case "/v1/flows": {
+        res.writeHead(200, { "content-type": "application/x-ndjson", "cache-control": "no-store" });
+        for (const e of o.recent(Math.min(num("last") ?? 20, 10_000), num("since") ?? 0)) res.write(JSON.stringify(e) + "\n");
+        if (q("follow") !== "1") return void res.end();
+        const stop = o.listen((line) => res.write(line));
+        req.on("close", stop);
+        return;
+      }
+      case "/v1/sightings": {
+        const s = o.sightingsOf({
+          ...(q("src") ? { src: q("src")! } : {}), ...(q("dst") ? { dst: q("dst")! } : {}), ...(num("proto") !== undefined ? { proto: num("proto")! } : {}),
+          ...(num("srcPort") !== undefined ? { srcPort: num("srcPort")! } : {}), ...(num("icmpId") !== undefined ? { icmpId: num("icmpId")! } : {}), ...(num("since") !== undefined ? { since: num("since")! } : {}),
+        });
+        return void res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(s));
+      }
+      case "/v1/pods":
+        return void res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(o.podNames()));
+      case "/v1/observer":
+        return void res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(o.stats));
+      default:
+        return void res.writeHead(404, { "content-type": "text/plain" }).end("unknown path: /v1/flows, /v1/sightings, /v1/pods, /v1/observer\n");
+    }
+  });
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(path, () => {
+      chmodSync(path, 0o600);
+      resolve(server);
+    });
+  });
+}

@@ -1,0 +1,104 @@
+// The relay: every node's agent API (a unix socket in the node's /run/gauze), asked in parallel
+// and merged. A node whose agent does not answer is named and left out; it never holds up the
+// others (each request has a deadline; a live stream that ends is reported and the rest go on).
+import { request } from "node:http";
+import { existsSync } from "node:fs";
+import type { FlowEvent, Sighting } from "../agent/flows.ts";
+import { nodePaths } from "../agent/node-files.ts";
+import { findNode, loadLab, pickLab } from "../lab/state.ts";
+
+export interface NodeSource {
+  node: string;
+  socket: string;
+}
+
+/** A lab's nodes (all, or the one named), or this host's own agent. */
+export function sources(o: { name?: string; node?: string; host?: boolean }): NodeSource[] {
+  if (o.host) {
+    const socket = nodePaths("").apiSocket;
+    return [{ node: "this host", socket }];
+  }
+  const s = loadLab(pickLab(o.name));
+  const nodes = o.node ? [findNode(s, o.node)] : s.nodes;
+  return nodes.map((n) => ({ node: n.name, socket: nodePaths(n.root).apiSocket }));
+}
+
+export class AgentUnreachable extends Error {
+  constructor(readonly node: string, why: string) {
+    super(`node ${node}: agent not reachable (${why})`);
+    this.name = "AgentUnreachable";
+  }
+}
+
+function why(src: NodeSource, e: Error & { code?: string }): string {
+  if (!existsSync(src.socket) || e.code === "ENOENT") return `no API socket at ${src.socket}: the agent is not running (gauze lab node start-agent, or check the DaemonSet)`;
+  if (e.code === "ECONNREFUSED") return "its API socket refuses connections: the agent has stopped";
+  return e.message;
+}
+
+/** One GET; the body as text. */
+export function get(src: NodeSource, path: string, timeoutMs = 2000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath: src.socket, path, method: "GET", timeout: timeoutMs }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (d: string) => { body += d; });
+      res.on("end", () => (res.statusCode === 200 ? resolve(body) : reject(new AgentUnreachable(src.node, `HTTP ${res.statusCode}: ${body.trim()}`))));
+    });
+    req.on("timeout", () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+    req.on("error", (e: Error & { code?: string }) => reject(e instanceof AgentUnreachable ? e : new AgentUnreachable(src.node, why(src, e))));
+    req.end();
+  });
+}
+
+export type StreamItem = { node: string; event: FlowEvent } | { node: string; lost: number } | { node: string; ended: string };
+
+/** Live NDJSON from one node; calls back per line; resolves when the stream ends (or is cut). */
+export function follow(src: NodeSource, path: string, onItem: (i: StreamItem) => void): { done: Promise<void>; stop: () => void } {
+  let stopped = false;
+  const req = request({ socketPath: src.socket, path, method: "GET" });
+  const done = new Promise<void>((resolve) => {
+    req.on("response", (res) => {
+      if (res.statusCode !== 200) {
+        let body = "";
+        res.on("data", (d: Buffer) => { body += d.toString(); });
+        res.on("end", () => { onItem({ node: src.node, ended: `HTTP ${res.statusCode}: ${body.trim()}` }); resolve(); });
+        return;
+      }
+      let rest = "";
+      res.setEncoding("utf8");
+      res.on("data", (d: string) => {
+        const lines = (rest + d).split("\n");
+        rest = lines.pop() ?? "";
+        for (const l of lines) {
+          if (!l) continue;
+          const v = JSON.parse(l) as FlowEvent | { lost: number };
+          onItem("lost" in v ? { node: src.node, lost: v.lost } : { node: src.node, event: v });
+        }
+      });
+      res.on("end", () => { if (!stopped) onItem({ node: src.node, ended: "the agent closed the stream (restarted or stopped)" }); resolve(); });
+      res.on("error", () => resolve());
+    });
+    req.on("error", (e: Error & { code?: string }) => { if (!stopped) onItem({ node: src.node, ended: why(src, e) }); resolve(); });
+  });
+  req.end();
+  return { done, stop: () => { stopped = true; req.destroy(); } };
+}
+
+/** Every node's pods by address, merged (names of pods elsewhere come from their own node). */
+export async function podNames(srcs: NodeSource[]): Promise<Map<string, { pod: string; node: string }>> {
+  const out = new Map<string, { pod: string; node: string }>();
+  await Promise.all(srcs.map(async (s) => {
+    try {
+      for (const [ip, pod] of Object.entries(JSON.parse(await get(s, "/v1/pods")) as Record<string, string>)) out.set(ip, { pod, node: s.node });
+    } catch {
+      // an unreachable node's pods stay addresses
+    }
+  }));
+  return out;
+}
+
+export async function sightings(src: NodeSource, q: Record<string, string | number | undefined>): Promise<Sighting[]> {
+  const qs = Object.entries(q).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${encodeURIComponent(String(v))}`).join("&");
+  return JSON.parse(await get(src, `/v1/sightings?${qs}`)) as Sighting[];
+}

@@ -1,0 +1,79 @@
+// `gauze observe`: every node's flows, merged, filtered, one line each (or JSON lines), and with
+// --follow the live streams of all nodes at once. Lost events are printed where they happened.
+import type { FlowEvent } from "../agent/flows.ts";
+import { type NodeSource, AgentUnreachable, follow, get, podNames, sources } from "./client.ts";
+import { type FlowFilter, compact, matches, named } from "./format.ts";
+import { loadLab, pickLab } from "../lab/state.ts";
+
+export interface ObserveOptions extends FlowFilter {
+  name?: string;
+  node?: string;
+  host?: boolean;
+  last: number;
+  follow: boolean;
+  output: "compact" | "json";
+}
+
+export class ObserveError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ObserveError";
+  }
+}
+
+/** The options, checked: unknown values and pods are named with what exists. */
+export async function checkOptions(o: ObserveOptions, srcs: NodeSource[], pods: Map<string, { pod: string }>): Promise<void> {
+  if (o.protocol && !["icmp", "tcp", "udp"].includes(o.protocol)) throw new ObserveError(`--protocol ${o.protocol}: use icmp, tcp or udp`);
+  if (o.verdict && !["forwarded", "dropped"].includes(o.verdict)) throw new ObserveError(`--verdict ${o.verdict}: use forwarded or dropped`);
+  if (!["compact", "json"].includes(o.output)) throw new ObserveError(`-o ${o.output}: use compact or json`);
+  if (!Number.isInteger(o.last) || o.last < 0) throw new ObserveError(`--last ${o.last}: give a count, e.g. 20`);
+  const known = new Set([...pods.values()].map((p) => p.pod));
+  if (!o.host) for (const p of loadLab(pickLab(o.name)).pods) known.add(`default/${p.name}`);
+  for (const [flag, v] of [["--pod", o.pod], ["--from-pod", o.fromPod], ["--to-pod", o.toPod]] as const) {
+    if (!v) continue;
+    const full = v.includes("/") ? v : `default/${v}`;
+    if (!known.has(full)) throw new ObserveError(`${flag} ${v}: no such pod (${known.size ? `pods: ${[...known].sort().join(", ")}` : "no pods on these nodes"})`);
+  }
+  void srcs;
+}
+
+export async function runObserve(o: ObserveOptions, write: (line: string) => void, warn: (line: string) => void): Promise<number> {
+  const srcs = sources(o);
+  const pods = await podNames(srcs);
+  await checkOptions(o, srcs, pods);
+  const filtered = o.pod || o.fromPod || o.toPod || o.protocol || o.verdict;
+  const print = (e: FlowEvent) => write(o.output === "json" ? JSON.stringify(e) : compact(e));
+  const lists = await Promise.all(srcs.map(async (s) => {
+    try {
+      return (await get(s, `/v1/flows?last=${filtered ? 10_000 : o.last}`)).split("\n").filter(Boolean).map((l) => JSON.parse(l) as FlowEvent | { lost: number })
+        .filter((x): x is FlowEvent => !("lost" in x));
+    } catch (e) {
+      warn(e instanceof AgentUnreachable ? e.message : `node ${s.node}: ${(e as Error).message}`);
+      return [];
+    }
+  }));
+  const recent = lists.flat().map((e) => named(e, pods)).filter((e) => matches(e, o)).sort((a, b) => a.time - b.time).slice(-o.last || undefined);
+  if (o.last > 0) for (const e of recent) print(e);
+  if (!o.follow) return 0;
+  let names = pods;
+  let refreshed = Date.now();
+  const streams = srcs.map((s) => follow(s, "/v1/flows?last=0&follow=1", (i) => {
+    if ("event" in i) {
+      if (Date.now() - refreshed > 2000) {
+        refreshed = Date.now();
+        void podNames(srcs).then((p) => { names = p; });
+      }
+      const e = named(i.event, names);
+      if (matches(e, o)) print(e);
+    } else if ("lost" in i) {
+      write(o.output === "json" ? JSON.stringify({ node: i.node, lost: i.lost }) : `EVENTS LOST: ${i.lost} on ${i.node} (the agent's buffers were full)`);
+    } else {
+      warn(`node ${i.node}: ${i.ended}`);
+    }
+  }));
+  const stop = () => { for (const s of streams) s.stop(); };
+  process.once("SIGINT", stop);
+  process.once("SIGTERM", stop);
+  await Promise.all(streams.map((s) => s.done));
+  return 0;
+}

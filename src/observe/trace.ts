@@ -1,0 +1,226 @@
+// `gauze trace`: one probe from a pod (a ping, or a TCP connect or UDP datagram from a source
+// port of our choosing), and every place any node saw it, in order, with its size there: 84
+// bytes on the pod's veth, 134 on the underlay inside VXLAN, 84 again at the far pod. Where it
+// stopped, the kernel's reason comes from a tracefs instance of our own that watches drops
+// during the probe (the probe's own process first: the kernel drops a pod's packet in that
+// process's context as often as not), and the doctor check that explains it.
+import type { Sighting, ObservationPoint } from "../agent/flows.ts";
+import { plausible } from "../agent/flows.ts";
+import { DropWatch, type DropEvent, isEndpointReason } from "../kernel/tracefs.ts";
+import { runSync, startPiped } from "../kernel/spawn.ts";
+import { netnsPath } from "../kernel/netns.ts";
+import { withRtnl } from "../kernel/netlink/index.ts";
+import { parseIP } from "../net/cidr.ts";
+import { gauzeExecutable } from "../lab/processes.ts";
+import { type LabPod, type LabState, loadLab, pickLab } from "../lab/state.ts";
+import { type NodeSource, sightings, sources } from "./client.ts";
+
+export interface TraceOptions {
+  name?: string;
+  from: string;
+  to: string;
+  protocol: "icmp" | "tcp" | "udp";
+  port?: number;
+  /** ICMP payload bytes (ping -s): 56 makes an 84-byte IPv4 packet. */
+  size: number;
+}
+
+export interface Hop {
+  n: number;
+  /** Microseconds after the probe left. */
+  us: number;
+  node: string;
+  point: ObservationPoint;
+  interface: string;
+  direction: "request" | "reply";
+  ipLen: number;
+  frameLen: number;
+  tunnel?: { vni: number; outerSource: string; outerDestination: string; outerIpLen: number; overheadBytes: number };
+}
+
+export interface TraceReport {
+  from: { pod: string; ip: string; node: string };
+  to: { pod?: string; ip: string; node?: string };
+  protocol: string;
+  probe: { icmpId?: number; sourcePort?: number; size: number; exit: number };
+  hops: Hop[];
+  reachedDestination: boolean;
+  replied: boolean;
+  stopped?: { node: string; after: ObservationPoint; interface: string; reason?: string; location?: string; check?: string; why: string };
+  /** Nodes whose agent did not answer: the probe's hops there are not known. */
+  unobserved: { node: string; why: string }[];
+  /** Failing and warning doctor checks on the nodes the probe crossed. */
+  doctor: { node: string; id: string; status: string; evidence: string }[];
+}
+
+export class TraceError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "TraceError";
+  }
+}
+
+/** The doctor check that explains a drop with this reason at this point. */
+export function checkFor(reason: string | undefined, point: ObservationPoint | undefined, tunnelled: boolean): string | undefined {
+  if (!reason) return undefined;
+  if (reason === "NETFILTER_DROP") return point === "from-network" && tunnelled ? "overlay.vxlan-port" : "filtering.forward";
+  if (/^(NO_TX_TARGET|VXLAN_NO_REMOTE|NEIGH_FAILED|NEIGH_DEAD|NEIGH_QUEUEFULL|NEIGH_CREATEFAIL)$/.test(reason)) return "overlay.peers";
+  if (/^(IP_OUTNOROUTES|IP_INNOROUTES)$/.test(reason)) return "overlay.peers";
+  if (/^(PKT_TOO_BIG|FRAG_|HDR_TRUNC)/.test(reason)) return "overlay.mtu";
+  if (/^VXLAN_/.test(reason)) return "overlay.device";
+  if (/^(IP_INADDRERRORS|IP_INVALID_DEST|OTHERHOST)$/.test(reason)) return "kernel.ip-forward";
+  if (reason === "IP_RPFILTER") return "kernel.rp-filter";
+  return undefined;
+}
+
+function findPod(pods: LabPod[], name: string, lab: string): LabPod {
+  const p = pods.find((x) => x.name === name || `default/${x.name}` === name);
+  if (!p) throw new TraceError(`lab ${lab} has no pod ${JSON.stringify(name)} (pods: ${pods.map((x) => x.name).join(", ") || "none"}; gauze lab pod run <name> --node <node>)`);
+  if (p.phase !== "Running" || !p.ip) throw new TraceError(`pod ${p.name} is ${p.phase}${p.reason ? `: ${p.reason}` : ""}`);
+  return p;
+}
+
+function doctorFindings(lab: string, node: string): TraceReport["doctor"] {
+  const r = runSync([gauzeExecutable(), "doctor", "--node", node, "--name", lab, "--json"]);
+  try {
+    const rep = JSON.parse(r.stdout) as { checks: { id: string; status: string; evidence: string[] }[] };
+    return rep.checks.filter((c) => c.status === "fail" || c.status === "warn").map((c) => ({ node, id: c.id, status: c.status, evidence: c.evidence[0] ?? "" }));
+  } catch {
+    return [{ node, id: "doctor", status: "fail", evidence: `doctor did not run: ${r.stderr.trim().slice(0, 200)}` }];
+  }
+}
+
+export async function runTrace(o: TraceOptions): Promise<TraceReport> {
+  const lab = pickLab(o.name);
+  const s = loadLab(lab);
+  if (!["icmp", "tcp", "udp"].includes(o.protocol)) throw new TraceError(`--protocol ${o.protocol}: use icmp, tcp or udp`);
+  if (o.protocol !== "icmp" && !(o.port && Number.isInteger(o.port) && o.port > 0 && o.port < 65536)) throw new TraceError(`--protocol ${o.protocol} needs --port (1-65535)`);
+  if (!Number.isInteger(o.size) || o.size < 16 || o.size > 65000) throw new TraceError(`--size ${o.size}: give 16 to 65000 bytes`);
+  const from = findPod(s.pods, o.from, lab);
+  const toIp = parseIP(o.to) ? o.to : undefined;
+  const toPod = toIp ? s.pods.find((p) => p.ip === toIp || p.ip6 === toIp) : findPod(s.pods, o.to, lab);
+  const dst = toIp ?? toPod!.ip!;
+  const v6 = dst.includes(":");
+  const srcIp = v6 ? from.ip6 : from.ip;
+  if (!srcIp) throw new TraceError(`pod ${from.name} has no IPv${v6 ? 6 : 4} address`);
+  const srcs: NodeSource[] = sources({ name: lab });
+  const sport = o.protocol === "icmp" ? undefined : 40000 + Math.floor(Math.random() * 20000);
+  const proto = o.protocol === "icmp" ? (v6 ? 58 : 1) : o.protocol === "tcp" ? 6 : 17;
+
+  const watch = (() => { try { return DropWatch.open(`gauze-trace-${process.pid}`, { allReasons: true }); } catch { return undefined; } })();
+  const t0 = Date.now();
+  let exit = 0;
+  let pid = 0;
+  try {
+    const argv = o.protocol === "icmp"
+      ? ["ping", "-n", "-c", "1", "-W", "2", "-s", String(o.size), dst]
+      : [gauzeExecutable(), "probe", `--${o.protocol}`, "--to", dst, "--port", String(o.port), "--source-port", String(sport), "--timeout", "2000"];
+    const child = startPiped(argv, { netns: netnsPath(from.netns) });
+    pid = child.pid ?? 0;
+    exit = await new Promise<number>((res) => child.on("close", (c) => res(c ?? 1)));
+  } catch (e) {
+    watch?.close();
+    throw e;
+  }
+  // The ring hands blocks over up to 20 ms late; a neighbour that never answers drops its queue after about 3 s.
+  await new Promise((r) => setTimeout(r, 150));
+  const unobserved = new Map<string, string>();
+  const seen = async (): Promise<{ node: string; s: Sighting }[]> => (await Promise.all(srcs.map(async (src) => {
+    try {
+      return (await sightings(src, { src: srcIp, dst, proto, since: t0 - 5, ...(sport ? { srcPort: sport } : {}) })).map((x) => ({ node: src.node, s: x }));
+    } catch (e) {
+      unobserved.set(src.node, (e as Error).message.replace(/^node \S+: /, ""));
+      return [];
+    }
+  }))).flat().sort((a, b) => a.s.time - b.s.time);
+  let all = await seen();
+  // ICMP: the echo's identifier is the kernel's choice; the first request from the pod names it.
+  const first = all.find((x) => x.s.key.src === srcIp && (x.s.key.icmpType === 8 || x.s.key.icmpType === 128));
+  const icmpId = first?.s.key.icmpId;
+  const mine = (xs: typeof all) => (o.protocol === "icmp" ? xs.filter((x) => x.s.key.icmpId === icmpId) : xs);
+  all = mine(all);
+  const replied = all.some((x) => x.s.key.src === dst && x.s.key.dst === srcIp && (x.s.point === "to-pod"));
+  let drops: DropEvent[] = watch?.read() ?? [];
+  if (!replied && exit !== 0 && !drops.some((d) => d.pid === pid)) {
+    await new Promise((r) => setTimeout(r, 3500));
+    drops = [...drops, ...(watch?.read() ?? [])];
+    all = mine(await seen());
+  }
+  watch?.close();
+
+  const hops: Hop[] = all.map((x, i) => ({
+    n: i + 1, us: Math.round((x.s.time - (all[0]?.s.time ?? t0)) * 1000), node: x.node, point: x.s.point, interface: String(x.s.ifindex),
+    direction: x.s.key.src === srcIp ? "request" : "reply", ipLen: x.s.key.ipLen, frameLen: x.s.len,
+    ...(x.s.key.tunnel ? { tunnel: { vni: x.s.key.tunnel.vni, outerSource: x.s.key.tunnel.outerSrc, outerDestination: x.s.key.tunnel.outerDst, outerIpLen: x.s.key.tunnel.outerIpLen, overheadBytes: x.s.key.tunnel.overhead } } : {}),
+  }));
+  nameInterfaces(hops, s);
+  const reachedDestination = all.some((x) => x.s.key.src === srcIp && (toPod ? x.s.point === "to-pod" && x.node === toPod.node : x.s.point === "to-network" || x.s.point === "host"));
+  const report: TraceReport = {
+    from: { pod: `default/${from.name}`, ip: srcIp, node: from.node }, to: { ...(toPod ? { pod: `default/${toPod.name}`, node: toPod.node } : {}), ip: dst },
+    protocol: o.protocol, probe: { ...(icmpId !== undefined ? { icmpId } : {}), ...(sport ? { sourcePort: sport } : {}), size: o.size, exit }, hops, reachedDestination, replied, doctor: [],
+    unobserved: [...unobserved].map(([node, why]) => ({ node, why })),
+  };
+  if (!replied) {
+    const last = all[all.length - 1];
+    const lastTime = last?.s.time ?? t0;
+    const tdrop = (d: DropEvent) => Number(d.tsNs / 1000n) / 1000;
+    // The probe's own process first (the kernel often drops a pod's packet in its sender's
+    // context); then a drop of the network's kind close after the last hop and plausible there
+    // (a neighbour that never answers frees its queue seconds later, and only a packet that went
+    // to the overlay and never reached the wire waits on one).
+    const byPid = drops.filter((d) => d.pid === pid && tdrop(d) >= lastTime - 1 && (d.reason === "NOT_SPECIFIED" || !isEndpointReason(d.reason)));
+    const near = drops.filter((d) => !isEndpointReason(d.reason) && tdrop(d) >= lastTime - 1 && (!last || plausible(d, last.s)) &&
+      (/^NEIGH_/.test(d.reason) ? !last || last.s.point === "to-overlay" : tdrop(d) <= lastTime + 50));
+    const d = byPid.find((x) => x.reason !== "NOT_SPECIFIED") ?? near[0] ?? byPid[0];
+    const node = last?.node ?? from.node;
+    const check = checkFor(d?.reason, last?.s.point, !!last?.s.key.tunnel);
+    report.stopped = {
+      node, after: last?.s.point ?? "from-pod", interface: last ? hops[hops.length - 1]!.interface : "-", ...(d ? { reason: d.reason, location: d.location.replace(/\+0x.*$/, "") } : {}), ...(check ? { check } : {}),
+      why: d ? `the kernel dropped it: ${d.reason === "NOT_SPECIFIED" ? "no reason given" : d.reason} in ${d.location.replace(/\+0x.*$/, "")}` : last ? "no node saw it after this, and the kernel reported no drop: lost between the nodes (the underlay) or not answered" : "no node saw it leave the pod",
+    };
+  }
+  const crossed = [...new Set([from.node, ...(report.stopped ? [report.stopped.node] : []), ...(toPod ? [toPod.node] : [])])];
+  for (const n of crossed) report.doctor.push(...doctorFindings(lab, n));
+  // No reason from the kernel (lost on the underlay, or dropped without one): the overlay check
+  // doctor fails on the nodes crossed names the cause, if one does.
+  if (report.stopped && !report.stopped.check) {
+    const f = report.doctor.find((x) => x.status === "fail" && x.id.startsWith("overlay.")) ?? report.doctor.find((x) => x.status === "fail" && x.id.startsWith("kernel."));
+    if (f) report.stopped.check = f.id;
+  }
+  return report;
+}
+
+/** Interface names for the hops, from each node's link list (one netlink dump per node crossed). */
+function nameInterfaces(hops: Hop[], s: LabState): void {
+  for (const n of s.nodes) {
+    if (!hops.some((h) => h.node === n.name)) continue;
+    try {
+      const names = withRtnl({ netns: netnsPath(n.netns) }, (nl) => new Map(nl.links().map((l) => [String(l.index), l.name])));
+      for (const h of hops) if (h.node === n.name) h.interface = names.get(h.interface) ?? h.interface;
+    } catch {
+      // the node is gone: indexes stay
+    }
+  }
+}
+
+export function formatTrace(r: TraceReport): string {
+  const out = [`trace ${r.from.pod} (${r.from.ip}, ${r.from.node}) -> ${r.to.pod ?? r.to.ip} (${r.to.ip}${r.to.node ? `, ${r.to.node}` : ""}), ${r.protocol}${r.probe.icmpId !== undefined ? ` echo id ${r.probe.icmpId}` : r.probe.sourcePort ? ` from port ${r.probe.sourcePort}` : ""}, ${r.probe.size}-byte payload`, ""];
+  for (const h of r.hops) {
+    const t = h.tunnel ? `  vxlan vni ${h.tunnel.vni} ${h.tunnel.outerSource} -> ${h.tunnel.outerDestination}: outer IP ${h.tunnel.outerIpLen} B (+${h.tunnel.overheadBytes})` : "";
+    out.push(`${String(h.n).padStart(3)}  ${`+${h.us} us`.padStart(10)}  ${h.direction.padEnd(8)} ${h.node.padEnd(26)} ${h.point.padEnd(13)} ${h.interface.padEnd(16)} IP ${h.ipLen} B, frame ${h.frameLen} B${t}`);
+  }
+  if (!r.hops.length) out.push("  (no node saw the probe)");
+  out.push("");
+  if (r.replied) out.push(`reached ${r.to.pod ?? r.to.ip} and back: ${r.hops.length} hops`);
+  else if (r.stopped) {
+    out.push(`✖ stopped on ${r.stopped.node} after ${r.stopped.after} ${r.stopped.interface}: ${r.stopped.why}`);
+    if (r.stopped.check) out.push(`  doctor: ${r.stopped.check} (gauze doctor --node ${r.stopped.node})`);
+  }
+  for (const u of r.unobserved) out.push(`  (${u.node}: ${u.why}; its hops are not shown)`);
+  const findings = r.doctor.filter((d) => d.status === "fail");
+  if (findings.length) {
+    out.push("", "doctor on the nodes crossed:");
+    for (const d of findings) out.push(`  ✖ ${d.node} ${d.id}: ${d.evidence}`);
+  }
+  return out.join("\n");
+}

@@ -1,0 +1,166 @@
+// Flows and traces in a lab: a ping between pods on two nodes shows up as flow events at every
+// point it crossed, named by pod, with the VXLAN hop's outer addresses and the 50 bytes it adds;
+// filters select, bad ones are named; --follow streams a new ping within 2 s; a node whose agent
+// is down is named and the other node still answers. A FORWARD drop shows as a dropped flow with
+// the kernel's reason. `gauze trace` lists every hop with its size and, for each of the nine
+// `lab break` faults, where the probe stopped (or that it got through) consistently with doctor.
+import { test, after, before } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { GAUZE, must, sh } from "./helpers.ts";
+
+const lab = `t${process.pid % 1000}ob`;
+const cp = `${lab}-control-plane`;
+const wk = `${lab}-worker`;
+before(() => {
+  sh([GAUZE, "lab", "down", "--name", lab]);
+  must([GAUZE, "lab", "up", "--name", lab, "--nodes", "2"]);
+  must([GAUZE, "lab", "pod", "run", "a", "--node", cp, "--name", lab]);
+  must([GAUZE, "lab", "pod", "run", "b", "--node", wk, "--name", lab]);
+});
+after(() => { sh([GAUZE, "lab", "down", "--name", lab]); });
+
+interface Flow {
+  time: number; node: string; source: { ip: string; pod?: string }; destination: { ip: string; pod?: string }; protocol: string;
+  icmp?: { type: number; seq?: number }; verdict: string; dropReason?: string; observationPoint: string; interface: { name: string };
+  packets: number; bytes: number; ipLen: number; tunnel?: { vni: number; outer: { source: string; destination: string }; outerIpLen: number; overheadBytes: number };
+}
+const status = () => JSON.parse(must([GAUZE, "lab", "status", "--name", lab, "--json"])) as { nodes: { name: string; ip: string }[]; pods: { name: string; ip: string; node: string }[] };
+const ip = (pod: string) => status().pods.find((p) => p.name === pod)!.ip;
+const ping = (from: string, to: string, n = 1) => sh(["nsenter", `--net=/run/netns/gz-${lab}-pod-${from}`, "ping", "-c", String(n), "-i", "0.2", "-W", "1", to]).status === 0;
+const flows = (...args: string[]) => must([GAUZE, "observe", "--name", lab, "-o", "json", "--last", "500", ...args]).trim().split("\n").filter(Boolean).map((l) => JSON.parse(l) as Flow);
+const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+test("observe: a ping's flow events at every point on both nodes, by pod name, with the tunnel and its 50 bytes", async () => {
+  assert.ok(ping("a", ip("b"), 2));
+  await wait(1200);
+  const f = flows("--from-pod", "a", "--protocol", "icmp").filter((x) => x.icmp?.type === 8);
+  const at = (node: string, point: string) => f.find((x) => x.node === node && x.observationPoint === point);
+  for (const [node, point] of [[cp, "from-pod"], [cp, "from-bridge"], [cp, "to-overlay"], [cp, "to-network"], [wk, "from-network"], [wk, "from-overlay"], [wk, "to-bridge"], [wk, "to-pod"]] as const) {
+    assert.ok(at(node, point), `${node} ${point} in ${f.map((x) => `${x.node} ${x.observationPoint}`).join(", ")}`);
+  }
+  const wire = at(cp, "to-network")!;
+  const st = status();
+  assert.deepEqual([wire.source.pod, wire.destination.pod, wire.verdict, wire.ipLen, wire.tunnel?.vni, wire.tunnel?.outerIpLen, wire.tunnel?.overheadBytes, wire.interface.name],
+    ["default/a", "default/b", "forwarded", 84, 1, 134, 50, "eth0"]);
+  assert.deepEqual([wire.tunnel?.outer.source, wire.tunnel?.outer.destination], [st.nodes.find((n) => n.name === cp)!.ip, st.nodes.find((n) => n.name === wk)!.ip]);
+  assert.equal(at(cp, "from-pod")!.tunnel, undefined);
+  assert.ok(f.every((x) => x.source.pod === "default/a" && x.protocol === "icmp"), "the filters hold");
+  // The compact form a person reads: one line per event, with the tunnel printed.
+  const line = must([GAUZE, "observe", "--name", lab, "--from-pod", "a", "--last", "50"]).split("\n").find((l) => l.includes("to-network eth0"))!;
+  assert.match(line, new RegExp(`\\[${cp}\\] default/a -> default/b icmp echo-request seq \\d+\\s+to-network eth0\\s+FORWARDED .*vxlan vni 1 .*outer 134 B, \\+50 B`));
+});
+
+test("observe: bad input is named with what exists", () => {
+  const r = sh([GAUZE, "observe", "--name", lab, "--pod", "nope"]);
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /--pod nope: no such pod \(pods: default\/a, default\/b\)/);
+  assert.match(sh([GAUZE, "observe", "--name", lab, "--protocol", "sctp"]).stderr, /--protocol sctp: use icmp, tcp or udp/);
+  assert.match(sh([GAUZE, "observe", "--name", "nolab"]).stderr, /no lab named "nolab"/);
+  assert.match(sh([GAUZE, "observe", "--name", lab, "--node", "ghost"]).stderr, /has no node "ghost" \(nodes: /);
+});
+
+test("observe --follow: a new ping's flow arrives within 2 s", async () => {
+  const p = spawn(GAUZE, ["observe", "--name", lab, "--follow", "--last", "0", "-o", "json", "--to-pod", "b"]);
+  let out = "";
+  p.stdout.on("data", (d: Buffer) => { out += d.toString(); });
+  await wait(500);
+  const t0 = Date.now();
+  ping("a", ip("b"));
+  while (Date.now() - t0 < 2000 && !out.includes('"observationPoint":"to-pod"')) await wait(50);
+  const ms = Date.now() - t0;
+  p.kill("SIGINT");
+  await new Promise((r) => p.on("close", r));
+  assert.ok(out.includes('"observationPoint":"to-pod"'), `no flow to b within 2 s: ${out.slice(0, 300)}`);
+  assert.ok(ms < 2000, `${ms} ms`);
+});
+
+test("observe: a FORWARD drop is a dropped flow with the kernel's reason, on the node and at the point it died", async () => {
+  must([GAUZE, "lab", "break", "forward-drop", "--node", wk, "--name", lab]);
+  try {
+    assert.equal(ping("a", ip("b")), false);
+    await wait(1200);
+    const d = flows("--verdict", "dropped", "--to-pod", "b");
+    const hit = d.find((x) => x.dropReason === "NETFILTER_DROP");
+    assert.ok(hit, JSON.stringify(d.slice(-3)));
+    assert.deepEqual([hit.node, hit.observationPoint, hit.source.pod, hit.destination.pod], [wk, "from-overlay", "default/a", "default/b"]);
+  } finally {
+    must([GAUZE, "lab", "fix", "--name", lab]);
+  }
+});
+
+test("observe: a node whose agent is down is named, the other still answers", async () => {
+  must([GAUZE, "lab", "node", "stop-agent", wk, "--name", lab]);
+  try {
+    const t0 = Date.now();
+    const r = sh([GAUZE, "observe", "--name", lab, "--last", "5"]);
+    assert.equal(r.status, 0);
+    assert.ok(Date.now() - t0 < 5000);
+    assert.match(r.stderr, new RegExp(`node ${wk}: agent not reachable \\(no API socket`));
+    assert.ok(r.stdout.includes(`[${cp}]`));
+  } finally {
+    must([GAUZE, "lab", "node", "start-agent", wk, "--name", lab]);
+  }
+});
+
+interface Trace {
+  hops: { node: string; point: string; interface: string; direction: string; ipLen: number; tunnel?: { outerIpLen: number; overheadBytes: number } }[];
+  replied: boolean; stopped?: { node: string; after: string; reason?: string; check?: string }; doctor: { node: string; id: string; status: string }[]; unobserved: { node: string }[];
+}
+const trace = (...args: string[]) => JSON.parse(sh([GAUZE, "trace", "a", "b", "--name", lab, "--json", ...args]).stdout) as Trace;
+
+test("trace: every hop in order with its size: 84 on the pod links, 134 outside on the underlay, 84 again at the far pod", () => {
+  const t = trace();
+  assert.ok(t.replied);
+  const req = t.hops.filter((h) => h.direction === "request").map((h) => `${h.node === cp ? "cp" : "wk"} ${h.point} ${h.tunnel ? h.tunnel.outerIpLen : h.ipLen}`);
+  assert.deepEqual(req, ["cp from-pod 84", "cp from-bridge 84", "cp to-overlay 84", "cp to-network 134", "wk from-network 134", "wk from-overlay 84", "wk to-bridge 84", "wk to-pod 84"]);
+  assert.ok(t.hops.some((h) => h.direction === "reply" && h.node === cp && h.point === "to-pod"));
+  assert.equal(t.hops.find((h) => h.point === "to-network")!.interface, "eth0");
+});
+
+// Each fault on its node, and what trace must say: where the probe stopped with the kernel's
+// reason and doctor's check, or that it got through while doctor still names the fault.
+const FAULTS: { fault: string; node: string; size?: string; stop?: { node: string; after?: string; reason?: RegExp; check: string }; through?: string }[] = [
+  { fault: "forward-drop", node: wk, stop: { node: wk, after: "from-overlay", reason: /^NETFILTER_DROP$/, check: "filtering.forward" } },
+  { fault: "vxlan-port-blocked", node: wk, stop: { node: wk, after: "from-network", reason: /^NETFILTER_DROP$/, check: "overlay.vxlan-port" } },
+  { fault: "ip-forward-off", node: wk, stop: { node: wk, after: "from-overlay", reason: /^IP_INADDRERRORS$/, check: "kernel.ip-forward" } },
+  { fault: "stale-fdb", node: cp, stop: { node: cp, check: "overlay.peers" } },
+  { fault: "mtu-mismatch", node: cp, size: "1400", stop: { node: cp, after: "to-network", check: "overlay.mtu" } },
+  { fault: "no-br-netfilter", node: wk, through: "kernel.br-netfilter" },
+  { fault: "no-cni-config", node: wk, through: "cni.config" },
+  { fault: "missing-plugin", node: wk, through: "cni.plugins" },
+  { fault: "agent-down", node: wk, through: "agent.running" },
+];
+
+for (const f of FAULTS) {
+  test(`trace under lab break ${f.fault}: ${f.stop ? `stops on the ${f.node === cp ? "source" : "far"} node, ${f.stop.check}` : `gets through; doctor names ${f.through}`}`, { timeout: 60_000 }, () => {
+    must([GAUZE, "lab", "break", f.fault, "--node", f.node, "--name", lab]);
+    try {
+      const t = trace(...(f.size ? ["--size", f.size] : []));
+      const failing = t.doctor.filter((d) => d.status === "fail").map((d) => `${d.node === cp ? "cp" : "wk"} ${d.id}`);
+      if (f.stop) {
+        assert.equal(t.replied, false);
+        assert.ok(t.stopped, "a stop is named");
+        assert.equal(t.stopped!.node, f.stop.node);
+        if (f.stop.after) assert.equal(t.stopped!.after, f.stop.after);
+        if (f.stop.reason) assert.match(t.stopped!.reason ?? "", f.stop.reason);
+        assert.equal(t.stopped!.check, f.stop.check);
+        assert.ok(failing.some((x) => x.endsWith(f.stop!.check)), `doctor agrees: ${failing.join(", ")}`);
+      } else {
+        assert.equal(t.replied, true, JSON.stringify(t.stopped));
+        assert.ok(failing.includes(`${f.node === cp ? "cp" : "wk"} ${f.through}`), `doctor names ${f.through}: ${failing.join(", ")}`);
+        if (f.fault === "agent-down") assert.deepEqual(t.unobserved.map((u) => u.node), [wk], "the node without an agent is named");
+      }
+    } finally {
+      must([GAUZE, "lab", "fix", "--name", lab]);
+      if (f.fault === "agent-down" || f.fault === "stale-fdb") sh([GAUZE, "lab", "node", "start-agent", f.node, "--name", lab]);
+    }
+  });
+}
+
+test("trace: bad input is named with what exists", () => {
+  const r = sh([GAUZE, "trace", "a", "zz", "--name", lab]);
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /has no pod "zz" \(pods: a, b;/);
+  assert.match(sh([GAUZE, "trace", "a", "b", "--name", lab, "--protocol", "tcp"]).stderr, /--protocol tcp needs --port/);
+});
