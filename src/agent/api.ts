@@ -3,6 +3,7 @@
 //   GET /v1/flows?last=N&since=MS[&follow=1]   recent flow events, then (follow) live ones; NDJSON,
 //                                              with {"lost": n} lines when events were pushed out
 //   GET /v1/sightings?src=&dst=&proto=&srcPort=&icmpId=&since=   one packet's sightings (trace)
+//   GET /v1/packets?src=&dst=&proto=&point=&last=3   a flow's last packets, dissected (packet-in-packet)
 //   GET /v1/pods                               this node's pods by address
 //   GET /v1/observer                           the observer's counters
 import { createServer, type Server } from "node:http";
@@ -36,12 +37,20 @@ export function serveApi(path: string, observer: () => FlowObserver | undefined,
         });
         return void res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(s));
       }
+      case "/v1/packets": {
+        const v = o.packets({
+          ...(q("src") ? { src: q("src")! } : {}), ...(q("dst") ? { dst: q("dst")! } : {}), ...(num("proto") !== undefined ? { proto: num("proto")! } : {}),
+          ...(num("srcPort") !== undefined ? { srcPort: num("srcPort")! } : {}), ...(num("dstPort") !== undefined ? { dstPort: num("dstPort")! } : {}),
+          ...(q("point") ? { point: q("point")! } : {}), last: Math.min(num("last") ?? 3, 20),
+        });
+        return void res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(v));
+      }
       case "/v1/pods":
         return void res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(o.podNames()));
       case "/v1/observer":
         return void res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(o.stats));
       default:
-        return void res.writeHead(404, { "content-type": "text/plain" }).end("unknown path: /v1/flows, /v1/sightings, /v1/pods, /v1/observer\n");
+        return void res.writeHead(404, { "content-type": "text/plain" }).end("unknown path: /v1/flows, /v1/sightings, /v1/packets, /v1/pods, /v1/observer\n");
     }
   });
   return new Promise((resolve, reject) => {

@@ -14,6 +14,8 @@ import { PACKET_OUTGOING, PacketRing, type RingPacket } from "../kernel/packet-r
 import { DropWatch, type DropEvent } from "../kernel/tracefs.ts";
 import { type Rtnl } from "../kernel/netlink/index.ts";
 import { type FlowKey, flowKey, isLinkChatter, protocolName, tcpFlagNames } from "../packet/flow-key.ts";
+import { fastFields, pointHash } from "../packet/flow-hash.ts";
+import { type PacketView, viewFrame } from "../packet/view.ts";
 import { type PodRecord } from "../cni/pod-record.ts";
 
 export type ObservationPoint = "from-pod" | "to-pod" | "from-bridge" | "to-bridge" | "to-overlay" | "from-overlay" | "to-network" | "from-network" | "host";
@@ -45,6 +47,8 @@ export interface FlowEvent {
   bytes: number;
   /** The last packet's (inner) IP length, and on a tunnel its outer one and the difference. */
   ipLen: number;
+  /** Set while the node samples its TCP bulk (busy): 1 in this many such segments was seen, and packets and bytes are estimates. */
+  sampling?: number;
   tunnel?: { protocol: "vxlan"; vni: number; outer: { source: string; destination: string; sourcePort: number; destinationPort: number }; outerIpLen: number; overheadBytes: number };
 }
 
@@ -56,6 +60,8 @@ export interface Sighting {
   egress: boolean;
   len: number;
   key: FlowKey;
+  /** Bytes of the frame kept (its first FRAME_BYTES at most). */
+  snap: number;
   /** Link chatter (neighbour discovery, MLD): never a flow. */
   chatter?: boolean;
 }
@@ -65,7 +71,10 @@ interface FlowState {
   packets: number;
   bytes: number;
   lastSeen: number;
-  emitted: number;
+  /** The last packet's IP length; TCP flags seen since the last event; the last ICMP sequence. */
+  ipLen: number;
+  flags: number;
+  seq: number;
 }
 
 export interface ObserverStats {
@@ -78,6 +87,8 @@ export interface ObserverStats {
   lost: number;
   dropsSeen: number;
   dropsClaimed: number;
+  /** 1 in this many TCP bulk segments is read (1: every packet). */
+  sampling: number;
   /** Why drops are not reported, when tracefs is not usable. */
   dropsUnavailable?: string;
 }
@@ -96,16 +107,52 @@ export interface ObserverOptions {
   sightings?: number;
 }
 
+/** A packet's identity as trace and the packet view ask for it: addresses either way, protocol, a port or an ICMP id. */
+export interface SightingMatch { src?: string; dst?: string; proto?: number; srcPort?: number; dstPort?: number; icmpId?: number; since?: number }
+
+export function sightingMatches(s: Sighting, m: SightingMatch): boolean {
+  const k = s.key;
+  if (m.since !== undefined && s.time < m.since) return false;
+  if (m.proto !== undefined && k.proto !== m.proto) return false;
+  if (m.icmpId !== undefined && k.icmpId !== m.icmpId) return false;
+  if (m.srcPort !== undefined && k.srcPort !== m.srcPort && k.dstPort !== m.srcPort) return false;
+  if (m.dstPort !== undefined && k.dstPort !== m.dstPort && k.srcPort !== m.dstPort) return false;
+  if (m.src !== undefined && k.src !== m.src && k.dst !== m.src) return false;
+  if (m.dst !== undefined && k.src !== m.dst && k.dst !== m.dst) return false;
+  return true;
+}
+
+/** Packets read per second above which the node samples its TCP bulk. */
+const SAMPLE_ABOVE = 20_000;
+
+const POINTS: readonly ObservationPoint[] = ["from-pod", "to-pod", "from-bridge", "to-bridge", "to-overlay", "from-overlay", "to-network", "from-network", "host"];
+
+/** Bytes of each sighting's frame kept for the packet view: a VXLAN-wrapped TCP header fits. */
+const FRAME_BYTES = 192;
+
 type Listener = { push(e: FlowEvent | { lost: number }): void };
 
 export class FlowObserver {
   private ring?: PacketRing;
   private drops?: DropWatch;
-  private readonly flows = new Map<string, FlowState>();
+  private readonly flows = new Map<number, FlowState>();
   private readonly events: FlowEvent[] = [];
   private eventStart = 0;
-  private readonly sightings: (Sighting | undefined)[];
+  /**
+   * The last packets seen, as columns in preallocated arrays (no object per packet): time,
+   * interface, direction and point, length, and the frame's first FRAME_BYTES. A sighting's flow
+   * fields are read from its frame only when asked for (trace, drops, the packet view).
+   */
+  private readonly sTime: Float64Array;
+  private readonly sIf: Int32Array;
+  private readonly sLen: Uint32Array;
+  private readonly sPoint: Uint8Array;
+  private readonly sSnap: Uint16Array;
+  private readonly frames: Uint8Array;
   private sightingAt = 0;
+  private sightingCount = 0;
+  /** Observation point codes of each interface, received and sent (POINTS indexes). */
+  private readonly pointCodes = new Map<number, [number, number]>();
   private readonly listeners = new Set<Listener>();
   private readonly names = new Map<number, string>();
   private pods = new Map<string, string>();
@@ -113,17 +160,29 @@ export class FlowObserver {
   private timers: ReturnType<typeof setInterval>[] = [];
   private lastPodsRead = 0;
   private readonly vxlanPorts: Set<number>;
-  readonly stats: ObserverStats = { packets: 0, flows: 0, events: 0, ringDrops: 0, lost: 0, dropsSeen: 0, dropsClaimed: 0 };
+  readonly stats: ObserverStats = { packets: 0, flows: 0, events: 0, ringDrops: 0, lost: 0, dropsSeen: 0, dropsClaimed: 0, sampling: 1 };
+  /** Packets read in the current second: TCP bulk (subject to sampling) and the rest. */
+  private bulkThisSecond = 0;
+  private otherThisSecond = 0;
 
   constructor(private readonly o: ObserverOptions, private readonly nl: Rtnl) {
-    this.sightings = new Array<Sighting | undefined>(o.sightings ?? 16384);
+    const n = o.sightings ?? 16384;
+    this.sTime = new Float64Array(n);
+    this.sIf = new Int32Array(n);
+    this.sLen = new Uint32Array(n);
+    this.sPoint = new Uint8Array(n);
+    this.sSnap = new Uint16Array(n);
+    this.frames = new Uint8Array(n * FRAME_BYTES);
     this.vxlanPorts = new Set(o.vxlanPorts);
   }
 
   start(): void {
     this.ring = PacketRing.open();
     try {
-      this.drops = DropWatch.open(`gauze-${this.o.node}-${process.pid}`.slice(0, 60));
+      // An earlier agent of this node that was killed outright left its instance behind.
+      const alive = (name: string) => { try { process.kill(Number(name.slice(name.lastIndexOf("-") + 1)), 0); return true; } catch { return false; } };
+      DropWatch.removeStale(`gauze-${this.o.node}-`, alive);
+      this.drops = DropWatch.open(`gauze-${this.o.node}-${process.pid}`);
     } catch (e) {
       this.stats.dropsUnavailable = (e as Error).message;
       this.o.log.warn({ err: this.stats.dropsUnavailable }, "flows without drops: the kernel's drop events are not readable");
@@ -140,7 +199,11 @@ export class FlowObserver {
 
   private refreshNames(): void {
     this.names.clear();
-    for (const l of this.nl.links()) this.names.set(l.index, l.name);
+    this.pointCodes.clear();
+    for (const l of this.nl.links()) {
+      this.names.set(l.index, l.name);
+      this.pointCodes.set(l.index, [POINTS.indexOf(this.point(l.index, false)), POINTS.indexOf(this.point(l.index, true))]);
+    }
   }
 
   private readPods(): void {
@@ -194,46 +257,77 @@ export class FlowObserver {
 
   private onPacket(p: RingPacket): void {
     if (p.ifindex === 1) return; // loopback
-    const key = flowKey(p.data, this.vxlanPorts);
-    if (!key) return;
+    const f = fastFields(p.data, this.vxlanPorts);
+    if (!f) return;
     this.stats.packets++;
-    if (!this.names.has(p.ifindex)) this.refreshNames();
+    const weight = f.bulk ? this.stats.sampling : 1;
+    if (f.bulk) this.bulkThisSecond++;
+    else this.otherThisSecond++;
+    let codes = this.pointCodes.get(p.ifindex);
+    if (!codes) {
+      this.refreshNames();
+      codes = this.pointCodes.get(p.ifindex) ?? [POINTS.indexOf("host"), POINTS.indexOf("host")];
+      this.pointCodes.set(p.ifindex, codes); // one dump per new interface, not per packet
+    }
     const egress = p.pktType === PACKET_OUTGOING;
-    const point = this.point(p.ifindex, egress);
-    const time = Number(p.tsNs / 1000n) / 1000;
+    const time = p.sec * 1000 + p.nsec / 1e6;
+    const at = this.sightingAt;
+    this.sTime[at] = time;
+    this.sIf[at] = p.ifindex;
+    this.sLen[at] = p.len;
+    this.sPoint[at] = egress ? codes[1] : codes[0];
+    const snap = Math.min(p.data.length, FRAME_BYTES);
+    this.sSnap[at] = snap;
+    this.frames.set(snap === p.data.length ? p.data : p.data.subarray(0, snap), at * FRAME_BYTES);
+    this.sightingAt = (at + 1) % this.sTime.length;
+    if (this.sightingCount < this.sTime.length) this.sightingCount++;
     // Chatter is kept as a sighting (a drop of it must not be pinned on a flow nearby) but makes no flow.
-    const chatter = isLinkChatter(key);
-    this.sightings[this.sightingAt] = { time, ifindex: p.ifindex, point, egress, len: p.len, key, ...(chatter ? { chatter } : {}) };
-    this.sightingAt = (this.sightingAt + 1) % this.sightings.length;
-    if (chatter) return;
-    const id = `${p.ifindex}|${egress ? 1 : 0}|${key.proto}|${key.src}|${key.srcPort}|${key.dst}|${key.dstPort}|${key.icmpType ?? ""}`;
-    let f = this.flows.get(id);
-    if (!f) {
-      if (this.flows.size >= (this.o.maxFlows ?? 20000)) this.evictOldest();
-      f = { event: this.toEvent(key, time, p.ifindex, point, "forwarded"), packets: 0, bytes: 0, lastSeen: time, emitted: 0 };
-      this.flows.set(id, f);
-      this.stats.flows = this.flows.size;
-      f.event.packets = 1;
-      f.event.bytes = p.len;
-      this.emit({ ...f.event });
-      f.emitted = time;
-      f.lastSeen = time;
+    if (f.chatter) return;
+    const id = pointHash(f.hash, p.ifindex, egress);
+    const fl = this.flows.get(id);
+    if (fl) {
+      fl.packets += weight;
+      fl.bytes += p.len * weight;
+      fl.lastSeen = time;
+      fl.ipLen = f.ipLen;
+      fl.flags |= f.tcpFlags;
+      if (f.icmpSeq >= 0) fl.seq = f.icmpSeq;
       return;
     }
-    f.packets++;
-    f.bytes += p.len;
-    f.lastSeen = time;
-    f.event.ipLen = key.ipLen;
-    if (key.tunnel) f.event.tunnel = tunnelOf(key);
-    if (key.tcpFlags !== undefined) f.event.tcpFlags = tcpFlagNames(key.tcpFlags);
-    if (key.icmpSeq !== undefined && f.event.icmp) f.event.icmp.seq = key.icmpSeq;
+    // A new flow at this point: its fields in full, and an event at once.
+    const key = flowKey(p.data, this.vxlanPorts);
+    if (!key || isLinkChatter(key)) return;
+    if (this.flows.size >= (this.o.maxFlows ?? 20000)) this.evictOldest();
+    const point = POINTS[egress ? codes[1] : codes[0]]!;
+    const event = this.toEvent(key, time, p.ifindex, point, "forwarded");
+    this.flows.set(id, { event, packets: 0, bytes: 0, lastSeen: time, ipLen: key.ipLen, flags: 0, seq: key.icmpSeq ?? -1 });
+    this.stats.flows = this.flows.size;
+    this.emit({ ...event, packets: weight, bytes: p.len * weight, ...(this.stats.sampling > 1 ? { sampling: this.stats.sampling } : {}) });
+  }
+
+  /** The sighting at a slot, its flow fields read from its frame. */
+  private sightingAtSlot(at: number): Sighting | undefined {
+    const frame = this.frames.subarray(at * FRAME_BYTES, at * FRAME_BYTES + this.sSnap[at]!);
+    const key = flowKey(frame, this.vxlanPorts);
+    if (!key) return undefined;
+    const point = POINTS[this.sPoint[at]!]!;
+    return {
+      time: this.sTime[at]!, ifindex: this.sIf[at]!, point, egress: point.startsWith("to-"), len: this.sLen[at]!, key, snap: this.sSnap[at]!,
+      ...(isLinkChatter(key) ? { chatter: true } : {}),
+    };
+  }
+
+  /** Slots of the kept sightings, newest first. */
+  private *slotsNewestFirst(): Generator<number> {
+    const n = this.sTime.length;
+    for (let i = 1; i <= this.sightingCount; i++) yield (this.sightingAt - i + n) % n;
   }
 
   private evictOldest(): void {
-    let oldest: string | undefined;
+    let oldest: number | undefined;
     let t = Infinity;
     for (const [k, f] of this.flows) if (f.lastSeen < t) { t = f.lastSeen; oldest = k; }
-    if (oldest) this.flows.delete(oldest);
+    if (oldest !== undefined) this.flows.delete(oldest);
     this.stats.lost++;
   }
 
@@ -254,20 +348,45 @@ export class FlowObserver {
     const now = Date.now();
     for (const [id, f] of this.flows) {
       if (f.packets > 0) {
-        this.emit({ ...f.event, time: f.lastSeen, packets: f.packets, bytes: f.bytes });
+        const e: FlowEvent = { ...f.event, time: f.lastSeen, packets: f.packets, bytes: f.bytes, ipLen: f.ipLen, ...(this.stats.sampling > 1 ? { sampling: this.stats.sampling } : {}) };
+        if (f.flags) e.tcpFlags = tcpFlagNames(f.flags);
+        if (f.seq >= 0 && e.icmp) e.icmp = { ...e.icmp, seq: f.seq };
+        if (e.tunnel) e.tunnel = { ...e.tunnel, outerIpLen: f.ipLen + e.tunnel.overheadBytes };
+        this.emit(e);
         f.packets = 0;
         f.bytes = 0;
-        f.emitted = f.lastSeen;
+        f.flags = 0;
       } else if (now - f.lastSeen > 30_000) {
         this.flows.delete(id);
       }
     }
     this.stats.flows = this.flows.size;
+    this.adjustSampling();
     const r = this.ring?.stats();
     if (r?.drops) {
       this.stats.ringDrops += r.drops;
       this.stats.lost += r.drops;
       for (const l of this.listeners) l.push({ lost: r.drops });
+    }
+  }
+
+  /**
+   * Under load the node reads one in N segments of bulk TCP (the kernel's filter picks them at
+   * random), so that observing costs little however busy the pods are; packets and bytes are
+   * then scaled by N, and flows say so. N doubles while more than SAMPLE_ABOVE packets a second
+   * are read, and halves when fewer than a quarter of that would be read with half of it.
+   */
+  private adjustSampling(): void {
+    const n = this.stats.sampling;
+    const bulk = this.bulkThisSecond, other = this.otherThisSecond;
+    this.bulkThisSecond = 0;
+    this.otherThisSecond = 0;
+    let next = n;
+    if (bulk + other > SAMPLE_ABOVE && bulk > other) next = Math.min(256, n * 2);
+    else if (n > 1 && bulk * 2 + other < SAMPLE_ABOVE / 4) next = n / 2;
+    if (next !== n && this.ring?.sample(next, this.vxlanPorts.values().next().value ?? 8472)) {
+      this.stats.sampling = next;
+      this.o.log.info({ oneIn: next, packetsPerSecond: bulk * n + other }, next > n ? "busy: reading 1 in N TCP bulk segments" : "reading more of the TCP bulk again");
     }
   }
 
@@ -294,13 +413,12 @@ export class FlowObserver {
   }
 
   private lastSightingBefore(t: number, family: 0 | 4 | 6): Sighting | undefined {
-    const n = this.sightings.length;
-    for (let i = 1; i <= n; i++) {
-      const s = this.sightings[(this.sightingAt - i + n) % n];
-      if (!s) return undefined;
-      if (s.time > t + 1) continue;
-      if (s.time < t - 20) return undefined;
-      if (family === 0 || (s.key.tunnel ? true : s.key.family === family)) return s;
+    for (const at of this.slotsNewestFirst()) {
+      const time = this.sTime[at]!;
+      if (time > t + 1) continue;
+      if (time < t - 20) return undefined;
+      const s = this.sightingAtSlot(at);
+      if (s && (family === 0 || s.key.tunnel || s.key.family === family)) return s;
     }
     return undefined;
   }
@@ -322,21 +440,33 @@ export class FlowObserver {
     return all.filter((e) => e.time > since).slice(-n);
   }
 
-  /** Sightings matching a packet's identity (trace): by addresses, protocol and ports or ICMP id. */
-  sightingsOf(m: { src?: string; dst?: string; proto?: number; srcPort?: number; dstPort?: number; icmpId?: number; since?: number }): Sighting[] {
+  /** Sightings matching a packet's identity (trace), oldest first. */
+  sightingsOf(m: SightingMatch): Sighting[] {
     const out: Sighting[] = [];
-    for (const s of this.sightings) {
-      if (!s || (m.since !== undefined && s.time < m.since)) continue;
-      const k = s.key;
-      if (m.proto !== undefined && k.proto !== m.proto) continue;
-      if (m.icmpId !== undefined && k.icmpId !== m.icmpId) continue;
-      if (m.srcPort !== undefined && k.srcPort !== m.srcPort && k.dstPort !== m.srcPort) continue;
-      const pair = [k.src, k.dst];
-      if (m.src !== undefined && !pair.includes(m.src)) continue;
-      if (m.dst !== undefined && !pair.includes(m.dst)) continue;
-      out.push(s);
+    for (const at of this.slotsNewestFirst()) {
+      if (m.since !== undefined && this.sTime[at]! < m.since) continue;
+      const s = this.sightingAtSlot(at);
+      if (s && sightingMatches(s, m)) out.push(s);
     }
-    return out.sort((a, b) => a.time - b.time);
+    // Oldest first; one skb keeps its timestamp across hops, so equal times keep the order seen.
+    return out.reverse().sort((a, b) => a.time - b.time);
+  }
+
+  /**
+   * The last `last` packets of a flow as the dissector reads them (the packet-in-packet view),
+   * at one observation point or any: matched as sightingsOf matches.
+   */
+  packets(m: SightingMatch & { point?: string; last?: number }): (PacketView & { time: number; point: ObservationPoint; interface: string })[] {
+    const out: (PacketView & { time: number; point: ObservationPoint; interface: string })[] = [];
+    for (const at of this.slotsNewestFirst()) {
+      if (out.length >= (m.last ?? 3)) break;
+      if (m.point && POINTS[this.sPoint[at]!] !== m.point) continue;
+      const s = this.sightingAtSlot(at);
+      if (!s || !sightingMatches(s, m)) continue;
+      const frame = this.frames.slice(at * FRAME_BYTES, at * FRAME_BYTES + s.snap);
+      out.push({ ...viewFrame(frame, s.len), time: s.time, point: s.point, interface: this.names.get(s.ifindex) ?? `if${s.ifindex}` });
+    }
+    return out.reverse();
   }
 
   /** A live listener; its queue holds at most `max` events, and what falls out is reported as lost. */

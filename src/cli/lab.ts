@@ -64,6 +64,7 @@ export function registerLab(program: Command, set: SetStatus): void {
     .option("--underlay-subnets <n>", "1, or 2: nodes alternate between two routed underlay subnets (DirectRouting tunnels only to the other one)", "1")
     .option("--ipv6", "dual-stack: an IPv6 pod network (fd47:10:244::/56) next to the IPv4 one, over IPv6 on the underlay (vxlan, vxlan-direct, host-gw)")
     .option("--no-cni", "leave the nodes without a CNI (NotReady), as a fresh kubeadm cluster is")
+    .option("--no-observe", "agents without flow recording (gauze observe, trace and ui then have nothing to show; for comparisons)")
     .option("--store <kind>", "subnet registry: file (embedded) or etcd (a real etcd server the lab starts)", "file")
     .option("--etcd-endpoints <urls>", "use this etcd instead of starting one (reachable from the nodes)")
     .option("--etcd-cafile <file>", "with --etcd-endpoints: CA to trust (default: the system's)")
@@ -73,12 +74,12 @@ export function registerLab(program: Command, set: SetStatus): void {
     .option("--etcd-password-file <file>", "with --etcd-endpoints: file holding the user's password")
     .option("--manifest <file>", "install gauze by running this manifest's DaemonSet on every node with podman, as a kubelet would (e.g. deploy/kube-gauze.yml); the lab serves the Kubernetes API")
     .option("--json", "print the lab's status as JSON")
-    .action((o: { name: string; nodes: string; podCidr: string; backend: string; underlaySubnets: string; ipv6?: boolean; cni: boolean; store: string; manifest?: string; etcdEndpoints?: string; etcdCafile?: string; etcdCertfile?: string; etcdKeyfile?: string; etcdUsername?: string; etcdPasswordFile?: string; json?: boolean }) => guard(set, async () => {
+    .action((o: { name: string; nodes: string; podCidr: string; backend: string; underlaySubnets: string; ipv6?: boolean; observe?: boolean; cni: boolean; store: string; manifest?: string; etcdEndpoints?: string; etcdCafile?: string; etcdCertfile?: string; etcdKeyfile?: string; etcdUsername?: string; etcdPasswordFile?: string; json?: boolean }) => guard(set, async () => {
       const { LAB_BACKENDS } = await import("../lab/lab.ts");
       if (!(LAB_BACKENDS as readonly string[]).includes(o.backend)) throw new Error(`--backend ${o.backend}: use ${LAB_BACKENDS.join(", ")}`);
       if (o.underlaySubnets !== "1" && o.underlaySubnets !== "2") throw new Error(`--underlay-subnets ${o.underlaySubnets}: use 1 or 2`);
       if (o.store !== "file" && o.store !== "etcd") throw new Error(`--store ${o.store}: use file or etcd`);
-      const s = await labUp({ name: o.name, nodes: Number(o.nodes), podCidr: o.podCidr, backend: o.backend as import("../lab/lab.ts").LabBackend, underlaySubnets: o.underlaySubnets === "2" ? 2 : 1, ...(o.ipv6 ? { ipv6: true } : {}), cni: o.cni, store: o.store, ...(o.etcdEndpoints ? { etcdEndpoints: o.etcdEndpoints } : {}),
+      const s = await labUp({ name: o.name, nodes: Number(o.nodes), podCidr: o.podCidr, backend: o.backend as import("../lab/lab.ts").LabBackend, underlaySubnets: o.underlaySubnets === "2" ? 2 : 1, ...(o.ipv6 ? { ipv6: true } : {}), ...(o.observe === false ? { noObserve: true } : {}), cni: o.cni, store: o.store, ...(o.etcdEndpoints ? { etcdEndpoints: o.etcdEndpoints } : {}),
         etcdTls: { ...(o.etcdCafile ? { cafile: o.etcdCafile } : {}), ...(o.etcdCertfile ? { certfile: o.etcdCertfile } : {}), ...(o.etcdKeyfile ? { keyfile: o.etcdKeyfile } : {}), ...(o.etcdUsername ? { username: o.etcdUsername } : {}), ...(o.etcdPasswordFile ? { passwordFile: o.etcdPasswordFile } : {}) },
         ...(o.manifest ? { manifest: o.manifest } : {}), progress: say(!!o.json) });
       if (o.json) console.log(JSON.stringify(statusReport(s), null, 2));

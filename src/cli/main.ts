@@ -246,6 +246,27 @@ export async function runCli(argv: string[]): Promise<number> {
           status = await probe({ protocol: o.udp ? "udp" : "tcp", to: o.to, port: Number(o.port), sourcePort: Number(o.sourcePort), timeoutMs: Number(o.timeout) });
         });
     }],
+    ["ui", () => {
+      program.command("ui")
+        .description("the web view: nodes, pods and tunnels, live flows on the edges with the overlay's bytes, dropped flows with the kernel's reason, packets layer by layer, doctor per node")
+        .option("--name <lab>", "the lab (default: the only lab, or $GAUZE_LAB)")
+        .option("--port <n>", "port to listen on", "12000")
+        .option("--host <addr>", "address to listen on", "127.0.0.1")
+        .action(async (o: { name?: string; port: string; host: string }) => {
+          const { serveUi } = await import("../ui/server.ts");
+          try {
+            const ui = await serveUi({ ...(o.name ? { name: o.name } : {}), port: Number(o.port), host: o.host }, (l) => console.log(l));
+            await new Promise<void>((resolve) => {
+              const stop = () => { ui.close(); resolve(); };
+              process.once("SIGINT", stop);
+              process.once("SIGTERM", stop);
+            });
+          } catch (e) {
+            process.stderr.write(`gauze ui: ${(e as Error).message}\n`);
+            status = 2;
+          }
+        });
+    }],
     ["store", () => {
       const store = program.command("store", { hidden: true }).description("(internal) subnet registry helpers the lab runs");
       withStoreOptions(store.command("init")).requiredOption("--network <cidr>", "pod network").option("--backend <type>", "vxlan or host-gw", "vxlan").option("--direct-routing", "vxlan's DirectRouting").option("--ipv6-network <cidr>", "dual-stack: EnableIPv6 with this IPv6Network").option("--wait <seconds>", "keep trying this long", "15")

@@ -19,12 +19,61 @@ export interface RingPacket {
   ifindex: number;
   /** PACKET_HOST 0, BROADCAST 1, MULTICAST 2, OTHERHOST 3, OUTGOING 4. */
   pktType: number;
-  /** Wall-clock time the kernel took the packet, in nanoseconds since the epoch. */
-  tsNs: bigint;
+  /** Wall-clock time the kernel took the packet: seconds since the epoch, and nanoseconds. */
+  sec: number;
+  nsec: number;
   /** Length on the wire (a GSO/GRO packet counts as one, with its whole length). */
   len: number;
   /** The first bytes, from the link-layer header: valid only during the callback. */
   data: Uint8Array;
+}
+
+/** A classic BPF instruction. */
+type Insn = [code: number, jt: number, jf: number, k: number];
+
+/**
+ * The socket filter: every packet cut to `snaplen`; with `oneIn` > 1, a random one in `oneIn`
+ * of the TCP bulk (IPv4 with a 20-byte header, segments without SYN, FIN or RST, bare or inside
+ * VXLAN) and everything else. Labels are resolved to the relative jumps cBPF takes.
+ */
+export function samplingFilter(snaplen: number, oneIn: number, vxlanPort: number): Insn[] {
+  const LDH = 0x28, LDB = 0x30, LDW = 0x20, JEQ = 0x15, JGT = 0x25, JSET = 0x45, RET = 0x06;
+  const RANDOM = 0xfffff038; // SKF_AD_OFF + SKF_AD_RANDOM
+  if (oneIn <= 1) return [[RET, 0, 0, snaplen]];
+  type Op = { code: number; k: number; t?: string; f?: string; label?: string };
+  const ops: Op[] = [
+    { code: LDH, k: 12 }, { code: JEQ, k: 0x0800, f: "keep" },
+    { code: LDB, k: 14 }, { code: JEQ, k: 0x45, f: "keep" },
+    { code: LDB, k: 23 }, { code: JEQ, k: 6, f: "udp" },
+    { code: LDB, k: 47 }, { code: JSET, k: 0x07, t: "keep", f: "sample" },
+    { code: JEQ, k: 17, f: "keep", label: "udp" },
+    { code: LDH, k: 36 }, { code: JEQ, k: vxlanPort, f: "keep" },
+    { code: LDH, k: 62 }, { code: JEQ, k: 0x0800, f: "keep" },
+    { code: LDB, k: 64 }, { code: JEQ, k: 0x45, f: "keep" },
+    { code: LDB, k: 73 }, { code: JEQ, k: 6, f: "keep" },
+    { code: LDB, k: 97 }, { code: JSET, k: 0x07, t: "keep", f: "sample" },
+    { code: LDW, k: RANDOM, label: "sample" }, { code: JGT, k: Math.floor(0xffffffff / oneIn), t: "drop", f: "keep" },
+    { code: RET, k: snaplen, label: "keep" },
+    { code: RET, k: 0, label: "drop" },
+  ];
+  const at = new Map(ops.flatMap((o, i) => (o.label ? [[o.label, i] as [string, number]] : [])));
+  return ops.map((o, i) => [o.code, o.t ? at.get(o.t)! - i - 1 : 0, o.f ? at.get(o.f)! - i - 1 : 0, o.k]);
+}
+
+function attach(c: Libc, fd: number, prog: Insn[]): boolean {
+  const code = new Uint8Array(8 * prog.length);
+  const v = new DataView(code.buffer);
+  prog.forEach(([op, jt, jf, k], i) => {
+    v.setUint16(8 * i, op, true);
+    v.setUint8(8 * i + 2, jt);
+    v.setUint8(8 * i + 3, jf);
+    v.setUint32(8 * i + 4, k >>> 0, true);
+  });
+  const fprog = new Uint8Array(16);
+  const fv = new DataView(fprog.buffer);
+  fv.setUint16(0, prog.length, true);
+  fv.setBigUint64(8, BigInt(c.addressOf(code)), true);
+  return c.setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, fprog, 16) === 0;
 }
 
 export class PacketRingError extends Error {
@@ -58,16 +107,8 @@ export class PacketRing {
     };
     const u32 = (...v: number[]) => { const b = new Uint8Array(4 * v.length); const d = new DataView(b.buffer); v.forEach((x, i) => d.setUint32(4 * i, x, true)); return b; };
     if (c.setsockopt(fd, SOL_PACKET, PACKET_VERSION, u32(TPACKET_V3), 4) < 0) fail("TPACKET_V3");
-    // cBPF "ret #snaplen": every packet, cut to snaplen bytes.
-    const prog = new Uint8Array(8);
-    const pv = new DataView(prog.buffer);
-    pv.setUint16(0, 0x06, true);
-    pv.setUint32(4, o.snaplen, true);
-    const fprog = new Uint8Array(16);
-    const fv = new DataView(fprog.buffer);
-    fv.setUint16(0, 1, true);
-    fv.setBigUint64(8, BigInt(c.addressOf(prog)), true);
-    if (c.setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, fprog, 16) < 0) fail("socket filter");
+    // Every packet, cut to snaplen bytes (sampling, when asked for, replaces this program).
+    if (!attach(c, fd, samplingFilter(o.snaplen, 1, 8472))) fail("socket filter");
     const frameSize = 2048;
     const req = u32(o.blockSize, o.blocks, frameSize, (o.blockSize / frameSize) * o.blocks, o.retireMs, 0, 0);
     if (c.setsockopt(fd, SOL_PACKET, PACKET_RX_RING, req, req.length) < 0) fail("PACKET_RX_RING");
@@ -95,7 +136,7 @@ export class PacketRing {
         const len = v.getUint32(off + 16, true);
         const mac = v.getUint16(off + 24, true);
         onPacket({
-          ifindex: v.getInt32(off + 52, true), pktType: v.getUint8(off + 58), tsNs: BigInt(sec) * 1_000_000_000n + BigInt(nsec),
+          ifindex: v.getInt32(off + 52, true), pktType: v.getUint8(off + 58), sec, nsec,
           len, data: this.mem.subarray(off + mac, off + mac + snap),
         });
         n++;
@@ -106,6 +147,14 @@ export class PacketRing {
       this.block = (this.block + 1) % this.o.blocks;
     }
     return n;
+  }
+
+  /**
+   * Keep one in `oneIn` of the bulk of TCP (IPv4 segments without SYN, FIN or RST, bare or inside
+   * VXLAN on `vxlanPort`): what a busy node's observer keeps up with. Everything else is kept.
+   */
+  sample(oneIn: number, vxlanPort: number): boolean {
+    return attach(this.c, this.fd, samplingFilter(this.o.snaplen, oneIn, vxlanPort));
   }
 
   /** Packets the kernel counted and those it dropped because the ring was full, since the last call. */

@@ -4,7 +4,7 @@
 // reason (named by this kernel's own table: the numbers change between kernels), the function
 // it happened in, the protocol, and the process it happened under. Neither the namespace nor
 // the packet's addresses are in the event: callers attribute drops by what they saw of the packet.
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, rmdirSync, writeFileSync, constants } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, readSync, rmdirSync, writeFileSync, constants } from "node:fs";
 import { join } from "node:path";
 import { libc } from "./libc.ts";
 
@@ -139,6 +139,26 @@ export class DropWatch {
     this.closed = true;
     try { closeSync(this.fd); } catch { /* closed */ }
     DropWatch.remove(this.dir);
+  }
+
+  /**
+   * Removes instances whose name starts with `prefix` (an agent killed outright leaves its own
+   * behind), except those `keep` names. Returns the names removed.
+   */
+  static removeStale(prefix: string, keep: (name: string) => boolean = () => false): string[] {
+    let root: string;
+    try {
+      root = tracefsRoot();
+    } catch {
+      return [];
+    }
+    const gone: string[] = [];
+    for (const n of readdirSync(join(root, "instances"))) {
+      if (!n.startsWith(prefix) || keep(n)) continue;
+      DropWatch.remove(join(root, "instances", n));
+      if (!existsSync(join(root, "instances", n))) gone.push(n);
+    }
+    return gone;
   }
 
   private static remove(dir: string): void {

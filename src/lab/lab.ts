@@ -19,6 +19,7 @@ import { type NodeRuntime, RuntimeError, addPod, delPod, loadNetwork } from "./r
 import { gauzeExecutable, isOurProcess, spawnInNetns, stopProcess } from "./processes.ts";
 import { unmountUnder } from "../kernel/netns.ts";
 import { formatIP, formatPrefix, parseIP } from "../net/cidr.ts";
+import { DropWatch } from "../kernel/tracefs.ts";
 import { resolveNetwork } from "../store/registry.ts";
 import { ManifestError, manifestObjects } from "../deploy/manifest.ts";
 import { deleteNode, registerNode, startControlPlane, stopControlPlane } from "./cluster.ts";
@@ -48,6 +49,8 @@ export interface UpOptions {
   manifest?: string;
   /** Dual-stack: an IPv6 pod network next to the IPv4 one, and IPv6 on the underlay. */
   ipv6?: boolean;
+  /** Agents without flow recording (--no-observe). */
+  noObserve?: boolean;
 }
 
 /** Dual-stack labs: the IPv6 pod network (one /64 per node, same index as its IPv4 /24) and the IPv6 underlay (ULA, inside the lab's namespaces only). */
@@ -165,7 +168,7 @@ export async function labUp(o: UpOptions): Promise<LabState> {
   recordHostState();
   mkdirSync(labDir(o.name), { recursive: true });
   const s: LabState = {
-    name: o.name, podCidr: o.podCidr, backend: o.backend, underlayNs: `gz-${o.name}-underlay`, underlayCidr: UNDERLAY_CIDR, ...(o.underlaySubnets === 2 ? { underlaySubnets: 2 } : {}), ...(o.ipv6 ? { podCidr6: LAB_POD_CIDR6 } : {}),
+    name: o.name, podCidr: o.podCidr, backend: o.backend, underlayNs: `gz-${o.name}-underlay`, underlayCidr: UNDERLAY_CIDR, ...(o.underlaySubnets === 2 ? { underlaySubnets: 2 } : {}), ...(o.ipv6 ? { podCidr6: LAB_POD_CIDR6 } : {}), ...(o.noObserve ? { noObserve: true as const } : {}),
     registryDir: join(labDir(o.name), "registry"), store: { kind: manifest ? "kube" : o.store ?? "file", ...(o.etcdEndpoints ? { endpoints: o.etcdEndpoints } : {}), ...(o.etcdTls ? { tls: o.etcdTls } : {}) }, cniInstalled: false, nodes: [], pods: [], createdAt: new Date().toISOString(),
   };
   saveLab(s);
@@ -301,7 +304,7 @@ function initRegistry(s: LabState, podCidr: string, backend: string): void {
 
 export function startAgent(s: LabState, n: LabNode): void {
   const argv = [gauzeExecutable(), "agent", "--node", n.name, "--iface", "eth0", ...storeArgs(storeFlags(s)),
-    "--root", n.root, "--health-addr", `127.0.0.1:${AGENT_PORT}`, "--resync", "5m"];
+    "--root", n.root, "--health-addr", `127.0.0.1:${AGENT_PORT}`, "--resync", "5m", ...(s.noObserve ? ["--no-observe"] : [])];
   n.agentPid = spawnInNetns(netnsPath(n.netns), argv, join(n.root, "var/log/gauze-agent.log"));
 }
 
@@ -705,6 +708,8 @@ export async function labDown(name: string, progress: Progress): Promise<void> {
       removePodmanState(name);
       await stopControlPlane(s);
     }
+    // The agents' drop watchers (tracefs instances): an agent killed outright leaves its own.
+    for (const n of s.nodes) DropWatch.removeStale(`gauze-${n.name}-`);
     // Deleting a namespace removes every link, route, neighbour and rule in it.
     for (const ns of [...s.pods.map((p) => p.netns), ...s.nodes.map((n) => n.netns), s.underlayNs]) {
       try { delNetns(ns); } catch (e) { progress(`could not remove namespace ${ns}: ${(e as Error).message}`); }

@@ -67,6 +67,8 @@ export interface LabState {
   underlayCidr: string;
   /** 2: nodes on two routed underlay subnets (for DirectRouting); absent: one. */
   underlaySubnets?: 2;
+  /** Agents run with --no-observe (benchmarks compare with and without flow recording). */
+  noObserve?: true;
   /** Dual-stack (`lab up --ipv6`): the IPv6 pod network; nodes also get IPv6 underlay addresses. */
   podCidr6?: string;
   registryDir: string;

@@ -164,3 +164,11 @@ test("trace: bad input is named with what exists", () => {
   assert.match(r.stderr, /has no pod "zz" \(pods: a, b;/);
   assert.match(sh([GAUZE, "trace", "a", "b", "--name", lab, "--protocol", "tcp"]).stderr, /--protocol tcp needs --port/);
 });
+
+test("lab down leaves no drop watcher behind, not even those of agents killed outright", () => {
+  const instances = () => must(["ls", "/sys/kernel/tracing/instances"]).split("\n").filter((n) => n.startsWith(`gauze-${lab}-`));
+  assert.ok(instances().length >= 2, `each agent has its own: ${instances().join(" ")}`);
+  must([GAUZE, "lab", "break", "agent-down", "--node", wk, "--name", lab]); // SIGKILL: the agent cannot clean up
+  must([GAUZE, "lab", "down", "--name", lab]);
+  assert.deepEqual(instances(), []);
+});
