@@ -14,6 +14,7 @@ packages=(
   strace linux-libc-dev         # tests: counting the plugin's execs; netlink numbers against the uapi headers
   wireguard-go wireguard-tools  # the wireguard backend in userspace (this kernel has no module); wg as the test oracle
   openssl                       # the lab's Kubernetes API (manifest mode): its CA and certificate
+  chromium                      # gauze ui's test: a real browser, driven by playwright-core
 )
 missing=()
 for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done

@@ -5,9 +5,8 @@
 // wire. Switching a lab's backend moves every node over and leaves nothing of the old one.
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { statSync } from "node:fs";
-import { GAUZE, must, sh } from "./helpers.ts";
+import { GAUZE, captureOne, lossDuring, must, sh } from "./helpers.ts";
 
 const base = `t${process.pid % 1000}`;
 const labs: string[] = [];
@@ -25,30 +24,7 @@ function fullMesh(lab: string): void {
   assert.deepEqual(failed, [], `${lab}: every pod reaches every other pod`);
 }
 
-/** Pings from one pod to another every 0.1 s while `during` runs; returns the pings lost. */
-async function lossDuring(lab: string, from: string, ip: string, during: () => void): Promise<{ sent: number; lost: number }> {
-  const p = spawn("nsenter", [`--net=/run/netns/gz-${lab}-pod-${from}`, "ping", "-n", "-i", "0.1", "-W", "1", ip]);
-  let out = "";
-  p.stdout.on("data", (d: Buffer) => { out += d.toString(); });
-  await new Promise((r) => setTimeout(r, 400));
-  during();
-  await new Promise((r) => setTimeout(r, 1500));
-  p.kill("SIGINT");
-  await new Promise((r) => p.on("close", r));
-  const m = /(\d+) packets transmitted, (\d+) received/.exec(out)!;
-  return { sent: Number(m[1]), lost: Number(m[1]) - Number(m[2]) };
-}
 
-/** The first packet `gauze capture` sees on a node's eth0 while one ping goes from `fromPod` to `to`. */
-function captureOne(lab: string, node: string, filter: string, fromPod: string, to: string): Promise<{ layers: { layer: string; total_len?: number; src?: string; dst?: string }[]; tunnel?: { encap_bytes: number }; sealed?: { outer_ip_len: number; inner_padded_len: number; overhead_bytes: number } }> {
-  const c = spawn(GAUZE, ["capture", "--iface", "eth0", "--netns", `gz-${node}`, "--filter", filter, "--count", "1", "--duration", "5", "--json"]);
-  let out = "";
-  c.stdout.on("data", (d: Buffer) => { out += d.toString(); });
-  return new Promise((resolve) => {
-    setTimeout(() => sh(["nsenter", `--net=/run/netns/gz-${lab}-pod-${fromPod}`, "ping", "-c", "1", "-W", "1", to]), 600);
-    c.on("close", () => resolve(JSON.parse(out.trim().split("\n")[0]!)));
-  });
-}
 
 for (const [backend, subnets] of [["vxlan", "1"], ["host-gw", "1"], ["vxlan-direct", "2"], ["macvlan", "1"], ["wireguard", "1"]] as const) {
   test(`${backend}${subnets === "2" ? " on two underlay subnets" : ""}: full mesh of 4 nodes x 2 pods; join and leave; an agent restart loses nothing beyond 1 s`, { timeout: 180_000 }, async () => {

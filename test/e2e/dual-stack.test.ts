@@ -8,9 +8,8 @@
 // address) it says, staying NotReady.
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
-import { GAUZE, must, sh } from "./helpers.ts";
+import { GAUZE, captureOne, lossDuring, must, sh } from "./helpers.ts";
 
 const base = `t${process.pid % 1000}`;
 const labs: string[] = [];
@@ -46,30 +45,7 @@ function fullMesh(lab: string): void {
   assert.deepEqual(failed, [], `${lab}: every pod reaches every other pod over IPv4 and IPv6`);
 }
 
-/** The first packet `gauze capture` decodes on a node's eth0 while one ping goes from `fromPod` to `to`. */
-function captureOne(lab: string, node: string, filter: string, fromPod: string, to: string): Promise<{ layers: { layer: string; total_len?: number; payload_len?: number; src?: string; dst?: string }[]; tunnel?: { encap_bytes: number } }> {
-  const c = spawn(GAUZE, ["capture", "--iface", "eth0", "--netns", `gz-${node}`, "--filter", filter, "--count", "1", "--duration", "5", "--json"]);
-  let out = "";
-  c.stdout.on("data", (d: Buffer) => { out += d.toString(); });
-  return new Promise((resolve) => {
-    setTimeout(() => sh(["nsenter", `--net=/run/netns/gz-${lab}-pod-${fromPod}`, "ping", "-c", "1", "-W", "1", to]), 600);
-    c.on("close", () => resolve(JSON.parse(out.trim().split("\n")[0]!)));
-  });
-}
 
-/** Pings every 0.1 s while `during` runs; the pings sent and lost. */
-async function lossDuring(lab: string, from: string, ip: string, during: () => void): Promise<{ sent: number; lost: number }> {
-  const p = spawn("nsenter", [`--net=/run/netns/gz-${lab}-pod-${from}`, "ping", "-n", "-i", "0.1", "-W", "1", ip]);
-  let out = "";
-  p.stdout.on("data", (d: Buffer) => { out += d.toString(); });
-  await new Promise((r) => setTimeout(r, 400));
-  during();
-  await new Promise((r) => setTimeout(r, 1500));
-  p.kill("SIGINT");
-  await new Promise((r) => p.on("close", r));
-  const m = /(\d+) packets transmitted, (\d+) received/.exec(out)!;
-  return { sent: Number(m[1]), lost: Number(m[1]) - Number(m[2]) };
-}
 
 test("vxlan dual-stack: both families across 3 nodes, a second device over IPv6 (70 bytes on the wire), join, leave and restart", { timeout: 180_000 }, async () => {
   const lab = `${base}d4`;

@@ -158,3 +158,34 @@ export function reservations(dataDir: string, network = "gztest"): Map<string, s
   }
   return out;
 }
+
+/** Pings from a lab pod to `ip` every 0.1 s while `during` runs (and 1.5 s after); the pings sent and lost. */
+export async function lossDuring(lab: string, from: string, ip: string, during: () => void): Promise<{ sent: number; lost: number }> {
+  const p = spawn("nsenter", [`--net=/run/netns/gz-${lab}-pod-${from}`, "ping", "-n", "-i", "0.1", "-W", "1", ip]);
+  let out = "";
+  p.stdout.on("data", (d: Buffer) => { out += d.toString(); });
+  await new Promise((r) => setTimeout(r, 400));
+  during();
+  await new Promise((r) => setTimeout(r, 1500));
+  p.kill("SIGINT");
+  await new Promise((r) => p.on("close", r));
+  const m = /(\d+) packets transmitted, (\d+) received/.exec(out)!;
+  return { sent: Number(m[1]), lost: Number(m[1]) - Number(m[2]) };
+}
+
+export interface CapturedPacket {
+  layers: { layer: string; total_len?: number; payload_len?: number; src?: string; dst?: string }[];
+  tunnel?: { encap_bytes: number };
+  sealed?: { type?: string; outer_ip_len: number; inner_padded_len: number; overhead_bytes: number };
+}
+
+/** The first packet `gauze capture` decodes on a lab node's eth0 while one ping goes from `fromPod` to `to`. */
+export function captureOne(lab: string, node: string, filter: string, fromPod: string, to: string): Promise<CapturedPacket> {
+  const c = spawn(GAUZE, ["capture", "--iface", "eth0", "--netns", `gz-${node}`, "--filter", filter, "--count", "1", "--duration", "5", "--json"]);
+  let out = "";
+  c.stdout.on("data", (d: Buffer) => { out += d.toString(); });
+  return new Promise((resolve) => {
+    setTimeout(() => sh(["nsenter", `--net=/run/netns/gz-${lab}-pod-${fromPod}`, "ping", "-c", "1", "-W", "1", to]), 600);
+    c.on("close", () => resolve(JSON.parse(out.trim().split("\n")[0]!) as CapturedPacket));
+  });
+}
