@@ -1,5 +1,7 @@
 // --summary: one row per tunnel flow (outer src/dst, tunnel, VNI, inner src/dst, protocol) with
 // packets, outer and inner IP bytes and what the encapsulation cost; totals for the capture.
+// WireGuard's flows are its node pairs: the inner packet is sealed, so its addresses are unknown
+// and its size is the sealed size (the packet padded to 16 bytes).
 import type { Dissection, Ipv4Layer, Ipv6Layer } from "../packet/decode/layers.ts";
 import { ipv4Text, ipv6At } from "./addr.ts";
 
@@ -78,7 +80,10 @@ export class Summary {
     if (d.malformed) this.malformed++;
     if (d.cut) this.cut++;
     const t = d.tunnel;
-    if (!t) return;
+    if (!t) {
+      if (d.sealed) this.addSealed(d);
+      return;
+    }
     const o = d.layers[t.outerIp] as Ipv4Layer | Ipv6Layer;
     const n = d.layers[t.innerIp] as Ipv4Layer | Ipv6Layer;
     // Bulk traffic is long runs of one flow: compare with the last IPv4 flow before building a key.
@@ -107,6 +112,27 @@ export class Summary {
     acc.outer += t.outerIpLen;
     acc.inner += t.innerIpLen;
     this.last = o.kind === "ipv4" && n.kind === "ipv4" ? { os: o.src, od: o.dst, vni: t.vni, is: n.src, id: n.dst, p: n.proto, kind: t.kind, acc } : undefined;
+  }
+
+  /** A WireGuard transport message: one row per outer address pair. */
+  private addSealed(d: Dissection): void {
+    const s = d.sealed!;
+    let i = d.layers.findIndex((l) => l.kind === "wireguard") - 1;
+    while (i >= 0 && d.layers[i]!.kind !== "ipv4" && d.layers[i]!.kind !== "ipv6") i--;
+    if (i < 0) return;
+    const o = d.layers[i] as Ipv4Layer | Ipv6Layer;
+    const src = addr(o, d.frame, "src"), dst = addr(o, d.frame, "dst");
+    const k = `wireguard,${src},${dst}`;
+    let acc = this.flows.get(k);
+    if (!acc) {
+      acc = { key: { outer_src: src, outer_dst: dst, tunnel: "wireguard", vni: 0, inner_src: "(sealed)", inner_dst: "(sealed)", inner_proto: "-" }, packets: 0, outer: 0, inner: 0 };
+      if (this.flows.size >= this.maxFlows) this.shrink();
+      this.flows.set(k, acc);
+    }
+    acc.packets++;
+    acc.outer += s.outerIpLen;
+    acc.inner += s.innerPaddedLen;
+    this.last = undefined;
   }
 
   private last: { os: number; od: number; vni: number; is: number; id: number; p: number; kind: string; acc: Acc } | undefined;
@@ -138,7 +164,7 @@ function round2(x: number): number {
 
 export function summaryText(r: SummaryReport): string {
   const head = ["outer src", "outer dst", "tunnel", "vni", "inner src", "inner dst", "proto", "packets", "outer B", "inner B", "overhead B", "overhead %"];
-  const rows = r.flows.map((f) => [f.outer_src, f.outer_dst, f.tunnel, String(f.vni), f.inner_src, f.inner_dst, f.inner_proto, String(f.packets), String(f.outer_bytes), String(f.inner_bytes), String(f.overhead_bytes), f.overhead_pct.toFixed(2)]);
+  const rows = r.flows.map((f) => [f.outer_src, f.outer_dst, f.tunnel, f.tunnel === "wireguard" ? "-" : String(f.vni), f.inner_src, f.inner_dst, f.inner_proto, String(f.packets), String(f.outer_bytes), String(f.inner_bytes), String(f.overhead_bytes), f.overhead_pct.toFixed(2)]);
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => (i >= 7 || i === 3 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join("  ").trimEnd();
   const t = r.totals;

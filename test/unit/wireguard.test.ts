@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { decodeOptions, dissect } from "../../src/packet/dissect.ts";
 import type { Packet } from "../../src/capture/reader.ts";
 import { packetJson, packetText } from "../../src/capture/format.ts";
+import { Summary, summaryText } from "../../src/capture/summary.ts";
 import { WireguardBackend, nodeKeys, parseWireguardOptions, validKey } from "../../src/backend/wireguard.ts";
 import type { KernelView } from "../../src/backend/backend.ts";
 import type { Lease } from "../../src/store/registry.ts";
@@ -35,6 +36,16 @@ test("dissect: a sealed ping is 156 bytes of outer IP, 96 sealed (84 padded to 1
   assert.deepEqual(j.layers[3], { layer: "wireguard", depth: 0, offset: 42, header_len: 16, type: 4, receiver: 0x11223344, counter: "5", sealed_len: 96 });
   // A full-size segment: 1440 is already a multiple of 16, so the overhead is exactly 60.
   assert.deepEqual(dissect(packet(frame(transport(1440))), decodeOptions()).sealed, { kind: "wireguard", outerIpLen: 1500, innerPaddedLen: 1440, overheadBytes: 60 });
+});
+
+test("--summary: WireGuard's flows are node pairs, sealed sizes inside, 60 bytes a packet (plus padding) as the overhead", () => {
+  const sum = new Summary();
+  for (const n of [96, 96, 1440]) sum.add(dissect(packet(frame(transport(n))), decodeOptions({ detail: false })));
+  sum.add(dissect(packet(frame(new Uint8Array([1, 0, 0, 0, ...new Uint8Array(144)]))), decodeOptions({ detail: false }))); // a handshake: no packet inside
+  const r = sum.report();
+  assert.deepEqual(r.flows.map((f) => [f.outer_src, f.outer_dst, f.tunnel, f.inner_src, f.packets, f.outer_bytes, f.inner_bytes, f.overhead_bytes]), [["172.18.0.2", "172.18.0.3", "wireguard", "(sealed)", 3, 156 + 156 + 1500, 96 + 96 + 1440, 180]]);
+  assert.equal(r.totals.tunnel_packets, 3);
+  assert.match(summaryText(r), /172\.18\.0\.2\s+172\.18\.0\.3\s+wireguard\s+-\s+\(sealed\)\s+\(sealed\)\s+-\s+3\s+1812\s+1632\s+180/);
 });
 
 test("dissect: handshakes by their fixed sizes, keepalives, and what is not WireGuard", () => {
