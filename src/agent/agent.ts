@@ -160,7 +160,7 @@ export class Agent {
   private confWatch?: FSWatcher;
   private timers: ReturnType<typeof setTimeout>[] = [];
   private server?: Server;
-  private api?: Server;
+  private api?: import("./api.ts").Api;
   private observer?: FlowObserver;
   private observeProblem?: string;
   private pending?: { timer: ReturnType<typeof setTimeout>; trigger: Trigger; event?: string; at: number };

@@ -11,9 +11,16 @@ import { chmodSync, mkdirSync, rmSync } from "node:fs";
 import { dirname } from "node:path";
 import type { FlowObserver } from "./flows.ts";
 
-export function serveApi(path: string, observer: () => FlowObserver | undefined, unavailable: () => string): Promise<Server> {
+export interface Api {
+  server: Server;
+  /** Ends the live streams (their readers see the stream end and follow again later) and stops listening. */
+  close(): void;
+}
+
+export function serveApi(path: string, observer: () => FlowObserver | undefined, unavailable: () => string): Promise<Api> {
   mkdirSync(dirname(path), { recursive: true });
   rmSync(path, { force: true });
+  const live = new Set<import("node:http").ServerResponse>();
   const server = createServer({ maxHeaderSize: 8192, requestTimeout: 0 }, (req, res) => {
     const url = new URL(req.url ?? "/", "http://agent");
     const q = (k: string) => url.searchParams.get(k) ?? undefined;
@@ -27,7 +34,8 @@ export function serveApi(path: string, observer: () => FlowObserver | undefined,
         for (const e of o.recent(Math.min(num("last") ?? 20, 10_000), num("since") ?? 0)) res.write(JSON.stringify(e) + "\n");
         if (q("follow") !== "1") return void res.end();
         const stop = o.listen((line) => res.write(line));
-        req.on("close", stop);
+        live.add(res);
+        req.on("close", () => { stop(); live.delete(res); });
         return;
       }
       case "/v1/sightings": {
@@ -57,7 +65,7 @@ export function serveApi(path: string, observer: () => FlowObserver | undefined,
     server.once("error", reject);
     server.listen(path, () => {
       chmodSync(path, 0o600);
-      resolve(server);
+      resolve({ server, close: () => { for (const r of live) r.end(); server.close(); rmSync(path, { force: true }); } });
     });
   });
 }

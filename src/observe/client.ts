@@ -77,7 +77,7 @@ export function follow(src: NodeSource, path: string, onItem: (i: StreamItem) =>
         }
       });
       res.on("end", () => { if (!stopped) onItem({ node: src.node, ended: "the agent closed the stream (restarted or stopped)" }); resolve(); });
-      res.on("error", () => resolve());
+      res.on("error", () => { if (!stopped) onItem({ node: src.node, ended: "the stream was cut (the agent is gone)" }); resolve(); });
     });
     req.on("error", (e: Error & { code?: string }) => { if (!stopped) onItem({ node: src.node, ended: why(src, e) }); resolve(); });
   });

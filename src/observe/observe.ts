@@ -57,23 +57,38 @@ export async function runObserve(o: ObserveOptions, write: (line: string) => voi
   if (!o.follow) return 0;
   let names = pods;
   let refreshed = Date.now();
-  const streams = srcs.map((s) => follow(s, "/v1/flows?last=0&follow=1", (i) => {
-    if ("event" in i) {
-      if (Date.now() - refreshed > 2000) {
-        refreshed = Date.now();
-        void podNames(srcs).then((p) => { names = p; });
+  // One stream per node; a node whose agent goes away (restarted, stopped) is said once and
+  // followed again every second until it is back.
+  let stopping = false;
+  const streams: { stop: () => void }[] = [];
+  const down = new Set<string>();
+  const followNode = (src: NodeSource): Promise<void> => {
+    const f = follow(src, "/v1/flows?last=0&follow=1", (i) => {
+      if ("event" in i) {
+        if (down.delete(i.node)) warn(`node ${i.node}: following again`);
+        if (Date.now() - refreshed > 2000) {
+          refreshed = Date.now();
+          void podNames(srcs).then((p) => { names = p; });
+        }
+        const e = named(i.event, names);
+        if (matches(e, o)) print(e);
+      } else if ("lost" in i) {
+        write(o.output === "json" ? JSON.stringify({ node: i.node, lost: i.lost }) : `EVENTS LOST: ${i.lost} on ${i.node} (the agent's buffers were full)`);
+      } else if (!down.has(i.node)) {
+        down.add(i.node);
+        warn(`node ${i.node}: ${i.ended}; trying again every second`);
       }
-      const e = named(i.event, names);
-      if (matches(e, o)) print(e);
-    } else if ("lost" in i) {
-      write(o.output === "json" ? JSON.stringify({ node: i.node, lost: i.lost }) : `EVENTS LOST: ${i.lost} on ${i.node} (the agent's buffers were full)`);
-    } else {
-      warn(`node ${i.node}: ${i.ended}`);
-    }
-  }));
-  const stop = () => { for (const s of streams) s.stop(); };
+    });
+    streams.push(f);
+    return f.done.then(async () => {
+      if (stopping) return;
+      await new Promise((r) => setTimeout(r, 1000));
+      if (!stopping) await followNode(src);
+    });
+  };
+  const stop = () => { stopping = true; for (const s of streams) s.stop(); };
   process.once("SIGINT", stop);
   process.once("SIGTERM", stop);
-  await Promise.all(streams.map((s) => s.done));
+  await Promise.all(srcs.map(followNode));
   return 0;
 }

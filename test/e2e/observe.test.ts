@@ -75,6 +75,25 @@ test("observe --follow: a new ping's flow arrives within 2 s", async () => {
   assert.ok(ms < 2000, `${ms} ms`);
 });
 
+test("observe --follow outlives an agent restart: the node is named while away and followed again", async () => {
+  const p = spawn(GAUZE, ["observe", "--name", lab, "--follow", "--last", "0", "-o", "json", "--node", wk]);
+  let out = "", err = "";
+  p.stdout.on("data", (d: Buffer) => { out += d.toString(); });
+  p.stderr.on("data", (d: Buffer) => { err += d.toString(); });
+  await wait(400);
+  must([GAUZE, "lab", "node", "stop-agent", wk, "--name", lab]);
+  must([GAUZE, "lab", "node", "start-agent", wk, "--name", lab]);
+  await wait(1500);
+  out = "";
+  ping("a", ip("b"));
+  const t0 = Date.now();
+  while (Date.now() - t0 < 3000 && !out.includes('"observationPoint":"to-pod"')) await wait(50);
+  p.kill("SIGINT");
+  await new Promise((r) => p.on("close", r));
+  assert.match(err, new RegExp(`node ${wk}: .*trying again every second`));
+  assert.ok(out.includes('"observationPoint":"to-pod"'), `flows after the restart: ${out.slice(0, 200)} / ${err}`);
+});
+
 test("observe: a FORWARD drop is a dropped flow with the kernel's reason, on the node and at the point it died", async () => {
   must([GAUZE, "lab", "break", "forward-drop", "--node", wk, "--name", lab]);
   try {
