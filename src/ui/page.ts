@@ -70,7 +70,8 @@ function draw() {
     const seen = edgeSeen.get(key);
     const live = seen && Date.now() - seen.at < 4000;
     const cls = "edge" + (live && seen.drops ? " dropping" : live ? " active" : "");
-    el("line", { class: cls, x1, y1, x2, y2, "data-edge": key, "data-pps": live ? seen.pps : 0, "data-drops": live ? seen.drops : 0 }, edges);
+    // Every pair has a path; with many nodes the idle ones fade so that the live ones stand out.
+    el("line", { class: cls, x1, y1, x2, y2, "data-edge": key, "data-pps": live ? seen.pps : 0, "data-drops": live ? seen.drops : 0, ...(!live && n > 6 ? { "stroke-opacity": String(Math.max(0.08, 6 / (n * n))) } : {}) }, edges);
     if (live && !small) {
       const t = el("text", { class: "edge-label " + (seen.drops ? "dropping" : "active"), x: (x1 + x2) / 2, y: (y1 + y2) / 2 - 4, "data-edge": key }, edges);
       t.textContent = seen.drops ? seen.drops + " dropped/s" : seen.pps + " pkt/s, " + human(seen.outer) + "B/s wire, " + human(seen.inner) + "B/s pods" + (seen.outer > seen.inner ? ", +" + ((100 * (seen.outer - seen.inner)) / seen.outer).toFixed(1) + "%" : "");
@@ -81,7 +82,8 @@ function draw() {
     const g = el("g", { class: "node", "data-node": node.name, "data-ready": String(node.ready), transform: "translate(" + x + "," + y + ")" }, svg);
     g.addEventListener("click", () => runDoctor(node.name));
     el("circle", { r: small ? 16 : 42 }, g);
-    const t = el("text", { y: small ? 28 : -48 }, g); t.textContent = node.name.replace(state.lab + "-", "");
+    const podCount = state.pods.filter((p) => p.node === node.name).length;
+    const t = el("text", { y: small ? 28 : -48 }, g); t.textContent = node.name.replace(state.lab + "-", "") + (small && podCount ? " (" + podCount + ")" : "");
     if (!small) {
       const s1 = el("text", { class: "sub", y: -2 }, g); s1.textContent = node.subnet || "no subnet";
       const s2 = el("text", { class: "sub", y: 11 }, g); s2.textContent = node.ready ? "Ready" : "NotReady";
