@@ -25,6 +25,7 @@ import { ensureMasquerade, removeMasquerade } from "./masquerade.ts";
 import { createMetrics, type AgentMetrics } from "./metrics.ts";
 import { serveHealth, type Readiness } from "./http.ts";
 import { FlowObserver } from "./flows.ts";
+import { DropWatch } from "../kernel/tracefs.ts";
 import { serveApi } from "./api.ts";
 import type { SubnetEnv } from "../cni/subnet-file.ts";
 
@@ -548,6 +549,8 @@ export async function uninstallAgent(o: Pick<AgentOptions, "node" | "iface" | "r
   removeNodeFiles(paths);
   removeMasquerade();
   removeMasquerade(6);
+  // The drop watchers of this node's agents (one killed outright leaves its own behind).
+  DropWatch.removeStale(`gauze-${o.node}-`);
   const leases = await o.registry.listLeases().catch(() => [] as Lease[]);
   const mine = leases.find((l) => l.node === o.node);
   if (mine) await o.registry.releaseLease(mine.subnet);

@@ -127,7 +127,11 @@ export function manifestObjects(opts: Partial<ManifestOptions> = {}): KubeObject
     livenessProbe: probe("/healthz", 30, 10),
     readinessProbe: probe("/readyz", 5, 2),
     resources: { requests: { cpu: "100m", memory: "100Mi" } },
-  }, []);
+  }, [
+    // Drops: the kernel's kfree_skb tracepoint, read through a tracefs instance of the agent's own
+    // (gauze observe and trace show where packets died and why). Without it, flows still work.
+    { name: "tracing", mountPath: "/sys/kernel/tracing", hostPath: "/sys/kernel/tracing", type: "Directory" },
+  ]);
   const ds = o.uninstall
     ? {
       apiVersion: "apps/v1", kind: "DaemonSet", metadata: { name: UNINSTALL_DAEMONSET, namespace: NAMESPACE, labels },

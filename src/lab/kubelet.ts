@@ -128,8 +128,15 @@ function fieldValue(path: string | undefined, s: LabState, n: LabNode, pod: stri
   }
 }
 
-/** A hostPath on the node is a path under the node's tree; made as its type says. */
+/**
+ * A hostPath on the node is a path under the node's tree; made as its type says. The kernel's
+ * own interfaces under /sys (tracefs) are the host's: the lab's nodes share one kernel.
+ */
 function hostDir(n: LabNode, v: Volume): string {
+  if (v.hostPath!.path.startsWith("/sys/")) {
+    if (!existsSync(v.hostPath!.path)) throw new Error(`hostPath ${v.hostPath!.path} does not exist on this host`);
+    return v.hostPath!.path;
+  }
   const p = join(n.root, v.hostPath!.path);
   const type = v.hostPath!.type ?? "";
   if (type === "DirectoryOrCreate") mkdirSync(p, { recursive: true });

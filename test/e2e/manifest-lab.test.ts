@@ -26,7 +26,7 @@ const status = (lab: string) => JSON.parse(must([GAUZE, "lab", "status", "--name
 const labDir = (lab: string) => `/var/lib/gauze/lab/${lab}`;
 const podman = (lab: string, ...args: string[]) => must(["podman", "--root", `${labDir(lab)}/podman/root`, "--runroot", `${labDir(lab)}/podman/run`, "--storage-driver", "vfs", ...args], { env: { ...process.env, CONTAINERS_CONF: `${labDir(lab)}/podman/containers.conf` } });
 
-test("lab up --manifest: NotReady until the DaemonSet's pods run; then agents in containers with NET_ADMIN and NET_RAW only make pods talk", { timeout: 180_000 }, () => {
+test("lab up --manifest: NotReady until the DaemonSet's pods run; then agents in containers with NET_ADMIN and NET_RAW only make pods talk, and observe them", { timeout: 180_000 }, async () => {
   sh([GAUZE, "lab", "down", "--name", name]);
   must([GAUZE, "lab", "up", "--name", name, "--nodes", "3", "--manifest", MANIFEST, "--no-cni"]);
   let st = status(name);
@@ -42,7 +42,7 @@ test("lab up --manifest: NotReady until the DaemonSet's pods run; then agents in
   const c = (JSON.parse(podman(name, "inspect", `gz-${name}-${name}-worker-gauze`)) as { Config: { Env: string[]; Entrypoint: string | string[] }; Args: string[]; EffectiveCaps: string[]; Mounts: { Destination: string }[] }[])[0]!;
   assert.ok(c.Config.Env.includes(`NODE_NAME=${name}-worker`));
   assert.deepEqual([...c.EffectiveCaps].sort(), ["CAP_NET_ADMIN", "CAP_NET_RAW"]);
-  assert.deepEqual(c.Mounts.map((m) => m.Destination).sort(), ["/etc/cni/net.d", "/etc/gauze", "/run/gauze", "/run/xtables.lock", "/var/run/secrets/kubernetes.io/serviceaccount"]);
+  assert.deepEqual(c.Mounts.map((m) => m.Destination).sort(), ["/etc/cni/net.d", "/etc/gauze", "/run/gauze", "/run/xtables.lock", "/sys/kernel/tracing", "/var/run/secrets/kubernetes.io/serviceaccount"]);
   // The plugin the init container installed, the conflist the agent wrote, into the node's own tree.
   assert.ok(existsSync(`${labDir(name)}/nodes/${name}-worker/opt/cni/bin/gauze`));
   assert.ok(existsSync(`${labDir(name)}/nodes/${name}-worker/etc/cni/net.d/10-gauze.conflist`));
@@ -57,6 +57,20 @@ test("lab up --manifest: NotReady until the DaemonSet's pods run; then agents in
   must([GAUZE, "lab", "pod", "run", "b", "--node", `${name}-worker2`, "--name", name]);
   const b = status(name).pods.find((p) => p.name === "b")!.ip;
   assert.equal(sh([GAUZE, "lab", "exec", "a", "--name", name, "--", "ping", "-c", "2", "-W", "1", b]).status, 0);
+  // The agents in their containers observe too (packet socket with NET_RAW, the node's /run/gauze
+  // for the API), and with the host's tracefs mounted they see drops: a FORWARD drop is named.
+  await new Promise((r) => setTimeout(r, 1200));
+  const flows = must([GAUZE, "observe", "--name", name, "-o", "json", "--last", "200", "--from-pod", "a"]).trim().split("\n").map((l) => JSON.parse(l) as { node: string; observationPoint: string });
+  assert.ok(flows.some((f) => f.node === `${name}-worker2` && f.observationPoint === "to-pod"), "the far node's agent saw the ping arrive");
+  must([GAUZE, "lab", "break", "forward-drop", "--node", `${name}-worker2`, "--name", name]);
+  try {
+    sh([GAUZE, "lab", "exec", "a", "--name", name, "--", "ping", "-c", "1", "-W", "1", b]);
+    await new Promise((r) => setTimeout(r, 1200));
+    const drops = must([GAUZE, "observe", "--name", name, "-o", "json", "--last", "50", "--verdict", "dropped"]);
+    assert.match(drops, /"dropReason":"NETFILTER_DROP"/);
+  } finally {
+    must([GAUZE, "lab", "fix", "--name", name]);
+  }
 });
 
 test("a rolling update to a new image tag replaces the pods one node at a time; a ping across nodes loses nothing beyond 1 s", { timeout: 180_000 }, async () => {

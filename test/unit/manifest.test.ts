@@ -68,7 +68,7 @@ test("the DaemonSet: host network, node-critical, every taint, not privileged, N
   assert.deepEqual(pod.initContainers.map((c) => c.command.slice(1)), [["install-cni"]]);
   assert.deepEqual(pod.initContainers[0]!.securityContext.capabilities, { drop: ["ALL"] });
   const vols = Object.fromEntries(pod.volumes.map((v) => [v.name, v.hostPath ? `${v.hostPath.path} ${v.hostPath.type}` : "configMap"]));
-  assert.deepEqual(vols, { "cni-conf": "/etc/cni/net.d DirectoryOrCreate", "run-gauze": "/run/gauze DirectoryOrCreate", "xtables-lock": "/run/xtables.lock FileOrCreate", "net-conf": "configMap", "cni-bin": "/opt/cni/bin DirectoryOrCreate" });
+  assert.deepEqual(vols, { "cni-conf": "/etc/cni/net.d DirectoryOrCreate", "run-gauze": "/run/gauze DirectoryOrCreate", "xtables-lock": "/run/xtables.lock FileOrCreate", "net-conf": "configMap", "tracing": "/sys/kernel/tracing Directory", "cni-bin": "/opt/cni/bin DirectoryOrCreate" });
 });
 
 test("the ConfigMap's net-conf.json is what the agent reads, by flannel's rules", () => {
