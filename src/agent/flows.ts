@@ -208,6 +208,8 @@ export class FlowObserver {
 
   private readPods(): void {
     const out = new Map<string, string>();
+    this.refreshNames(); // a pod made a moment ago has a veth the last dump did not list
+    const live = new Set(this.names.values());
     let files: string[] = [];
     try {
       files = readdirSync(this.o.podRecords).filter((f) => f.endsWith(".json"));
@@ -217,6 +219,8 @@ export class FlowObserver {
     for (const f of files) {
       try {
         const r = JSON.parse(readFileSync(join(this.o.podRecords, f), "utf8")) as PodRecord;
+        // A record whose veth is gone (a DEL that never came) must not name a reused address.
+        if (r.hostIface && !live.has(r.hostIface)) continue;
         const name = r.pod ? `${r.namespace ?? "default"}/${r.pod}` : `container ${r.containerId.slice(0, 12)}`;
         for (const ip of r.ips ?? []) out.set(ip.split("/")[0]!, name);
       } catch {

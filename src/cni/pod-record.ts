@@ -6,7 +6,7 @@
 import { dirname, join } from "node:path";
 import type { CniEnv } from "./env.ts";
 import type { NetConf } from "./config.ts";
-import { makeDirs, removeFile, writeText } from "../kernel/files.ts";
+import { listDir, makeDirs, removeFile, writeText } from "../kernel/files.ts";
 
 export interface PodRecord {
   pod?: string;
@@ -40,6 +40,27 @@ export function writePodRecord(conf: NetConf, env: CniEnv, ips: string[], hostIf
   } catch {
     // the agent names this pod's traffic by address instead
   }
+}
+
+/** GC: the records of attachments not in `keep` (keys "containerId-ifname") go; returns how many. */
+export function gcPodRecords(conf: NetConf, keep: Set<string>): number {
+  if (!conf.agentManaged) return 0;
+  let n = 0;
+  let files: string[];
+  try {
+    files = listDir(podRecordDir(conf.subnetFile));
+  } catch {
+    return 0; // no records yet
+  }
+  for (const f of files) {
+    if (!f.endsWith(".json") || keep.has(f.slice(0, -".json".length))) continue;
+    try {
+      if (removeFile(join(podRecordDir(conf.subnetFile), f))) n++;
+    } catch {
+      // gone already
+    }
+  }
+  return n;
 }
 
 export function removePodRecord(conf: NetConf, env: CniEnv): void {

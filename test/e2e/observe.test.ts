@@ -184,6 +184,17 @@ test("trace: bad input is named with what exists", () => {
   assert.match(sh([GAUZE, "trace", "a", "b", "--name", lab, "--protocol", "tcp"]).stderr, /--protocol tcp needs --port/);
 });
 
+test("the plugin leaves a pod record for the agent at ADD (name, namespace, addresses, veth) and takes it away at DEL", () => {
+  const dir = `/var/lib/gauze/lab/${lab}/nodes/${wk}/run/gauze/pods`;
+  const records = () => must(["ls", dir]).split("\n").filter(Boolean);
+  assert.equal(records().length, 1);
+  const r = JSON.parse(must(["cat", `${dir}/${records()[0]}`])) as { pod: string; namespace: string; ips: string[]; hostIface: string; netns: string };
+  assert.deepEqual([r.pod, r.namespace, r.ips[0]!.split("/")[0]], ["b", "default", ip("b")]);
+  assert.ok(must(["ip", "-n", `gz-${wk}`, "link", "show", r.hostIface]).includes(r.hostIface));
+  must([GAUZE, "lab", "pod", "rm", "b", "--name", lab]);
+  assert.deepEqual(records(), []);
+});
+
 test("lab down leaves no drop watcher behind, not even those of agents killed outright", () => {
   const instances = () => must(["ls", "/sys/kernel/tracing/instances"]).split("\n").filter((n) => n.startsWith(`gauze-${lab}-`));
   assert.ok(instances().length >= 2, `each agent has its own: ${instances().join(" ")}`);
