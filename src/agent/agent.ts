@@ -259,7 +259,17 @@ export class Agent {
     if (this.observer || this.o.observe === false || !this.link) return;
     try {
       const port = (this.backend?.options as { port?: number } | undefined)?.port ?? 8472;
-      const o = new FlowObserver({ node: this.o.node, underlay: this.link.iface, bridge: this.o.bridge, podRecords: this.paths.podRecords, vxlanPorts: [port], log: this.o.log }, this.nl!);
+      let seen = { packets: 0, lost: 0 };
+      const o = new FlowObserver({
+        node: this.o.node, underlay: this.link.iface, bridge: this.o.bridge, podRecords: this.paths.podRecords, vxlanPorts: [port], log: this.o.log,
+        onDrop: (reason, point) => this.metrics.drops.inc({ reason, point }),
+        onStats: (st) => {
+          this.metrics.packetsObserved.inc(st.packets - seen.packets);
+          this.metrics.observerLost.inc(st.lost - seen.lost);
+          this.metrics.observerSampling.set(st.sampling);
+          seen = { packets: st.packets, lost: st.lost };
+        },
+      }, this.nl!);
       o.start();
       this.observer = o;
       this.observeProblem = undefined;

@@ -102,6 +102,9 @@ export interface ObserverOptions {
   podRecords: string;
   vxlanPorts: number[];
   log: Logger;
+  /** Called for each drop this node claims, and with the counters every second (the agent's metrics). */
+  onDrop?: (reason: string, point: ObservationPoint) => void;
+  onStats?: (s: ObserverStats) => void;
   maxFlows?: number;
   eventRing?: number;
   sightings?: number;
@@ -366,6 +369,7 @@ export class FlowObserver {
     }
     this.stats.flows = this.flows.size;
     this.adjustSampling();
+    this.o.onStats?.(this.stats);
     const r = this.ring?.stats();
     if (r?.drops) {
       this.stats.ringDrops += r.drops;
@@ -411,6 +415,7 @@ export class FlowObserver {
       if (d.reason === "NO_SOCKET" && d.location.startsWith("ping_rcv")) continue;
       if (!s || s.point === "to-network" || s.chatter || !plausible(d, s)) continue;
       this.stats.dropsClaimed++;
+      this.o.onDrop?.(d.reason, s.point);
       this.emit({ ...this.toEvent(s.key, t, s.ifindex, s.point, "dropped"), packets: 1, bytes: s.len, dropReason: d.reason, dropLocation: d.location });
     }
     this.pendingDrops = keep.slice(-1000);

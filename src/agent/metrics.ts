@@ -18,6 +18,10 @@ export function createMetrics(node: string) {
     leaseLosses: new Counter({ name: "gauze_lease_losses_total", help: "times this node's lease was found lost (expired and taken, or removed) and leased again", registers: [registry] }),
     leaseExpiry: new Gauge({ name: "gauze_lease_expiry_timestamp_seconds", help: "when this node's subnet lease expires", registers: [registry] }),
     registryErrors: new Counter({ name: "gauze_registry_errors_total", help: "failed registry calls", registers: [registry] }),
+    packetsObserved: new Counter({ name: "gauze_observed_packets_total", help: "packets the flow observer read (at every interface of the node; sampled TCP bulk counts once)", registers: [registry] }),
+    drops: new Counter({ name: "gauze_drops_total", help: "packet drops the kernel reported and this node claimed, by the kernel's reason and where the packet was last seen", labelNames: ["reason", "point"], registers: [registry] }),
+    observerLost: new Counter({ name: "gauze_observer_lost_events_total", help: "flow events pushed out (full ring, slow reader, full flow table)", registers: [registry] }),
+    observerSampling: new Gauge({ name: "gauze_observer_sampling", help: "1 in this many TCP bulk segments is read (1: every packet)", registers: [registry] }),
   };
 }
 

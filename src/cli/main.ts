@@ -252,10 +252,11 @@ export async function runCli(argv: string[]): Promise<number> {
         .option("--name <lab>", "the lab (default: the only lab, or $GAUZE_LAB)")
         .option("--port <n>", "port to listen on", "12000")
         .option("--host <addr>", "address to listen on", "127.0.0.1")
-        .action(async (o: { name?: string; port: string; host: string }) => {
+        .option("--bench <file.svg>", "also show this gauze lab bench chart (lab bench --plot)")
+        .action(async (o: { name?: string; port: string; host: string; bench?: string }) => {
           const { serveUi } = await import("../ui/server.ts");
           try {
-            const ui = await serveUi({ ...(o.name ? { name: o.name } : {}), port: Number(o.port), host: o.host }, (l) => console.log(l));
+            const ui = await serveUi({ ...(o.name ? { name: o.name } : {}), port: Number(o.port), host: o.host, ...(o.bench ? { benchSvg: o.bench } : {}) }, (l) => console.log(l));
             await new Promise<void>((resolve) => {
               const stop = () => { ui.close(); resolve(); };
               process.once("SIGINT", stop);

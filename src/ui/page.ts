@@ -44,6 +44,7 @@ export const PAGE = `<!doctype html>
 <div id="side">
   <h2>Flow</h2><div id="packet" class="muted">Click a flow to see its last packets, layer by layer.</div>
   <h2>Doctor</h2><div id="doctor" class="muted">Click a node to run doctor on it.</div>
+  <div id="benchbox" hidden><h2>The overlay tax (gauze lab bench)</h2><img id="bench" alt="bench chart" style="width:100%"></div>
 </div>
 <div id="flowsbox"><table><thead><tr><th>time</th><th>node</th><th>from</th><th>to</th><th>what</th><th>where</th><th>verdict</th><th>bytes</th><th>tunnel</th></tr></thead><tbody id="flows"></tbody></table></div>
 <script>
@@ -142,7 +143,11 @@ async function runDoctor(node) {
 }
 
 const es = new EventSource("/api/events");
-es.addEventListener("state", (m) => { state = JSON.parse(m.data); draw(); });
+es.addEventListener("state", (m) => {
+  const s = JSON.parse(m.data);
+  if (s.bench) { document.getElementById("benchbox").hidden = false; document.getElementById("bench").src = "/bench.svg"; }
+  state = s; draw();
+});
 es.addEventListener("flow", (m) => addFlow(JSON.parse(m.data)));
 es.addEventListener("edges", (m) => {
   for (const e of JSON.parse(m.data)) edgeSeen.set(e.a + "|" + e.b, { at: Date.now(), pps: e.packets, outer: e.outerBytes, inner: e.innerBytes, drops: e.drops });

@@ -5,6 +5,7 @@
 // node. Live updates through server-sent events: flows as they come, edge rates every second,
 // the lab's state every two.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { readFileSync } from "node:fs";
 import type { FlowEvent } from "../agent/flows.ts";
 import { runSync } from "../kernel/spawn.ts";
 import { agentStatus, nodeView } from "../lab/lab.ts";
@@ -18,6 +19,8 @@ export interface UiOptions {
   name?: string;
   port: number;
   host: string;
+  /** A `gauze lab bench --plot` chart to show next to the live view. */
+  benchSvg?: string;
 }
 
 interface EdgeStat { a: string; b: string; packets: number; innerBytes: number; outerBytes: number; drops: number }
@@ -43,6 +46,8 @@ export interface Ui { server: Server; close(): void }
 export async function serveUi(o: UiOptions, log: (line: string) => void): Promise<Ui> {
   const lab = pickLab(o.name);
   labState(lab); // a clear error now for a lab that does not exist
+  const bench = o.benchSvg ? readFileSync(o.benchSvg, "utf8") : undefined;
+  if (bench !== undefined && !bench.trimStart().startsWith("<svg")) throw new Error(`--bench ${o.benchSvg} is not an SVG (make one with gauze lab bench --plot bench.svg)`);
   const srcs: NodeSource[] = sources({ name: lab });
   const clients = new Set<ServerResponse>();
   let pods = await podNames(srcs);
@@ -113,9 +118,13 @@ export async function serveUi(o: UiOptions, log: (line: string) => void): Promis
     try {
       if (url.pathname === "/") return void res.writeHead(200, { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" }).end(PAGE);
       if (url.pathname === "/api/state") return void res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(labState(lab)));
+      if (url.pathname === "/bench.svg") {
+        if (bench === undefined) return void res.writeHead(404, { "content-type": "text/plain" }).end("no bench chart: gauze ui --bench bench.svg\n");
+        return void res.writeHead(200, { "content-type": "image/svg+xml" }).end(bench);
+      }
       if (url.pathname === "/api/events") {
         res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-store", connection: "keep-alive" });
-        res.write(`event: state\ndata: ${JSON.stringify(labState(lab))}\n\n`);
+        res.write(`event: state\ndata: ${JSON.stringify({ ...labState(lab), bench: bench !== undefined })}\n\n`);
         clients.add(res);
         req.on("close", () => clients.delete(res));
         return;

@@ -103,6 +103,10 @@ test("observe: a FORWARD drop is a dropped flow with the kernel's reason, on the
     const hit = d.find((x) => x.dropReason === "NETFILTER_DROP");
     assert.ok(hit, JSON.stringify(d.slice(-3)));
     assert.deepEqual([hit.node, hit.observationPoint, hit.source.pod, hit.destination.pod], [wk, "from-overlay", "default/a", "default/b"]);
+    // And in the agent's metrics, by reason and point.
+    const metrics = must(["nsenter", `--net=/run/netns/gz-${wk}`, GAUZE, "lab", "http-get", "http://127.0.0.1:9317/metrics"]);
+    assert.match(metrics, /gauze_drops_total\{reason="NETFILTER_DROP",point="from-overlay",node="[^"]+"\} [1-9]/);
+    assert.match(metrics, /gauze_observed_packets_total\{node="[^"]+"\} [1-9]/);
   } finally {
     must([GAUZE, "lab", "fix", "--name", lab]);
   }

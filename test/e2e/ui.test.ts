@@ -2,7 +2,7 @@
 // and pods render; a ping makes its flow appear on the right edge within 2 s, with the wire's
 // and the pods' bytes; `lab break forward-drop` makes a red dropped flow with the kernel's reason
 // appear; a flow opens as its packets layer by layer (VXLAN inside, +50 bytes); a node opens its
-// doctor report. Screenshots are kept in artifacts/ui/.
+// doctor report; the bench chart is shown. Screenshots are kept in artifacts/ui/.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
@@ -25,7 +25,7 @@ before(async () => {
   must([GAUZE, "lab", "up", "--name", lab, "--nodes", "2"]);
   must([GAUZE, "lab", "pod", "run", "a", "--node", cp, "--name", lab]);
   must([GAUZE, "lab", "pod", "run", "b", "--node", wk, "--name", lab]);
-  ui = spawn(GAUZE, ["ui", "--name", lab, "--port", String(port)], { stdio: ["ignore", "pipe", "inherit"] });
+  ui = spawn(GAUZE, ["ui", "--name", lab, "--port", String(port), "--bench", join(ROOT, "docs", "bench.svg")], { stdio: ["ignore", "pipe", "inherit"] });
   await new Promise<void>((resolve, reject) => {
     ui.stdout!.on("data", (d: Buffer) => { if (d.toString().includes("http://")) resolve(); });
     ui.on("exit", (c) => reject(new Error(`gauze ui exited ${c}`)));
@@ -50,6 +50,11 @@ test("the page draws the lab: both nodes Ready with their subnets, and their pod
   assert.deepEqual(await page.$$eval("g.pod", (els) => els.map((e) => `${e.getAttribute("data-pod")} ${e.getAttribute("data-node")}`).sort()), [`a ${cp}`, `b ${wk}`]);
   assert.match(await page.textContent(`g.node[data-node="${cp}"]`) ?? "", /10\.244\.\d+\.0\/24/);
   await page.screenshot({ path: join(shots, "1-topology.png") });
+});
+
+test("the overlay tax chart from gauze lab bench is shown next to the live view", async () => {
+  await page.waitForSelector("#benchbox:not([hidden]) img#bench", { timeout: 3000 });
+  await page.waitForFunction(() => ((globalThis as unknown as { document: { getElementById(id: string): { naturalWidth: number } } }).document.getElementById("bench").naturalWidth > 0), undefined, { timeout: 3000 });
 });
 
 test("a ping's flow appears on the edge between the two nodes within 2 s, with wire and pod bytes", async () => {
