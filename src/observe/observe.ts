@@ -22,7 +22,7 @@ export class ObserveError extends Error {
 }
 
 /** The options, checked: unknown values and pods are named with what exists. */
-export async function checkOptions(o: ObserveOptions, srcs: NodeSource[], pods: Map<string, { pod: string }>): Promise<void> {
+export function checkOptions(o: ObserveOptions, pods: Map<string, { pod: string }>): void {
   if (o.protocol && !["icmp", "tcp", "udp"].includes(o.protocol)) throw new ObserveError(`--protocol ${o.protocol}: use icmp, tcp or udp`);
   if (o.verdict && !["forwarded", "dropped"].includes(o.verdict)) throw new ObserveError(`--verdict ${o.verdict}: use forwarded or dropped`);
   if (!["compact", "json"].includes(o.output)) throw new ObserveError(`-o ${o.output}: use compact or json`);
@@ -34,13 +34,12 @@ export async function checkOptions(o: ObserveOptions, srcs: NodeSource[], pods: 
     const full = v.includes("/") ? v : `default/${v}`;
     if (!known.has(full)) throw new ObserveError(`${flag} ${v}: no such pod (${known.size ? `pods: ${[...known].sort().join(", ")}` : "no pods on these nodes"})`);
   }
-  void srcs;
 }
 
 export async function runObserve(o: ObserveOptions, write: (line: string) => void, warn: (line: string) => void): Promise<number> {
   const srcs = sources(o);
   const pods = await podNames(srcs);
-  await checkOptions(o, srcs, pods);
+  checkOptions(o, pods);
   const filtered = o.pod || o.fromPod || o.toPod || o.protocol || o.verdict;
   const print = (e: FlowEvent) => write(o.output === "json" ? JSON.stringify(e) : compact(e));
   const lists = await Promise.all(srcs.map(async (s) => {

@@ -11,6 +11,7 @@ import { runSync, startPiped } from "../kernel/spawn.ts";
 import { netnsPath } from "../kernel/netns.ts";
 import { withRtnl } from "../kernel/netlink/index.ts";
 import { parseIP } from "../net/cidr.ts";
+import { tcpFlagNames } from "../packet/flow-key.ts";
 import { gauzeExecutable } from "../lab/processes.ts";
 import { type LabPod, type LabState, loadLab, pickLab } from "../lab/state.ts";
 import { type NodeSource, sightings, sources } from "./client.ts";
@@ -35,6 +36,8 @@ export interface Hop {
   direction: "request" | "reply";
   ipLen: number;
   frameLen: number;
+  /** TCP: the segment's flags (a refused connection comes back as RST). */
+  tcpFlags?: string[];
   tunnel?: { vni: number; outerSource: string; outerDestination: string; outerIpLen: number; overheadBytes: number };
 }
 
@@ -49,6 +52,8 @@ export interface TraceReport {
   stopped?: { node: string; after: ObservationPoint; interface: string; reason?: string; location?: string; check?: string; why: string };
   /** Nodes whose agent did not answer: the probe's hops there are not known. */
   unobserved: { node: string; why: string }[];
+  /** Why the kernel's drops could not be watched (tracefs not usable), when they could not. */
+  dropsUnknown?: string;
   /** Failing and warning doctor checks on the nodes the probe crossed. */
   doctor: { node: string; id: string; status: string; evidence: string }[];
 }
@@ -107,7 +112,15 @@ export async function runTrace(o: TraceOptions): Promise<TraceReport> {
   const sport = o.protocol === "icmp" ? undefined : 40000 + Math.floor(Math.random() * 20000);
   const proto = o.protocol === "icmp" ? (v6 ? 58 : 1) : o.protocol === "tcp" ? 6 : 17;
 
-  const watch = (() => { try { return DropWatch.open(`gauze-trace-${process.pid}`, { allReasons: true }); } catch { return undefined; } })();
+  let dropsUnknown: string | undefined;
+  const watch = (() => {
+    try {
+      return DropWatch.open(`gauze-trace-${process.pid}`, { allReasons: true });
+    } catch (e) {
+      dropsUnknown = (e as Error).message;
+      return undefined;
+    }
+  })();
   const t0 = Date.now();
   let exit = 0;
   let pid = 0;
@@ -150,7 +163,7 @@ export async function runTrace(o: TraceOptions): Promise<TraceReport> {
 
   const hops: Hop[] = all.map((x, i) => ({
     n: i + 1, us: Math.round((x.s.time - (all[0]?.s.time ?? t0)) * 1000), node: x.node, point: x.s.point, interface: String(x.s.ifindex),
-    direction: x.s.key.src === srcIp ? "request" : "reply", ipLen: x.s.key.ipLen, frameLen: x.s.len,
+    direction: x.s.key.src === srcIp ? "request" : "reply", ipLen: x.s.key.ipLen, frameLen: x.s.len, ...(x.s.key.tcpFlags !== undefined ? { tcpFlags: tcpFlagNames(x.s.key.tcpFlags) } : {}),
     ...(x.s.key.tunnel ? { tunnel: { vni: x.s.key.tunnel.vni, outerSource: x.s.key.tunnel.outerSrc, outerDestination: x.s.key.tunnel.outerDst, outerIpLen: x.s.key.tunnel.outerIpLen, overheadBytes: x.s.key.tunnel.overhead } } : {}),
   }));
   nameInterfaces(hops, s);
@@ -158,7 +171,7 @@ export async function runTrace(o: TraceOptions): Promise<TraceReport> {
   const report: TraceReport = {
     from: { pod: `default/${from.name}`, ip: srcIp, node: from.node }, to: { ...(toPod ? { pod: `default/${toPod.name}`, node: toPod.node } : {}), ip: dst },
     protocol: o.protocol, probe: { ...(icmpId !== undefined ? { icmpId } : {}), ...(sport ? { sourcePort: sport } : {}), size: o.size, exit }, hops, reachedDestination, replied, doctor: [],
-    unobserved: [...unobserved].map(([node, why]) => ({ node, why })),
+    unobserved: [...unobserved].map(([node, why]) => ({ node, why })), ...(dropsUnknown ? { dropsUnknown } : {}),
   };
   if (!replied) {
     const last = all[all.length - 1];
@@ -207,7 +220,7 @@ export function formatTrace(r: TraceReport): string {
   const out = [`trace ${r.from.pod} (${r.from.ip}, ${r.from.node}) -> ${r.to.pod ?? r.to.ip} (${r.to.ip}${r.to.node ? `, ${r.to.node}` : ""}), ${r.protocol}${r.probe.icmpId !== undefined ? ` echo id ${r.probe.icmpId}` : r.probe.sourcePort ? ` from port ${r.probe.sourcePort}` : ""}, ${r.probe.size}-byte payload`, ""];
   for (const h of r.hops) {
     const t = h.tunnel ? `  vxlan vni ${h.tunnel.vni} ${h.tunnel.outerSource} -> ${h.tunnel.outerDestination}: outer IP ${h.tunnel.outerIpLen} B (+${h.tunnel.overheadBytes})` : "";
-    out.push(`${String(h.n).padStart(3)}  ${`+${h.us} us`.padStart(10)}  ${h.direction.padEnd(8)} ${h.node.padEnd(26)} ${h.point.padEnd(13)} ${h.interface.padEnd(16)} IP ${h.ipLen} B, frame ${h.frameLen} B${t}`);
+    out.push(`${String(h.n).padStart(3)}  ${`+${h.us} us`.padStart(10)}  ${h.direction.padEnd(8)} ${h.node.padEnd(26)} ${h.point.padEnd(13)} ${h.interface.padEnd(16)} IP ${h.ipLen} B, frame ${h.frameLen} B${h.tcpFlags ? ` [${h.tcpFlags.join(",")}]` : ""}${t}`);
   }
   if (!r.hops.length) out.push("  (no node saw the probe)");
   out.push("");
@@ -217,6 +230,7 @@ export function formatTrace(r: TraceReport): string {
     if (r.stopped.check) out.push(`  doctor: ${r.stopped.check} (gauze doctor --node ${r.stopped.node})`);
   }
   for (const u of r.unobserved) out.push(`  (${u.node}: ${u.why}; its hops are not shown)`);
+  if (r.dropsUnknown) out.push(`  (the kernel's drops are not known: ${r.dropsUnknown})`);
   const findings = r.doctor.filter((d) => d.status === "fail");
   if (findings.length) {
     out.push("", "doctor on the nodes crossed:");

@@ -127,7 +127,7 @@ test("observe: a node whose agent is down is named, the other still answers", as
 });
 
 interface Trace {
-  hops: { node: string; point: string; interface: string; direction: string; ipLen: number; tunnel?: { outerIpLen: number; overheadBytes: number } }[];
+  hops: { node: string; point: string; interface: string; direction: string; ipLen: number; tcpFlags?: string[]; tunnel?: { outerIpLen: number; overheadBytes: number } }[];
   replied: boolean; stopped?: { node: string; after: string; reason?: string; check?: string }; doctor: { node: string; id: string; status: string }[]; unobserved: { node: string }[];
 }
 const trace = (...args: string[]) => JSON.parse(sh([GAUZE, "trace", "a", "b", "--name", lab, "--json", ...args]).stdout) as Trace;
@@ -180,6 +180,16 @@ for (const f of FAULTS) {
     }
   });
 }
+
+test("trace over TCP and UDP from a port of its own: a refused connection comes back as RST; a datagram to a closed port dies in the far pod", () => {
+  const tcp = JSON.parse(sh([GAUZE, "trace", "a", "b", "--name", lab, "--json", "--protocol", "tcp", "--port", "9"]).stdout) as Trace;
+  assert.ok(tcp.replied);
+  assert.deepEqual(tcp.hops.find((h) => h.direction === "request")!.tcpFlags, ["SYN"]);
+  assert.ok(tcp.hops.find((h) => h.direction === "reply")!.tcpFlags!.includes("RST"));
+  const udp = JSON.parse(sh([GAUZE, "trace", "a", "b", "--name", lab, "--json", "--protocol", "udp", "--port", "9"]).stdout) as Trace;
+  assert.equal(udp.replied, false);
+  assert.deepEqual([udp.stopped!.node, udp.stopped!.after, udp.stopped!.reason], [wk, "to-pod", "NO_SOCKET"]);
+});
 
 test("trace: bad input is named with what exists", () => {
   const r = sh([GAUZE, "trace", "a", "zz", "--name", lab]);
