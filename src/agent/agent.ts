@@ -14,7 +14,7 @@ import { type KernelEvent, type KernelWatch, watchKernel } from "../kernel/netli
 import { formatIP, formatPrefix, nextIP, parseCIDR } from "../net/cidr.ts";
 import { type Lease, type SubnetRegistry, LeaseLostError, resolveNetwork, type ResolvedNetwork } from "../store/registry.ts";
 import { type Backend, type KernelView, type NodeLink, type PodAttachment, applyPlan, backendTypes, viewAfter } from "../backend/backend.ts";
-import { createNetworkBackend } from "../backend/dual-stack.ts";
+import { backendDevices, createNetworkBackend } from "../backend/dual-stack.ts";
 import { type InvalidLease, validateLeases } from "../store/validate.ts";
 import "../backend/vxlan.ts";
 import "../backend/host-gw.ts";
@@ -204,7 +204,7 @@ export class Agent {
         type: this.net.backendType, link: this.link, network, config: this.net.backendConfig, root: this.o.root,
         ...(this.net.ipv6 && this.link6 ? { ipv6: { ...this.net.ipv6, self: this.o.node, link: this.link6 } } : {}),
       });
-      removeOtherDevices(this.nl, [this.backend.device, ...(this.net.ipv6 ? [(this.backend.options.ipv6 as { device: string }).device] : [])], this.o.log);
+      removeOtherDevices(this.nl, backendDevices(this.backend), this.o.log);
       const { backendData, podMtu: maxMtu } = this.backend.setup(this.nl);
       if (this.o.mtu !== undefined && this.o.mtu > maxMtu) throw new Error(`--mtu ${this.o.mtu} is more than ${this.backend.type} over ${this.link.iface} allows (${maxMtu}): give at most ${maxMtu}`);
       const podMtu = this.o.mtu ?? maxMtu;
@@ -507,7 +507,7 @@ export class Agent {
       vtepMac: this.lease?.backendData.vtepMac, podMtu: this.podMtu || undefined,
       ...(this.net?.ipv6 ? {
         ipv6Network: formatPrefix(this.net.ipv6.network), nodeIpv6: this.link6?.ip, ipv6Subnet: this.lease?.ipv6Subnet,
-        device6: (this.backend?.options.ipv6 as { device?: string } | undefined)?.device, v6VtepMac: this.lease?.backendData.v6VtepMac,
+        ...(this.backend ? { device6: backendDevices(this.backend)[1] } : {}), v6VtepMac: this.lease?.backendData.v6VtepMac,
       } : {}),
       peers: this.peers, leaseExpiresAt: this.lease?.expiresAt, lastReconcile: this.lastReconcile, repairs: this.repairs,
       peerLeases: this.leases.filter((l) => l.node !== this.o.node && !l.problem && !this.invalid.some((x) => x.key === (l.key ?? l.subnet)))

@@ -116,6 +116,11 @@ export class DualStackBackend implements Backend {
   }
 }
 
+/** The devices a backend runs (dual-stack: the IPv4 and the IPv6 one). */
+export function backendDevices(b: Backend): string[] {
+  return b instanceof DualStackBackend ? [b.v4.device, b.v6.device] : [b.device];
+}
+
 /**
  * The backend a network config asks for: one instance, or with EnableIPv6 one per family.
  * `link6` is the node's IPv6 underlay link (undefined: not dual-stack).

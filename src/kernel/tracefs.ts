@@ -163,14 +163,7 @@ export class DropWatch {
 
   private static remove(dir: string): void {
     try { writeFileSync(join(dir, "events/skb/kfree_skb/enable"), "0"); } catch { /* gone */ }
-    // The kernel refuses to remove an instance while a reader holds it open; a moment later it may.
-    for (let i = 0; i < 5; i++) {
-      try {
-        rmdirSync(dir);
-        return;
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === "ENOENT") return;
-      }
-    }
+    // The kernel refuses while a reader holds trace_pipe open (EBUSY): callers close it first.
+    try { rmdirSync(dir); } catch { /* gone, or still read by a live agent: its own close removes it */ }
   }
 }

@@ -122,7 +122,7 @@ async function setUp(backend: BenchBackend, prefix: string, progress: Progress):
   // What IPv6 adds: a dual-stack lab, its pods talking IPv6 through gauze6.1 (VXLAN over the
   // nodes' IPv6 addresses); and its underlay node to node over IPv6, the limit for that path.
   if (backend === "none-v6" || backend === "vxlan-v6") {
-    const s = await labUp({ name: lab, nodes: 2, podCidr: "10.244.0.0/16", backend: "vxlan", ipv6: true, cni: backend === "vxlan-v6", progress: quiet });
+    const s = await labUp({ name: lab, nodes: 2, podCidr: "10.244.0.0/16", backend: "vxlan", ipv6: true, cni: backend === "vxlan-v6", noObserve: true, progress: quiet });
     const [na, nb] = s.nodes;
     if (backend === "none-v6") {
       progress(`${backend}: node ${na!.ip6} to node ${nb!.ip6} on the underlay`);
@@ -135,7 +135,9 @@ async function setUp(backend: BenchBackend, prefix: string, progress: Progress):
     return { backend, lab, client: { netns: a.netns, ip: a.ip6, dev: "eth0" }, server: { netns: b.netns, ip: b.ip6, dev: "eth0" }, clientNode: `gz-${cp}`, tunnelBpf: "ip6 and udp port 8472", extraNetns: [] };
   }
   // vxlan-direct: both nodes on one underlay subnet, so DirectRouting routes every peer bare.
-  await labUp({ name: lab, nodes: 2, podCidr: "10.244.0.0/16", backend, cni: true, progress: quiet });
+  // Agents without the flow observer: this bench weighs the dataplane against flannel's, which
+  // records nothing; what observing costs is bench/observe's to say.
+  await labUp({ name: lab, nodes: 2, podCidr: "10.244.0.0/16", backend, cni: true, noObserve: true, progress: quiet });
   const a = await podRun(lab, "a", cp, "netshoot");
   const b = await podRun(lab, "b", wk, "netshoot");
   if (a.phase !== "Running" || b.phase !== "Running") throw new Error(`pods did not start: ${a.reason ?? b.reason}`);

@@ -182,8 +182,9 @@ export function findNode(s: LabState, name: string): LabNode {
   return n;
 }
 
+/** A lab pod by name (lab pods live in namespace default: "default/web" is "web"). */
 export function findPod(s: LabState, name: string): LabPod {
-  const p = s.pods.find((x) => x.name === name);
-  if (!p) throw new Error(`lab ${s.name} has no pod ${JSON.stringify(name)} (pods: ${s.pods.map((x) => x.name).join(", ") || "none"})`);
+  const p = s.pods.find((x) => x.name === name || `default/${x.name}` === name);
+  if (!p) throw new Error(`lab ${s.name} has no pod ${JSON.stringify(name)} (pods: ${s.pods.map((x) => x.name).join(", ") || "none"}; gauze lab pod run <name> --node <node>)`);
   return p;
 }

@@ -13,7 +13,7 @@ import { withRtnl } from "../kernel/netlink/index.ts";
 import { parseIP } from "../net/cidr.ts";
 import { tcpFlagNames } from "../packet/flow-key.ts";
 import { gauzeExecutable } from "../lab/processes.ts";
-import { type LabPod, type LabState, loadLab, pickLab } from "../lab/state.ts";
+import { type LabPod, type LabState, findPod, loadLab, pickLab } from "../lab/state.ts";
 import { type NodeSource, sightings, sources } from "./client.ts";
 
 export interface TraceOptions {
@@ -78,9 +78,9 @@ export function checkFor(reason: string | undefined, point: ObservationPoint | u
   return undefined;
 }
 
-function findPod(pods: LabPod[], name: string, lab: string): LabPod {
-  const p = pods.find((x) => x.name === name || `default/${x.name}` === name);
-  if (!p) throw new TraceError(`lab ${lab} has no pod ${JSON.stringify(name)} (pods: ${pods.map((x) => x.name).join(", ") || "none"}; gauze lab pod run <name> --node <node>)`);
+/** The lab's pod, running (a probe needs its address). */
+function runningPod(s: LabState, name: string): LabPod {
+  const p = findPod(s, name);
   if (p.phase !== "Running" || !p.ip) throw new TraceError(`pod ${p.name} is ${p.phase}${p.reason ? `: ${p.reason}` : ""}`);
   return p;
 }
@@ -101,9 +101,9 @@ export async function runTrace(o: TraceOptions): Promise<TraceReport> {
   if (!["icmp", "tcp", "udp"].includes(o.protocol)) throw new TraceError(`--protocol ${o.protocol}: use icmp, tcp or udp`);
   if (o.protocol !== "icmp" && !(o.port && Number.isInteger(o.port) && o.port > 0 && o.port < 65536)) throw new TraceError(`--protocol ${o.protocol} needs --port (1-65535)`);
   if (!Number.isInteger(o.size) || o.size < 16 || o.size > 65000) throw new TraceError(`--size ${o.size}: give 16 to 65000 bytes`);
-  const from = findPod(s.pods, o.from, lab);
+  const from = runningPod(s, o.from);
   const toIp = parseIP(o.to) ? o.to : undefined;
-  const toPod = toIp ? s.pods.find((p) => p.ip === toIp || p.ip6 === toIp) : findPod(s.pods, o.to, lab);
+  const toPod = toIp ? s.pods.find((p) => p.ip === toIp || p.ip6 === toIp) : runningPod(s, o.to);
   const dst = toIp ?? toPod!.ip!;
   const v6 = dst.includes(":");
   const srcIp = v6 ? from.ip6 : from.ip;

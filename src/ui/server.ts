@@ -44,6 +44,7 @@ function labState(lab: string) {
 export interface Ui { server: Server; close(): void }
 
 export async function serveUi(o: UiOptions, log: (line: string) => void): Promise<Ui> {
+  if (!Number.isInteger(o.port) || o.port < 1 || o.port > 65535) throw new Error(`--port ${o.port}: give a port from 1 to 65535`);
   const lab = pickLab(o.name);
   labState(lab); // a clear error now for a lab that does not exist
   const bench = o.benchSvg ? readFileSync(o.benchSvg, "utf8") : undefined;
@@ -154,10 +155,15 @@ export async function serveUi(o: UiOptions, log: (line: string) => void): Promis
     for (const c of clients) c.end();
     server.close();
   };
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(o.port, o.host, () => resolve());
-  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(o.port, o.host, () => resolve());
+    });
+  } catch (e) {
+    close(); // the agents' streams and the timers would keep the process alive
+    throw new Error(`cannot listen on ${o.host}:${o.port}: ${(e as Error).message}${(e as NodeJS.ErrnoException).code === "EADDRINUSE" ? " (another process has it: pick another --port)" : ""}`);
+  }
   log(`gauze ui for lab ${lab}: http://${o.host}:${o.port}/`);
   return { server, close };
 }
