@@ -5,29 +5,32 @@
 // run on registry changes, on kernel events that touch what gauze owns (someone deleted a route
 // by hand: it is back within milliseconds), and on a timer as a safety net. A restart adopts
 // what is already right and never tears the dataplane down; only uninstall removes it.
+// The lease (lease.ts), the status report (status.ts), the observer's wiring (observing.ts) and
+// the node's link (node-link.ts) live beside this file; this one runs bring-up and the passes.
 import type { Logger } from "pino";
 import type { Server } from "node:http";
 import { type FSWatcher, watch } from "node:fs";
 import { checkBrNetfilter } from "./prereq.ts";
-import { type Link, Rtnl, delLink } from "../kernel/netlink/index.ts";
+import { type Link, Rtnl } from "../kernel/netlink/index.ts";
 import { type KernelEvent, type KernelWatch, watchKernel } from "../kernel/netlink/monitor.ts";
 import { formatIP, formatPrefix, nextIP, parseCIDR } from "../net/cidr.ts";
-import { type Lease, type SubnetRegistry, LeaseLostError, resolveNetwork, type ResolvedNetwork } from "../store/registry.ts";
-import { type Backend, type KernelView, type NodeLink, type PodAttachment, applyPlan, backendTypes, viewAfter } from "../backend/backend.ts";
-import { backendDevices, createNetworkBackend } from "../backend/dual-stack.ts";
+import { type Lease, type SubnetRegistry, resolveNetwork, type ResolvedNetwork } from "../store/registry.ts";
+import { type Backend, type KernelView, type NodeLink, type PodAttachment, applyPlan, viewAfter } from "../backend/backend.ts";
+import { backendDevices, backendTypes, createNetworkBackend } from "../backend/registry.ts";
 import { type InvalidLease, validateLeases } from "../store/validate.ts";
-import "../backend/vxlan.ts";
-import "../backend/host-gw.ts";
-import "../backend/macvlan.ts";
-import "../backend/wireguard.ts";
-import { type NodePaths, foreignConfig, installConflist, nodePaths, previousSubnet, removeConflist, writeAtomic, writeSubnetFile, removeNodeFiles } from "./node-files.ts";
-import { ensureMasquerade, removeMasquerade } from "./masquerade.ts";
+import { foreignConfig, installConflist, previousSubnet, removeConflist, writeSubnetFile } from "./node-files.ts";
+import { type NodePaths, nodePaths } from "../node/paths.ts";
+import { ensureMasquerade } from "./masquerade.ts";
 import { createMetrics, type AgentMetrics } from "./metrics.ts";
 import { serveHealth, type Readiness } from "./http.ts";
-import { FlowObserver } from "./flows.ts";
-import { DropWatch } from "../kernel/tracefs.ts";
+import type { FlowObserver } from "./flows.ts";
 import { serveApi } from "./api.ts";
-import type { SubnetEnv } from "../cni/subnet-file.ts";
+import type { SubnetEnv } from "../node/subnet-file.ts";
+import { LeaseKeeper } from "./lease.ts";
+import { readNodeLink, readNodeLink6 } from "./node-link.ts";
+import { describeEvent, removeOtherDevices } from "./kernel-events.ts";
+import { type AgentStatus, type Feature, degradedLine, writeStatusFile } from "./status.ts";
+import { startObserving } from "./observing.ts";
 
 export interface AgentOptions {
   node: string;
@@ -48,85 +51,7 @@ export interface AgentOptions {
   observe?: boolean;
 }
 
-export interface AgentStatus {
-  node: string;
-  pid: number;
-  ready: boolean;
-  reason: string;
-  nodeIp?: string;
-  subnet?: string;
-  network?: string;
-  backend?: string;
-  /** The backend's options in effect (VNI and Port for vxlan). */
-  backendOptions?: Record<string, unknown>;
-  /** The network config's Backend block as the agent read it (doctor rebuilds the backend from it). */
-  backendConfig?: Record<string, unknown>;
-  /** Bytes each packet gains on the wire with this backend. */
-  overhead?: number;
-  device?: string;
-  vtepMac?: string;
-  podMtu?: number;
-  peers: number;
-  leaseExpiresAt?: number;
-  lastReconcile?: { at: number; ms: number; readMs: number; added: number; removed: number; failed: number; trigger: string };
-  /** Drift repaired after kernel events: how many passes, and the last one. */
-  repairs?: { count: number; last?: { at: number; event: string; ms: number } };
-  /** Dual-stack: this node's IPv6 underlay address, IPv6 subnet, the IPv6 network, its device and VTEP MAC. */
-  nodeIpv6?: string;
-  ipv6Subnet?: string;
-  ipv6Network?: string;
-  device6?: string;
-  v6VtepMac?: string;
-  /** The other nodes as this agent last saw them in the registry (doctor compares the kernel with it). */
-  peerLeases?: { node: string; subnet: string; publicIp: string; backendType: string; vtepMac?: string; publicKey?: string; ipv6Subnet?: string; publicIpv6?: string; v6VtepMac?: string }[];
-  /** Leases refused (by the checks every lease passes, or by the backend), each with where it is and why. */
-  invalidLeases?: InvalidLease[];
-  healthAddr?: string;
-  iface?: string;
-  vni?: number;
-  port?: number;
-  ipMasq?: boolean;
-  bridge?: string;
-  updatedAt: number;
-}
-
-/** The node's underlay link and its first IPv4 address. */
-export function readNodeLink(nl: Rtnl, wanted?: string): NodeLink {
-  let iface = wanted;
-  if (!iface) {
-    const dflt = nl.routes(4).find((r) => r.dst === "0.0.0.0/0" && r.table === 254 && r.oif);
-    const via = dflt?.oif ? nl.linkByIndex(dflt.oif) : undefined;
-    if (!via) throw new Error("no IPv4 default route to find the node's underlay interface: give it with --iface");
-    iface = via.name;
-  }
-  const l = nl.link(iface);
-  if (!l) throw new Error(`interface ${iface} does not exist: give the node's underlay interface with --iface`);
-  const v4 = nl.addrs(l, 4).find((a) => a.scope === 0);
-  if (!v4) throw new Error(`interface ${iface} has no IPv4 address: give the node's underlay interface with --iface`);
-  return { iface, index: l.index, ip: v4.address, prefixLen: v4.prefixLen, mtu: l.mtu };
-}
-
-/** Dual-stack: the underlay link's first global IPv6 address (the IPv6 tunnel's endpoint). */
-export function readNodeLink6(nl: Rtnl, v4: NodeLink): NodeLink {
-  const v6 = nl.addrs({ index: v4.index, name: v4.iface }, 6).find((a) => a.scope === 0 && !a.address.startsWith("fe80:"));
-  if (!v6) throw new Error(`EnableIPv6 is true and ${v4.iface} has no global IPv6 address for the IPv6 tunnel: give the node one (the IPv6 pods' traffic travels between these), or set EnableIPv6 to false`);
-  return { ...v4, ip: v6.address, prefixLen: v6.prefixLen };
-}
-
 type Trigger = "start" | "registry" | "timer" | "kernel";
-
-/**
- * gauze's devices that the configured backend does not use (gauze.1 after a switch to host-gw,
- * gauze.1 after the VNI changed to 42): removed, with their routes, so a switch leaves nothing behind.
- */
-function removeOtherDevices(nl: Rtnl, keep: string[], log: Logger): void {
-  const ours = (l: Link) => (/^gauze6?\.\d+$/.test(l.name) && l.kind === "vxlan") || l.name === "gauze-wg";
-  const stale = nl.links().filter((l) => ours(l) && !keep.includes(l.name));
-  for (const l of stale) {
-    nl.run([delLink(l)], (_r, e) => e.notFound);
-    log.warn({ device: l.name }, "removed a gauze device the configured backend does not use");
-  }
-}
 
 export class Agent {
   private readonly paths: NodePaths;
@@ -134,7 +59,7 @@ export class Agent {
   private nl?: Rtnl;
   private backend?: Backend;
   private net?: ResolvedNetwork;
-  private lease?: Lease;
+  private readonly keeper: LeaseKeeper;
   private link?: NodeLink;
   /** Dual-stack: the underlay link with its IPv6 address. */
   private link6?: NodeLink;
@@ -164,6 +89,8 @@ export class Agent {
   private api?: import("./api.ts").Api;
   private observer?: FlowObserver;
   private observeProblem?: string;
+  /** What the agent does beyond the dataplane (flows, drops), on or off with why. */
+  private features: Record<string, Feature> = {};
   private pending?: { timer: ReturnType<typeof setTimeout>; trigger: Trigger; event?: string; at: number };
   private running = false;
   private stopped = false;
@@ -172,13 +99,33 @@ export class Agent {
   constructor(private readonly o: AgentOptions) {
     this.paths = nodePaths(o.root);
     this.metrics = createMetrics(o.node);
+    this.keeper = new LeaseKeeper({
+      registry: o.registry, node: o.node, ttlMs: o.leaseTtlMs, metrics: this.metrics, log: o.log,
+      onRegained: (got) => {
+        this.backend!.activate(this.nl!, got);
+        const gw = formatIP(nextIP(parseCIDR(got.subnet)!.prefix.ip));
+        writeSubnetFile(this.paths, this.subnetEnv(gw));
+        this.view = undefined;
+        installConflist(this.paths, this.o.bridge, this.attachment);
+      },
+      // No subnet of its own: no new pod may get an address here (it could be another node's).
+      // Taking the conflist away turns the node NotReady for the runtime; the next pass retries.
+      onLost: (reason) => {
+        removeConflist(this.paths);
+        this.setState({ ready: false, reason });
+      },
+    });
+  }
+
+  private get lease(): Lease | undefined {
+    return this.keeper.lease;
   }
 
   async start(): Promise<void> {
     this.server = await serveHealth(this.o.healthAddr, this.metrics, () => this.readiness());
     if (this.o.observe === false) this.observeProblem = "the agent runs with --no-observe";
     try {
-      this.api = await serveApi(this.paths.apiSocket, () => this.observer, () => this.observeProblem ?? "the agent is starting");
+      this.api = await serveApi(this.paths.apiSocket, () => this.observer, () => this.observeProblem ?? "the agent is starting", () => this.features);
     } catch (e) {
       this.o.log.warn({ socket: this.paths.apiSocket, err: (e as Error).message }, "no local API: gauze observe cannot read this node");
     }
@@ -201,7 +148,7 @@ export class Agent {
       const network = formatPrefix(this.net.network);
       this.link6 = this.net.ipv6 ? readNodeLink6(this.nl, this.link) : undefined;
       this.backend = createNetworkBackend({
-        type: this.net.backendType, link: this.link, network, config: this.net.backendConfig, root: this.o.root,
+        type: this.net.backendType, link: this.link, network: this.net.network, config: this.net.backendConfig, root: this.o.root,
         ...(this.net.ipv6 && this.link6 ? { ipv6: { ...this.net.ipv6, self: this.o.node, link: this.link6 } } : {}),
       });
       removeOtherDevices(this.nl, backendDevices(this.backend), this.o.log);
@@ -213,17 +160,16 @@ export class Agent {
       phase("device");
       // The subnet this node had before (flannel does the same from its subnet.env): kept when
       // the lease expired while the agent was away and nobody took it, so running pods stay valid.
-      this.lease = await this.o.registry.acquireLease({ node: this.o.node, publicIp: this.link.ip, ...(this.link6 ? { publicIpv6: this.link6.ip } : {}), backendType: this.backend.type, backendData }, this.o.leaseTtlMs, previousSubnet(this.paths));
-      this.metrics.leaseExpiry.set(this.lease.expiresAt / 1000);
+      const lease = await this.keeper.acquire({ node: this.o.node, publicIp: this.link.ip, ...(this.link6 ? { publicIpv6: this.link6.ip } : {}), backendType: this.backend.type, backendData }, previousSubnet(this.paths));
       phase("lease");
-      this.backend.activate(this.nl, this.lease);
+      this.backend.activate(this.nl, lease);
       // macvlan pods leave through the underlay's router, not through this node: nothing to masquerade.
       this.startObserver();
       ensureMasquerade(network, this.o.ipMasq && !this.attachment, this.o.bridge);
       if (this.net.ipv6) ensureMasquerade(formatPrefix(this.net.ipv6.network), this.o.ipMasq, this.o.bridge, undefined, 6);
       phase("rules");
       // As flannel writes it: the subnet file's SUBNET is the gateway address with the length.
-      const gw = formatIP(nextIP(parseCIDR(this.lease.subnet)!.prefix.ip));
+      const gw = formatIP(nextIP(parseCIDR(lease.subnet)!.prefix.ip));
       writeSubnetFile(this.paths, this.subnetEnv(gw));
       installConflist(this.paths, this.o.bridge, this.attachment);
       this.stopWatch = this.o.registry.watch(() => this.schedule("registry"));
@@ -242,7 +188,7 @@ export class Agent {
       phase("files");
       await this.resync("start");
       phase("first pass");
-      this.o.log.info({ subnet: this.lease.subnet, nodeIp: this.link.ip, backend: this.backend.type, device: this.backend.device, podMtu, peers: this.peers, ms: +(performance.now() - t0).toFixed(1), phases }, "ready: subnet leased, subnet file and conflist written, peers programmed");
+      this.o.log.info({ subnet: lease.subnet, nodeIp: this.link.ip, backend: this.backend.type, device: this.backend.device, podMtu, peers: this.peers, ms: +(performance.now() - t0).toFixed(1), phases }, "ready: subnet leased, subnet file and conflist written, peers programmed");
       this.loop();
     } catch (e) {
       this.metrics.registryErrors.inc();
@@ -254,29 +200,14 @@ export class Agent {
     }
   }
 
-  /** Flows and drops on this node (once: a failure says why in the API and the log, and the agent goes on). */
+  /** Flows and drops on this node (once: what is off is said in the API, the log, /readyz and the status). */
   private startObserver(): void {
     if (this.observer || this.o.observe === false || !this.link) return;
-    try {
-      const port = (this.backend?.options as { port?: number } | undefined)?.port ?? 8472;
-      let seen = { packets: 0, lost: 0 };
-      const o = new FlowObserver({
-        node: this.o.node, underlay: this.link.iface, bridge: this.o.bridge, podRecords: this.paths.podRecords, vxlanPorts: [port], log: this.o.log,
-        onDrop: (reason, point) => this.metrics.drops.inc({ reason, point }),
-        onStats: (st) => {
-          this.metrics.packetsObserved.inc(st.packets - seen.packets);
-          this.metrics.observerLost.inc(st.lost - seen.lost);
-          this.metrics.observerSampling.set(st.sampling);
-          seen = { packets: st.packets, lost: st.lost };
-        },
-      }, this.nl!);
-      o.start();
-      this.observer = o;
-      this.observeProblem = undefined;
-    } catch (e) {
-      this.observeProblem = (e as Error).message;
-      this.o.log.warn({ err: this.observeProblem }, "flows are not observed on this node");
-    }
+    const port = (this.backend?.options as { port?: number } | undefined)?.port ?? 8472;
+    const r = startObserving({ node: this.o.node, underlay: this.link.iface, bridge: this.o.bridge, vxlanPort: port, paths: this.paths, log: this.o.log, metrics: this.metrics, nl: this.nl! });
+    this.observer = r.observer;
+    this.observeProblem = r.problem;
+    this.features = r.features;
   }
 
   /** Kernel events about what the backend owns, that differ from the last plan, start a repair pass. */
@@ -323,20 +254,12 @@ export class Agent {
     this.running = true;
     try {
       if (trigger !== "kernel") {
-        if (this.lease.expiresAt - Date.now() < this.o.leaseTtlMs / 2) {
-          try {
-            this.lease = await this.o.registry.renewLease(this.lease, this.o.leaseTtlMs);
-            this.metrics.leaseExpiry.set(this.lease.expiresAt / 1000);
-          } catch (e) {
-            if (!(e instanceof LeaseLostError)) throw e;
-            if (!(await this.regainLease(e.message))) return;
-          }
-        }
+        if (!(await this.keeper.renewIfDue())) return;
         const tList = performance.now();
         this.leases = await this.o.registry.listLeases();
         this.lastListMs = performance.now() - tList;
-        if (!this.leases.some((l) => l.node === this.o.node && l.subnet === this.lease!.subnet)) {
-          if (!(await this.regainLease(`${this.lease.subnet} is gone from the registry`))) return;
+        if (!this.keeper.listedIn(this.leases)) {
+          if (!(await this.keeper.regain(`${this.lease.subnet} is gone from the registry`))) return;
           this.leases = await this.o.registry.listLeases();
         }
       }
@@ -358,37 +281,6 @@ export class Agent {
       this.o.log.warn({ err: (e as Error).message }, "resync failed; dataplane left as it is");
     } finally {
       this.running = false;
-    }
-  }
-
-  /**
-   * The lease is lost (expired and taken, or removed): lease a subnet again (the same one when
-   * it is still free), put the new address on the device and rewrite the subnet file; or, when
-   * that fails, stay NotReady with the reason. Never two owners: the old subnet is not renewed.
-   */
-  private async regainLease(why: string): Promise<boolean> {
-    const old = this.lease!;
-    this.metrics.leaseLosses.inc();
-    this.o.log.warn({ subnet: old.subnet, why }, "lease lost; leasing a subnet again");
-    try {
-      const got = await this.o.registry.acquireLease({ node: this.o.node, publicIp: old.publicIp, ...(old.publicIpv6 ? { publicIpv6: old.publicIpv6 } : {}), backendType: old.backendType, backendData: old.backendData }, this.o.leaseTtlMs, old.subnet);
-      this.lease = got;
-      this.metrics.leaseExpiry.set(got.expiresAt / 1000);
-      this.backend!.activate(this.nl!, got);
-      const gw = formatIP(nextIP(parseCIDR(got.subnet)!.prefix.ip));
-      writeSubnetFile(this.paths, this.subnetEnv(gw));
-      this.view = undefined;
-      if (got.subnet === old.subnet) this.o.log.warn({ subnet: got.subnet }, "lease taken again: same subnet");
-      else this.o.log.error({ was: old.subnet, now: got.subnet }, "this node's subnet changed: new pods get the new one; pods started before keep addresses of the old one until they are re-created");
-      installConflist(this.paths, this.o.bridge, this.attachment);
-      return true;
-    } catch (e) {
-      // No subnet of its own: no new pod may get an address here (it could be another node's).
-      // Taking the conflist away turns the node NotReady for the runtime; the next pass retries.
-      removeConflist(this.paths);
-      this.setState({ ready: false, reason: `lease ${old.subnet} lost (${why}) and no subnet leased again: ${(e as Error).message}` });
-      this.o.log.error({ subnet: old.subnet, err: (e as Error).message }, "no subnet: conflist removed until one is leased");
-      return false;
     }
   }
 
@@ -485,11 +377,12 @@ export class Agent {
     return why;
   }
 
-  /** /readyz: the last known state, and the kernel prerequisite checked live. */
+  /** /readyz: the last known state, the kernel prerequisite checked live, and what is off (ready, but degraded). */
   private readiness(): Readiness {
     const brnf = checkBrNetfilter();
     if (brnf) return { ready: false, reason: brnf };
-    return this.state;
+    const degraded = degradedLine(this.features);
+    return degraded && this.state.ready ? { ...this.state, degraded } : this.state;
   }
 
   private setState(s: Readiness): void {
@@ -515,17 +408,14 @@ export class Agent {
           node: l.node, subnet: l.subnet, publicIp: l.publicIp, backendType: l.backendType, ...(l.backendData.vtepMac ? { vtepMac: l.backendData.vtepMac } : {}), ...(l.backendData.publicKey ? { publicKey: l.backendData.publicKey } : {}),
           ...(l.ipv6Subnet ? { ipv6Subnet: l.ipv6Subnet } : {}), ...(l.publicIpv6 ? { publicIpv6: l.publicIpv6 } : {}), ...(l.backendData.v6VtepMac ? { v6VtepMac: l.backendData.v6VtepMac } : {}),
         })),
-      invalidLeases: this.invalid, healthAddr: this.o.healthAddr, iface: this.link?.iface ?? this.o.iface, vni: opts?.vni, port: opts?.port, ipMasq: this.o.ipMasq, bridge: this.o.bridge, updatedAt: Date.now(),
+      invalidLeases: this.invalid, healthAddr: this.o.healthAddr, iface: this.link?.iface ?? this.o.iface, vni: opts?.vni, port: opts?.port, ipMasq: this.o.ipMasq, bridge: this.o.bridge,
+      ...(Object.keys(this.features).length ? { features: this.features } : {}), updatedAt: Date.now(),
     };
   }
 
   /** For `gauze lab status` and doctor: the agent's view, on the node's disk. */
   private writeStatus(): void {
-    try {
-      writeAtomic(this.paths.statusFile, JSON.stringify(this.status(), null, 2) + "\n");
-    } catch {
-      // status is informational
-    }
+    writeStatusFile(this.paths.statusFile, this.status());
   }
 
   stop(): void {
@@ -543,47 +433,3 @@ export class Agent {
   }
 }
 
-function describeEvent(e: KernelEvent): string {
-  switch (e.kind) {
-    case "link": return `link ${e.link.name} ${e.op === "del" ? "deleted" : e.link.up ? "changed" : "down"}`;
-    case "route": return `route ${e.route.dst}${e.route.gateway ? ` via ${e.route.gateway}` : ""} ${e.op === "del" ? "deleted" : "changed"}`;
-    case "neigh": return `neighbour ${e.neigh.dst} ${e.op === "del" ? "deleted" : "changed"}`;
-    case "fdb": return `FDB ${e.fdb.mac}${e.fdb.dst ? ` dst ${e.fdb.dst}` : ""} ${e.op === "del" ? "deleted" : "changed"}`;
-    case "addr": return `address ${e.addr.address} ${e.op === "del" ? "deleted" : "changed"}`;
-  }
-}
-
-/** `gauze agent --uninstall`: everything the agent made on this node goes; the lease is released. */
-export async function uninstallAgent(o: Pick<AgentOptions, "node" | "iface" | "registry" | "root" | "log">): Promise<string | undefined> {
-  const paths = nodePaths(o.root);
-  removeNodeFiles(paths);
-  removeMasquerade();
-  removeMasquerade(6);
-  // The drop watchers of this node's agents (one killed outright leaves its own behind).
-  DropWatch.removeStale(`gauze-${o.node}-`);
-  const leases = await o.registry.listLeases().catch(() => [] as Lease[]);
-  const mine = leases.find((l) => l.node === o.node);
-  if (mine) await o.registry.releaseLease(mine.subnet);
-  let net: ResolvedNetwork | undefined;
-  try {
-    net = resolveNetwork(await o.registry.getNetworkConfig());
-  } catch {
-    // no config: remove the default device anyway
-  }
-  const nl = Rtnl.open();
-  try {
-    const link = (() => { try { return readNodeLink(nl, o.iface); } catch { return { iface: o.iface ?? "eth0", index: 0, ip: "0.0.0.0", mtu: 1500 }; } })();
-    const type = net?.backendType ?? "vxlan";
-    // Dual-stack: the IPv6 side goes too (its device and direct routes), with or without an IPv6 address left on the link.
-    const link6 = net?.ipv6 ? (() => { try { return readNodeLink6(nl, link); } catch { return { ...link, ip: "::" }; } })() : undefined;
-    const backend = createNetworkBackend({
-      type, link, network: net ? formatPrefix(net.network) : "10.244.0.0/16", config: net?.backendConfig ?? {},
-      ...(net?.ipv6 && link6 ? { ipv6: { ...net.ipv6, self: o.node, link: link6 } } : {}),
-    });
-    backend.uninstall(nl);
-  } finally {
-    nl.close();
-  }
-  o.log.info({ released: mine?.subnet }, "uninstalled");
-  return mine?.subnet;
-}

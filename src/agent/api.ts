@@ -5,11 +5,15 @@
 //   GET /v1/sightings?src=&dst=&proto=&srcPort=&icmpId=&since=   one packet's sightings (trace)
 //   GET /v1/packets?src=&dst=&proto=&point=&last=3   a flow's last packets, dissected (packet-in-packet)
 //   GET /v1/pods                               this node's pods by address
-//   GET /v1/observer                           the observer's counters
+//   GET /v1/observer                           the observer's counters, and which features are off (why, fix)
 import { createServer, type Server } from "node:http";
 import { chmodSync, mkdirSync, rmSync } from "node:fs";
 import { dirname } from "node:path";
 import type { FlowObserver } from "./flows.ts";
+import type { Feature } from "./status.ts";
+
+/** Live streams one agent serves at once. */
+export const MAX_FOLLOWERS = 16;
 
 export interface Api {
   server: Server;
@@ -17,7 +21,7 @@ export interface Api {
   close(): void;
 }
 
-export function serveApi(path: string, observer: () => FlowObserver | undefined, unavailable: () => string): Promise<Api> {
+export function serveApi(path: string, observer: () => FlowObserver | undefined, unavailable: () => string, features: () => Record<string, Feature> = () => ({})): Promise<Api> {
   mkdirSync(dirname(path), { recursive: true });
   rmSync(path, { force: true });
   const live = new Set<import("node:http").ServerResponse>();
@@ -30,10 +34,14 @@ export function serveApi(path: string, observer: () => FlowObserver | undefined,
     if (!o) return void res.writeHead(503, { "content-type": "text/plain" }).end(`flows are not observed on this node: ${unavailable()}\n`);
     switch (url.pathname) {
       case "/v1/flows": {
+        const follow = q("follow") === "1";
+        // A bounded number of followers, each with a bounded backlog (flows.ts: a reader that
+        // does not read loses events, counted in its stream, and never grows the agent).
+        if (follow && live.size >= MAX_FOLLOWERS) return void res.writeHead(503, { "content-type": "text/plain" }).end(`too many live readers on this node (${MAX_FOLLOWERS}): stop one (gauze observe --follow, gauze ui)\n`);
         res.writeHead(200, { "content-type": "application/x-ndjson", "cache-control": "no-store" });
         for (const e of o.recent(Math.min(num("last") ?? 20, 10_000), num("since") ?? 0)) res.write(JSON.stringify(e) + "\n");
-        if (q("follow") !== "1") return void res.end();
-        const stop = o.listen((line) => res.write(line));
+        if (!follow) return void res.end();
+        const stop = o.listen({ write: (t) => { res.write(t); }, backlog: () => res.writableLength });
         live.add(res);
         req.on("close", () => { stop(); live.delete(res); });
         return;
@@ -56,7 +64,7 @@ export function serveApi(path: string, observer: () => FlowObserver | undefined,
       case "/v1/pods":
         return void res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(o.podNames()));
       case "/v1/observer":
-        return void res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(o.stats));
+        return void res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ ...o.stats, features: features() }));
       default:
         return void res.writeHead(404, { "content-type": "text/plain" }).end("unknown path: /v1/flows, /v1/sightings, /v1/packets, /v1/pods, /v1/observer\n");
     }

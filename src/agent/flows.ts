@@ -5,10 +5,12 @@
 // second while packets keep coming, with what they added. Drops come from the kernel's
 // kfree_skb tracepoint, which says why but not what or where: a drop is joined to the packet
 // this node saw last, just before it, and claimed only if that packet had not left the node.
-// Everything is bounded: the flow table, the recent packets, the event ring, each listener's
-// queue; what is pushed out is counted and reported in the stream as lost.
-import { readFileSync, readdirSync } from "node:fs";
-import { join } from "node:path";
+// Everything is bounded, in memory and in work, whatever traffic a pod sends: the flow table
+// (full: the least recently active flow goes, in O(1)), new flows per second (past the cap a
+// packet of an unknown flow is counted, not tracked), the time one read of the ring may take
+// (the rest waits in the ring; what the kernel cannot fit there is counted as lost), the recent
+// packets, the event ring, each listener's queue. What is pushed out is counted and reported in
+// the stream as lost.
 import type { Logger } from "pino";
 import { PACKET_OUTGOING, PacketRing, type RingPacket } from "../kernel/packet-ring.ts";
 import { DropWatch, type DropEvent } from "../kernel/tracefs.ts";
@@ -16,61 +18,18 @@ import { type Rtnl } from "../kernel/netlink/index.ts";
 import { type FlowKey, flowKey, isLinkChatter, protocolName, tcpFlagNames } from "../packet/flow-key.ts";
 import { fastFields, pointHash } from "../packet/flow-hash.ts";
 import { type PacketView, viewFrame } from "../packet/view.ts";
-import { type PodRecord } from "../cni/pod-record.ts";
-
-export type ObservationPoint = "from-pod" | "to-pod" | "from-bridge" | "to-bridge" | "to-overlay" | "from-overlay" | "to-network" | "from-network" | "host";
-
-export interface Endpoint {
-  ip: string;
-  port?: number;
-  /** namespace/name when the address is a pod of this node. */
-  pod?: string;
-}
-
-export interface FlowEvent {
-  /** Milliseconds since the epoch, with microseconds. */
-  time: number;
-  node: string;
-  source: Endpoint;
-  destination: Endpoint;
-  protocol: string;
-  icmp?: { type: number; code: number; id?: number; seq?: number };
-  tcpFlags?: string[];
-  verdict: "forwarded" | "dropped";
-  dropReason?: string;
-  /** The kernel function the packet was dropped in. */
-  dropLocation?: string;
-  observationPoint: ObservationPoint;
-  interface: { index: number; name: string };
-  /** Packets and bytes (as on that interface) since the flow's previous event at this point. */
-  packets: number;
-  bytes: number;
-  /** The last packet's (inner) IP length, and on a tunnel its outer one and the difference. */
-  ipLen: number;
-  /** Set while the node samples its TCP bulk (busy): 1 in this many such segments was seen, and packets and bytes are estimates. */
-  sampling?: number;
-  tunnel?: { protocol: "vxlan"; vni: number; outer: { source: string; destination: string; sourcePort: number; destinationPort: number }; outerIpLen: number; overheadBytes: number };
-}
-
-/** One packet as the node saw it at one point: kept briefly for trace and drop attribution. */
-export interface Sighting {
-  time: number;
-  ifindex: number;
-  point: ObservationPoint;
-  egress: boolean;
-  len: number;
-  key: FlowKey;
-  /** Bytes of the frame kept (its first FRAME_BYTES at most). */
-  snap: number;
-  /** Link chatter (neighbour discovery, MLD): never a flow. */
-  chatter?: boolean;
-}
+import { readPodRecords } from "../node/pod-record.ts";
+import type { Endpoint, FlowEvent, ObservationPoint, Sighting, SightingMatch } from "./flow-types.ts";
+import { sightingMatches } from "./flow-types.ts";
+import { plausible } from "./drop-attribution.ts";
 
 interface FlowState {
   event: FlowEvent;
   packets: number;
   bytes: number;
   lastSeen: number;
+  /** When the flow last moved to the back of the table's order (the order eviction reads). */
+  touched: number;
   /** The last packet's IP length; TCP flags seen since the last event; the last ICMP sequence. */
   ipLen: number;
   flags: number;
@@ -83,8 +42,10 @@ export interface ObserverStats {
   events: number;
   /** Packets the kernel could not put in the ring (it was full). */
   ringDrops: number;
-  /** Flows pushed out of the full table, events pushed out of the ring or a listener's queue. */
+  /** Flows pushed out of the full table, events pushed out of the ring or a listener's queue, flows not tracked under overload. */
   lost: number;
+  /** Of `lost`: packets of new flows not tracked because more new flows came than the cap allows. */
+  shed: number;
   dropsSeen: number;
   dropsClaimed: number;
   /** 1 in this many TCP bulk segments is read (1: every packet). */
@@ -106,23 +67,12 @@ export interface ObserverOptions {
   onDrop?: (reason: string, point: ObservationPoint) => void;
   onStats?: (s: ObserverStats) => void;
   maxFlows?: number;
+  /** New flows tracked per second at most (past it: counted as lost, not tracked). */
+  maxNewFlowsPerSecond?: number;
+  /** Milliseconds one read of the ring may take before the event loop gets its turn. */
+  tickBudgetMs?: number;
   eventRing?: number;
   sightings?: number;
-}
-
-/** A packet's identity as trace and the packet view ask for it: addresses either way, protocol, a port or an ICMP id. */
-export interface SightingMatch { src?: string; dst?: string; proto?: number; srcPort?: number; dstPort?: number; icmpId?: number; since?: number }
-
-export function sightingMatches(s: Sighting, m: SightingMatch): boolean {
-  const k = s.key;
-  if (m.since !== undefined && s.time < m.since) return false;
-  if (m.proto !== undefined && k.proto !== m.proto) return false;
-  if (m.icmpId !== undefined && k.icmpId !== m.icmpId) return false;
-  if (m.srcPort !== undefined && k.srcPort !== m.srcPort && k.dstPort !== m.srcPort) return false;
-  if (m.dstPort !== undefined && k.dstPort !== m.dstPort && k.srcPort !== m.dstPort) return false;
-  if (m.src !== undefined && k.src !== m.src && k.dst !== m.src) return false;
-  if (m.dst !== undefined && k.src !== m.dst && k.dst !== m.dst) return false;
-  return true;
 }
 
 /** Packets read per second above which the node samples its TCP bulk. */
@@ -133,7 +83,13 @@ const POINTS: readonly ObservationPoint[] = ["from-pod", "to-pod", "from-bridge"
 /** Bytes of each sighting's frame kept for the packet view: a VXLAN-wrapped TCP header fits. */
 const FRAME_BYTES = 192;
 
-type Listener = { push(e: FlowEvent | { lost: number }): void };
+/** A live stream's destination: where its lines go, and how many bytes are still waiting to be sent. */
+export interface StreamSink {
+  write(text: string): void;
+  backlog(): number;
+}
+
+type Listener = { push(line: string): void; lost(n: number): void };
 
 export class FlowObserver {
   private ring?: PacketRing;
@@ -163,7 +119,10 @@ export class FlowObserver {
   private timers: ReturnType<typeof setInterval>[] = [];
   private lastPodsRead = 0;
   private readonly vxlanPorts: Set<number>;
-  readonly stats: ObserverStats = { packets: 0, flows: 0, events: 0, ringDrops: 0, lost: 0, dropsSeen: 0, dropsClaimed: 0, sampling: 1 };
+  readonly stats: ObserverStats = { packets: 0, flows: 0, events: 0, ringDrops: 0, lost: 0, shed: 0, dropsSeen: 0, dropsClaimed: 0, sampling: 1 };
+  /** New flows tracked in the current second (the overload cap counts against it). */
+  private newThisSecond = 0;
+  private ticking?: ReturnType<typeof setImmediate>;
   /** Packets read in the current second: TCP bulk (subject to sampling) and the rest. */
   private bulkThisSecond = 0;
   private otherThisSecond = 0;
@@ -196,6 +155,7 @@ export class FlowObserver {
 
   stop(): void {
     for (const t of this.timers) clearInterval(t);
+    if (this.ticking) clearImmediate(this.ticking);
     this.ring?.close();
     this.drops?.close();
   }
@@ -213,22 +173,11 @@ export class FlowObserver {
     const out = new Map<string, string>();
     this.refreshNames(); // a pod made a moment ago has a veth the last dump did not list
     const live = new Set(this.names.values());
-    let files: string[] = [];
-    try {
-      files = readdirSync(this.o.podRecords).filter((f) => f.endsWith(".json"));
-    } catch {
-      // no pods yet
-    }
-    for (const f of files) {
-      try {
-        const r = JSON.parse(readFileSync(join(this.o.podRecords, f), "utf8")) as PodRecord;
-        // A record whose veth is gone (a DEL that never came) must not name a reused address.
-        if (r.hostIface && !live.has(r.hostIface)) continue;
-        const name = r.pod ? `${r.namespace ?? "default"}/${r.pod}` : `container ${r.containerId.slice(0, 12)}`;
-        for (const ip of r.ips ?? []) out.set(ip.split("/")[0]!, name);
-      } catch {
-        // a record being written, or not ours: skipped
-      }
+    for (const r of readPodRecords(this.o.podRecords)) {
+      // A record whose veth is gone (a DEL that never came) must not name a reused address.
+      if (r.hostIface && !live.has(r.hostIface)) continue;
+      const name = r.pod ? `${r.namespace ?? "default"}/${r.pod}` : `container ${r.containerId.replace(/[^0-9a-zA-Z]/g, "").slice(0, 12)}`;
+      for (const ip of r.ips) if (typeof ip === "string") out.set(ip.split("/")[0]!, name);
     }
     this.pods = out;
     this.lastPodsRead = Date.now();
@@ -249,9 +198,20 @@ export class FlowObserver {
     return "host";
   }
 
+  /**
+   * Reads the ring for at most the tick's budget (a few blocks at a time); with more waiting, the
+   * next read comes right after the event loop's other work (probes, kernel events, the API).
+   */
   private tick(): void {
     if (!this.ring) return;
-    this.ring.drain((p) => this.onPacket(p));
+    const until = performance.now() + (this.o.tickBudgetMs ?? 8);
+    let more = false;
+    for (;;) {
+      const n = this.ring.drain((p) => this.onPacket(p), 2);
+      if (n === 0) break;
+      if (performance.now() >= until) { more = true; break; }
+    }
+    if (more && !this.ticking) this.ticking = setImmediate(() => { this.ticking = undefined; this.tick(); });
     if (this.drops) {
       try {
         this.pendingDrops.push(...this.drops.read());
@@ -296,18 +256,32 @@ export class FlowObserver {
       fl.packets += weight;
       fl.bytes += p.len * weight;
       fl.lastSeen = time;
+      // Once a second at most, an active flow moves to the back of the table's order, so that
+      // the front is always (nearly) the least recently active: eviction takes it in O(1).
+      if (time - fl.touched > 1000) {
+        fl.touched = time;
+        this.flows.delete(id);
+        this.flows.set(id, fl);
+      }
       fl.ipLen = f.ipLen;
       fl.flags |= f.tcpFlags;
       if (f.icmpSeq >= 0) fl.seq = f.icmpSeq;
       return;
     }
-    // A new flow at this point: its fields in full, and an event at once.
+    // A new flow at this point: its fields in full, and an event at once; past the cap on new
+    // flows a second (a pod spraying random ports), counted instead of tracked.
+    if (this.newThisSecond >= (this.o.maxNewFlowsPerSecond ?? 5000)) {
+      this.stats.shed++;
+      this.stats.lost++;
+      return;
+    }
     const key = flowKey(p.data, this.vxlanPorts);
     if (!key || isLinkChatter(key)) return;
+    this.newThisSecond++;
     if (this.flows.size >= (this.o.maxFlows ?? 20000)) this.evictOldest();
     const point = POINTS[egress ? codes[1] : codes[0]]!;
     const event = this.toEvent(key, time, p.ifindex, point, "forwarded");
-    this.flows.set(id, { event, packets: 0, bytes: 0, lastSeen: time, ipLen: key.ipLen, flags: 0, seq: key.icmpSeq ?? -1 });
+    this.flows.set(id, { event, packets: 0, bytes: 0, lastSeen: time, touched: time, ipLen: key.ipLen, flags: 0, seq: key.icmpSeq ?? -1 });
     this.stats.flows = this.flows.size;
     this.emit({ ...event, packets: weight, bytes: p.len * weight, ...(this.stats.sampling > 1 ? { sampling: this.stats.sampling } : {}) });
   }
@@ -330,11 +304,10 @@ export class FlowObserver {
     for (let i = 1; i <= this.sightingCount; i++) yield (this.sightingAt - i + n) % n;
   }
 
+  /** The table is full: the flow at the front of its order (the least recently active, to a second) goes. */
   private evictOldest(): void {
-    let oldest: number | undefined;
-    let t = Infinity;
-    for (const [k, f] of this.flows) if (f.lastSeen < t) { t = f.lastSeen; oldest = k; }
-    if (oldest !== undefined) this.flows.delete(oldest);
+    const oldest = this.flows.keys().next();
+    if (!oldest.done) this.flows.delete(oldest.value);
     this.stats.lost++;
   }
 
@@ -353,6 +326,7 @@ export class FlowObserver {
   /** Flows with packets since their last event: one event each; flows idle for 30 s are forgotten. */
   private flush(): void {
     const now = Date.now();
+    this.newThisSecond = 0;
     for (const [id, f] of this.flows) {
       if (f.packets > 0) {
         const e: FlowEvent = { ...f.event, time: f.lastSeen, packets: f.packets, bytes: f.bytes, ipLen: f.ipLen, ...(this.stats.sampling > 1 ? { sampling: this.stats.sampling } : {}) };
@@ -374,7 +348,7 @@ export class FlowObserver {
     if (r?.drops) {
       this.stats.ringDrops += r.drops;
       this.stats.lost += r.drops;
-      for (const l of this.listeners) l.push({ lost: r.drops });
+      for (const l of this.listeners) l.lost(r.drops);
     }
   }
 
@@ -440,7 +414,9 @@ export class FlowObserver {
       this.eventStart = (this.eventStart + 1) % size;
     }
     this.stats.events++;
-    for (const l of this.listeners) l.push(e);
+    if (this.listeners.size === 0) return;
+    const line = JSON.stringify(e) + "\n"; // once, whatever the number of listeners
+    for (const l of this.listeners) l.push(line);
   }
 
   /** The last `n` events, oldest first, optionally only those after `since` (ms). */
@@ -478,41 +454,40 @@ export class FlowObserver {
     return out.reverse();
   }
 
-  /** A live listener; its queue holds at most `max` events, and what falls out is reported as lost. */
-  listen(send: (line: string) => boolean, max = 2000): () => void {
-    let queue: (FlowEvent | { lost: number })[] = [];
+  /**
+   * A live listener. Events wait in a queue of at most `maxQueue` lines until the event loop
+   * hands them to the sink together; while the sink has more than `maxBacklog` bytes not yet
+   * sent (a reader that does not read), events are dropped instead of buffered. Either way they
+   * are counted and the reader gets a {"lost": n} line before the next events it does get.
+   */
+  listen(sink: StreamSink, o: { maxQueue?: number; maxBacklog?: number } = {}): () => void {
+    const maxQueue = o.maxQueue ?? 2000, maxBacklog = o.maxBacklog ?? 1 << 20;
+    let queue: string[] = [];
     let lost = 0;
     let scheduled = false;
+    const drop = (n: number) => { lost += n; this.stats.lost += n; };
     const flush = () => {
       scheduled = false;
-      if (lost) { queue.unshift({ lost }); lost = 0; }
       const batch = queue;
       queue = [];
-      for (const e of batch) send(JSON.stringify(e) + "\n");
+      if (sink.backlog() > maxBacklog) return drop(batch.length);
+      if (lost) { sink.write(JSON.stringify({ lost }) + "\n"); lost = 0; }
+      if (batch.length) sink.write(batch.join(""));
     };
+    const schedule = () => { if (!scheduled) { scheduled = true; setImmediate(flush); } };
     const l: Listener = {
-      push: (e) => {
-        if (queue.length >= max) { lost++; this.stats.lost++; return; }
-        queue.push(e);
-        if (!scheduled) { scheduled = true; setImmediate(flush); }
+      push: (line) => {
+        if (queue.length >= maxQueue) return drop(1);
+        queue.push(line);
+        schedule();
       },
+      // Lost upstream (the kernel's ring): not this listener's doing, but it is told.
+      lost: (n) => { lost += n; schedule(); },
     };
     this.listeners.add(l);
     return () => { this.listeners.delete(l); };
   }
-}
 
-/**
- * Whether a drop can have happened to a packet last seen at this point: a tunnel's transmit
- * drop follows the packet going to the overlay device; a VXLAN receive drop, one arriving from
- * the network; a forwarding or filtering drop, one arriving at the node. (On one host, as in the
- * lab, every node's agent sees every drop: this keeps a node from claiming one it did not have.)
- */
-export function plausible(d: { reason: string; location: string }, s: { point: ObservationPoint; egress: boolean }): boolean {
-  if (/^(NO_TX_TARGET|TUNNEL_TXINFO|VXLAN_NO_REMOTE)$/.test(d.reason) || d.location.startsWith("vxlan_xmit")) return s.point === "to-overlay";
-  if (/^VXLAN_|^MAC_INVALID_SOURCE$|^IP_TUNNEL_ECN$/.test(d.reason) || d.location.startsWith("vxlan_rcv")) return s.point === "from-network";
-  if (/^(NETFILTER_DROP|IP_INNOROUTES|IP_INADDRERRORS|IP_RPFILTER|OTHERHOST|IP_INHDR|IP_CSUM|PKT_TOO_BIG|IP_INVALID_SOURCE|IP_LOCAL_SOURCE)$/.test(d.reason)) return !s.egress;
-  return true;
 }
 
 function tunnelOf(k: FlowKey): FlowEvent["tunnel"] {

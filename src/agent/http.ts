@@ -7,6 +7,8 @@ import type { AgentMetrics } from "./metrics.ts";
 export interface Readiness {
   ready: boolean;
   reason: string;
+  /** Ready, but a feature is off: what, why and the fix (said in /readyz's answer). */
+  degraded?: string;
 }
 
 /** A reason as /readyz tells it to whoever asks: endpoints and anything that looks like a credential left out. */
@@ -37,7 +39,7 @@ export function serveHealth(addr: string, metrics: AgentMetrics, readiness: () =
       res.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
     } else if (url === "/readyz") {
       const r = readiness();
-      res.writeHead(r.ready ? 200 : 503, { "content-type": "text/plain" }).end(r.ready ? "ready\n" : `not ready: ${publicReason(r.reason)}\n`);
+      res.writeHead(r.ready ? 200 : 503, { "content-type": "text/plain" }).end(r.ready ? (r.degraded ? `ready (degraded: ${publicReason(r.degraded)})\n` : "ready\n") : `not ready: ${publicReason(r.reason)}\n`);
     } else if (url === "/metrics") {
       metrics.registry.metrics().then(
         (text) => res.writeHead(200, { "content-type": metrics.registry.contentType }).end(text),

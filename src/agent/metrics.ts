@@ -21,6 +21,7 @@ export function createMetrics(node: string) {
     packetsObserved: new Counter({ name: "gauze_observed_packets_total", help: "packets the flow observer read (at every interface of the node; sampled TCP bulk counts once)", registers: [registry] }),
     drops: new Counter({ name: "gauze_drops_total", help: "packet drops the kernel reported and this node claimed, by the kernel's reason and where the packet was last seen", labelNames: ["reason", "point"], registers: [registry] }),
     observerLost: new Counter({ name: "gauze_observer_lost_events_total", help: "flow events pushed out (full ring, slow reader, full flow table)", registers: [registry] }),
+    feature: new Gauge({ name: "gauze_agent_feature_enabled", help: "1 when a feature of the agent is on, 0 when it is off (why and the fix: the agent's log, /readyz and doctor)", labelNames: ["feature"], registers: [registry] }),
     observerSampling: new Gauge({ name: "gauze_observer_sampling", help: "1 in this many TCP bulk segments is read (1: every packet)", registers: [registry] }),
   };
 }

@@ -1,37 +1,14 @@
 // What the agent leaves on the node for the plugin and the runtime: the subnet file (first), then
 // the CNI conflist in net.d (last: its appearance is what makes the node Ready). Both written to a
 // temp name and renamed, and not rewritten when nothing changed.
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { formatSubnetEnv, parseSubnetEnv, type SubnetEnv } from "../cni/subnet-file.ts";
-import { loadNetwork } from "../cni/conf-dir.ts";
+import { readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { writeAtomic } from "../kernel/files.ts";
+import { formatSubnetEnv, parseSubnetEnv, type SubnetEnv } from "../node/subnet-file.ts";
+import { loadNetwork } from "../node/conf-dir.ts";
+import { CONFLIST_NAME, type NodePaths } from "../node/paths.ts";
 import { formatPrefix, parseCIDR } from "../net/cidr.ts";
 import type { PodAttachment } from "../backend/backend.ts";
-
-export const CONFLIST_NAME = "10-gauze.conflist";
-
-export interface NodePaths {
-  subnetFile: string;
-  confDir: string;
-  dataDir: string;
-  statusFile: string;
-  /** The agent's local API (flows, sightings, pods): a unix socket, root only. */
-  apiSocket: string;
-  /** The plugin's pod records. */
-  podRecords: string;
-}
-
-/** Real paths, or the same paths under a node root (the lab gives each node its own tree). */
-export function nodePaths(root = ""): NodePaths {
-  return {
-    subnetFile: `${root}/run/gauze/subnet.env`,
-    confDir: `${root}/etc/cni/net.d`,
-    dataDir: `${root}/var/lib/cni/networks`,
-    statusFile: `${root}/run/gauze/agent.json`,
-    apiSocket: `${root}/run/gauze/agent.sock`,
-    podRecords: `${root}/run/gauze/pods`,
-  };
-}
 
 /** Writes `text` to `path` atomically; false when the file already held exactly that. */
 export function writeIfChanged(path: string, text: string): boolean {
@@ -42,18 +19,6 @@ export function writeIfChanged(path: string, text: string): boolean {
   }
   writeAtomic(path, text);
   return true;
-}
-
-/**
- * Writes a file whole: a fresh temp name (created exclusively, so never through a symlink
- * someone planted there), then rename (which replaces a symlink at `path` rather than following it).
- */
-export function writeAtomic(path: string, text: string): void {
-  mkdirSync(dirname(path), { recursive: true });
-  const tmp = `${path}.tmp-${process.pid}`;
-  rmSync(tmp, { force: true });
-  writeFileSync(tmp, text, { flag: "wx" });
-  renameSync(tmp, path);
 }
 
 export function writeSubnetFile(paths: NodePaths, env: SubnetEnv): boolean {

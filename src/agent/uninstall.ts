@@ -9,8 +9,53 @@ import type { Logger } from "pino";
 import { Rtnl, delLink } from "../kernel/netlink/index.ts";
 import { vethNetwork } from "../dataplane/veth.ts";
 import type { SubnetRegistry } from "../store/registry.ts";
-import { uninstallAgent } from "./agent.ts";
-import { CONFLIST_NAME, nodePaths } from "./node-files.ts";
+import { CONFLIST_NAME, nodePaths } from "../node/paths.ts";
+import { type AgentOptions } from "./agent.ts";
+import { type Lease, resolveNetwork, type ResolvedNetwork } from "../store/registry.ts";
+import { createNetworkBackend } from "../backend/registry.ts";
+import { DropWatch } from "../kernel/tracefs.ts";
+import { parseCIDR } from "../net/cidr.ts";
+import { removeNodeFiles } from "./node-files.ts";
+import { removeMasquerade } from "./masquerade.ts";
+import { readNodeLink, readNodeLink6 } from "./node-link.ts";
+import { unmountAgentMounts } from "./observing.ts";
+
+/** `gauze agent --uninstall`: everything the agent made on this node goes; the lease is released. */
+export async function uninstallAgent(o: Pick<AgentOptions, "node" | "iface" | "registry" | "root" | "log">): Promise<string | undefined> {
+  const paths = nodePaths(o.root);
+  removeNodeFiles(paths);
+  removeMasquerade();
+  removeMasquerade(6);
+  // Whatever pseudo filesystem this node's agent mounted itself (a lab's are the lab's).
+  for (const m of unmountAgentMounts(paths)) o.log.info({ unmounted: m }, "unmounted what the agent had mounted");
+  // The drop watchers of this node's agents (one killed outright leaves its own behind).
+  DropWatch.removeStale(`gauze-${o.node}-`);
+  const leases = await o.registry.listLeases().catch(() => [] as Lease[]);
+  const mine = leases.find((l) => l.node === o.node);
+  if (mine) await o.registry.releaseLease(mine.subnet);
+  let net: ResolvedNetwork | undefined;
+  try {
+    net = resolveNetwork(await o.registry.getNetworkConfig());
+  } catch {
+    // no config: remove the default device anyway
+  }
+  const nl = Rtnl.open();
+  try {
+    const link = (() => { try { return readNodeLink(nl, o.iface); } catch { return { iface: o.iface ?? "eth0", index: 0, ip: "0.0.0.0", mtu: 1500 }; } })();
+    const type = net?.backendType ?? "vxlan";
+    // Dual-stack: the IPv6 side goes too (its device and direct routes), with or without an IPv6 address left on the link.
+    const link6 = net?.ipv6 ? (() => { try { return readNodeLink6(nl, link); } catch { return { ...link, ip: "::" }; } })() : undefined;
+    const backend = createNetworkBackend({
+      type, link, network: net?.network ?? parseCIDR("10.244.0.0/16")!.prefix, config: net?.backendConfig ?? {},
+      ...(net?.ipv6 && link6 ? { ipv6: { ...net.ipv6, self: o.node, link: link6 } } : {}),
+    });
+    backend.uninstall(nl);
+  } finally {
+    nl.close();
+  }
+  o.log.info({ released: mine?.subnet }, "uninstalled");
+  return mine?.subnet;
+}
 
 export interface UninstallOptions {
   node: string;

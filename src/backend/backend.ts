@@ -169,8 +169,8 @@ export interface BackendOptions {
   link: NodeLink;
   /** Prefix of the node's paths (the agent's --root: a lab node's tree), for backends that keep files. */
   root?: string;
-  /** The pod network, e.g. 10.244.0.0/16. */
-  network: string;
+  /** The pod network, e.g. 10.244.0.0/16 (parsed once, where the network config is read). */
+  network: Prefix;
   /** The network config's Backend block, as given (each backend validates its own fields). */
   config: Record<string, unknown>;
   /** The address family this instance carries (dual-stack runs one instance per family); default 4. */

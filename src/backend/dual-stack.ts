@@ -126,7 +126,7 @@ export function backendDevices(b: Backend): string[] {
  * `link6` is the node's IPv6 underlay link (undefined: not dual-stack).
  */
 export function createNetworkBackend(o: {
-  type: string; link: NodeLink; network: string; config: Record<string, unknown>; root?: string;
+  type: string; link: NodeLink; network: Prefix; config: Record<string, unknown>; root?: string;
   ipv6?: Ipv6Network & { link: NodeLink };
 }): Backend {
   if (o.ipv6 && !IPV6_BACKENDS.includes(o.type)) {
@@ -134,6 +134,6 @@ export function createNetworkBackend(o: {
   }
   const v4 = createBackend(o.type, { link: o.link, network: o.network, config: o.config, ...(o.root !== undefined ? { root: o.root } : {}) });
   if (!o.ipv6) return v4;
-  const v6 = createBackend(o.type, { link: o.ipv6.link, network: formatPrefix(o.ipv6.network), config: o.config, family: 6, ...(o.root !== undefined ? { root: o.root } : {}) });
+  const v6 = createBackend(o.type, { link: o.ipv6.link, network: o.ipv6.network, config: o.config, family: 6, ...(o.root !== undefined ? { root: o.root } : {}) });
   return new DualStackBackend(v4, v6, o.ipv6);
 }

@@ -27,7 +27,7 @@ export class HostGwBackend implements Backend {
     }
     this.device = o.link.iface;
     this.family = o.family ?? 4;
-    this.network = parseCIDR(o.network)!.prefix;
+    this.network = o.network;
     const underlay = o.link.prefixLen !== undefined ? parseCIDR(`${o.link.ip}/${o.link.prefixLen}`)?.prefix : undefined;
     if (underlay) this.onUnderlay = prefixMatcher(underlay);
   }

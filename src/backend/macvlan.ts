@@ -24,10 +24,10 @@ export class MacvlanBackend implements Backend {
     }
     this.device = o.link.iface;
     const under = o.link.prefixLen !== undefined ? parseCIDR(`${o.link.ip}/${o.link.prefixLen}`)?.prefix : undefined;
-    const net = parseCIDR(o.network)?.prefix;
+    const net = o.network;
     if (!under || !net) throw new BackendConfigError("Type", `macvlan needs the node's underlay subnet (${o.link.iface} has no IPv4 prefix)`, "give the node's uplink an address with its prefix");
     if (net.bits < under.bits || !prefixContains(under, net.ip)) {
-      throw new BackendConfigError("Type", `macvlan puts pods on the node's L2 subnet ${formatPrefix(under)}, but Network ${o.network} is not inside it`,
+      throw new BackendConfigError("Type", `macvlan puts pods on the node's L2 subnet ${formatPrefix(under)}, but Network ${formatPrefix(net)} is not inside it`,
         `set Network to a part of ${formatPrefix(under)} that no node or other host uses, e.g. the upper half`);
     }
     this.underlay = under;

@@ -100,7 +100,7 @@ export class VxlanBackend implements Backend {
     this.family = o.family ?? 4;
     this.device = this.family === 4 ? `gauze.${this.options.vni}` : `gauze6.${this.options.vni}`;
     this.overhead = this.family === 4 ? VXLAN_OVERHEAD : VXLAN6_OVERHEAD;
-    this.network = parseCIDR(o.network)!.prefix;
+    this.network = o.network;
     this.inNetwork = prefixMatcher(this.network);
     this.underlay = { index: o.link.index, name: o.link.iface };
     const sub = o.link.prefixLen !== undefined ? parseCIDR(`${o.link.ip}/${o.link.prefixLen}`)?.prefix : undefined;

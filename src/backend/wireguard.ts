@@ -96,7 +96,7 @@ export class WireguardBackend implements Backend {
 
   constructor(private readonly o: BackendOptions) {
     this.options = parseWireguardOptions(o.config);
-    this.network = parseCIDR(o.network)!.prefix;
+    this.network = o.network;
     this.inNetwork = prefixMatcher(this.network);
     this.root = o.root ?? "";
     this.sock = join(this.root || "/", "run/wireguard", `${WG_DEVICE}.sock`);

@@ -2,9 +2,11 @@
 // node's namespace).
 import pino from "pino";
 import { hostname } from "node:os";
-import { Agent, uninstallAgent } from "../agent/agent.ts";
+import { Agent } from "../agent/agent.ts";
+import { uninstallAgent } from "../agent/uninstall.ts";
 import type { SubnetRegistry } from "../store/registry.ts";
-import { openRegistry, type StoreFlags } from "../store/open.ts";
+import { openRegistry } from "../store/open.ts";
+import type { StoreFlags } from "../store/flags.ts";
 
 export interface AgentCliOptions extends StoreFlags {
   node?: string;

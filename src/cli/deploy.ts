@@ -1,8 +1,9 @@
 // `gauze manifests` and `gauze image`: what a cluster installs gauze from.
 import { ManifestError, renderManifest } from "../deploy/manifest.ts";
 import { ImageError, buildImage } from "../deploy/image.ts";
+import type { EtcdFlags } from "../store/flags.ts";
 
-export interface ManifestsCliOptions { podCidr: string; backend: string; image?: string; store: string; etcdEndpoints?: string; mtu?: string; uninstall?: boolean }
+export interface ManifestsCliOptions extends Pick<EtcdFlags, "etcdEndpoints"> { podCidr: string; backend: string; image?: string; store: string; mtu?: string; uninstall?: boolean }
 
 export function manifestsCli(o: ManifestsCliOptions): number {
   try {

@@ -1,9 +1,8 @@
 // `gauze doctor`: on a lab node it runs itself inside that node's namespace (where /proc/sys/net,
 // ip and iptables show the node), on a host it runs in place.
-import { runInteractive } from "../kernel/spawn.ts";
+import { gauzeExecutable, runInteractive } from "../kernel/spawn.ts";
 import { netnsPath } from "../kernel/netns.ts";
 import { loadLab, findNode, pickLab } from "../lab/state.ts";
-import { gauzeExecutable } from "../lab/processes.ts";
 import { formatReport, runDoctor } from "../doctor/run.ts";
 
 export interface DoctorCliOptions {
@@ -33,7 +32,14 @@ async function doctor(o: DoctorCliOptions): Promise<number> {
     const argv = [gauzeExecutable(), "doctor", "--host", "--root", n.root, "--name", s.name, "--lab-node", n.name, ...(o.json ? ["--json"] : []), ...(o.fix ? ["--fix"] : []), ...(o.kubeconfig ? ["--kubeconfig", o.kubeconfig] : [])];
     return runInteractive(argv, { netns: netnsPath(n.netns), env: { ...process.env, ...(process.stdout.isTTY ? { GAUZE_COLOR: "1" } : {}) } });
   }
-  const report = await runDoctor({ root: o.root ?? "", ...(o.labNode && o.name ? { lab: o.name, node: o.labNode } : {}), ...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}), fix: !!o.fix });
+  const lab = o.labNode && o.name ? { lab: o.name, node: o.labNode } : undefined;
+  // On a lab node, --fix may start the node's agent again (the lab knows how; doctor does not).
+  const restartAgent = lab ? async () => {
+    const { agentStart } = await import("../lab/agents.ts");
+    await agentStart(lab.lab, lab.node);
+    return `started the agent on ${lab.node}`;
+  } : undefined;
+  const report = await runDoctor({ root: o.root ?? "", ...(lab ?? {}), ...(restartAgent ? { restartAgent } : {}), ...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}), fix: !!o.fix });
   process.stdout.write(o.json ? JSON.stringify(report, null, 2) + "\n" : formatReport(report, !!process.stdout.isTTY || process.env.GAUZE_COLOR === "1"));
   return report.ok ? 0 : 1;
 }

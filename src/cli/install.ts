@@ -2,7 +2,8 @@
 import pino from "pino";
 import { installCniBinary } from "../agent/install-cni.ts";
 import { uninstallNode } from "../agent/uninstall.ts";
-import { openRegistry, type StoreFlags } from "../store/open.ts";
+import { openRegistry } from "../store/open.ts";
+import type { StoreFlags } from "../store/flags.ts";
 import { nodeName } from "./agent.ts";
 
 export function installCniCli(o: { binDir: string; json?: boolean }): number {

@@ -2,13 +2,21 @@
 import type { Command } from "commander";
 import { runInteractive } from "../kernel/spawn.ts";
 import { netnsPath } from "../kernel/netns.ts";
-import { findNode, listLabs, loadLab, pickLab, type LabState } from "../lab/state.ts";
-import { labDown, labUp, nodeAdd, nodeRm, nodeView, podRm, podRun, refresh, agentStop, agentStart, waitServing, type Progress } from "../lab/lab.ts";
+import { ETCD_FLAGS, type EtcdAuthFlags } from "../store/flags.ts";
+import { LAB_BACKENDS, type LabBackend, findNode, listLabs, loadLab, pickLab, type LabState, type Progress } from "../lab/state.ts";
+import { labDown, labUp } from "../lab/lab.ts";
+import { nodeAdd, nodeRm } from "../lab/nodes.ts";
+import { podRm, podRun, refresh, waitServing } from "../lab/pods.ts";
+import { agentStop, agentStart } from "../lab/agents.ts";
+import { nodeView } from "../lab/view.ts";
 
 type SetStatus = (code: number) => void;
 
 /** --name on commands that act on an existing lab: optional when there is one lab (or GAUZE_LAB names it). */
 const LAB_HELP = "lab name (default: the only lab, or $GAUZE_LAB)";
+
+/** The etcd client flags `lab up --etcd-endpoints` passes on to its agents. */
+const ETCD_AUTH = ETCD_FLAGS.filter((d): d is (typeof ETCD_FLAGS)[number] & { key: keyof EtcdAuthFlags } => d.key !== "etcdEndpoints" && d.key !== "etcdPrefix");
 
 const say = (json: boolean): Progress => (line) => { if (!json) process.stderr.write(`${line}\n`); };
 
@@ -55,7 +63,7 @@ function printStatus(s: LabState): void {
 export function registerLab(program: Command, set: SetStatus): void {
   const lab = program.command("lab").description("a Kubernetes-like cluster made of network namespaces on this host");
 
-  lab.command("up")
+  const up = lab.command("up")
     .description("create a lab cluster (nodes <name>-control-plane, <name>-worker, ...) and install gauze on it")
     .option("--name <name>", "lab name", "demo")
     .option("--nodes <n>", "number of nodes", "2")
@@ -67,20 +75,15 @@ export function registerLab(program: Command, set: SetStatus): void {
     .option("--no-observe", "agents without flow recording (gauze observe, trace and ui then have nothing to show; for comparisons)")
     .option("--store <kind>", "subnet registry: file (embedded) or etcd (a real etcd server the lab starts)", "file")
     .option("--etcd-endpoints <urls>", "use this etcd instead of starting one (reachable from the nodes)")
-    .option("--etcd-cafile <file>", "with --etcd-endpoints: CA to trust (default: the system's)")
-    .option("--etcd-certfile <file>", "with --etcd-endpoints: client certificate (with --etcd-keyfile)")
-    .option("--etcd-keyfile <file>", "with --etcd-endpoints: client key")
-    .option("--etcd-username <name>", "with --etcd-endpoints: etcd user")
-    .option("--etcd-password-file <file>", "with --etcd-endpoints: file holding the user's password")
     .option("--manifest <file>", "install gauze by running this manifest's DaemonSet on every node with podman, as a kubelet would (e.g. deploy/kube-gauze.yml); the lab serves the Kubernetes API")
-    .option("--json", "print the lab's status as JSON")
-    .action((o: { name: string; nodes: string; podCidr: string; backend: string; underlaySubnets: string; ipv6?: boolean; observe?: boolean; cni: boolean; store: string; manifest?: string; etcdEndpoints?: string; etcdCafile?: string; etcdCertfile?: string; etcdKeyfile?: string; etcdUsername?: string; etcdPasswordFile?: string; json?: boolean }) => guard(set, async () => {
-      const { LAB_BACKENDS } = await import("../lab/lab.ts");
+    .option("--json", "print the lab's status as JSON");
+  for (const d of ETCD_AUTH) up.option(d.flag, `with --etcd-endpoints: ${d.help}`);
+  up.action((o: { name: string; nodes: string; podCidr: string; backend: string; underlaySubnets: string; ipv6?: boolean; observe?: boolean; cni: boolean; store: string; manifest?: string; etcdEndpoints?: string; json?: boolean } & EtcdAuthFlags) => guard(set, async () => {
       if (!(LAB_BACKENDS as readonly string[]).includes(o.backend)) throw new Error(`--backend ${o.backend}: use ${LAB_BACKENDS.join(", ")}`);
       if (o.underlaySubnets !== "1" && o.underlaySubnets !== "2") throw new Error(`--underlay-subnets ${o.underlaySubnets}: use 1 or 2`);
       if (o.store !== "file" && o.store !== "etcd") throw new Error(`--store ${o.store}: use file or etcd`);
-      const s = await labUp({ name: o.name, nodes: Number(o.nodes), podCidr: o.podCidr, backend: o.backend as import("../lab/lab.ts").LabBackend, underlaySubnets: o.underlaySubnets === "2" ? 2 : 1, ...(o.ipv6 ? { ipv6: true } : {}), ...(o.observe === false ? { noObserve: true } : {}), cni: o.cni, store: o.store, ...(o.etcdEndpoints ? { etcdEndpoints: o.etcdEndpoints } : {}),
-        etcdTls: { ...(o.etcdCafile ? { cafile: o.etcdCafile } : {}), ...(o.etcdCertfile ? { certfile: o.etcdCertfile } : {}), ...(o.etcdKeyfile ? { keyfile: o.etcdKeyfile } : {}), ...(o.etcdUsername ? { username: o.etcdUsername } : {}), ...(o.etcdPasswordFile ? { passwordFile: o.etcdPasswordFile } : {}) },
+      const s = await labUp({ name: o.name, nodes: Number(o.nodes), podCidr: o.podCidr, backend: o.backend as LabBackend, underlaySubnets: o.underlaySubnets === "2" ? 2 : 1, ...(o.ipv6 ? { ipv6: true } : {}), ...(o.observe === false ? { noObserve: true } : {}), cni: o.cni, store: o.store, ...(o.etcdEndpoints ? { etcdEndpoints: o.etcdEndpoints } : {}),
+        etcdAuth: Object.fromEntries(ETCD_AUTH.map((d) => [d.key, o[d.key]]).filter(([, v]) => v)) as EtcdAuthFlags,
         ...(o.manifest ? { manifest: o.manifest } : {}), progress: say(!!o.json) });
       if (o.json) console.log(JSON.stringify(statusReport(s), null, 2));
       else printStatus(s);
@@ -95,7 +98,7 @@ export function registerLab(program: Command, set: SetStatus): void {
     .option("--plot <file.svg>", "also draw the results as an SVG chart")
     .option("--json", "JSON report")
     .action((o: { backends: string; streams: string; seconds: string; rounds: string; plot?: string; json?: boolean }) => guard(set, async () => {
-      const { BENCH_BACKENDS, runBench, formatBench } = await import("../lab/bench.ts");
+      const { BENCH_BACKENDS, runBench, formatBench } = await import("../lab/bench/bench.ts");
       const backends = o.backends.split(",").map((b) => b.trim()).filter(Boolean);
       const unknown = backends.filter((b) => !(BENCH_BACKENDS as readonly string[]).includes(b));
       if (unknown.length) throw new Error(`--backends: ${unknown.join(", ")} unknown; use ${BENCH_BACKENDS.join(", ")}`);
@@ -104,9 +107,9 @@ export function registerLab(program: Command, set: SetStatus): void {
       const seconds = Number(o.seconds);
       const rounds = Number(o.rounds);
       if (!(seconds >= 1 && seconds <= 60) || !(Number.isInteger(rounds) && rounds >= 1 && rounds <= 20)) throw new Error("--seconds 1..60 and --rounds 1..20");
-      const r = await runBench({ backends: backends as import("../lab/bench.ts").BenchBackend[], streams, seconds, rounds, progress: say(!!o.json) });
+      const r = await runBench({ backends: backends as import("../lab/bench/bench.ts").BenchBackend[], streams, seconds, rounds, progress: say(!!o.json) });
       if (o.plot) {
-        const { renderBenchSvg } = await import("../lab/bench-chart.ts");
+        const { renderBenchSvg } = await import("../lab/bench/chart.ts");
         const { writeFileSync } = await import("node:fs");
         writeFileSync(o.plot, renderBenchSvg(r));
       }
@@ -119,9 +122,9 @@ export function registerLab(program: Command, set: SetStatus): void {
     .argument("<type>", "vxlan, host-gw or vxlan-direct")
     .option("--name <lab>", LAB_HELP)
     .action((type: string, o: { name?: string }) => guard(set, async () => {
-      const { LAB_BACKENDS, labSetBackend } = await import("../lab/lab.ts");
+      const { labSetBackend } = await import("../lab/install.ts");
       if (!(LAB_BACKENDS as readonly string[]).includes(type)) throw new Error(`backend ${type}: use ${LAB_BACKENDS.join(", ")}`);
-      await labSetBackend(pickLab(o.name), type as import("../lab/lab.ts").LabBackend, say(false));
+      await labSetBackend(pickLab(o.name), type as LabBackend, say(false));
     }));
 
   lab.command("rollout")
@@ -130,12 +133,12 @@ export function registerLab(program: Command, set: SetStatus): void {
     .option("--name <lab>", LAB_HELP)
     .option("--json", "JSON")
     .action((o: { image: string; name?: string; json?: boolean }) => guard(set, async () => {
-      const { labRollout } = await import("../lab/lab.ts");
+      const { labRollout } = await import("../lab/install.ts");
       const r = await labRollout(pickLab(o.name), o.image, say(!!o.json));
       if (o.json) console.log(JSON.stringify({ image: o.image, nodes: r }));
     }));
   lab.command("apiserver", { hidden: true }).option("--name <lab>", LAB_HELP)
-    .action((o: { name?: string }) => guard(set, async () => { const { runApiServer } = await import("../lab/cluster.ts"); await runApiServer(pickLab(o.name)); }));
+    .action((o: { name?: string }) => guard(set, async () => { const { runApiServer } = await import("../lab/kube/cluster.ts"); await runApiServer(pickLab(o.name)); }));
 
   lab.command("down")
     .description("remove a lab: namespaces, links, processes, rules and files; --all removes every lab")
@@ -201,20 +204,20 @@ export function registerLab(program: Command, set: SetStatus): void {
     .description("stop the node's agent (its lease and dataplane stay)")
     .action((n: string, o: { name?: string; kill?: boolean }) => guard(set, () => agentStop(pickLab(o.name), n, o.kill ? "SIGKILL" : "SIGTERM")));
   const etcd = lab.command("etcd").description("the lab's own etcd (lab up --store etcd)");
-  etcd.command("stop").option("--name <lab>", LAB_HELP).action((o: { name?: string }) => guard(set, async () => { const { etcdStop } = await import("../lab/lab.ts"); await etcdStop(pickLab(o.name)); }));
-  etcd.command("start").option("--name <lab>", LAB_HELP).action((o: { name?: string }) => guard(set, async () => { const { etcdStart } = await import("../lab/lab.ts"); await etcdStart(pickLab(o.name)); }));
+  etcd.command("stop").option("--name <lab>", LAB_HELP).action((o: { name?: string }) => guard(set, async () => { const { etcdStop } = await import("../lab/registry.ts"); await etcdStop(pickLab(o.name)); }));
+  etcd.command("start").option("--name <lab>", LAB_HELP).action((o: { name?: string }) => guard(set, async () => { const { etcdStart } = await import("../lab/registry.ts"); await etcdStart(pickLab(o.name)); }));
   node.command("start-agent").argument("<node>").option("--name <lab>", LAB_HELP)
     .action((n: string, o: { name?: string }) => guard(set, () => agentStart(pickLab(o.name), n)));
 
   lab.command("install")
     .description("install gauze on a lab made with --no-cni (kubectl apply of the DaemonSet)")
     .option("--name <lab>", LAB_HELP)
-    .action((o: { name?: string }) => guard(set, async () => { const { labInstall } = await import("../lab/lab.ts"); await labInstall(pickLab(o.name), say(false)); }));
+    .action((o: { name?: string }) => guard(set, async () => { const { labInstall } = await import("../lab/install.ts"); await labInstall(pickLab(o.name), say(false)); }));
   lab.command("uninstall")
     .description("run gauze uninstall on every node (or --node): the nodes are left as before the install")
     .option("--name <lab>", LAB_HELP)
     .option("--node <node>", "only this node")
-    .action((o: { name?: string; node?: string }) => guard(set, async () => { const { labUninstall } = await import("../lab/lab.ts"); await labUninstall(pickLab(o.name), say(false), o.node); }));
+    .action((o: { name?: string; node?: string }) => guard(set, async () => { const { labUninstall } = await import("../lab/install.ts"); await labUninstall(pickLab(o.name), say(false), o.node); }));
 
   lab.command("exec")
     .description("run a command in a pod's or node's network namespace")

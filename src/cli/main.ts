@@ -2,21 +2,12 @@
 import { Command, Option } from "commander";
 import { GAUZE_VERSION } from "../version.ts";
 import { SPEC_VERSION, SUPPORTED_VERSIONS } from "../cni/version.ts";
+import { ETCD_FLAGS, STORE_FLAGS } from "../store/flags.ts";
 
-/** The subnet registry flags, shared by the agent and the lab's store helpers. */
+/** The subnet registry flags (store/flags.ts), shared by the agent, uninstall and the lab's store helpers. */
 function withStoreOptions(c: Command): Command {
-  return c
-    .option("--store <kind>", "subnet registry: file (embedded), etcd, or kube (the Kubernetes API)", "file")
-    .option("--store-dir <dir>", "directory of the file registry", "/var/lib/gauze/registry")
-    .option("--etcd-endpoints <urls>", "etcd client URLs, comma-separated")
-    .option("--etcd-prefix <prefix>", "etcd key prefix", "/gauze.dev/network")
-    .option("--etcd-cafile <file>", "CA to trust for etcd's certificate (default: the system's)")
-    .option("--etcd-certfile <file>", "client certificate for etcd (mutual TLS; with --etcd-keyfile)")
-    .option("--etcd-keyfile <file>", "client key for etcd")
-    .option("--etcd-username <name>", "etcd user (password authentication)")
-    .option("--etcd-password-file <file>", "file holding the etcd user's password")
-    .option("--kubeconfig <path>", "with --store kube: a kubeconfig (default: in-cluster)")
-    .option("--net-conf <path>", "with --store kube: the network config (flannel's net-conf.json)", "/etc/gauze/net-conf.json");
+  for (const d of STORE_FLAGS) c.option(d.flag, d.help, d.default);
+  return c;
 }
 
 export async function runCli(argv: string[]): Promise<number> {
@@ -108,7 +99,7 @@ export async function runCli(argv: string[]): Promise<number> {
         .option("--backend <type>", "vxlan or host-gw", "vxlan")
         .option("--image <ref>", "gauze's image (npm run image builds localhost/gauze:<version>)")
         .option("--store <kind>", "subnet registry: kube (the Kubernetes API) or etcd", "kube")
-        .option("--etcd-endpoints <urls>", "with --store etcd: etcd client URLs")
+        .option(ETCD_FLAGS[0]!.flag, `with --store etcd: ${ETCD_FLAGS[0]!.help}`)
         .option("--mtu <n>", "pod MTU (default: the underlay's minus the backend's overhead)")
         .option("--uninstall", "the DaemonSet that removes gauze from every node instead")
         .action(async (o: import("./deploy.ts").ManifestsCliOptions) => {
@@ -204,12 +195,13 @@ export async function runCli(argv: string[]): Promise<number> {
         .option("-o, --output <format>", "compact or json (JSON lines; field names in docs/observe.md)", "compact")
         .action(async (o: { name?: string; node?: string; host?: boolean; pod?: string; fromPod?: string; toPod?: string; protocol?: string; verdict?: string; last: string; follow?: boolean; output: string }) => {
           const { runObserve } = await import("../observe/observe.ts");
+          const { pickSource } = await import("./source.ts");
           try {
-            status = await runObserve({
-              ...(o.name ? { name: o.name } : {}), ...(o.node ? { node: o.node } : {}), ...(o.host ? { host: true } : {}), ...(o.pod ? { pod: o.pod } : {}),
+            status = await runObserve(await pickSource(o), {
+              ...(o.node ? { node: o.node } : {}), ...(o.pod ? { pod: o.pod } : {}),
               ...(o.fromPod ? { fromPod: o.fromPod } : {}), ...(o.toPod ? { toPod: o.toPod } : {}), ...(o.protocol ? { protocol: o.protocol as "icmp" } : {}),
               ...(o.verdict ? { verdict: o.verdict as "forwarded" } : {}), last: Number(o.last), follow: !!o.follow, output: o.output as "compact",
-            }, (l) => process.stdout.write(l + "\n"), (l) => process.stderr.write(`gauze observe: ${l}\n`));
+            }, (l: string) => process.stdout.write(l + "\n"), (l: string) => process.stderr.write(`gauze observe: ${l}\n`));
           } catch (e) {
             process.stderr.write(`gauze observe: ${(e as Error).message}\n`);
             status = 2;
@@ -228,8 +220,9 @@ export async function runCli(argv: string[]): Promise<number> {
         .option("--json", "JSON report")
         .action(async (from: string, to: string, o: { name?: string; protocol: string; port?: string; size: string; json?: boolean }) => {
           const { runTrace, formatTrace } = await import("../observe/trace.ts");
+          const { pickSource } = await import("./source.ts");
           try {
-            const r = await runTrace({ ...(o.name ? { name: o.name } : {}), from, to, protocol: o.protocol as "icmp", ...(o.port ? { port: Number(o.port) } : {}), size: Number(o.size) });
+            const r = await runTrace(await pickSource(o), { from, to, protocol: o.protocol as "icmp", ...(o.port ? { port: Number(o.port) } : {}), size: Number(o.size) });
             console.log(o.json ? JSON.stringify(r, null, 2) : formatTrace(r));
             status = r.replied ? 0 : 1;
           } catch (e) {
@@ -255,8 +248,9 @@ export async function runCli(argv: string[]): Promise<number> {
         .option("--bench <file.svg>", "also show this gauze lab bench chart (lab bench --plot)")
         .action(async (o: { name?: string; port: string; host: string; bench?: string }) => {
           const { serveUi } = await import("../ui/server.ts");
+          const { pickSource } = await import("./source.ts");
           try {
-            const ui = await serveUi({ ...(o.name ? { name: o.name } : {}), port: Number(o.port), host: o.host, ...(o.bench ? { benchSvg: o.bench } : {}) }, (l) => console.log(l));
+            const ui = await serveUi(await pickSource({ ...(o.name ? { name: o.name } : {}) }), { port: Number(o.port), host: o.host, ...(o.bench ? { benchSvg: o.bench } : {}) }, (l: string) => console.log(l));
             await new Promise<void>((resolve) => {
               const stop = () => { ui.close(); resolve(); };
               process.once("SIGINT", stop);
@@ -271,16 +265,16 @@ export async function runCli(argv: string[]): Promise<number> {
     ["store", () => {
       const store = program.command("store", { hidden: true }).description("(internal) subnet registry helpers the lab runs");
       withStoreOptions(store.command("init")).requiredOption("--network <cidr>", "pod network").option("--backend <type>", "vxlan or host-gw", "vxlan").option("--direct-routing", "vxlan's DirectRouting").option("--ipv6-network <cidr>", "dual-stack: EnableIPv6 with this IPv6Network").option("--wait <seconds>", "keep trying this long", "15")
-        .action(async (o: import("../store/open.ts").StoreFlags & { network: string; backend: string; directRouting?: boolean; wait: string }) => {
+        .action(async (o: import("../store/flags.ts").StoreFlags & { network: string; backend: string; directRouting?: boolean; wait: string }) => {
           const { storeInit } = await import("./store.ts");
           status = await storeInit(o);
         });
       withStoreOptions(store.command("release")).requiredOption("--node <name>", "node whose lease goes")
-        .action(async (o: import("../store/open.ts").StoreFlags & { node: string }) => {
+        .action(async (o: import("../store/flags.ts").StoreFlags & { node: string }) => {
           const { storeRelease } = await import("./store.ts");
           status = await storeRelease(o);
         });
-      withStoreOptions(store.command("leases")).action(async (o: import("../store/open.ts").StoreFlags) => {
+      withStoreOptions(store.command("leases")).action(async (o: import("../store/flags.ts").StoreFlags) => {
         const { storeLeases } = await import("./store.ts");
         status = await storeLeases(o);
       });

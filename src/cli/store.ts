@@ -1,6 +1,7 @@
 // Hidden helpers for the lab: write the network config, release a node's lease, list leases,
 // run from wherever the registry is reachable (for the lab's etcd: the underlay namespace).
-import { openRegistry, type StoreFlags } from "../store/open.ts";
+import { openRegistry } from "../store/open.ts";
+import type { StoreFlags } from "../store/flags.ts";
 import { FileRegistry } from "../store/file-registry.ts";
 import type { EtcdRegistry } from "../store/etcd-registry.ts";
 

@@ -2,6 +2,7 @@
 // inside the pod's namespace, the pod's addresses and routes set through a netlink socket opened
 // in that namespace: one process, no exec. Each side effect pushes its inverse onto an undo
 // list that is unwound if anything later fails.
+import { badName, isNamespaceName, isPodName } from "../util/text.ts";
 import type { CniEnv } from "./env.ts";
 import type { NetConf } from "./config.ts";
 import { CniCode, CniError } from "./errors.ts";
@@ -10,7 +11,7 @@ import { ipamAdd } from "./ipam.ts";
 import { dataplaneToCni } from "./dataplane-errors.ts";
 import { Rtnl, addMacvlan, delLink } from "../kernel/netlink/index.ts";
 import { openNetns } from "../kernel/netns.ts";
-import { closeFd } from "../kernel/files.ts";
+import { closeFd, writeFd } from "../kernel/files.ts";
 import { ensureSysctl } from "../kernel/sysctl.ts";
 import { ensureBridge, readBridge } from "../dataplane/bridge.ts";
 import { configurePod, createVeth, deleteVeth, hostVethName, randomMac, vethAlias } from "../dataplane/veth.ts";
@@ -18,7 +19,7 @@ import { addMasquerade, removeMasquerade } from "../dataplane/masquerade.ts";
 import { parseCIDR } from "../net/cidr.ts";
 import { faultPoint } from "./fault.ts";
 import { trace } from "./trace.ts";
-import { writePodRecord } from "./pod-record.ts";
+import { podRecordDir, writePodRecord } from "../node/pod-record.ts";
 
 const DEFAULT_MTU = 1500;
 
@@ -97,7 +98,7 @@ async function addWith(env: CniEnv, conf: NetConf, undo: Undo[], node: Rtnl, pod
     undo.push(() => removeMasquerade(conf.name, env.containerId));
   }
 
-  writePodRecord(conf, env, ips.map((i) => i.address), hostName);
+  recordPod(conf, env, ips.map((i) => i.address), hostName);
   const interfaces: CniInterface[] = [
     { name: conf.bridge, mac: bridge.mac, mtu: bridge.mtu },
     { name: hostName, mac: want.hostMac, mtu },
@@ -142,7 +143,7 @@ async function addMacvlanPod(env: CniEnv, conf: NetConf, undo: Undo[], node: Rtn
   noDadOnPod(env, ips);
   const podLink = configurePod(pod, env.ifname, ips, routes);
   faultPoint("after-pod");
-  writePodRecord(conf, env, ips.map((i) => i.address));
+  recordPod(conf, env, ips.map((i) => i.address));
   return {
     cniVersion: conf.cniVersion,
     interfaces: [{ name: env.ifname, mac: podLink.mac, mtu, sandbox: env.netns }],
@@ -177,4 +178,22 @@ function podRoutes(conf: NetConf, ipamRoutes: CniRoute[], ips: { address: string
     }
   }
   return routes;
+}
+
+/**
+ * The pod record the node's agent names flows by (only where an agent manages the node). The
+ * pod's name and namespace come from the runtime: input, kept only when Kubernetes would accept
+ * them (a name with a newline or an escape code would reach every terminal that shows a flow).
+ */
+function recordPod(conf: NetConf, env: CniEnv, ips: string[], hostIface?: string): void {
+  if (!conf.agentManaged) return; // no agent here to read it
+  const { podName, podNamespace } = env.args;
+  const bad = [podName !== undefined && !isPodName(podName) ? badName("K8S_POD_NAME", podName) : undefined,
+    podNamespace !== undefined && !isNamespaceName(podNamespace) ? badName("K8S_POD_NAMESPACE", podNamespace) : undefined].filter((x): x is string => !!x);
+  if (bad.length) writeFd(2, `gauze: ${bad.join("; ")}: the pod is recorded without its name (its flows show addresses)\n`);
+  const named = bad.length === 0 && podName !== undefined;
+  writePodRecord(podRecordDir(conf.subnetFile), {
+    ...(named ? { pod: podName } : {}), ...(named && podNamespace ? { namespace: podNamespace } : {}),
+    containerId: env.containerId, ifname: env.ifname, netns: env.netns, ips, ...(hostIface ? { hostIface } : {}),
+  });
 }

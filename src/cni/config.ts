@@ -4,7 +4,7 @@
 import { CniCode, CniError } from "./errors.ts";
 import { requireSupportedVersion } from "./version.ts";
 import { type CniDNS, type CniResult, type CniRoute, parseResult } from "./result.ts";
-import { DEFAULT_SUBNET_FILE, SubnetFileError, readSubnetFile } from "./subnet-file.ts";
+import { DEFAULT_SUBNET_FILE, SubnetFileError, readSubnetFile } from "../node/subnet-file.ts";
 import type { CniEnv } from "./env.ts";
 import { validateIfname } from "./env.ts";
 import { type IP, addToIP, formatIP, formatPrefix, parseCIDR, parseIP } from "../net/cidr.ts";

@@ -5,7 +5,7 @@ import type { CniEnv } from "./env.ts";
 import type { NetConf } from "./config.ts";
 import { CniCode, CniError } from "./errors.ts";
 import { ipamDel } from "./ipam.ts";
-import { removePodRecord } from "./pod-record.ts";
+import { podRecordDir, removePodRecord } from "../node/pod-record.ts";
 import { delLink, withRtnl } from "../kernel/netlink/index.ts";
 import { statPath } from "../kernel/files.ts";
 import { deleteVeth, hostVethName } from "../dataplane/veth.ts";
@@ -42,7 +42,7 @@ export async function cmdDel(env: CniEnv, conf: NetConf): Promise<void> {
       problems.push(`removing masquerade rules: ${(e as Error).message}`);
     }
   }
-  removePodRecord(conf, env);
+  if (conf.agentManaged) removePodRecord(podRecordDir(conf.subnetFile), env.containerId, env.ifname);
   if (problems.length) {
     throw new CniError(CniCode.IoFailure, `DEL ${env.containerId}/${env.ifname} incomplete: ${problems.join("; ")}`, "DEL is safe to retry");
   }

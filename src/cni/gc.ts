@@ -8,7 +8,7 @@ import { attachmentKey, ipamGc } from "./ipam.ts";
 import { withRtnl } from "../kernel/netlink/index.ts";
 import { HOST_VETH_PREFIX, deleteVeth, hostVethName, vethNetwork } from "../dataplane/veth.ts";
 import { masqueradedContainers, removeMasquerade } from "../dataplane/masquerade.ts";
-import { gcPodRecords } from "./pod-record.ts";
+import { gcPodRecords, podRecordDir } from "../node/pod-record.ts";
 
 export interface GcReport {
   releasedAddresses: string[];
@@ -31,7 +31,7 @@ export async function cmdGc(env: CniEnv, conf: NetConf): Promise<GcReport> {
     const stale = nl.links(bridge).filter((p) => p.name.startsWith(HOST_VETH_PREFIX) && vethNetwork(p.alias) === conf.name && !keepVeths.has(p.name));
     return stale.map((p) => p.name).filter((n) => deleteVeth(nl, n));
   });
-  gcPodRecords(conf, new Set(valid.map((a) => `${a.containerId}-${a.ifname}`)));
+  if (conf.agentManaged) gcPodRecords(podRecordDir(conf.subnetFile), new Set(valid.map((a) => `${a.containerId}-${a.ifname}`)));
   if (conf.ipMasq) {
     const keep = new Set(valid.map((a) => a.containerId));
     for (const id of masqueradedContainers(conf.name)) if (!keep.has(id)) removeMasquerade(conf.name, id);

@@ -12,6 +12,7 @@
 // - RBAC exactly what the kube store does: nodes get/list/watch, nodes/status patch;
 // - the agent never removes the conflist, the plugin or the dataplane when it stops, so pods keep
 //   starting and running through a rolling update; only the uninstall manifest removes them.
+import type { EtcdFlags } from "../store/flags.ts";
 import { parseAllDocuments, stringify } from "yaml";
 import { GAUZE_VERSION } from "../version.ts";
 import { parseCIDR } from "../net/cidr.ts";
@@ -30,7 +31,7 @@ export interface ManifestOptions {
   backend: string;
   image: string;
   store: "kube" | "etcd";
-  etcdEndpoints?: string;
+  etcdEndpoints?: EtcdFlags["etcdEndpoints"];
   mtu?: number;
   /** The uninstall DaemonSet instead of the agent's. */
   uninstall?: boolean;

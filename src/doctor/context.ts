@@ -3,9 +3,9 @@
 // netlink and iptables all show that node.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { nodePaths, type NodePaths } from "../agent/node-files.ts";
-import type { AgentStatus } from "../agent/agent.ts";
-import { type NetworkList, loadNetwork } from "../cni/conf-dir.ts";
+import { nodePaths, type NodePaths } from "../node/paths.ts";
+import type { AgentStatus } from "../agent/status.ts";
+import { type NetworkList, loadNetwork } from "../node/conf-dir.ts";
 import type { Rtnl } from "../kernel/netlink/index.ts";
 
 export interface DoctorContext {
@@ -14,9 +14,11 @@ export interface DoctorContext {
   root: string;
   paths: NodePaths;
   binDir: string;
-  /** The lab and node, when doctoring a lab node (lets --fix restart its agent). */
+  /** The lab and node, when doctoring a lab node. */
   lab?: string;
   node?: string;
+  /** Where the caller knows how (a lab node): starts the node's agent again, for --fix. */
+  restartAgent?: () => Promise<string>;
   agent?: AgentStatus;
   network?: NetworkList;
   networkError?: string;
@@ -25,7 +27,15 @@ export interface DoctorContext {
   kubeconfig?: string;
 }
 
-export function gatherContext(o: { root: string; lab?: string; node?: string; kubeconfig?: string }, nl: Rtnl): DoctorContext {
+export interface DoctorOptions {
+  root: string;
+  lab?: string;
+  node?: string;
+  kubeconfig?: string;
+  restartAgent?: () => Promise<string>;
+}
+
+export function gatherContext(o: DoctorOptions, nl: Rtnl): DoctorContext {
   const paths = nodePaths(o.root);
   let agent: AgentStatus | undefined;
   try {
@@ -33,7 +43,7 @@ export function gatherContext(o: { root: string; lab?: string; node?: string; ku
   } catch {
     // no agent report
   }
-  const ctx: DoctorContext = { nl, root: o.root, paths, ...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}), binDir: join(o.root || "/", "opt/cni/bin"), ...(o.lab ? { lab: o.lab } : {}), ...(o.node ? { node: o.node } : {}), ...(agent ? { agent } : {}),
+  const ctx: DoctorContext = { nl, root: o.root, paths, ...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}), binDir: join(o.root || "/", "opt/cni/bin"), ...(o.lab ? { lab: o.lab } : {}), ...(o.node ? { node: o.node } : {}), ...(o.restartAgent ? { restartAgent: o.restartAgent } : {}), ...(agent ? { agent } : {}),
     healthUrl: `http://127.0.0.1:${(agent?.healthAddr ?? "127.0.0.1:9317").split(":").pop()}` };
   try {
     ctx.network = loadNetwork(paths.confDir);

@@ -1,7 +1,8 @@
 // Runs every check, applies the safe repairs with --fix (then checks again), and reports:
 // grouped lines for people (coloured on a terminal, the fix under each problem) or JSON.
+import { printable } from "../util/text.ts";
 import type { Check, CheckResult } from "./check.ts";
-import { type DoctorContext, gatherContext } from "./context.ts";
+import { type DoctorContext, type DoctorOptions, gatherContext } from "./context.ts";
 import { kernelChecks } from "./checks/kernel.ts";
 import { cniChecks } from "./checks/cni.ts";
 import { agentChecks } from "./checks/agent.ts";
@@ -41,7 +42,7 @@ async function runAll(ctx: DoctorContext): Promise<{ results: CheckResult[]; rep
   return { results, repairs };
 }
 
-export async function runDoctor(o: { root: string; lab?: string; node?: string; kubeconfig?: string; fix: boolean }): Promise<DoctorReport> {
+export async function runDoctor(o: DoctorOptions & { fix: boolean }): Promise<DoctorReport> {
   const t0 = performance.now();
   const nl = Rtnl.open();
   try {
@@ -51,7 +52,7 @@ export async function runDoctor(o: { root: string; lab?: string; node?: string; 
   }
 }
 
-async function doctorWith(o: { root: string; lab?: string; node?: string; kubeconfig?: string; fix: boolean }, nl: Rtnl, t0: number): Promise<DoctorReport> {
+async function doctorWith(o: DoctorOptions & { fix: boolean }, nl: Rtnl, t0: number): Promise<DoctorReport> {
   let ctx = gatherContext(o, nl);
   let { results, repairs } = await runAll(ctx);
   const fixed: string[] = [];
@@ -91,12 +92,14 @@ export function formatReport(r: DoctorReport, color: boolean): string {
       out.push("", `${group}`);
     }
     const mark = color ? `${COLOR[c.status]}${MARK[c.status]}\x1b[0m` : MARK[c.status];
-    out.push(`  ${mark} ${c.id.padEnd(26)} ${c.status === "ok" || c.status === "skip" ? c.evidence[0] ?? c.title : c.title}`);
+    // Evidence quotes what the node, a log or an API said: its control characters made visible
+    // (the colour codes are doctor's own, added around it).
+    out.push(`  ${mark} ${c.id.padEnd(26)} ${printable(c.status === "ok" || c.status === "skip" ? c.evidence[0] ?? c.title : c.title)}`);
     if (c.status === "fail" || c.status === "warn") {
-      for (const e of c.evidence) out.push(`      ${e}`);
-      if (c.fix) out.push(`      fix: ${c.fix}`);
+      for (const e of c.evidence) out.push(`      ${printable(e)}`);
+      if (c.fix) out.push(`      fix: ${printable(c.fix)}`);
     }
-    if (c.fixed) out.push(`      fixed: ${c.fixed}`);
+    if (c.fixed) out.push(`      fixed: ${printable(c.fixed)}`);
   }
   const counts = (s: keyof typeof MARK) => r.checks.filter((c) => c.status === s).length;
   out.push("", `${counts("fail")} failed, ${counts("warn")} warnings, ${counts("ok")} ok, ${counts("skip")} skipped in ${r.ms} ms${r.fixed.length ? `; fixed: ${r.fixed.length}` : ""}`);

@@ -11,7 +11,7 @@ export class FileError extends Error {
   }
 }
 
-const O_RDONLY = 0, O_WRONLY = 1, O_CREAT = 0o100, O_EXCL = 0o200, O_TRUNC = 0o1000, O_APPEND = 0o2000, O_NOFOLLOW = 0o400000, O_CLOEXEC = 0o2000000;
+const O_RDONLY = 0, O_WRONLY = 1, O_CREAT = 0o100, O_EXCL = 0o200, O_TRUNC = 0o1000, O_APPEND = 0o2000, O_NOFOLLOW = 0o400000, O_DIRECTORY = 0o200000, O_CLOEXEC = 0o2000000;
 const AT_FDCWD = -100, AT_SYMLINK_NOFOLLOW = 0x100, STATX_BASIC_STATS = 0x7ff;
 const S_IFMT = 0o170000, S_IFDIR = 0o040000, S_IFLNK = 0o120000;
 const LOCK_EX = 2, LOCK_UN = 8;
@@ -204,6 +204,27 @@ export function writeText(path: string, text: string, opts: { append?: boolean; 
   }
 }
 
+/**
+ * Writes a file whole, atomically: a fresh temp name beside it, created exclusively and never
+ * through a symlink (O_EXCL | O_NOFOLLOW: nobody can plant one there for us to write through),
+ * then rename(2), which replaces whatever is at `path` (a symlink included) rather than
+ * following it. Readers see the old file or the new one, never half of one. The temp name ends
+ * in ".tmp-<pid>": never *.conf or *.conflist, so a runtime scanning net.d cannot load it half-written.
+ */
+export function writeAtomic(path: string, text: string, mode = 0o644): void {
+  const c = C ?? (C = libc());
+  const slash = path.lastIndexOf("/");
+  if (slash > 0) makeDirs(path.slice(0, slash));
+  const tmp = `${path}.tmp-${process.pid}`;
+  c.unlink(enc.encode(tmp + "\0")); // a temp file left by a killed writer with our PID
+  writeText(tmp, text, { exclusive: true, mode });
+  if (c.rename(enc.encode(tmp + "\0"), enc.encode(path + "\0")) !== 0) {
+    const err = c.errno();
+    c.unlink(enc.encode(tmp + "\0"));
+    throw new FileError(errnoName(err), path, "rename");
+  }
+}
+
 /** link(2): creates `newPath` for `existing`; false when `newPath` already exists. */
 export function linkFile(existing: string, newPath: string): boolean {
   const c = C ?? (C = libc());
@@ -283,14 +304,18 @@ export interface FileLock {
 }
 
 /**
- * An exclusive flock(2) on `path`: the lock the reference host-local plugin takes on
- * <dataDir>/<network>/lock. The kernel drops it when the process dies, so a SIGKILLed ADD
- * cannot leave the store locked. Blocking, like host-local (others hold it for milliseconds).
+ * An exclusive flock(2) on a directory that exists and is never removed (e.g. /var/lib): a lock
+ * for state whose own directory comes and goes with it (the lab's host state).
  */
-export function lockFile(path: string): FileLock {
+export function lockDir(path: string): FileLock {
   const c = C ?? (C = libc());
-  const fd = c.open(enc.encode(path + "\0"), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644);
+  const fd = c.open(enc.encode(path + "\0"), O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
   if (fd < 0) fail(c, path, "open");
+  return flockHeld(c, fd, path);
+}
+
+/** Waits for the exclusive lock on an open descriptor; the lock owns the descriptor. */
+function flockHeld(c: Libc, fd: number, path: string): FileLock {
   while (c.flock(fd, LOCK_EX) !== 0) {
     if (c.errno() !== EINTR) {
       c.close(fd);
@@ -306,4 +331,16 @@ export function lockFile(path: string): FileLock {
       c.close(fd);
     },
   };
+}
+
+/**
+ * An exclusive flock(2) on `path`: the lock the reference host-local plugin takes on
+ * <dataDir>/<network>/lock. The kernel drops it when the process dies, so a SIGKILLed ADD
+ * cannot leave the store locked. Blocking, like host-local (others hold it for milliseconds).
+ */
+export function lockFile(path: string): FileLock {
+  const c = C ?? (C = libc());
+  const fd = c.open(enc.encode(path + "\0"), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644);
+  if (fd < 0) fail(c, path, "open");
+  return flockHeld(c, fd, path);
 }

@@ -11,6 +11,7 @@ export interface Libc {
   write(fd: number, buf: Uint8Array, n: number): number;
   link(a: Uint8Array, b: Uint8Array): number;
   unlink(p: Uint8Array): number;
+  rename(from: Uint8Array, to: Uint8Array): number;
   mkdir(p: Uint8Array, mode: number): number;
   access(p: Uint8Array, mode: number): number;
   flock(fd: number, op: number): number;
@@ -77,6 +78,7 @@ function bind(): Libc {
     write: { args: [T.i32, T.ptr, T.u64], returns: T.i32 },
     link: { args: [T.ptr, T.ptr], returns: T.i32 },
     unlink: { args: [T.ptr], returns: T.i32 },
+    rename: { args: [T.ptr, T.ptr], returns: T.i32 },
     mkdir: { args: [T.ptr, T.i32], returns: T.i32 },
     access: { args: [T.ptr, T.i32], returns: T.i32 },
     flock: { args: [T.i32, T.i32], returns: T.i32 },
@@ -116,6 +118,7 @@ function bind(): Libc {
     write: f.write as Libc["write"],
     link: f.link as Libc["link"],
     unlink: f.unlink as Libc["unlink"],
+    rename: f.rename as Libc["rename"],
     mkdir: f.mkdir as Libc["mkdir"],
     access: f.access as Libc["access"],
     flock: f.flock as Libc["flock"],

@@ -3,6 +3,15 @@
 // so it is born there, without an nsenter process in between. Bun.spawnSync costs about 1 ms.
 import { inNetns } from "./netns.ts";
 
+/**
+ * The gauze executable itself, for the commands gauze runs of its own (agents, doctor inside a
+ * node, helpers inside pods): the compiled executable is process.execPath; tests of the sources
+ * under another runtime name it with GAUZE_BIN.
+ */
+export function gauzeExecutable(): string {
+  return process.env.GAUZE_BIN ?? process.execPath;
+}
+
 export interface SpawnResult {
   status: number;
   stdout: string;
@@ -54,9 +63,30 @@ export function startDetached(argv: readonly string[], logFd: number, opts: Omit
   return p.pid;
 }
 
-/** Starts argv with piped stdout and stderr (node's ChildProcess, for streaming readers such as live capture). */
-export function startPiped(argv: readonly string[], opts: Omit<SpawnOptions, "input"> = {}): import("node:child_process").ChildProcessByStdio<null, import("node:stream").Readable, import("node:stream").Readable> {
+/** A child started with piped stdout and stderr (node's ChildProcess). */
+export type PipedChild = import("node:child_process").ChildProcessByStdio<null, import("node:stream").Readable, import("node:stream").Readable>;
+
+/** Starts argv with piped stdout and stderr (for streaming readers such as live capture). */
+export function startPiped(argv: readonly string[], opts: Omit<SpawnOptions, "input"> = {}): PipedChild {
   // Loaded on use: node:child_process costs start-up time the plugin must not pay.
   const cp = (process as unknown as { getBuiltinModule(id: "node:child_process"): typeof import("node:child_process") }).getBuiltinModule("node:child_process");
   return here(opts.netns, () => cp.spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", "pipe", "pipe"], env: (opts.env ?? process.env) as NodeJS.ProcessEnv }));
+}
+
+/**
+ * Runs argv to its end without blocking the caller's event loop (a server answering others
+ * meanwhile); past `timeoutMs` the process is killed and the result says so (status 124, as
+ * timeout(1) reports). Output is kept up to `maxBytes` per stream.
+ */
+export function runAsync(argv: readonly string[], opts: Omit<SpawnOptions, "input"> & { timeoutMs: number; maxBytes?: number }): Promise<SpawnResult & { timedOut: boolean }> {
+  const max = opts.maxBytes ?? 4 << 20;
+  return new Promise((resolve) => {
+    const child = startPiped(argv, opts);
+    let stdout = "", stderr = "", timedOut = false;
+    child.stdout.on("data", (d: Buffer) => { if (stdout.length < max) stdout += d.toString(); });
+    child.stderr.on("data", (d: Buffer) => { if (stderr.length < max) stderr += d.toString(); });
+    const timer = setTimeout(() => { timedOut = true; child.kill("SIGKILL"); }, opts.timeoutMs);
+    child.on("close", (code) => { clearTimeout(timer); resolve({ status: timedOut ? 124 : code ?? 1, stdout, stderr, timedOut }); });
+    child.on("error", (e) => { clearTimeout(timer); resolve({ status: 127, stdout, stderr: e.message, timedOut }); });
+  });
 }

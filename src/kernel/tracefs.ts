@@ -7,6 +7,7 @@
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, readSync, rmdirSync, writeFileSync, constants } from "node:fs";
 import { join } from "node:path";
 import { libc } from "./libc.ts";
+import { TRACEFS } from "./pseudofs.ts";
 
 export interface DropEvent {
   /** Wall-clock nanoseconds since the epoch (converted from the tracer's monotonic clock). */
@@ -36,8 +37,8 @@ export function isEndpointReason(reason: string): boolean {
 }
 
 export function tracefsRoot(): string {
-  for (const d of ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]) if (existsSync(join(d, "instances"))) return d;
-  throw new TracefsError("tracefs is not mounted: mount -t tracefs nodev /sys/kernel/tracing (a DaemonSet mounts the host's /sys/kernel/tracing)");
+  for (const d of [TRACEFS.path, ...TRACEFS.alsoAt]) if (existsSync(join(d, "instances"))) return d;
+  throw new TracefsError(`tracefs is not mounted at ${TRACEFS.path}: ${TRACEFS.fix} (a DaemonSet mounts the host's ${TRACEFS.path})`);
 }
 
 /** This kernel's drop reasons, number to name, from the tracepoint's own format file. */

@@ -2,12 +2,15 @@
 // nodes NotReady without a CNI, gauze installed, pods on two nodes, ping and HTTP across nodes,
 // and the VXLAN packet-in-packet captured on the wire and decoded with its 50 bytes of overhead.
 import { captureDuring } from "./wire.ts";
-import { runSync } from "../kernel/spawn.ts";
+import { gauzeExecutable, runSync } from "../kernel/spawn.ts";
 import { parseCIDR, prefixContains } from "../net/cidr.ts";
-import { agentStatus, installCni, labDown, labUp, nodeView, podRun, waitServing } from "./lab.ts";
-import { NOT_INITIALIZED } from "../cni/conf-dir.ts";
+import { labDown, labUp } from "./lab.ts";
+import { agentStatus } from "./agents.ts";
+import { installCni } from "./install.ts";
+import { podRun, waitServing } from "./pods.ts";
+import { nodeView } from "./view.ts";
+import { NOT_INITIALIZED } from "../node/conf-dir.ts";
 import { loadLab, labExists } from "./state.ts";
-import { gauzeExecutable } from "./processes.ts";
 
 interface Step {
   step: number;

@@ -7,13 +7,14 @@ import { netnsPath } from "../kernel/netns.ts";
 import { ensureSysctl } from "../kernel/sysctl.ts";
 import { iptables } from "../kernel/iptables.ts";
 import { replaceFdb, setLink, withRtnl } from "../kernel/netlink/index.ts";
-import { CONFLIST_NAME } from "../agent/node-files.ts";
+import { CONFLIST_NAME } from "../node/paths.ts";
 import { ensureMasquerade } from "../agent/masquerade.ts";
-import { type LabNode, type LabState, findNode, labDir, withLab } from "./state.ts";
-import { agentStatus, startAgent } from "./lab.ts";
-import { gauzeExecutable, isOurProcess, stopProcess } from "./processes.ts";
+import { type Fault, type FaultRecord, type LabNode, type LabState, findNode, labDir, withLab } from "./state.ts";
+import { agentStatus, startAgent } from "./agents.ts";
+import { isOurProcess, stopProcess } from "./processes.ts";
+import { gauzeExecutable } from "../kernel/spawn.ts";
 
-export const FAULTS = {
+export const FAULTS: Record<Fault, string> = {
   "no-br-netfilter": "bridge-nf-call-iptables off (stands in for a missing br_netfilter module, which this kernel has built in)",
   "no-cni-config": "the conflist is gone from net.d",
   "missing-plugin": "the gauze plugin is gone from the CNI bin dir",
@@ -23,14 +24,7 @@ export const FAULTS = {
   "agent-down": "the agent is killed",
   "forward-drop": "FORWARD policy DROP without gauze's accept chain (what Docker does)",
   "vxlan-port-blocked": "the node drops UDP 8472 in INPUT (a firewall or security group)",
-} as const;
-export type Fault = keyof typeof FAULTS;
-
-export interface FaultRecord {
-  fault: Fault;
-  node: string;
-  detail?: Record<string, string>;
-}
+};
 
 const BREAK_COMMENT = "gauze-lab-break";
 

@@ -3,12 +3,7 @@
 // checking the PID still runs a gauze executable, so a recycled PID is never hit).
 import { closeSync, mkdirSync, openSync, readFileSync } from "node:fs";
 import { dirname } from "node:path";
-import { startDetached } from "../kernel/spawn.ts";
-
-export function gauzeExecutable(): string {
-  // The compiled executable is process.execPath; under node (tests of the sources) it is not.
-  return process.env.GAUZE_BIN ?? process.execPath;
-}
+import { gauzeExecutable, startDetached } from "../kernel/spawn.ts";
 
 export function spawnInNetns(netnsPath: string, argv: string[], logFile: string): number {
   mkdirSync(dirname(logFile), { recursive: true });

@@ -4,9 +4,11 @@
 // kubelet's runtime sets, caches each ADD result for DEL and CHECK, and reports
 // NetworkReady=false with the message Kubernetes users see when there is no config.
 import { accessSync, constants, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { type NetworkList, loadNetwork as loadConfDir } from "../cni/conf-dir.ts";
+import { type NetworkList, loadNetwork as loadConfDir } from "../node/conf-dir.ts";
 import { join } from "node:path";
 import { runSync } from "../kernel/spawn.ts";
+import { netnsPath } from "../kernel/netns.ts";
+import type { LabNode } from "./state.ts";
 
 export interface NodeRuntime {
   nodeNetns: string;
@@ -31,6 +33,11 @@ function underRoot(conf: Record<string, unknown>, root: string): Record<string, 
   }
   if (conf.ipam && typeof conf.ipam === "object") out.ipam = underRoot(conf.ipam as Record<string, unknown>, root);
   return out;
+}
+
+/** A lab node's runtime: its namespace, net.d, bin dir and result cache (manifest mode: host paths under its tree). */
+export function runtimeFor(n: LabNode): NodeRuntime {
+  return { nodeNetns: netnsPath(n.netns), confDir: join(n.root, "etc/cni/net.d"), binDir: join(n.root, "opt/cni/bin"), cacheDir: join(n.root, "var/lib/cni/results"), ...(n.hostPaths ? { hostRoot: n.root } : {}) };
 }
 
 export class RuntimeError extends Error {}

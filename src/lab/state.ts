@@ -1,9 +1,11 @@
 // A lab's state on disk: /var/lib/gauze/lab/<name>/lab.json (nodes, pods, processes), the node
 // trees under nodes/<node>/, the embedded subnet registry under registry/. Changes happen under
-// a flock on the lab's lock file, so lab commands may run side by side.
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, writeFileSync } from "node:fs";
+// a flock on the lab's lock file, so lab commands may run side by side. The types every lab
+// module shares live here, so that no two lab modules need each other for a type.
+import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
-import { lockFile } from "../kernel/files.ts";
+import { lockFile, writeAtomic } from "../kernel/files.ts";
+import type { EtcdAuthFlags } from "../store/flags.ts";
 
 export const LAB_HOME = "/var/lib/gauze/lab";
 
@@ -73,7 +75,7 @@ export interface LabState {
   podCidr6?: string;
   registryDir: string;
   /** Where leases live: the embedded file registry, or etcd (the lab's own in the underlay namespace, or given). */
-  store: { kind: "file" | "etcd" | "kube"; endpoints?: string; etcdPid?: number; etcdDir?: string; tls?: { cafile?: string; certfile?: string; keyfile?: string; username?: string; passwordFile?: string } };
+  store: { kind: "file" | "etcd" | "kube"; endpoints?: string; etcdPid?: number; etcdDir?: string; etcdAuth?: EtcdAuthFlags };
   cniInstalled: boolean;
   nodes: LabNode[];
   pods: LabPod[];
@@ -83,8 +85,40 @@ export interface LabState {
   /** Manifest mode: the lab's API server process. */
   kube?: { apiPid?: number };
   /** Faults injected by `gauze lab break`, undone by `gauze lab fix`. */
-  faults?: import("./faults.ts").FaultRecord[];
+  faults?: FaultRecord[];
 }
+
+/** The failures `gauze lab break` injects (faults.ts says what each does and how it is undone). */
+export type Fault = "no-br-netfilter" | "no-cni-config" | "missing-plugin" | "ip-forward-off" | "mtu-mismatch" | "stale-fdb" | "agent-down" | "forward-drop" | "vxlan-port-blocked";
+
+export interface FaultRecord {
+  fault: Fault;
+  node: string;
+  detail?: Record<string, string>;
+}
+
+/** Long lab steps report as they go (one line each, to stderr in the CLI). */
+export type Progress = (line: string) => void;
+
+/** The backends a lab runs: vxlan-direct is vxlan with DirectRouting. */
+export type LabBackend = "vxlan" | "host-gw" | "vxlan-direct" | "macvlan" | "wireguard";
+export const LAB_BACKENDS: readonly LabBackend[] = ["vxlan", "host-gw", "vxlan-direct", "macvlan", "wireguard"];
+
+/** The network config's Backend block for a lab backend. */
+export function backendBlock(b: string): { Type: string; DirectRouting?: boolean } {
+  return b === "vxlan-direct" ? { Type: "vxlan", DirectRouting: true } : { Type: b };
+}
+
+/** The lab's underlay: kind's network, with the underlay namespace's bridge as its gateway. */
+export const UNDERLAY_CIDR = "172.18.0.0/16";
+export const UNDERLAY_GW = "172.18.0.1";
+/** Where every lab agent's /healthz, /readyz and /metrics listen, inside its node's namespace. */
+export const AGENT_PORT = 9317;
+/** macvlan pods live on the underlay itself: their addresses come from its upper half, which no node uses. */
+export const MACVLAN_POD_CIDR = "172.18.128.0/17";
+/** Dual-stack labs: the IPv6 pod network (one /64 per node, same index as its IPv4 /24) and the IPv6 underlay (ULA, inside the lab's namespaces only). */
+export const LAB_POD_CIDR6 = "fd47:10:244::/56";
+export const UNDERLAY6 = "fd47:172:18";
 
 const NAME = /^[a-z0-9]([a-z0-9-]{0,18}[a-z0-9])?$/;
 
@@ -136,11 +170,7 @@ export function loadLab(name: string): LabState {
 }
 
 export function saveLab(s: LabState): void {
-  const dir = labDir(s.name);
-  mkdirSync(dir, { recursive: true });
-  const tmp = join(dir, `lab.json.tmp-${process.pid}`);
-  writeFileSync(tmp, JSON.stringify(s, null, 2) + "\n");
-  renameSync(tmp, join(dir, "lab.json"));
+  writeAtomic(join(labDir(s.name), "lab.json"), JSON.stringify(s, null, 2) + "\n");
 }
 
 export function listLabs(): string[] {

@@ -1,27 +1,11 @@
 // The relay: every node's agent API (a unix socket in the node's /run/gauze), asked in parallel
 // and merged. A node whose agent does not answer is named and left out; it never holds up the
 // others (each request has a deadline; a live stream that ends is reported and the rest go on).
+// Which nodes there are and where their agents listen comes from a source (source.ts).
 import { request } from "node:http";
 import { existsSync } from "node:fs";
-import type { FlowEvent, Sighting } from "../agent/flows.ts";
-import { nodePaths } from "../agent/node-files.ts";
-import { findNode, loadLab, pickLab } from "../lab/state.ts";
-
-export interface NodeSource {
-  node: string;
-  socket: string;
-}
-
-/** A lab's nodes (all, or the one named), or this host's own agent. */
-export function sources(o: { name?: string; node?: string; host?: boolean }): NodeSource[] {
-  if (o.host) {
-    const socket = nodePaths("").apiSocket;
-    return [{ node: "this host", socket }];
-  }
-  const s = loadLab(pickLab(o.name));
-  const nodes = o.node ? [findNode(s, o.node)] : s.nodes;
-  return nodes.map((n) => ({ node: n.name, socket: nodePaths(n.root).apiSocket }));
-}
+import type { FlowEvent, Sighting } from "../agent/flow-types.ts";
+import type { AgentEndpoint } from "./source.ts";
 
 export class AgentUnreachable extends Error {
   constructor(readonly node: string, why: string) {
@@ -30,14 +14,14 @@ export class AgentUnreachable extends Error {
   }
 }
 
-function why(src: NodeSource, e: Error & { code?: string }): string {
+function why(src: AgentEndpoint, e: Error & { code?: string }): string {
   if (!existsSync(src.socket) || e.code === "ENOENT") return `no API socket at ${src.socket}: the agent is not running (gauze lab node start-agent, or check the DaemonSet)`;
   if (e.code === "ECONNREFUSED") return "its API socket refuses connections: the agent has stopped";
   return e.message;
 }
 
 /** One GET; the body as text. */
-export function get(src: NodeSource, path: string, timeoutMs = 2000): Promise<string> {
+export function get(src: AgentEndpoint, path: string, timeoutMs = 2000): Promise<string> {
   return new Promise((resolve, reject) => {
     const req = request({ socketPath: src.socket, path, method: "GET", timeout: timeoutMs }, (res) => {
       let body = "";
@@ -54,7 +38,7 @@ export function get(src: NodeSource, path: string, timeoutMs = 2000): Promise<st
 export type StreamItem = { node: string; event: FlowEvent } | { node: string; lost: number } | { node: string; ended: string };
 
 /** Live NDJSON from one node; calls back per line; resolves when the stream ends (or is cut). */
-export function follow(src: NodeSource, path: string, onItem: (i: StreamItem) => void): { done: Promise<void>; stop: () => void } {
+export function follow(src: AgentEndpoint, path: string, onItem: (i: StreamItem) => void): { done: Promise<void>; stop: () => void } {
   let stopped = false;
   const req = request({ socketPath: src.socket, path, method: "GET" });
   const done = new Promise<void>((resolve) => {
@@ -86,7 +70,7 @@ export function follow(src: NodeSource, path: string, onItem: (i: StreamItem) =>
 }
 
 /** Every node's pods by address, merged (names of pods elsewhere come from their own node). */
-export async function podNames(srcs: NodeSource[]): Promise<Map<string, { pod: string; node: string }>> {
+export async function podNames(srcs: AgentEndpoint[]): Promise<Map<string, { pod: string; node: string }>> {
   const out = new Map<string, { pod: string; node: string }>();
   await Promise.all(srcs.map(async (s) => {
     try {
@@ -98,7 +82,7 @@ export async function podNames(srcs: NodeSource[]): Promise<Map<string, { pod: s
   return out;
 }
 
-export async function sightings(src: NodeSource, q: Record<string, string | number | undefined>): Promise<Sighting[]> {
+export async function sightings(src: AgentEndpoint, q: Record<string, string | number | undefined>): Promise<Sighting[]> {
   const qs = Object.entries(q).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${encodeURIComponent(String(v))}`).join("&");
   return JSON.parse(await get(src, `/v1/sightings?${qs}`)) as Sighting[];
 }

@@ -1,7 +1,8 @@
 // Flow events as people read them: Hubble's compact line (time, node, source -> destination,
 // what, where, verdict) with what Hubble leaves to JSON printed too: the tunnel, its outer
 // addresses and the bytes it adds. Filters as `gauze observe` takes them.
-import type { FlowEvent } from "../agent/flows.ts";
+import type { FlowEvent } from "../agent/flow-types.ts";
+import { printable } from "../util/text.ts";
 
 export interface FlowFilter {
   /** Pod name (namespace/ prefix optional), either end; from-/to- one end. */
@@ -55,5 +56,6 @@ function what(e: FlowEvent): string {
 export function compact(e: FlowEvent): string {
   const verdict = e.verdict === "dropped" ? `DROPPED (${e.dropReason ?? "?"}${e.dropLocation ? ` in ${e.dropLocation.replace(/\+0x.*$/, "")}` : ""})` : "FORWARDED";
   const tunnel = e.tunnel ? `  vxlan vni ${e.tunnel.vni} ${e.tunnel.outer.source} -> ${e.tunnel.outer.destination}, outer ${e.tunnel.outerIpLen} B, +${e.tunnel.overheadBytes} B` : "";
-  return `${clock(e.time)} [${e.node}] ${endpoint(e.source)} -> ${endpoint(e.destination)} ${what(e)}  ${e.observationPoint} ${e.interface.name}  ${verdict}  ${e.packets} pkt ${e.bytes} B  IP ${e.ipLen} B${tunnel}`;
+  // Every field came from an agent: printed with its control characters made visible.
+  return printable(`${clock(e.time)} [${e.node}] ${endpoint(e.source)} -> ${endpoint(e.destination)} ${what(e)}  ${e.observationPoint} ${e.interface.name}  ${verdict}  ${e.packets} pkt ${e.bytes} B  IP ${e.ipLen} B${tunnel}`);
 }

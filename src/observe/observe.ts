@@ -1,14 +1,13 @@
 // `gauze observe`: every node's flows, merged, filtered, one line each (or JSON lines), and with
 // --follow the live streams of all nodes at once. Lost events are printed where they happened.
-import type { FlowEvent } from "../agent/flows.ts";
-import { type NodeSource, AgentUnreachable, follow, get, podNames, sources } from "./client.ts";
+import type { FlowEvent } from "../agent/flow-types.ts";
+import { AgentUnreachable, follow, get, podNames } from "./client.ts";
 import { type FlowFilter, compact, matches, named } from "./format.ts";
-import { loadLab, pickLab } from "../lab/state.ts";
+import { type AgentEndpoint, type ClusterSource, podRef } from "./source.ts";
 
 export interface ObserveOptions extends FlowFilter {
-  name?: string;
+  /** Only this node. */
   node?: string;
-  host?: boolean;
   last: number;
   follow: boolean;
   output: "compact" | "json";
@@ -22,13 +21,13 @@ export class ObserveError extends Error {
 }
 
 /** The options, checked: unknown values and pods are named with what exists. */
-export function checkOptions(o: ObserveOptions, pods: Map<string, { pod: string }>): void {
+export function checkOptions(o: ObserveOptions, pods: Map<string, { pod: string }>, source: ClusterSource): void {
   if (o.protocol && !["icmp", "tcp", "udp"].includes(o.protocol)) throw new ObserveError(`--protocol ${o.protocol}: use icmp, tcp or udp`);
   if (o.verdict && !["forwarded", "dropped"].includes(o.verdict)) throw new ObserveError(`--verdict ${o.verdict}: use forwarded or dropped`);
   if (!["compact", "json"].includes(o.output)) throw new ObserveError(`-o ${o.output}: use compact or json`);
   if (!Number.isInteger(o.last) || o.last < 0) throw new ObserveError(`--last ${o.last}: give a count, e.g. 20`);
   const known = new Set([...pods.values()].map((p) => p.pod));
-  if (!o.host) for (const p of loadLab(pickLab(o.name)).pods) known.add(`default/${p.name}`);
+  for (const p of source.view().pods) known.add(podRef(p));
   for (const [flag, v] of [["--pod", o.pod], ["--from-pod", o.fromPod], ["--to-pod", o.toPod]] as const) {
     if (!v) continue;
     const full = v.includes("/") ? v : `default/${v}`;
@@ -36,10 +35,11 @@ export function checkOptions(o: ObserveOptions, pods: Map<string, { pod: string 
   }
 }
 
-export async function runObserve(o: ObserveOptions, write: (line: string) => void, warn: (line: string) => void): Promise<number> {
-  const srcs = sources(o);
+export async function runObserve(source: ClusterSource, o: ObserveOptions, write: (line: string) => void, warn: (line: string) => void): Promise<number> {
+  const srcs = source.agents(o.node);
   const pods = await podNames(srcs);
-  checkOptions(o, pods);
+  checkOptions(o, pods, source);
+  await warnFeaturesOff(srcs, warn);
   const filtered = o.pod || o.fromPod || o.toPod || o.protocol || o.verdict;
   const print = (e: FlowEvent) => write(o.output === "json" ? JSON.stringify(e) : compact(e));
   const lists = await Promise.all(srcs.map(async (s) => {
@@ -61,7 +61,7 @@ export async function runObserve(o: ObserveOptions, write: (line: string) => voi
   let stopping = false;
   const streams: { stop: () => void }[] = [];
   const down = new Set<string>();
-  const followNode = (src: NodeSource): Promise<void> => {
+  const followNode = (src: AgentEndpoint): Promise<void> => {
     const f = follow(src, "/v1/flows?last=0&follow=1", (i) => {
       if ("event" in i) {
         if (down.delete(i.node)) warn(`node ${i.node}: following again`);
@@ -90,4 +90,18 @@ export async function runObserve(o: ObserveOptions, write: (line: string) => voi
   process.once("SIGTERM", stop);
   await Promise.all(srcs.map(followNode));
   return 0;
+}
+
+/** Says, once per node, what its agent cannot observe (drops without tracefs, say) and the fix. */
+async function warnFeaturesOff(srcs: AgentEndpoint[], warn: (line: string) => void): Promise<void> {
+  await Promise.all(srcs.map(async (s) => {
+    try {
+      const st = JSON.parse(await get(s, "/v1/observer")) as { features?: Record<string, { on: boolean; why?: string; fix?: string }> };
+      for (const [name, f] of Object.entries(st.features ?? {})) {
+        if (!f.on) warn(`node ${s.node}: ${name} off: ${f.why ?? "unavailable"}${f.fix ? `; fix: ${f.fix}` : ""}`);
+      }
+    } catch {
+      // an unreachable node is named by the flow request
+    }
+  }));
 }

@@ -4,20 +4,17 @@
 // stopped, the kernel's reason comes from a tracefs instance of our own that watches drops
 // during the probe (the probe's own process first: the kernel drops a pod's packet in that
 // process's context as often as not), and the doctor check that explains it.
-import type { Sighting, ObservationPoint } from "../agent/flows.ts";
-import { plausible } from "../agent/flows.ts";
+import type { Sighting, ObservationPoint } from "../agent/flow-types.ts";
+import { plausible } from "../agent/drop-attribution.ts";
 import { DropWatch, type DropEvent, isEndpointReason } from "../kernel/tracefs.ts";
-import { runSync, startPiped } from "../kernel/spawn.ts";
-import { netnsPath } from "../kernel/netns.ts";
-import { withRtnl } from "../kernel/netlink/index.ts";
+import { gauzeExecutable } from "../kernel/spawn.ts";
 import { parseIP } from "../net/cidr.ts";
 import { tcpFlagNames } from "../packet/flow-key.ts";
-import { gauzeExecutable } from "../lab/processes.ts";
-import { type LabPod, type LabState, findPod, loadLab, pickLab } from "../lab/state.ts";
-import { type NodeSource, sightings, sources } from "./client.ts";
+import { printableLines } from "../util/text.ts";
+import { sightings } from "./client.ts";
+import { type ClusterSource, type DoctorFinding, type SourcePod, doctorFindings, podRef } from "./source.ts";
 
 export interface TraceOptions {
-  name?: string;
   from: string;
   to: string;
   protocol: "icmp" | "tcp" | "udp";
@@ -55,7 +52,9 @@ export interface TraceReport {
   /** Why the kernel's drops could not be watched (tracefs not usable), when they could not. */
   dropsUnknown?: string;
   /** Failing and warning doctor checks on the nodes the probe crossed. */
-  doctor: { node: string; id: string; status: string; evidence: string }[];
+  doctor: DoctorFinding[];
+  /** The doctor command for the node it stopped on. */
+  doctorCommand?: string;
 }
 
 export class TraceError extends Error {
@@ -78,37 +77,25 @@ export function checkFor(reason: string | undefined, point: ObservationPoint | u
   return undefined;
 }
 
-/** The lab's pod, running (a probe needs its address). */
-function runningPod(s: LabState, name: string): LabPod {
-  const p = findPod(s, name);
+/** A pod, running (a probe needs its address). */
+function runningPod(source: ClusterSource, name: string): SourcePod {
+  const p = source.findPod(name);
   if (p.phase !== "Running" || !p.ip) throw new TraceError(`pod ${p.name} is ${p.phase}${p.reason ? `: ${p.reason}` : ""}`);
   return p;
 }
 
-function doctorFindings(lab: string, node: string): TraceReport["doctor"] {
-  const r = runSync([gauzeExecutable(), "doctor", "--node", node, "--name", lab, "--json"]);
-  try {
-    const rep = JSON.parse(r.stdout) as { checks: { id: string; status: string; evidence: string[] }[] };
-    return rep.checks.filter((c) => c.status === "fail" || c.status === "warn").map((c) => ({ node, id: c.id, status: c.status, evidence: c.evidence[0] ?? "" }));
-  } catch {
-    return [{ node, id: "doctor", status: "fail", evidence: `doctor did not run: ${r.stderr.trim().slice(0, 200)}` }];
-  }
-}
-
-export async function runTrace(o: TraceOptions): Promise<TraceReport> {
-  const lab = pickLab(o.name);
-  const s = loadLab(lab);
+export async function runTrace(source: ClusterSource, o: TraceOptions): Promise<TraceReport> {
   if (!["icmp", "tcp", "udp"].includes(o.protocol)) throw new TraceError(`--protocol ${o.protocol}: use icmp, tcp or udp`);
   if (o.protocol !== "icmp" && !(o.port && Number.isInteger(o.port) && o.port > 0 && o.port < 65536)) throw new TraceError(`--protocol ${o.protocol} needs --port (1-65535)`);
   if (!Number.isInteger(o.size) || o.size < 16 || o.size > 65000) throw new TraceError(`--size ${o.size}: give 16 to 65000 bytes`);
-  const from = runningPod(s, o.from);
+  const from = runningPod(source, o.from);
   const toIp = parseIP(o.to) ? o.to : undefined;
-  const toPod = toIp ? s.pods.find((p) => p.ip === toIp || p.ip6 === toIp) : runningPod(s, o.to);
+  const toPod = toIp ? source.view().pods.find((p) => p.ip === toIp || p.ip6 === toIp) : runningPod(source, o.to);
   const dst = toIp ?? toPod!.ip!;
   const v6 = dst.includes(":");
   const srcIp = v6 ? from.ip6 : from.ip;
   if (!srcIp) throw new TraceError(`pod ${from.name} has no IPv${v6 ? 6 : 4} address`);
-  const srcs: NodeSource[] = sources({ name: lab });
+  const srcs = source.agents();
   const sport = o.protocol === "icmp" ? undefined : 40000 + Math.floor(Math.random() * 20000);
   const proto = o.protocol === "icmp" ? (v6 ? 58 : 1) : o.protocol === "tcp" ? 6 : 17;
 
@@ -128,7 +115,7 @@ export async function runTrace(o: TraceOptions): Promise<TraceReport> {
     const argv = o.protocol === "icmp"
       ? ["ping", "-n", "-c", "1", "-W", "2", "-s", String(o.size), dst]
       : [gauzeExecutable(), "probe", `--${o.protocol}`, "--to", dst, "--port", String(o.port), "--source-port", String(sport), "--timeout", "2000"];
-    const child = startPiped(argv, { netns: netnsPath(from.netns) });
+    const child = source.spawnInPod(from, argv);
     pid = child.pid ?? 0;
     exit = await new Promise<number>((res) => child.on("close", (c) => res(c ?? 1)));
   } catch (e) {
@@ -166,10 +153,10 @@ export async function runTrace(o: TraceOptions): Promise<TraceReport> {
     direction: x.s.key.src === srcIp ? "request" : "reply", ipLen: x.s.key.ipLen, frameLen: x.s.len, ...(x.s.key.tcpFlags !== undefined ? { tcpFlags: tcpFlagNames(x.s.key.tcpFlags) } : {}),
     ...(x.s.key.tunnel ? { tunnel: { vni: x.s.key.tunnel.vni, outerSource: x.s.key.tunnel.outerSrc, outerDestination: x.s.key.tunnel.outerDst, outerIpLen: x.s.key.tunnel.outerIpLen, overheadBytes: x.s.key.tunnel.overhead } } : {}),
   }));
-  nameInterfaces(hops, s);
+  nameInterfaces(hops, source);
   const reachedDestination = all.some((x) => x.s.key.src === srcIp && (toPod ? x.s.point === "to-pod" && x.node === toPod.node : x.s.point === "to-network" || x.s.point === "host"));
   const report: TraceReport = {
-    from: { pod: `default/${from.name}`, ip: srcIp, node: from.node }, to: { ...(toPod ? { pod: `default/${toPod.name}`, node: toPod.node } : {}), ip: dst },
+    from: { pod: podRef(from), ip: srcIp, node: from.node }, to: { ...(toPod ? { pod: podRef(toPod), node: toPod.node } : {}), ip: dst },
     protocol: o.protocol, probe: { ...(icmpId !== undefined ? { icmpId } : {}), ...(sport ? { sourcePort: sport } : {}), size: o.size, exit }, hops, reachedDestination, replied, doctor: [],
     unobserved: [...unobserved].map(([node, why]) => ({ node, why })), ...(dropsUnknown ? { dropsUnknown } : {}),
   };
@@ -193,26 +180,22 @@ export async function runTrace(o: TraceOptions): Promise<TraceReport> {
     };
   }
   const crossed = [...new Set([from.node, ...(report.stopped ? [report.stopped.node] : []), ...(toPod ? [toPod.node] : [])])];
-  for (const n of crossed) report.doctor.push(...doctorFindings(lab, n));
+  for (const f of await Promise.all(crossed.map((n) => doctorFindings(source, n)))) report.doctor.push(...f);
   // No reason from the kernel (lost on the underlay, or dropped without one): the overlay check
   // doctor fails on the nodes crossed names the cause, if one does.
   if (report.stopped && !report.stopped.check) {
     const f = report.doctor.find((x) => x.status === "fail" && x.id.startsWith("overlay.")) ?? report.doctor.find((x) => x.status === "fail" && x.id.startsWith("kernel."));
     if (f) report.stopped.check = f.id;
   }
+  if (report.stopped) report.doctorCommand = source.doctorCommand(report.stopped.node);
   return report;
 }
 
 /** Interface names for the hops, from each node's link list (one netlink dump per node crossed). */
-function nameInterfaces(hops: Hop[], s: LabState): void {
-  for (const n of s.nodes) {
-    if (!hops.some((h) => h.node === n.name)) continue;
-    try {
-      const names = withRtnl({ netns: netnsPath(n.netns) }, (nl) => new Map(nl.links().map((l) => [String(l.index), l.name])));
-      for (const h of hops) if (h.node === n.name) h.interface = names.get(h.interface) ?? h.interface;
-    } catch {
-      // the node is gone: indexes stay
-    }
+function nameInterfaces(hops: Hop[], source: ClusterSource): void {
+  for (const node of new Set(hops.map((h) => h.node))) {
+    const names = source.interfaceNames(node);
+    for (const h of hops) if (h.node === node) h.interface = names.get(Number(h.interface)) ?? h.interface;
   }
 }
 
@@ -227,7 +210,7 @@ export function formatTrace(r: TraceReport): string {
   if (r.replied) out.push(`reached ${r.to.pod ?? r.to.ip} and back: ${r.hops.length} hops`);
   else if (r.stopped) {
     out.push(`✖ stopped on ${r.stopped.node} after ${r.stopped.after} ${r.stopped.interface}: ${r.stopped.why}`);
-    if (r.stopped.check) out.push(`  doctor: ${r.stopped.check} (gauze doctor --node ${r.stopped.node})`);
+    if (r.stopped.check) out.push(`  doctor: ${r.stopped.check} (${r.doctorCommand ?? `gauze doctor --node ${r.stopped.node}`})`);
   }
   for (const u of r.unobserved) out.push(`  (${u.node}: ${u.why}; its hops are not shown)`);
   if (r.dropsUnknown) out.push(`  (the kernel's drops are not known: ${r.dropsUnknown})`);
@@ -236,5 +219,5 @@ export function formatTrace(r: TraceReport): string {
     out.push("", "doctor on the nodes crossed:");
     for (const d of findings) out.push(`  ✖ ${d.node} ${d.id}: ${d.evidence}`);
   }
-  return out.join("\n");
+  return printableLines(out.join("\n"));
 }

@@ -4,7 +4,8 @@
 import { DecodeContext, type DecodeOptions } from "./decode/context.ts";
 import { verifyChecksums } from "./checksums.ts";
 import type { Dissection, Ipv4Layer, Ipv6Layer, Layer, Sealed, Tunnel, WireguardLayer } from "./decode/layers.ts";
-import { decodeLink } from "./decode/link.ts";
+import { decodeEthernet, decodeLink } from "./decode/link.ts";
+import { decodeEtherType } from "./decode/network.ts";
 /** A captured frame: its bytes (maybe cut short), its length on the wire, and the link type. */
 export interface Frame { data: Uint8Array; wireLen: number; linkType: number }
 
@@ -21,9 +22,12 @@ export function decodeOptions(o: { vxlanPorts?: number[]; genevePorts?: number[]
   };
 }
 
+/** A tunnel's inner frame is decoded by the same link and network decoders as the outer one. */
+const INNER = { ethernet: decodeEthernet, etherType: decodeEtherType };
+
 export function dissect(p: Frame, opts: DecodeOptions): Dissection {
   const d: Dissection = { frame: p.data, wireLen: p.wireLen, linkType: p.linkType, layers: [] };
-  const ctx = new DecodeContext(p.data, d, opts);
+  const ctx = new DecodeContext(p.data, d, opts, INNER);
   try {
     decodeLink(ctx, p.linkType);
   } catch (e) {

@@ -3,9 +3,9 @@
 // written by rename (atomic); allocation runs under flock(2) on `lock`, so many agents can
 // lease at once without two getting one subnet. Watching is inotify on leases/ (fs.watch),
 // with a slow poll as a safety net.
-import { mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, watch, writeFileSync, type FSWatcher } from "node:fs";
+import { mkdirSync, readFileSync, readdirSync, rmSync, statSync, watch, type FSWatcher } from "node:fs";
 import { join } from "node:path";
-import { lockFile } from "../kernel/files.ts";
+import { lockFile, writeAtomic } from "../kernel/files.ts";
 import { type Lease, type LeaseRequest, type NetworkConfig, type SubnetRegistry, LeaseLostError, RegistryError, leaseKey, leaseRecord, mayRetake, parseRecord, pickFreeSubnet, resolveNetwork, ipv6LeaseFields } from "./registry.ts";
 import { formatPrefix } from "../net/cidr.ts";
 
@@ -156,10 +156,3 @@ export class FileRegistry implements SubnetRegistry {
   }
 }
 
-/** Temp file created exclusively (never through a planted symlink), then renamed into place. */
-function writeAtomic(path: string, text: string): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  rmSync(tmp, { force: true });
-  writeFileSync(tmp, text, { flag: "wx" });
-  renameSync(tmp, path);
-}

@@ -1,24 +1,9 @@
-// Opens the registry named by the command line (agent, lab helpers): one place for the flags.
+// Opens the registry the command line names (agent, uninstall, lab helpers; flags in flags.ts).
 // The etcd and Kubernetes clients are large: imported only when their store is chosen, so that
 // every other command starts without them.
 import { FileRegistry } from "./file-registry.ts";
 import type { SubnetRegistry } from "./registry.ts";
-
-const DEFAULT_ETCD_PREFIX = "/gauze.dev/network";
-
-export interface StoreFlags {
-  store: string;
-  storeDir: string;
-  etcdEndpoints?: string;
-  etcdPrefix?: string;
-  etcdCafile?: string;
-  etcdCertfile?: string;
-  etcdKeyfile?: string;
-  etcdUsername?: string;
-  etcdPasswordFile?: string;
-  kubeconfig?: string;
-  netConf?: string;
-}
+import { DEFAULT_ETCD_PREFIX, type StoreFlags } from "./flags.ts";
 
 export async function openRegistry(f: StoreFlags): Promise<SubnetRegistry> {
   switch (f.store) {
@@ -41,18 +26,4 @@ export async function openRegistry(f: StoreFlags): Promise<SubnetRegistry> {
     default:
       throw new Error(`--store ${f.store}: use file, etcd or kube`);
   }
-}
-
-/** Store flags as arguments, to pass on to an agent or helper the lab starts. */
-export function storeArgs(f: StoreFlags): string[] {
-  const a = ["--store", f.store];
-  if (f.store === "file") a.push("--store-dir", f.storeDir);
-  if (f.etcdEndpoints) a.push("--etcd-endpoints", f.etcdEndpoints);
-  if (f.etcdPrefix) a.push("--etcd-prefix", f.etcdPrefix);
-  if (f.etcdCafile) a.push("--etcd-cafile", f.etcdCafile);
-  if (f.etcdCertfile) a.push("--etcd-certfile", f.etcdCertfile);
-  if (f.etcdKeyfile) a.push("--etcd-keyfile", f.etcdKeyfile);
-  if (f.etcdUsername) a.push("--etcd-username", f.etcdUsername);
-  if (f.etcdPasswordFile) a.push("--etcd-password-file", f.etcdPasswordFile);
-  return a;
 }

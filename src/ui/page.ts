@@ -126,6 +126,7 @@ async function showPackets(f) {
   const proto = { icmp: 1, tcp: 6, udp: 17, icmp6: 58 }[f.protocol];
   const q = new URLSearchParams({ node: f.node, src: f.source.ip, dst: f.destination.ip, point: f.observationPoint });
   if (proto) q.set("proto", proto);
+  q.set("token", TOKEN);
   const r = await fetch("/api/packets?" + q);
   const list = await r.json();
   if (!Array.isArray(list) || !list.length) { box.textContent = list.error || "no packets of this flow are kept any more"; return; }
@@ -137,15 +138,18 @@ async function showPackets(f) {
 async function runDoctor(node) {
   const box = document.getElementById("doctor");
   box.textContent = "running doctor on " + node + "…";
-  const r = await (await fetch("/api/doctor?node=" + encodeURIComponent(node))).json();
+  const r = await (await fetch("/api/doctor?node=" + encodeURIComponent(node) + "&token=" + encodeURIComponent(TOKEN))).json();
   if (!r.checks) { box.textContent = r.error || "doctor gave no report"; return; }
   box.innerHTML = "<div class='muted'>" + esc(node) + "</div>" + r.checks.filter((c) => c.status !== "skip").map((c) => "<div class='check " + c.status + "' data-check='" + c.id + "'>" + (c.status === "ok" ? "✔" : c.status === "warn" ? "!" : "✖") + " " + esc(c.id) + ": " + esc((c.evidence || [])[0] || "") + "</div>").join("");
 }
 
-const es = new EventSource("/api/events");
+// The per-run token gauze ui printed with the URL: every API call carries it.
+const TOKEN = new URLSearchParams(location.search).get("token") || "";
+if (!TOKEN) document.getElementById("status").textContent = "open the URL gauze ui printed: it carries the token this page needs";
+const es = new EventSource("/api/events?token=" + encodeURIComponent(TOKEN));
 es.addEventListener("state", (m) => {
   const s = JSON.parse(m.data);
-  if (s.bench) { document.getElementById("benchbox").hidden = false; document.getElementById("bench").src = "/bench.svg"; }
+  if (s.bench) { document.getElementById("benchbox").hidden = false; document.getElementById("bench").src = "/bench.svg?token=" + encodeURIComponent(TOKEN); }
   state = s; draw();
 });
 es.addEventListener("flow", (m) => addFlow(JSON.parse(m.data)));

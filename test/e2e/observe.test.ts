@@ -210,7 +210,10 @@ test("the plugin leaves a pod record for the agent at ADD (name, namespace, addr
 });
 
 test("lab down leaves no drop watcher behind, not even those of agents killed outright", () => {
-  const instances = () => must(["ls", "/sys/kernel/tracing/instances"]).split("\n").filter((n) => n.startsWith(`gauze-${lab}-`));
+  // The kernel's instances outlive any mount of tracefs (the last lab down unmounts the host's, if a
+  // lab mounted it): look in a mount namespace of the test's own, mounting tracefs there if needed.
+  const instances = () => must(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+    "mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing; ls /sys/kernel/tracing/instances"]).split("\n").filter((n) => n.startsWith(`gauze-${lab}-`));
   assert.ok(instances().length >= 2, `each agent has its own: ${instances().join(" ")}`);
   must([GAUZE, "lab", "break", "agent-down", "--node", wk, "--name", lab]); // SIGKILL: the agent cannot clean up
   must([GAUZE, "lab", "down", "--name", lab]);

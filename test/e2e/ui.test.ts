@@ -17,6 +17,8 @@ const wk = `${lab}-worker`;
 const port = 12100 + (process.pid % 500);
 const shots = join(ROOT, "artifacts", "ui");
 let ui: ChildProcess;
+/** The URL gauze ui printed: its address and this run's token. */
+let uiUrl = "";
 let browser: Browser;
 let page: Page;
 
@@ -27,7 +29,7 @@ before(async () => {
   must([GAUZE, "lab", "pod", "run", "b", "--node", wk, "--name", lab]);
   ui = spawn(GAUZE, ["ui", "--name", lab, "--port", String(port), "--bench", join(ROOT, "docs", "bench.svg")], { stdio: ["ignore", "pipe", "inherit"] });
   await new Promise<void>((resolve, reject) => {
-    ui.stdout!.on("data", (d: Buffer) => { if (d.toString().includes("http://")) resolve(); });
+    ui.stdout!.on("data", (d: Buffer) => { const m = /http:\/\/\S+/.exec(d.toString()); if (m) { uiUrl = m[0]; resolve(); } });
     ui.on("exit", (c) => reject(new Error(`gauze ui exited ${c}`)));
   });
   mkdirSync(shots, { recursive: true });
@@ -44,7 +46,7 @@ const podIp = (name: string) => (JSON.parse(must([GAUZE, "lab", "status", "--nam
 const ping = (from: string, to: string) => sh(["nsenter", `--net=/run/netns/gz-${lab}-pod-${from}`, "ping", "-c", "1", "-W", "1", to]);
 
 test("the page draws the lab: both nodes Ready with their subnets, and their pods", async () => {
-  await page.goto(`http://127.0.0.1:${port}/`);
+  await page.goto(uiUrl);
   await page.waitForSelector(`g.node[data-node="${wk}"]`, { timeout: 5000 });
   assert.deepEqual(await page.$$eval("g.node", (els) => els.map((e) => `${e.getAttribute("data-node")} ${e.getAttribute("data-ready")}`).sort()), [`${cp} true`, `${wk} true`]);
   assert.deepEqual(await page.$$eval("g.pod", (els) => els.map((e) => `${e.getAttribute("data-pod")} ${e.getAttribute("data-node")}`).sort()), [`a ${cp}`, `b ${wk}`]);

@@ -7,9 +7,15 @@ import { spawn, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { addNetns, delNetns, netnsPath } from "../../src/kernel/netns.ts";
 import { DropWatch, dropReasons, tracefsRoot } from "../../src/kernel/tracefs.ts";
+import { TRACEFS, ensureMounted, unmount } from "../../src/kernel/pseudofs.ts";
 
 const ns = `gz-t${process.pid % 100000}`;
-after(() => { try { delNetns(ns); } catch { /* gone */ } });
+// A fresh machine has tracefs unmounted: the test mounts it for itself and unmounts what it mounted.
+const mount = ensureMounted(TRACEFS);
+after(() => {
+  try { delNetns(ns); } catch { /* gone */ }
+  if (mount.ok && mount.mounted) unmount(TRACEFS);
+});
 
 test("drops: the kernel's reason by name, where, and under which process; filtered to given processes", async () => {
   addNetns(ns);

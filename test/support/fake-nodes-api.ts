@@ -1,10 +1,10 @@
-// A stand-in API server for Nodes, for tests: the lab's own Nodes API (src/lab/apiserver.ts) over
+// A stand-in API server for Nodes, for tests: the lab's own Nodes API (src/lab/kube/apiserver.ts) over
 // plain HTTP on loopback, seeded with stored objects (test/fixtures/kube/nodes-cluster.json), with
 // a kubeconfig that points at it. It records every request, and can answer a watch with 410 Gone,
 // drop connections, or refuse a patch with 403, as real API servers do.
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { NodesApi, type NodeObject } from "../../src/lab/apiserver.ts";
+import { NodesApi, type NodeObject } from "../../src/lab/kube/apiserver.ts";
 import { FIXTURES } from "./fake-apiserver.ts";
 
 export interface FakeNodesApi extends NodesApi {

@@ -7,13 +7,16 @@ import { VxlanBackend } from "../../src/backend/vxlan.ts";
 import { HostGwBackend } from "../../src/backend/host-gw.ts";
 import { type KernelView, GAUZE_ROUTE_PROTOCOL, createBackend, viewAfter } from "../../src/backend/backend.ts";
 import type { Lease } from "../../src/store/registry.ts";
+import { parseCIDR } from "../../src/net/cidr.ts";
+
+const POD_NETWORK = parseCIDR("10.244.0.0/16")!.prefix;
 
 const link = { iface: "eth0", index: 2, ip: "172.18.0.2", prefixLen: 16, mtu: 1500 };
 const device = { index: 7, name: "gauze.1", mtu: 1450, flags: 1, up: true, operstate: "UNKNOWN", kind: "vxlan" };
 const lease = (node: string, subnet: string, ip: string, mac?: string, type = "vxlan"): Lease =>
   ({ node, subnet, publicIp: ip, backendType: type, backendData: mac ? { vtepMac: mac } : {}, expiresAt: 0 });
 const empty = (): KernelView => ({ device, routes: [], neighbours: [], fdb: [] });
-const vx = () => new VxlanBackend({ link, network: "10.244.0.0/16", config: { Type: "vxlan" } });
+const vx = () => new VxlanBackend({ link, network: POD_NETWORK, config: { Type: "vxlan" } });
 
 test("vxlan: each peer gets its FDB entry, neighbour and onlink route, in that order across peers", () => {
   const plan = vx().plan(empty(), [lease("b", "10.244.2.0/24", "172.18.0.3", "0E:47:AC:12:00:03"), lease("c", "10.244.3.0/24", "172.18.0.4", "0e:47:ac:12:00:04")]);
@@ -76,7 +79,7 @@ test("vxlan: kernel events that match the plan need nothing; changes to what gau
 });
 
 test("host-gw: routes via node IPs on the underlay; a peer off this node's L2 subnet is refused with the reason", () => {
-  const gw = new HostGwBackend({ link, network: "10.244.0.0/16", config: { Type: "host-gw" } });
+  const gw = new HostGwBackend({ link, network: POD_NETWORK, config: { Type: "host-gw" } });
   const plan = gw.plan({ device: { ...device, index: 2, name: "eth0" }, routes: [], neighbours: [], fdb: [] }, [lease("b", "10.244.2.0/24", "172.18.0.3", undefined, "host-gw"), lease("far", "10.244.3.0/24", "10.1.0.9", undefined, "host-gw")]);
   assert.deepEqual(plan.changes.map((c) => c.text), ["route 10.244.2.0/24 via 172.18.0.3"]);
   assert.match(plan.skipped[0]!.why, /outside this node's underlay subnet 172\.18\.0\.2\/16: host-gw needs every node on one L2 segment/);
@@ -84,11 +87,11 @@ test("host-gw: routes via node IPs on the underlay; a peer off this node's L2 su
 
 test("options are the backend's own: defaults, bad values and unknown options are named", () => {
   assert.deepEqual(vx().options, { vni: 1, port: 8472, directRouting: false });
-  assert.deepEqual(new VxlanBackend({ link, network: "10.244.0.0/16", config: { VNI: 42, Port: 4789 } }).options, { vni: 42, port: 4789, directRouting: false });
-  assert.throws(() => new VxlanBackend({ link, network: "10.244.0.0/16", config: { VNI: 0 } }), /Backend\.VNI 0 is not a VNI \(use an integer from 1 to 16777215\)/);
-  assert.throws(() => new VxlanBackend({ link, network: "10.244.0.0/16", config: { Port: "8472" } }), /Backend\.Port "8472" is not a UDP port/);
-  assert.throws(() => new VxlanBackend({ link, network: "10.244.0.0/16", config: { GBP: true } }), /Backend\.GBP is not an option of the vxlan backend/);
-  assert.throws(() => createBackend("ipip", { link, network: "10.244.0.0/16", config: {} }), /Backend\.Type "ipip" is not a backend gauze has \(use one of vxlan, host-gw\)/);
+  assert.deepEqual(new VxlanBackend({ link, network: POD_NETWORK, config: { VNI: 42, Port: 4789 } }).options, { vni: 42, port: 4789, directRouting: false });
+  assert.throws(() => new VxlanBackend({ link, network: POD_NETWORK, config: { VNI: 0 } }), /Backend\.VNI 0 is not a VNI \(use an integer from 1 to 16777215\)/);
+  assert.throws(() => new VxlanBackend({ link, network: POD_NETWORK, config: { Port: "8472" } }), /Backend\.Port "8472" is not a UDP port/);
+  assert.throws(() => new VxlanBackend({ link, network: POD_NETWORK, config: { GBP: true } }), /Backend\.GBP is not an option of the vxlan backend/);
+  assert.throws(() => createBackend("ipip", { link, network: POD_NETWORK, config: {} }), /Backend\.Type "ipip" is not a backend gauze has \(use one of vxlan, host-gw\)/);
 });
 
 test("VXLAN checksum offload stays on unless the kernel has the --random-fully checksum bug", async () => {
@@ -104,7 +107,7 @@ test("VXLAN checksum offload stays on unless the kernel has the --random-fully c
 
 test("vxlan DirectRouting: a peer on this node's underlay subnet is routed via its node IP on eth0, others through the tunnel", () => {
   const here = { ...link, prefixLen: 24 };
-  const dr = () => new VxlanBackend({ link: here, network: "10.244.0.0/16", config: { Type: "vxlan", DirectRouting: true } });
+  const dr = () => new VxlanBackend({ link: here, network: POD_NETWORK, config: { Type: "vxlan", DirectRouting: true } });
   const peers = [lease("near", "10.244.2.0/24", "172.18.0.3", "0e:47:ac:12:00:03"), lease("far", "10.244.3.0/24", "172.18.1.4", "0e:47:ac:12:01:04")];
   const plan = dr().plan(empty(), peers);
   assert.deepEqual(plan.changes.map((c) => `${c.op} ${c.peer}: ${c.text}`), [
@@ -116,11 +119,11 @@ test("vxlan DirectRouting: a peer on this node's underlay subnet is routed via i
   assert.equal(plan.peers, 2);
   assert.deepEqual(dr().plan(viewAfter(empty(), plan.changes), peers).changes, [], "nothing left to do");
   // Without DirectRouting every peer is tunnelled, near or not.
-  assert.equal(new VxlanBackend({ link: here, network: "10.244.0.0/16", config: { Type: "vxlan" } }).plan(empty(), peers).changes.filter((c) => c.text.startsWith("route") && !c.text.endsWith("onlink")).length, 0);
+  assert.equal(new VxlanBackend({ link: here, network: POD_NETWORK, config: { Type: "vxlan" } }).plan(empty(), peers).changes.filter((c) => c.text.startsWith("route") && !c.text.endsWith("onlink")).length, 0);
   // A peer that moves onto this subnet: one direct route replaces the tunnel route; its FDB entry and neighbour go.
   const tunnelled = viewAfter(empty(), vx().plan(empty(), [peers[0]!]).changes);
   assert.deepEqual(dr().plan(tunnelled, [peers[0]!]).changes.map((c) => `${c.op}: ${c.text}`), [
     "add: route 10.244.2.0/24 via 172.18.0.3", "del: neighbour 10.244.2.0 lladdr 0e:47:ac:12:00:03", "del: FDB 0e:47:ac:12:00:03 dst 172.18.0.3",
   ]);
-  assert.throws(() => new VxlanBackend({ link: here, network: "10.244.0.0/16", config: { Type: "vxlan", DirectRouting: "yes" } }), /Backend\.DirectRouting "yes" is not true or false/);
+  assert.throws(() => new VxlanBackend({ link: here, network: POD_NETWORK, config: { Type: "vxlan", DirectRouting: "yes" } }), /Backend\.DirectRouting "yes" is not true or false/);
 });

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { loadConfig } from "../../src/cni/config.ts";
 import { parseCniArgs, type CniEnv } from "../../src/cni/env.ts";
 import { convertResult, parseResult } from "../../src/cni/result.ts";
-import { parseSubnetEnv, formatSubnetEnv } from "../../src/cni/subnet-file.ts";
+import { parseSubnetEnv, formatSubnetEnv } from "../../src/node/subnet-file.ts";
 import { CniError } from "../../src/cni/errors.ts";
 
 const env: CniEnv = { command: "ADD", containerId: "c1", netns: "/x", ifname: "eth0", args: { ignoreUnknown: false }, path: [] };

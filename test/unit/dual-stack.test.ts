@@ -5,12 +5,15 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { ipv6SubnetFor, resolveNetwork } from "../../src/store/registry.ts";
-import { parseSubnetEnv, formatSubnetEnv } from "../../src/cni/subnet-file.ts";
+import { parseSubnetEnv, formatSubnetEnv } from "../../src/node/subnet-file.ts";
 import { DualStackBackend, createNetworkBackend } from "../../src/backend/dual-stack.ts";
 import { type KernelView, viewAfter } from "../../src/backend/backend.ts";
 import { vtepMacFor } from "../../src/backend/vxlan.ts";
 import "../../src/backend/host-gw.ts";
 import type { Lease } from "../../src/store/registry.ts";
+import { parseCIDR } from "../../src/net/cidr.ts";
+
+const POD_NETWORK = parseCIDR("10.244.0.0/16")!.prefix;
 
 const dual = { Network: "10.244.0.0/16", EnableIPv6: true, IPv6Network: "fd00:10:244::/56" };
 
@@ -47,7 +50,7 @@ const peer = (node: string, i: number, over: Partial<Lease> = {}): Lease => ({
   backendData: { vtepMac: vtepMacFor(`172.18.0.${i + 2}`), v6VtepMac: vtepMacFor(`fd47::${i + 2}`) },
   ipv6Subnet: `fd00:10:244:${i}::/64`, publicIpv6: `fd47::${i + 2}`, ...over,
 });
-const backend = () => createNetworkBackend({ type: "vxlan", link, network: "10.244.0.0/16", config: { Type: "vxlan" }, ipv6: { network: resolveNetwork(dual).ipv6!.network, subnetLen: 64, self: "a", link: link6 } });
+const backend = () => createNetworkBackend({ type: "vxlan", link, network: POD_NETWORK, config: { Type: "vxlan" }, ipv6: { network: resolveNetwork(dual).ipv6!.network, subnetLen: 64, self: "a", link: link6 } });
 
 test("dual-stack vxlan: one lease gives the IPv4 entries on gauze.1 and the IPv6 ones on gauze6.1; the plan then stands", () => {
   const b = backend();
@@ -82,10 +85,10 @@ test("dual-stack: a peer with no IPv6 half, or a wrong one, is skipped on IPv6 o
 });
 
 test("dual-stack host-gw: IPv6 subnets via the peers' IPv6 addresses on eth0; backends without IPv6 are refused by name", () => {
-  const b = createNetworkBackend({ type: "host-gw", link, network: "10.244.0.0/16", config: { Type: "host-gw" }, ipv6: { network: resolveNetwork(dual).ipv6!.network, subnetLen: 64, self: "a", link: link6 } });
+  const b = createNetworkBackend({ type: "host-gw", link, network: POD_NETWORK, config: { Type: "host-gw" }, ipv6: { network: resolveNetwork(dual).ipv6!.network, subnetLen: 64, self: "a", link: link6 } });
   const eth0 = { index: 2, name: "eth0", mtu: 1500, flags: 1, up: true, operstate: "UP" };
   const plan = b.plan({ device: eth0, device6: eth0, routes: [], neighbours: [], fdb: [] }, [peer("b", 1, { backendType: "host-gw" })]);
   assert.deepEqual(plan.changes.map((c) => c.text), ["route 10.244.1.0/24 via 172.18.0.3", "route fd00:10:244:1::/64 via fd47::3"]);
-  assert.throws(() => createNetworkBackend({ type: "wireguard", link, network: "10.244.0.0/16", config: { Type: "wireguard" }, ipv6: { network: resolveNetwork(dual).ipv6!.network, subnetLen: 64, self: "a", link: link6 } }),
+  assert.throws(() => createNetworkBackend({ type: "wireguard", link, network: POD_NETWORK, config: { Type: "wireguard" }, ipv6: { network: resolveNetwork(dual).ipv6!.network, subnetLen: 64, self: "a", link: link6 } }),
     /Backend\.Type wireguard does not carry an IPv6 pod network \(EnableIPv6 is true\) \(use vxlan or host-gw for dual-stack, or set EnableIPv6 to false\)/);
 });

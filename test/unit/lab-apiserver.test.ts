@@ -3,7 +3,7 @@
 // wording; and a watch resumes from a resourceVersion, or answers 410 Gone when that is too old.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { NodesApi } from "../../src/lab/apiserver.ts";
+import { NodesApi } from "../../src/lab/kube/apiserver.ts";
 
 async function call(url: string, path: string, token?: string, init: RequestInit = {}): Promise<{ status: number; body: string }> {
   const r = await fetch(url + path, { ...init, headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(init.headers ?? {}) } });

@@ -15,6 +15,9 @@ import { WireguardBackend, nodeKeys, parseWireguardOptions, validKey } from "../
 import type { KernelView } from "../../src/backend/backend.ts";
 import type { Lease } from "../../src/store/registry.ts";
 import { concat, eth, ipv4, udp } from "../support/packets.ts";
+import { parseCIDR } from "../../src/net/cidr.ts";
+
+const POD_NETWORK = parseCIDR("10.244.0.0/16")!.prefix;
 
 const le32 = (n: number) => { const b = new Uint8Array(4); new DataView(b.buffer).setUint32(0, n, true); return b; };
 /** A WireGuard transport message: header (type 4, receiver, counter) + sealed packet + 16-byte tag. */
@@ -84,7 +87,7 @@ test("this node's key: made once with mode 0600, the same afterwards; its public
 });
 
 test("plan: a peer and a route per node with a key; the wrong endpoint fixed; gauze's stale peers and routes go; keyless leases skipped", () => {
-  const b = new WireguardBackend({ link: { iface: "eth0", index: 2, ip: "172.18.0.2", prefixLen: 16, mtu: 1500 }, network: "10.244.0.0/16", config: {} });
+  const b = new WireguardBackend({ link: { iface: "eth0", index: 2, ip: "172.18.0.2", prefixLen: 16, mtu: 1500 }, network: POD_NETWORK, config: {} });
   const key = (c: string) => Buffer.alloc(32, c).toString("base64");
   const lease = (node: string, subnet: string, ip: string, publicKey?: string): Lease => ({ node, subnet, publicIp: ip, backendType: "wireguard", backendData: publicKey ? { publicKey } : {}, expiresAt: 0 });
   const device = { index: 9, name: "gauze-wg", mtu: 1440, flags: 1, up: true, operstate: "UNKNOWN" };

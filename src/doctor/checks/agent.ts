@@ -1,7 +1,7 @@
 // The agent: running, ready, holding a lease that is not about to expire, and a subnet file that
 // agrees with the lease.
 import { get } from "node:http";
-import { readSubnetFile } from "../../cni/subnet-file.ts";
+import { readSubnetFile } from "../../node/subnet-file.ts";
 import { parseCIDR, prefixContains } from "../../net/cidr.ts";
 import { type Check, ok, skip } from "../check.ts";
 import type { DoctorContext as DoctorContextRef } from "../context.ts";
@@ -24,11 +24,7 @@ export const agentChecks: Check[] = [
     async run(ctx: DoctorContextRef) {
       const r = await fetchText(`${ctx.healthUrl}/healthz`);
       if (r?.status === 200) return ok(`${ctx.healthUrl}/healthz answered 200`);
-      const repair = ctx.lab && ctx.node ? async () => {
-        const { agentStart } = await import("../../lab/lab.ts");
-        await agentStart(ctx.lab!, ctx.node!);
-        return `started the agent on ${ctx.node}`;
-      } : undefined;
+      const repair = ctx.restartAgent;
       return {
         status: "fail", evidence: [`nothing answers on ${ctx.healthUrl}/healthz`, ...(ctx.agent ? [`its last report: pid ${ctx.agent.pid}, ${ctx.agent.ready ? "ready" : `not ready: ${ctx.agent.reason}`}`] : ["no report from it on this node"])],
         fix: ctx.lab ? "gauze doctor --fix (restarts it), or gauze lab node start-agent <node>" : "look for the agent pod in every namespace (kubectl get pods -A | grep gauze) and at its logs",

@@ -1,9 +1,10 @@
 // The CNI side of the node: a config the runtime will load, that parses, and whose plugins exist.
 import { copyFileSync, readFileSync, readdirSync, accessSync, constants } from "node:fs";
 import { join } from "node:path";
-import { NOT_INITIALIZED } from "../../cni/conf-dir.ts";
-import { CONFLIST_NAME, foreignConfig, installConflist } from "../../agent/node-files.ts";
-import { gauzeExecutable } from "../../lab/processes.ts";
+import { NOT_INITIALIZED } from "../../node/conf-dir.ts";
+import { foreignConfig, installConflist } from "../../agent/node-files.ts";
+import { CONFLIST_NAME } from "../../node/paths.ts";
+import { gauzeExecutable } from "../../kernel/spawn.ts";
 import { type Check, ok, skip } from "../check.ts";
 
 /** IPAM types the gauze plugin runs itself (no binary needed). */

@@ -1,5 +1,5 @@
 // IPAM: reservations whose pod is gone (leaks), and a range running out.
-import { readSubnetFile } from "../../cni/subnet-file.ts";
+import { readSubnetFile } from "../../node/subnet-file.ts";
 import { DiskStore } from "../../ipam/disk-store.ts";
 import { canonicalizeRangeSet, rangeSetCapacity } from "../../ipam/range.ts";
 import { formatIP, parseCIDR, formatPrefix } from "../../net/cidr.ts";

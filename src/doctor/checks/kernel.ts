@@ -1,8 +1,10 @@
-// Kernel prerequisites: br_netfilter, IP forwarding, reverse-path filtering.
+// Kernel prerequisites: br_netfilter, IP forwarding, reverse-path filtering, and tracefs for the
+// kernel's drop events.
 import { readSysctl, sysctlPath } from "../../kernel/sysctl.ts";
 import { writeText } from "../../kernel/files.ts";
 import { BR_NETFILTER } from "../../agent/prereq.ts";
 import { type Check, ok } from "../check.ts";
+import { TRACEFS, ensureMounted, mountedAt } from "../../kernel/pseudofs.ts";
 
 export const kernelChecks: Check[] = [
   {
@@ -54,6 +56,28 @@ export const kernelChecks: Check[] = [
           writeText(sysctlPath("net.ipv4.conf.all.rp_filter"), "2");
           for (const d of strict) writeText(sysctlPath("net.ipv4.conf.{dev}.rp_filter", d), "2");
           return `set rp_filter=2 on all, ${strict.join(", ")}`;
+        },
+      };
+    },
+  },
+  {
+    id: "kernel.tracefs", group: "kernel", title: "tracefs is mounted (drops with the kernel's reason)",
+    run(ctx) {
+      const at = mountedAt(TRACEFS);
+      const drops = ctx.agent?.features?.drops;
+      if (at) {
+        if (drops && !drops.on) return { status: "warn", evidence: [`tracefs is mounted at ${at}`, `but the agent reports drops off: ${drops.why ?? "unavailable"}`], fix: drops.fix ?? "restart the agent (it opens the drop watch at start)" };
+        return ok(`tracefs is mounted at ${at}`);
+      }
+      return {
+        status: "warn",
+        evidence: [`tracefs is not mounted at ${TRACEFS.path}: ${TRACEFS.feature} are off on this node (gauze observe and trace show flows, but no drop and its reason)`,
+          ...(drops && !drops.on ? [`the agent reports: drops off: ${drops.why ?? "unavailable"}`] : [])],
+        fix: `${TRACEFS.fix} (the agent mounts it itself when it runs as root in the host's mount namespace; a DaemonSet mounts the host's ${TRACEFS.path})`,
+        repair: () => {
+          const r = ensureMounted(TRACEFS);
+          if (!r.ok) throw new Error(r.why);
+          return `mounted tracefs at ${r.at}`;
         },
       };
     },

@@ -12,9 +12,9 @@ import { iptablesSave } from "../../kernel/iptables.ts";
 import type { Link, Rtnl } from "../../kernel/netlink/index.ts";
 import { VXLAN_OVERHEAD } from "../../backend/vxlan.ts";
 import { type Backend, type Plan, applyPlan } from "../../backend/backend.ts";
-import { createNetworkBackend } from "../../backend/dual-stack.ts";
+import { createNetworkBackend } from "../../backend/registry.ts";
 import { parseCIDR } from "../../net/cidr.ts";
-import { readNodeLink } from "../../agent/agent.ts";
+import { readNodeLink } from "../../agent/node-link.ts";
 import type { Lease } from "../../store/registry.ts";
 import type { DoctorContext } from "../context.ts";
 import { type Check, ok, skip } from "../check.ts";
@@ -33,8 +33,10 @@ export function agentBackend(ctx: DoctorContext): { backend: Backend; peers: Lea
   const v6 = a.ipv6Network ? parseCIDR(a.ipv6Network)?.prefix : undefined;
   const v6Len = (a.backendOptions?.ipv6 as { subnetLen?: number } | undefined)?.subnetLen ?? 64;
   const prefixLen6 = a.nodeIpv6 ? ctx.nl.addrs({ index: link.index, name: link.iface }, 6).find((x) => x.address === a.nodeIpv6)?.prefixLen : undefined;
+  const network = parseCIDR(a.network ?? "")?.prefix;
+  if (!network) throw new Error(`the agent's status names no pod network (${JSON.stringify(a.network)}): is the agent on this node running?`);
   const backend = createNetworkBackend({
-    type: a.backend ?? "vxlan", link, network: a.network ?? "", config: a.backendConfig ?? (a.backendOptions ? toConfig(a.backendOptions) : {}),
+    type: a.backend ?? "vxlan", link, network, config: a.backendConfig ?? (a.backendOptions ? toConfig(a.backendOptions) : {}),
     ...(v6 && a.nodeIpv6 ? { ipv6: { network: v6, subnetLen: v6Len, self: a.node, link: { ...link, ip: a.nodeIpv6, ...(prefixLen6 !== undefined ? { prefixLen: prefixLen6 } : {}) } } } : {}),
   });
   const peers: Lease[] = (a.peerLeases ?? []).map((p) => ({

@@ -14,9 +14,18 @@ export interface DecodeOptions {
 
 export const MAX_TUNNEL_DEPTH = 3;
 
+/**
+ * Where a tunnel's decoder hands its inner packet: the link and network decoders, given by the
+ * dissector, so that the tunnel module need not import the modules that import it.
+ */
+export interface InnerDecoders {
+  ethernet(ctx: DecodeContext, off: number, end: number, depth: number): void;
+  etherType(ctx: DecodeContext, etherType: number, off: number, end: number, depth: number): void;
+}
+
 export class DecodeContext {
   readonly layers: Layer[] = [];
-  constructor(readonly frame: Uint8Array, readonly d: Dissection, readonly opts: DecodeOptions) {
+  constructor(readonly frame: Uint8Array, readonly d: Dissection, readonly opts: DecodeOptions, readonly inner: InnerDecoders) {
     d.layers = this.layers;
   }
 

@@ -2,8 +2,6 @@
 // (RFC 8926, with its option TLVs). The inner frame is decoded with the same decoders one
 // depth down, up to MAX_TUNNEL_DEPTH (garbage inside a tunnel is reported, never followed forever).
 import { type DecodeContext, MAX_TUNNEL_DEPTH } from "./context.ts";
-import { decodeEthernet } from "./link.ts";
-import { decodeEtherType } from "./network.ts";
 import type { VxlanLayer, WireguardLayer } from "./layers.ts";
 
 /** WireGuard's message sizes: handshake initiation, response and cookie reply are fixed. */
@@ -37,7 +35,7 @@ export function decodeVxlan(ctx: DecodeContext, off: number, end: number, depth:
   ctx.layers.push(layer);
   if ((flags & 0x08) === 0) return ctx.malformed("vxlan", off, `flags 0x${flags.toString(16).padStart(2, "0")} lack the I bit (valid VNI)`);
   if (depth + 1 > MAX_TUNNEL_DEPTH) return;
-  decodeEthernet(ctx, off + 8, end, depth + 1);
+  ctx.inner.ethernet(ctx, off + 8, end, depth + 1);
 }
 
 export function decodeGeneve(ctx: DecodeContext, off: number, end: number, depth: number): void {
@@ -63,6 +61,6 @@ export function decodeGeneve(ctx: DecodeContext, off: number, end: number, depth
   });
   if (depth + 1 > MAX_TUNNEL_DEPTH) return;
   const inner = off + 8 + optionsLen;
-  if (protocol === 0x6558) return decodeEthernet(ctx, inner, end, depth + 1);
-  decodeEtherType(ctx, protocol, inner, end, depth + 1);
+  if (protocol === 0x6558) return ctx.inner.ethernet(ctx, inner, end, depth + 1);
+  ctx.inner.etherType(ctx, protocol, inner, end, depth + 1);
 }

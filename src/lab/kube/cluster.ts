@@ -2,16 +2,17 @@
 // (as the token controller makes them), the Nodes API (apiserver.ts) running as a process in the
 // underlay namespace on https://172.18.0.1:6443 where every node reaches it, and the controller
 // manager's one job here: each Node gets a podCIDR from the cluster CIDR.
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
-import { runSync } from "../kernel/spawn.ts";
+import { gauzeExecutable, runSync } from "../../kernel/spawn.ts";
 import { NodesApi, type Grant, type NodeObject, type PolicyRule } from "./apiserver.ts";
-import type { KubeObject } from "../deploy/manifest.ts";
-import { labDir, type LabState } from "./state.ts";
-import { netnsPath } from "../kernel/netns.ts";
-import { gauzeExecutable, isOurProcess, spawnInNetns, stopProcess } from "./processes.ts";
+import type { KubeObject } from "../../deploy/manifest.ts";
+import { labDir, type LabState } from "../state.ts";
+import { netnsPath } from "../../kernel/netns.ts";
+import { writeAtomic } from "../../kernel/files.ts";
+import { isOurProcess, spawnInNetns, stopProcess } from "../processes.ts";
 
 export const API_HOST = "172.18.0.1";
 export const API_PORT = 6443;
@@ -51,9 +52,10 @@ function grantsFor(lab: string, objects: KubeObject[]): Grant[] {
       return bound && rb.roleRef?.kind === "ClusterRole" ? roles.get(rb.roleRef.name ?? "") ?? [] : [];
     });
     const dir = join(kubeDir(lab), "serviceaccounts", ns, sa.metadata.name);
-    mkdirSync(dir, { recursive: true });
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
     const token = randomBytes(24).toString("hex");
-    writeFileSync(join(dir, "token"), token);
+    // A token is a credential: root's alone, as kubelet's projected token files are.
+    writeFileSync(join(dir, "token"), token, { mode: 0o600 });
     writeFileSync(join(dir, "namespace"), ns);
     writeFileSync(join(dir, "ca.crt"), readFileSync(join(kubeDir(lab), "ca.crt")));
     grants.push({ token, user, rules });
@@ -69,9 +71,12 @@ export function serviceAccountDir(lab: string, ns: string, name: string): string
 /** Sets up the control plane and starts the API server process; resolves once it answers. */
 export async function startControlPlane(s: LabState, objects: KubeObject[]): Promise<void> {
   const dir = kubeDir(s.name);
-  mkdirSync(dir, { recursive: true });
+  // The lab's control plane: keys, tokens and who may do what. Root's alone.
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  chmodSync(dir, 0o700);
   if (!existsSync(join(dir, "ca.crt"))) makePki(dir);
-  writeFileSync(join(dir, "grants.json"), JSON.stringify(grantsFor(s.name, objects)) + "\n");
+  for (const key of ["ca.key", "server.key"]) chmodSync(join(dir, key), 0o600);
+  writeFileSync(join(dir, "grants.json"), JSON.stringify(grantsFor(s.name, objects)) + "\n", { mode: 0o600 });
   s.kube = { apiPid: spawnInNetns(netnsPath(s.underlayNs), [gauzeExecutable(), "lab", "apiserver", "--name", s.name], join(dir, "apiserver.log")) };
   const until = Date.now() + 10_000;
   for (;;) {
@@ -129,9 +134,7 @@ export async function runApiServer(lab: string): Promise<void> {
   const api = new NodesApi(seed, rv);
   api.grants = JSON.parse(readFileSync(join(dir, "grants.json"), "utf8")) as Grant[];
   api.onChange = () => {
-    const tmp = `${stateFile}.tmp`;
-    writeFileSync(tmp, JSON.stringify({ resourceVersion: api.resourceVersion, nodes: [...api.nodes.values()] }));
-    renameSync(tmp, stateFile);
+    writeAtomic(stateFile, JSON.stringify({ resourceVersion: api.resourceVersion, nodes: [...api.nodes.values()] }));
   };
   const url = await api.listen({ host: API_HOST, port: API_PORT, tls: { cert: readFileSync(join(dir, "server.crt")), key: readFileSync(join(dir, "server.key")) } });
   rmSync(adminSocket(lab), { force: true });

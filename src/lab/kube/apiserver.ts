@@ -39,10 +39,14 @@ function allows(rules: PolicyRule[], verb: string, resource: string): boolean {
 
 /** Events older than this many are forgotten: a watch resuming from before them gets 410 Gone. */
 const HISTORY = 10_000;
+/** Requests and patches remembered (for tests that compare them with RBAC): the last this many. */
+const LOG_KEEP = 1000;
+/** The largest request body read. */
+export const MAX_BODY = 1 << 20;
 
 export class NodesApi {
   readonly nodes = new Map<string, NodeObject>();
-  /** "METHOD /path?query" of every request, in order (tests compare them with RBAC). */
+  /** "METHOD /path?query" of the last LOG_KEEP requests, in order (tests compare them with RBAC). */
   readonly requests: string[] = [];
   readonly patches: { name: string; contentType: string; body: Record<string, unknown> }[] = [];
   /** Bearer tokens and what each may do; undefined: every request is allowed (tests). */
@@ -120,48 +124,81 @@ export class NodesApi {
     return status(403, "Forbidden", `${what} is forbidden: User "${g.user}" cannot ${verb} resource "${resource}" in API group "" at the cluster scope`);
   }
 
+  /** Keeps the last LOG_KEEP entries of a log (a flood of requests costs no memory). */
+  private static keep<T>(log: T[], entry: T): void {
+    log.push(entry);
+    if (log.length > LOG_KEEP) log.splice(0, log.length - LOG_KEEP);
+  }
+
+  /**
+   * A request's body, at most MAX_BODY bytes (the real API server's limit is 3 MiB; a Node patch
+   * is a few hundred bytes). Read only once the request is authorized: an unauthenticated client
+   * cannot make the server hold anything.
+   */
+  private body(req: IncomingMessage, res: ServerResponse, done: (text: string) => void): void {
+    const json = (code: number, body: unknown) => { res.writeHead(code, { "content-type": "application/json", connection: "close" }); res.end(JSON.stringify(body)); };
+    if (Number(req.headers["content-length"] ?? 0) > MAX_BODY) { json(413, status(413, "RequestEntityTooLarge", `the request body is larger than ${MAX_BODY} bytes`)); req.destroy(); return; }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on("data", (d: Buffer) => {
+      size += d.length;
+      if (size > MAX_BODY) { json(413, status(413, "RequestEntityTooLarge", `the request body is larger than ${MAX_BODY} bytes`)); req.destroy(); return; }
+      chunks.push(d);
+    });
+    req.on("end", () => { if (size <= MAX_BODY) done(Buffer.concat(chunks).toString("utf8")); });
+  }
+
   /** The request handler (HTTP or HTTPS server). */
   readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
     const url = new URL(req.url ?? "/", "http://x");
-    this.requests.push(`${req.method} ${url.pathname}${url.search}`);
-    const chunks: Buffer[] = [];
-    req.on("data", (d: Buffer) => { chunks.push(d); });
-    req.on("end", () => {
-      const json = (code: number, body: unknown) => { res.writeHead(code, { "content-type": "application/json" }); res.end(JSON.stringify(body)); };
-      if (req.method === "GET" && url.pathname === "/api/v1/nodes") {
-        const watch = url.searchParams.get("watch") === "true";
-        const denied = this.authorize(req, watch ? "watch" : "list", "nodes");
-        if (denied) return json(denied.code as number, denied);
-        if (!watch) return json(200, { kind: "NodeList", apiVersion: "v1", metadata: { resourceVersion: String(this.rv) }, items: [...this.nodes.values()] });
-        const from = Number(url.searchParams.get("resourceVersion") ?? this.rv);
-        res.writeHead(200, { "content-type": "application/json", "transfer-encoding": "chunked" });
-        if (this.history.length && from < this.history[0]!.rv - 1) {
-          res.end(JSON.stringify({ type: "ERROR", object: status(410, "Expired", `too old resource version: ${from} (${this.history[0]!.rv})`) }) + "\n");
-          return;
-        }
-        for (const h of this.history) if (h.rv > from) res.write(h.line);
-        this.watchers.add(res);
-        res.on("close", () => this.watchers.delete(res));
+    NodesApi.keep(this.requests, `${req.method} ${url.pathname}${url.search}`);
+    const json = (code: number, body: unknown) => { res.writeHead(code, { "content-type": "application/json" }); res.end(JSON.stringify(body)); };
+    // Refused from the headers alone; the connection closes, so a body the client goes on sending is never read.
+    const refuse = (denied: Record<string, unknown>) => {
+      res.writeHead(denied.code as number, { "content-type": "application/json", connection: "close" });
+      res.end(JSON.stringify(denied), () => req.socket.destroy());
+    };
+    if (req.method === "GET" && url.pathname === "/api/v1/nodes") {
+      const watch = url.searchParams.get("watch") === "true";
+      const denied = this.authorize(req, watch ? "watch" : "list", "nodes");
+      if (denied) return refuse(denied);
+      req.resume();
+      if (!watch) return json(200, { kind: "NodeList", apiVersion: "v1", metadata: { resourceVersion: String(this.rv) }, items: [...this.nodes.values()] });
+      const from = Number(url.searchParams.get("resourceVersion") ?? this.rv);
+      res.writeHead(200, { "content-type": "application/json", "transfer-encoding": "chunked" });
+      if (this.history.length && from < this.history[0]!.rv - 1) {
+        res.end(JSON.stringify({ type: "ERROR", object: status(410, "Expired", `too old resource version: ${from} (${this.history[0]!.rv})`) }) + "\n");
         return;
       }
-      const one = /^\/api\/v1\/nodes\/([^/]+)(\/status)?$/.exec(url.pathname);
-      if (!one) return json(404, status(404, "NotFound", "the server could not find the requested resource"));
-      const name = decodeURIComponent(one[1]!);
-      const verb = req.method === "PATCH" ? "patch" : req.method === "GET" ? "get" : (req.method ?? "").toLowerCase();
-      const denied = this.authorize(req, verb, one[2] ? "nodes/status" : "nodes", name);
-      if (denied) return json(denied.code as number, denied);
-      const node = this.nodes.get(name);
-      if (!node) return json(404, status(404, "NotFound", `nodes "${name}" not found`));
-      if (req.method === "GET") return json(200, node);
-      if (req.method === "PATCH" && one[2]) {
-        if (this.forbidPatches) return json(403, status(403, "Forbidden", `nodes "${name}" is forbidden: User "system:serviceaccount:kube-system:gauze" cannot patch resource "nodes/status" in API group "" at the cluster scope`));
+      for (const h of this.history) if (h.rv > from) res.write(h.line);
+      this.watchers.add(res);
+      res.on("close", () => this.watchers.delete(res));
+      return;
+    }
+    const one = /^\/api\/v1\/nodes\/([^/]+)(\/status)?$/.exec(url.pathname);
+    if (!one) {
+      const denied = this.authorize(req, "get", "nodes");
+      if (denied?.code === 401) return refuse(denied);
+      req.resume();
+      return json(404, status(404, "NotFound", "the server could not find the requested resource"));
+    }
+    const name = decodeURIComponent(one[1]!);
+    const verb = req.method === "PATCH" ? "patch" : req.method === "GET" ? "get" : (req.method ?? "").toLowerCase();
+    const denied = this.authorize(req, verb, one[2] ? "nodes/status" : "nodes", name);
+    if (denied) return refuse(denied);
+    const node = this.nodes.get(name);
+    if (!node) { req.resume(); return json(404, status(404, "NotFound", `nodes "${name}" not found`)); }
+    if (req.method === "GET") { req.resume(); return json(200, node); }
+    if (req.method === "PATCH" && one[2]) {
+      if (this.forbidPatches) return refuse(status(403, "Forbidden", `nodes "${name}" is forbidden: User "system:serviceaccount:kube-system:gauze" cannot patch resource "nodes/status" in API group "" at the cluster scope`));
+      return this.body(req, res, (text) => {
         let patch: { metadata?: { annotations?: Record<string, string | null> }; status?: { conditions?: NodeCondition[] } };
         try {
-          patch = JSON.parse(Buffer.concat(chunks).toString("utf8")) as typeof patch;
+          patch = JSON.parse(text) as typeof patch;
         } catch {
           return json(400, status(400, "BadRequest", "the body of the request was not JSON"));
         }
-        this.patches.push({ name, contentType: String(req.headers["content-type"]), body: patch as Record<string, unknown> });
+        NodesApi.keep(this.patches, { name, contentType: String(req.headers["content-type"]), body: patch as Record<string, unknown> });
         const ann = (node.metadata.annotations ??= {});
         for (const [k, v] of Object.entries(patch.metadata?.annotations ?? {})) { if (v === null) delete ann[k]; else ann[k] = v; }
         const cs = (node.status.conditions ??= []);
@@ -170,10 +207,11 @@ export class NodesApi {
           if (i >= 0) cs[i] = c; else cs.push(c);
         }
         this.emit("MODIFIED", node);
-        return json(200, node);
-      }
-      json(405, status(405, "MethodNotAllowed", `${req.method} is not supported here`));
-    });
+        json(200, node);
+      });
+    }
+    req.resume();
+    json(405, status(405, "MethodNotAllowed", `${req.method} is not supported here`));
   };
 
   /** Serves on host:port (HTTPS with `tls`), or on a free loopback port; resolves to the URL. */

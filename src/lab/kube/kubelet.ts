@@ -11,13 +11,12 @@
 // scheduling (one pod per node, as a DaemonSet with tolerations for everything places them).
 import { existsSync, mkdirSync, readFileSync, writeFileSync, closeSync, openSync } from "node:fs";
 import { join } from "node:path";
-import { runSync } from "../kernel/spawn.ts";
-import { netnsPath } from "../kernel/netns.ts";
-import { ManifestError, parseManifest, type KubeObject } from "../deploy/manifest.ts";
-import { buildImage, podmanArgs, type PodmanStore } from "../deploy/image.ts";
+import { gauzeExecutable, runSync } from "../../kernel/spawn.ts";
+import { netnsPath } from "../../kernel/netns.ts";
+import { ManifestError, parseManifest, type KubeObject } from "../../deploy/manifest.ts";
+import { buildImage, podmanArgs, type PodmanStore } from "../../deploy/image.ts";
 import { API_HOST, API_PORT, SA_MOUNT, kubeDir, serviceAccountDir } from "./cluster.ts";
-import { gauzeExecutable } from "./processes.ts";
-import { labDir, type DaemonPod, type LabNode, type LabState } from "./state.ts";
+import { labDir, type DaemonPod, type LabNode, type LabState } from "../state.ts";
 
 interface EnvVar { name: string; value?: string; valueFrom?: { fieldRef?: { fieldPath?: string } } }
 interface Mount { name: string; mountPath: string; readOnly?: boolean }

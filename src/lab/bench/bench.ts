@@ -7,16 +7,17 @@
 // 64-byte ping and per full-size TCP segment, read from a real capture decoded by gauze dissect.
 import { closeSync, openSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { runSync, startDetached } from "../kernel/spawn.ts";
-import { addNetns, delNetns, netnsPath, openNetns } from "../kernel/netns.ts";
-import { closeFd } from "../kernel/files.ts";
-import { setOffload } from "../kernel/ethtool.ts";
-import { addAddr, addBridge, addRoute, addVeth, addVxlan, replaceFdb, replaceNeigh, setHairpin, setLink, withRtnl } from "../kernel/netlink/index.ts";
-import { iptablesRestore } from "../kernel/iptables.ts";
-import { labDown, labUp, podRun, type Progress } from "./lab.ts";
-import { labDir, labExists, loadLab } from "./state.ts";
-import { captureDuring, sizes } from "./wire.ts";
-import { percentile } from "../util/stats.ts";
+import { runSync, startDetached } from "../../kernel/spawn.ts";
+import { addNetns, delNetns, netnsPath, openNetns } from "../../kernel/netns.ts";
+import { closeFd } from "../../kernel/files.ts";
+import { setOffload } from "../../kernel/ethtool.ts";
+import { addAddr, addBridge, addRoute, addVeth, addVxlan, replaceFdb, replaceNeigh, setHairpin, setLink, withRtnl } from "../../kernel/netlink/index.ts";
+import { iptablesRestore } from "../../kernel/iptables.ts";
+import { labDown, labUp } from "../lab.ts";
+import { podRun } from "../pods.ts";
+import { type Progress, labDir, labExists, loadLab } from "../state.ts";
+import { captureDuring, sizes } from "../wire.ts";
+import { percentile } from "../../util/stats.ts";
 
 export const BENCH_BACKENDS = ["none", "host-gw", "vxlan", "vxlan-direct", "macvlan", "wireguard", "flannel-style", "none-v6", "vxlan-v6"] as const;
 export type BenchBackend = (typeof BENCH_BACKENDS)[number];
