@@ -46,6 +46,8 @@ export interface ObserverStats {
   lost: number;
   /** Of `lost`: packets of new flows not tracked because more new flows came than the cap allows. */
   shed: number;
+  /** Of `lost`: drop events not attributed because more came than the cap allows. */
+  dropsShed: number;
   dropsSeen: number;
   dropsClaimed: number;
   /** 1 in this many TCP bulk segments is read (1: every packet). */
@@ -74,6 +76,11 @@ export interface ObserverOptions {
   eventRing?: number;
   sightings?: number;
 }
+
+/** Drop events attributed per tick (20 a second): a flood to closed ports cannot make drops the agent's main work. */
+const MAX_DROPS_PER_TICK = 200;
+/** Dropped-flow events a second at most (every claimed drop is still counted in the metrics). */
+const MAX_DROP_EVENTS_PER_SECOND = 500;
 
 /** Packets read per second above which the node samples its TCP bulk. */
 const SAMPLE_ABOVE = 20_000;
@@ -107,6 +114,8 @@ export class FlowObserver {
   private readonly sLen: Uint32Array;
   private readonly sPoint: Uint8Array;
   private readonly sSnap: Uint16Array;
+  /** 1 once a drop was pinned on the sighting: one packet at one point dies once. */
+  private readonly sClaimed: Uint8Array;
   private readonly frames: Uint8Array;
   private sightingAt = 0;
   private sightingCount = 0;
@@ -119,9 +128,10 @@ export class FlowObserver {
   private timers: ReturnType<typeof setInterval>[] = [];
   private lastPodsRead = 0;
   private readonly vxlanPorts: Set<number>;
-  readonly stats: ObserverStats = { packets: 0, flows: 0, events: 0, ringDrops: 0, lost: 0, shed: 0, dropsSeen: 0, dropsClaimed: 0, sampling: 1 };
+  readonly stats: ObserverStats = { packets: 0, flows: 0, events: 0, ringDrops: 0, lost: 0, shed: 0, dropsShed: 0, dropsSeen: 0, dropsClaimed: 0, sampling: 1 };
   /** New flows tracked in the current second (the overload cap counts against it). */
   private newThisSecond = 0;
+  private dropEventsThisSecond = 0;
   private ticking?: ReturnType<typeof setImmediate>;
   /** Packets read in the current second: TCP bulk (subject to sampling) and the rest. */
   private bulkThisSecond = 0;
@@ -134,6 +144,7 @@ export class FlowObserver {
     this.sLen = new Uint32Array(n);
     this.sPoint = new Uint8Array(n);
     this.sSnap = new Uint16Array(n);
+    this.sClaimed = new Uint8Array(n);
     this.frames = new Uint8Array(n * FRAME_BYTES);
     this.vxlanPorts = new Set(o.vxlanPorts);
   }
@@ -204,7 +215,7 @@ export class FlowObserver {
    */
   private tick(): void {
     if (!this.ring) return;
-    const until = performance.now() + (this.o.tickBudgetMs ?? 8);
+    const until = performance.now() + (this.o.tickBudgetMs ?? 4);
     let more = false;
     for (;;) {
       const n = this.ring.drain((p) => this.onPacket(p), 2);
@@ -214,7 +225,8 @@ export class FlowObserver {
     if (more && !this.ticking) this.ticking = setImmediate(() => { this.ticking = undefined; this.tick(); });
     if (this.drops) {
       try {
-        this.pendingDrops.push(...this.drops.read());
+        for (const d of this.drops.read(MAX_DROPS_PER_TICK * 4)) this.pendingDrops.push(d);
+        if (this.drops.skipped) { this.stats.lost += this.drops.skipped; this.stats.dropsShed += this.drops.skipped; this.drops.skipped = 0; }
       } catch (e) {
         this.o.log.warn({ err: (e as Error).message }, "reading drops failed");
       }
@@ -245,6 +257,7 @@ export class FlowObserver {
     this.sPoint[at] = egress ? codes[1] : codes[0];
     const snap = Math.min(p.data.length, FRAME_BYTES);
     this.sSnap[at] = snap;
+    this.sClaimed[at] = 0;
     this.frames.set(snap === p.data.length ? p.data : p.data.subarray(0, snap), at * FRAME_BYTES);
     this.sightingAt = (at + 1) % this.sTime.length;
     if (this.sightingCount < this.sTime.length) this.sightingCount++;
@@ -270,7 +283,7 @@ export class FlowObserver {
     }
     // A new flow at this point: its fields in full, and an event at once; past the cap on new
     // flows a second (a pod spraying random ports), counted instead of tracked.
-    if (this.newThisSecond >= (this.o.maxNewFlowsPerSecond ?? 5000)) {
+    if (this.newThisSecond >= (this.o.maxNewFlowsPerSecond ?? 2000)) {
       this.stats.shed++;
       this.stats.lost++;
       return;
@@ -327,6 +340,7 @@ export class FlowObserver {
   private flush(): void {
     const now = Date.now();
     this.newThisSecond = 0;
+    this.dropEventsThisSecond = 0;
     for (const [id, f] of this.flows) {
       if (f.packets > 0) {
         const e: FlowEvent = { ...f.event, time: f.lastSeen, packets: f.packets, bytes: f.bytes, ipLen: f.ipLen, ...(this.stats.sampling > 1 ? { sampling: this.stats.sampling } : {}) };
@@ -380,28 +394,52 @@ export class FlowObserver {
   private attributeDrops(): void {
     const now = Date.now();
     const keep: DropEvent[] = [];
+    let handled = 0;
     for (const d of this.pendingDrops) {
       const t = Number(d.tsNs / 1000n) / 1000;
       if (now - t < 80) { keep.push(d); continue; }
+      // A bounded number of drops a tick: past it (a flood to closed ports) the rest are counted as lost.
+      if (++handled > MAX_DROPS_PER_TICK) { this.stats.lost++; this.stats.dropsShed++; continue; }
       this.stats.dropsSeen++;
-      const s = this.lastSightingBefore(t, d.protocol === 34525 ? 6 : d.protocol === 2048 ? 4 : 0);
+      const found = this.lastSightingBefore(t, d.protocol === 34525 ? 6 : d.protocol === 2048 ? 4 : 0);
       // A raw socket took the echo reply; the ping-socket handler then frees its copy: not a drop.
       if (d.reason === "NO_SOCKET" && d.location.startsWith("ping_rcv")) continue;
-      if (!s || s.point === "to-network" || s.chatter || !plausible(d, s)) continue;
+      if (!found || this.sClaimed[found.at]) continue;
+      const s = found.s;
+      if (s.point === "to-network" || s.chatter || !plausible(d, s)) continue;
+      this.sClaimed[found.at] = 1;
       this.stats.dropsClaimed++;
       this.o.onDrop?.(d.reason, s.point);
+      // Counted always; shown as events up to a rate (a flood to closed ports would push every other flow out of the ring).
+      if (++this.dropEventsThisSecond > MAX_DROP_EVENTS_PER_SECOND) { this.stats.lost++; this.stats.dropsShed++; continue; }
       this.emit({ ...this.toEvent(s.key, t, s.ifindex, s.point, "dropped"), packets: 1, bytes: s.len, dropReason: d.reason, dropLocation: d.location });
     }
+    if (keep.length > 1000) { this.stats.lost += keep.length - 1000; this.stats.dropsShed += keep.length - 1000; }
     this.pendingDrops = keep.slice(-1000);
   }
 
-  private lastSightingBefore(t: number, family: 0 | 4 | 6): Sighting | undefined {
-    for (const at of this.slotsNewestFirst()) {
+  /**
+   * The packet seen last before time `t` (within 20 ms), of the family. The kept sightings are in
+   * the order the ring handed them over, which is time order to within a block: a binary search
+   * finds where `t` falls, so a drop costs O(log n) however busy the node is (a walk from the
+   * newest packet cost one step per packet seen since, thousands under a flood).
+   */
+  private lastSightingBefore(t: number, family: 0 | 4 | 6): { s: Sighting; at: number } | undefined {
+    const n = this.sTime.length, count = this.sightingCount, start = this.sightingAt - count + n;
+    const slot = (i: number) => (start + i) % n;
+    let lo = 0, hi = count; // the first logical index whose time is after t + 1
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.sTime[slot(mid)]! > t + 1) hi = mid;
+      else lo = mid + 1;
+    }
+    for (let i = lo - 1; i >= 0; i--) {
+      const at = slot(i);
       const time = this.sTime[at]!;
       if (time > t + 1) continue;
       if (time < t - 20) return undefined;
       const s = this.sightingAtSlot(at);
-      if (s && (family === 0 || s.key.tunnel || s.key.family === family)) return s;
+      if (s && (family === 0 || s.key.tunnel || s.key.family === family)) return { s, at };
     }
     return undefined;
   }

@@ -288,6 +288,19 @@ export function registerLab(program: Command, set: SetStatus): void {
       const { serveHttp } = await import("../lab/http.ts");
       await serveHttp(Number(o.port), o.pod);
     });
+  lab.command("udp-flood", { hidden: true }).description("(a pod's image) datagrams to random ports, bounded").requiredOption("--to <ip>").option("--rate <n>", "datagrams a second", "10000")
+    .option("--seconds <n>", "how long", "10").option("--port <n>", "one port instead of random ones")
+    .action((o: { to: string; rate: string; seconds: string; port?: string }) => guard(set, async () => {
+      const { udpFlood } = await import("../lab/traffic.ts");
+      const rate = Number(o.rate), seconds = Number(o.seconds);
+      if (!(rate > 0 && rate <= 200_000 && seconds > 0 && seconds <= 600)) throw new Error("--rate 1..200000 and --seconds 1..600");
+      console.log(JSON.stringify(await udpFlood({ to: o.to, rate, seconds, ...(o.port ? { port: Number(o.port) } : {}) })));
+    }));
+  lab.command("http-probe", { hidden: true }).description("(a node's image) time GETs of a URL").argument("<url>").option("--every <ms>", "interval", "20").option("--seconds <n>", "how long", "10")
+    .action((url: string, o: { every: string; seconds: string }) => guard(set, async () => {
+      const { httpProbe } = await import("../lab/traffic.ts");
+      console.log(JSON.stringify(await httpProbe(url, Number(o.every), Number(o.seconds))));
+    }));
   lab.command("http-get", { hidden: true }).argument("<url>").option("--timeout <ms>", "timeout", "2000")
     .action((url: string, o: { timeout: string }) => guard(set, async () => {
       const { httpGet } = await import("../lab/http.ts");

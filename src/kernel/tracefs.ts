@@ -75,6 +75,8 @@ export class DropWatch {
   private readonly buf = Buffer.alloc(1 << 16);
   private offsetNs = clockOffsetNs();
   private closed = false;
+  /** Lines read and left out because a call asked for fewer (see read). */
+  skipped = 0;
 
   private constructor(private readonly dir: string, private readonly baseFilter: string[]) {
     this.fd = openSync(join(dir, "trace_pipe"), constants.O_RDONLY | constants.O_NONBLOCK);
@@ -109,11 +111,14 @@ export class DropWatch {
     writeFileSync(join(this.dir, "events/skb/kfree_skb/filter"), terms.join(" && ") || "0");
   }
 
-  /** Drops reported since the last call. */
-  read(): DropEvent[] {
+  /**
+   * Drops reported since the last call, at most `max` of them; lines past it are read and left
+   * out (the caller counts them as lost), so a flood of drops costs a bounded parse per call.
+   */
+  read(max = Infinity): DropEvent[] {
     if (this.closed) return [];
     let text = this.rest;
-    for (;;) {
+    for (let reads = 0; reads < 16; reads++) {
       let n = 0;
       try {
         n = readSync(this.fd, this.buf, 0, this.buf.length, null);
@@ -129,6 +134,7 @@ export class DropWatch {
     this.offsetNs = clockOffsetNs();
     const out: DropEvent[] = [];
     for (const l of lines) {
+      if (out.length >= max) { this.skipped++; continue; }
       const d = parseDropLine(l, this.offsetNs);
       if (d) out.push(d);
     }

@@ -7,7 +7,7 @@
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { GAUZE, ROOT, World, must, sh } from "./helpers.ts";
 
@@ -70,6 +70,20 @@ test("lab up --manifest: NotReady until the DaemonSet's pods run; then agents in
     assert.match(drops, /"dropReason":"NETFILTER_DROP"/);
   } finally {
     must([GAUZE, "lab", "fix", "--name", name]);
+  }
+});
+
+test("the lab's credentials are root's alone: the control plane's directory 0700, keys, ServiceAccount tokens and grants 0600", () => {
+  const kube = `${labDir(name)}/kube`;
+  const mode = (p: string) => statSync(p).mode & 0o777;
+  assert.equal(mode(kube), 0o700);
+  for (const f of ["grants.json", "ca.key", "server.key"]) assert.equal(mode(`${kube}/${f}`), 0o600, f);
+  const sa = `${kube}/serviceaccounts`;
+  const tokens = readdirSync(sa).flatMap((ns) => readdirSync(`${sa}/${ns}`).map((a) => `${sa}/${ns}/${a}`));
+  assert.ok(tokens.length > 0);
+  for (const d of tokens) {
+    assert.equal(mode(d), 0o700, d);
+    assert.equal(mode(`${d}/token`), 0o600, `${d}/token`);
   }
 });
 

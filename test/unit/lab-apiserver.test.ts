@@ -58,3 +58,41 @@ test("a watch gets what it missed since its resourceVersion; one from before the
     api.close();
   }
 });
+
+test("an unauthenticated 200 MB PATCH is refused from its headers, before a byte of it is kept; logs stay bounded", async () => {
+  const api = new NodesApi();
+  api.putNode("n1", { podCIDR: "10.244.0.0/24" });
+  api.grants = [{ token: "agent", user: "system:serviceaccount:kube-gauze:gauze", rules: [{ apiGroups: [""], resources: ["nodes", "nodes/status"], verbs: ["get", "patch"] }] }];
+  const url = new URL(await api.listen());
+  const { request } = await import("node:http");
+  try {
+    Bun.gc(true);
+    const rss0 = process.memoryUsage().rss;
+    // A client that keeps sending: 200 chunks of 1 MB, without waiting for the answer.
+    const r = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = request({ host: url.hostname, port: url.port, path: "/api/v1/nodes/n1/status", method: "PATCH", headers: { "content-type": "application/strategic-merge-patch+json", "content-length": String(200 << 20) } }, (res) => {
+        let body = "";
+        res.on("data", (d: Buffer) => { body += d.toString(); });
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+      });
+      req.on("error", () => undefined); // the server closes on us mid-body: expected
+      const chunk = Buffer.alloc(1 << 20, 0x20);
+      let sent = 0;
+      const pump = () => { while (sent < 200 && req.write(chunk)) sent++; if (sent < 200 && !req.destroyed) req.once("drain", pump); };
+      pump();
+      setTimeout(() => reject(new Error("no answer within 10 s")), 10_000);
+    });
+    assert.equal(r.status, 401);
+    Bun.gc(true);
+    const grew = (process.memoryUsage().rss - rss0) / (1 << 20);
+    assert.ok(grew < 60, `the server kept ${grew.toFixed(0)} MB of a body it refused`);
+    // Too large from an authorized client: 413, the limit named.
+    const big = await fetch(url + "api/v1/nodes/n1/status", { method: "PATCH", headers: { authorization: "Bearer agent", "content-type": "application/strategic-merge-patch+json" }, body: "x".repeat(2 << 20) });
+    assert.equal(big.status, 413);
+    assert.match(await big.text(), /larger than 1048576 bytes/);
+    for (let i = 0; i < 3000; i++) api.handle({ method: "GET", url: "/api/v1/nodes", headers: {}, resume() {}, socket: { destroy() {} } } as never, { writeHead() { return this; }, end(_b?: unknown, cb?: () => void) { cb?.(); } } as never);
+    assert.ok(api.requests.length <= 1000, `${api.requests.length} requests remembered`);
+  } finally {
+    api.close();
+  }
+});

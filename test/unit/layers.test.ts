@@ -1,4 +1,4 @@
-// The stack only points down: net, util, packet -> kernel -> node, ipam, dataplane, backend, store
+// The stack only points down: net, util, packet, policy -> kernel -> node, ipam, dataplane, backend, store
 // -> cni, agent -> capture, deploy, doctor, observe -> lab, ui -> cli -> bin. Every import in src/
 // (static, dynamic, type-only) is checked against it. Folders on one level may use each other but
 // never in a loop, of any length; no file takes part in an import loop either.
@@ -11,7 +11,8 @@ const SRC = join(import.meta.dirname, "..", "..", "src");
 
 /** Level of each top folder of src/ (files directly in src/ are level 0). */
 const LEVEL: Record<string, number> = {
-  "": 0, util: 0, net: 0, packet: 0,
+  // policy: the NetworkPolicy evaluator, pure (the rule compilers, explain and the tests use it).
+  "": 0, util: 0, net: 0, packet: 0, policy: 0,
   kernel: 1,
   // The node's contract files (subnet file, net.d, pod records, paths): below the plugin and the agent, which share them.
   node: 2, ipam: 2, dataplane: 2, backend: 2, store: 2,
