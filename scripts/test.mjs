@@ -2,7 +2,9 @@
 // real kernel, iproute2 as the oracle) run under bun, the runtime of the shipped executable, so
 // they exercise the code the binary runs. Contract tests (one suite per seam, run against every
 // implementation: real etcd, a real directory, the stand-in API server) run under bun too. End-to-end tests drive dist/bin/gauze itself from node's
-// test runner, two files at a time. Root is required. Arguments filter test files by substring.
+// test runner, two files at a time; files that load the whole machine on purpose (a flood) run
+// alone afterwards, so that their load is never another test's flakiness. Root is required.
+// Arguments filter test files by substring.
 import { spawnSync } from "node:child_process";
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
@@ -12,15 +14,19 @@ const only = process.argv.slice(2);
 const pick = (dir) => readdirSync(join(root, "test", dir)).filter((f) => f.endsWith(".test.ts")).sort().map((f) => join("test", dir, f))
   .filter((f) => !only.length || only.some((o) => f.includes(o)));
 const bunFiles = [...pick("unit"), ...pick("kernel"), ...pick("contract")];
-const nodeFiles = pick("e2e");
+/** End-to-end files that saturate the machine on purpose: run one at a time, after the rest. */
+const ALONE = ["hardening.test.ts"];
+const nodeFiles = pick("e2e").filter((f) => !ALONE.some((a) => f.endsWith(a)));
+const aloneFiles = pick("e2e").filter((f) => ALONE.some((a) => f.endsWith(a)));
 let status = 0;
 if (bunFiles.length) {
   const bun = join(root, "node_modules", ".bin", "bun");
   const r = spawnSync(bun, ["test", "--timeout", "120000", ...bunFiles.map((f) => `./${f}`)], { cwd: root, stdio: "inherit" });
   status ||= r.status ?? 1;
 }
-if (nodeFiles.length) {
-  const r = spawnSync(process.execPath, ["--import", "tsx", "--test", "--test-concurrency=2", "--test-reporter=spec", ...nodeFiles], { cwd: root, stdio: "inherit" });
+for (const [files, concurrency] of [[nodeFiles, 2], [aloneFiles, 1]]) {
+  if (!files.length) continue;
+  const r = spawnSync(process.execPath, ["--import", "tsx", "--test", `--test-concurrency=${concurrency}`, "--test-reporter=spec", ...files], { cwd: root, stdio: "inherit" });
   status ||= r.status ?? 1;
 }
 process.exit(status);
