@@ -12,6 +12,7 @@
 // packets, the event ring, each listener's queue. What is pushed out is counted and reported in
 // the stream as lost.
 import type { Logger } from "pino";
+import { statSync } from "node:fs";
 import { PACKET_OUTGOING, PacketRing, type RingPacket } from "../kernel/packet-ring.ts";
 import { DropWatch, type DropEvent } from "../kernel/tracefs.ts";
 import { type Rtnl } from "../kernel/netlink/index.ts";
@@ -160,7 +161,8 @@ export class FlowObserver {
       this.stats.dropsUnavailable = (e as Error).message;
       this.o.log.warn({ err: this.stats.dropsUnavailable }, "flows without drops: the kernel's drop events are not readable");
     }
-    this.refreshNames();
+    // The pods of this node are known before the first packet: a restarted agent names them at once.
+    this.readPods();
     this.timers.push(setInterval(() => this.tick(), 50), setInterval(() => this.flush(), 1000));
   }
 
@@ -324,8 +326,25 @@ export class FlowObserver {
     this.stats.lost++;
   }
 
+  /**
+   * The pods again when their records may have changed: every 2 s, and at once (a stat of the
+   * records' directory, at most every 50 ms) when a new flow names an address not known: a pod
+   * made a moment ago is named by its first packet.
+   */
+  private freshPods(key: FlowKey): void {
+    const now = Date.now();
+    if (now - this.lastPodsRead > 2000) return this.readPods();
+    if ((this.pods.has(key.src) && this.pods.has(key.dst)) || now - this.lastDirCheck < 50) return;
+    this.lastDirCheck = now;
+    let stamp = 0;
+    try { stamp = statSync(this.o.podRecords).mtimeMs; } catch { /* no records yet */ }
+    if (stamp !== this.dirStamp) { this.dirStamp = stamp; this.readPods(); }
+  }
+  private lastDirCheck = 0;
+  private dirStamp = 0;
+
   private toEvent(key: FlowKey, time: number, ifindex: number, point: ObservationPoint, verdict: FlowEvent["verdict"]): FlowEvent {
-    if (Date.now() - this.lastPodsRead > 2000) this.readPods();
+    this.freshPods(key);
     const ep = (ip: string, port: number): Endpoint => ({ ip, ...(port ? { port } : {}), ...(this.pods.has(ip) ? { pod: this.pods.get(ip)! } : {}) });
     return {
       time, node: this.o.node, source: ep(key.src, key.srcPort), destination: ep(key.dst, key.dstPort), protocol: protocolName(key.proto),
@@ -341,8 +360,13 @@ export class FlowObserver {
     const now = Date.now();
     this.newThisSecond = 0;
     this.dropEventsThisSecond = 0;
+    if (now - this.lastPodsRead > 2000) this.readPods();
     for (const [id, f] of this.flows) {
       if (f.packets > 0) {
+        // A flow that began before its pod's record was readable (an agent that was away, a pod
+        // being made) takes the name as soon as it is known.
+        if (!f.event.source.pod && this.pods.has(f.event.source.ip)) f.event.source = { ...f.event.source, pod: this.pods.get(f.event.source.ip)! };
+        if (!f.event.destination.pod && this.pods.has(f.event.destination.ip)) f.event.destination = { ...f.event.destination, pod: this.pods.get(f.event.destination.ip)! };
         const e: FlowEvent = { ...f.event, time: f.lastSeen, packets: f.packets, bytes: f.bytes, ipLen: f.ipLen, ...(this.stats.sampling > 1 ? { sampling: this.stats.sampling } : {}) };
         if (f.flags) e.tcpFlags = tcpFlagNames(f.flags);
         if (f.seq >= 0 && e.icmp) e.icmp = { ...e.icmp, seq: f.seq };
@@ -458,9 +482,15 @@ export class FlowObserver {
   }
 
   /** The last `n` events, oldest first, optionally only those after `since` (ms). */
+  /**
+   * The last `n` events in time order (0: none), optionally only those after `since` (ms). The
+   * ring holds them in the order they were made, which is not time order: a flow's update of the
+   * last second carries the time of its last packet.
+   */
   recent(n: number, since = 0): FlowEvent[] {
+    if (!(n > 0)) return [];
     const all = [...this.events.slice(this.eventStart), ...this.events.slice(0, this.eventStart)];
-    return all.filter((e) => e.time > since).slice(-n);
+    return all.filter((e) => e.time > since).sort((a, b) => a.time - b.time).slice(-n);
   }
 
   /** Sightings matching a packet's identity (trace), oldest first. */

@@ -3,12 +3,19 @@
 import { createServer, get } from "node:http";
 
 export function serveHttp(port: number, pod: string): Promise<never> {
+  // An IPv4 client of a dual-stack socket shows as ::ffff:a.b.c.d: said as the IPv4 address it is.
+  const plain = (a: string | undefined) => (a ?? "").replace(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/, "$1");
   const server = createServer((req, res) => {
-    const local = `${req.socket.localAddress}:${req.socket.localPort}`;
+    const local = `${plain(req.socket.localAddress)}:${req.socket.localPort}`;
     res.writeHead(200, { "content-type": "text/plain", server: "gauze-lab-nginx" });
-    res.end(`hello from ${pod} (${local}), you are ${req.socket.remoteAddress}\n`);
+    res.end(`hello from ${pod} (${local}), you are ${plain(req.socket.remoteAddress)}\n`);
   });
-  server.listen(port, "0.0.0.0");
+  // Both families, as nginx's image listens on a dual-stack pod (":: with ipv6only off").
+  server.once("error", (e: NodeJS.ErrnoException) => {
+    if (e.code === "EAFNOSUPPORT" || e.code === "EADDRNOTAVAIL") server.listen(port, "0.0.0.0"); // IPv6 off in this namespace
+    else throw e;
+  });
+  server.listen({ port, host: "::", ipv6Only: false });
   return new Promise(() => undefined);
 }
 

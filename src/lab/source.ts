@@ -15,6 +15,7 @@ export function labSource(name?: string) {
   loadLab(lab); // a clear error now for a lab that does not exist
   return {
     label: `lab ${lab}`,
+    outside: "the lab has no way out (its underlay, 172.18.0.0/16 in its own namespace, connects to no other network), so nothing outside the lab can answer",
     agents(node?: string) {
       const s = loadLab(lab);
       const nodes = node ? [findNode(s, node)] : s.nodes;
@@ -28,7 +29,7 @@ export function labSource(name?: string) {
         return { name: n.name, ip: n.ip, ready: v.ready, reason: v.reason ?? v.agent?.reason ?? "", subnet: v.subnet ?? null, vtepMac: v.vtepMac ?? null, agentUp: !!v.agent?.running, podMtu: a?.podMtu ?? null, overhead: a?.overhead ?? null };
       });
       return {
-        name: s.name, backend: s.backend, podCidr: s.podCidr, nodes,
+        name: s.name, backend: s.backend, podCidr: s.podCidr, ...(s.podCidr6 ? { podCidr6: s.podCidr6 } : {}), nodes,
         pods: s.pods.map((p) => ({ name: p.name, namespace: "default", node: p.node, ...(p.ip ? { ip: p.ip } : {}), ...(p.ip6 ? { ip6: p.ip6 } : {}), phase: p.phase, ...(p.reason ? { reason: p.reason } : {}) })),
       };
     },

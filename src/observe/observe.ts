@@ -64,7 +64,12 @@ export async function runObserve(source: ClusterSource, o: ObserveOptions, write
   const followNode = (src: AgentEndpoint): Promise<void> => {
     const f = follow(src, "/v1/flows?last=0&follow=1", (i) => {
       if ("event" in i) {
-        if (down.delete(i.node)) warn(`node ${i.node}: following again`);
+        if (down.delete(i.node)) {
+          warn(`node ${i.node}: following again`);
+          // Its pods may have changed while it was away: names now, not at the next refresh.
+          refreshed = Date.now();
+          void podNames(srcs).then((p) => { names = p; });
+        }
         if (Date.now() - refreshed > 2000) {
           refreshed = Date.now();
           void podNames(srcs).then((p) => { names = p; });

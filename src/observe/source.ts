@@ -39,6 +39,7 @@ export interface ClusterView {
   name: string;
   backend: string;
   podCidr: string;
+  podCidr6?: string;
   nodes: SourceNode[];
   pods: SourcePod[];
 }
@@ -66,6 +67,8 @@ export interface ClusterSource {
   doctorJson(node: string, timeoutMs?: number): Promise<string>;
   /** The command a user runs for that report. */
   doctorCommand(node: string): string;
+  /** Where traffic to addresses outside the cluster goes, when it goes nowhere (the lab: no way out). */
+  readonly outside?: string;
 }
 
 /** `namespace/name` of a pod. */

@@ -8,7 +8,7 @@ import type { Sighting, ObservationPoint } from "../agent/flow-types.ts";
 import { plausible } from "../agent/drop-attribution.ts";
 import { DropWatch, type DropEvent, isEndpointReason } from "../kernel/tracefs.ts";
 import { gauzeExecutable } from "../kernel/spawn.ts";
-import { parseIP } from "../net/cidr.ts";
+import { parseCIDR, parseIP, prefixContains } from "../net/cidr.ts";
 import { tcpFlagNames } from "../packet/flow-key.ts";
 import { printableLines } from "../util/text.ts";
 import { sightings } from "./client.ts";
@@ -42,10 +42,14 @@ export interface TraceReport {
   from: { pod: string; ip: string; node: string };
   to: { pod?: string; ip: string; node?: string };
   protocol: string;
-  probe: { icmpId?: number; sourcePort?: number; size: number; exit: number };
+  probe: { icmpId?: number; sourcePort?: number; port?: number; size: number; exit: number };
   hops: Hop[];
   reachedDestination: boolean;
   replied: boolean;
+  /** TCP: the answer was a reset (nothing listens on the port): reached, and refused. */
+  refused?: { by: string };
+  /** What the destination is: a pod, a node, an address in the pod network no pod has, or outside the cluster. */
+  destination: "pod" | "node" | "no-pod" | "outside";
   stopped?: { node: string; after: ObservationPoint; interface: string; reason?: string; location?: string; check?: string; why: string };
   /** Nodes whose agent did not answer: the probe's hops there are not known. */
   unobserved: { node: string; why: string }[];
@@ -93,6 +97,7 @@ export async function runTrace(source: ClusterSource, o: TraceOptions): Promise<
   const toPod = toIp ? source.view().pods.find((p) => p.ip === toIp || p.ip6 === toIp) : runningPod(source, o.to);
   const dst = toIp ?? toPod!.ip!;
   const v6 = dst.includes(":");
+  const kind = classify(source, dst, !!toPod);
   const srcIp = v6 ? from.ip6 : from.ip;
   if (!srcIp) throw new TraceError(`pod ${from.name} has no IPv${v6 ? 6 : 4} address`);
   const srcs = source.agents();
@@ -140,6 +145,7 @@ export async function runTrace(source: ClusterSource, o: TraceOptions): Promise<
   const mine = (xs: typeof all) => (o.protocol === "icmp" ? xs.filter((x) => x.s.key.icmpId === icmpId) : xs);
   all = mine(all);
   const replied = all.some((x) => x.s.key.src === dst && x.s.key.dst === srcIp && (x.s.point === "to-pod"));
+  const rst = all.find((x) => x.s.key.src === dst && x.s.key.dst === srcIp && x.s.key.tcpFlags !== undefined && (x.s.key.tcpFlags & 0x04) !== 0);
   let drops: DropEvent[] = watch?.read() ?? [];
   if (!replied && exit !== 0 && !drops.some((d) => d.pid === pid)) {
     await new Promise((r) => setTimeout(r, 3500));
@@ -157,7 +163,8 @@ export async function runTrace(source: ClusterSource, o: TraceOptions): Promise<
   const reachedDestination = all.some((x) => x.s.key.src === srcIp && (toPod ? x.s.point === "to-pod" && x.node === toPod.node : x.s.point === "to-network" || x.s.point === "host"));
   const report: TraceReport = {
     from: { pod: podRef(from), ip: srcIp, node: from.node }, to: { ...(toPod ? { pod: podRef(toPod), node: toPod.node } : {}), ip: dst },
-    protocol: o.protocol, probe: { ...(icmpId !== undefined ? { icmpId } : {}), ...(sport ? { sourcePort: sport } : {}), size: o.size, exit }, hops, reachedDestination, replied, doctor: [],
+    protocol: o.protocol, probe: { ...(icmpId !== undefined ? { icmpId } : {}), ...(sport ? { sourcePort: sport } : {}), ...(o.port ? { port: o.port } : {}), size: o.size, exit }, hops, reachedDestination, replied,
+    ...(rst && replied ? { refused: { by: toPod ? podRef(toPod) : dst } } : {}), destination: kind.kind, doctor: [],
     unobserved: [...unobserved].map(([node, why]) => ({ node, why })), ...(dropsUnknown ? { dropsUnknown } : {}),
   };
   if (!replied) {
@@ -178,17 +185,38 @@ export async function runTrace(source: ClusterSource, o: TraceOptions): Promise<
       node, after: last?.s.point ?? "from-pod", interface: last ? hops[hops.length - 1]!.interface : "-", ...(d ? { reason: d.reason, location: d.location.replace(/\+0x.*$/, "") } : {}), ...(check ? { check } : {}),
       why: d ? `the kernel dropped it: ${d.reason === "NOT_SPECIFIED" ? "no reason given" : d.reason} in ${d.location.replace(/\+0x.*$/, "")}` : last ? "no node saw it after this, and the kernel reported no drop: lost between the nodes (the underlay) or not answered" : "no node saw it leave the pod",
     };
+    // Where the address itself explains it, that is the conclusion, not a drop on the way.
+    if (kind.kind === "outside" && kind.why) {
+      report.stopped = { node, after: last?.s.point ?? "from-pod", interface: last ? hops[hops.length - 1]!.interface : "-", why: kind.why };
+    } else if (kind.kind === "no-pod") {
+      report.stopped = { ...report.stopped, why: `${kind.why}${d ? ` (the kernel dropped it: ${d.reason} in ${d.location.replace(/\+0x.*$/, "")})` : ""}` };
+      delete report.stopped.check;
+    }
   }
   const crossed = [...new Set([from.node, ...(report.stopped ? [report.stopped.node] : []), ...(toPod ? [toPod.node] : [])])];
   for (const f of await Promise.all(crossed.map((n) => doctorFindings(source, n)))) report.doctor.push(...f);
   // No reason from the kernel (lost on the underlay, or dropped without one): the overlay check
   // doctor fails on the nodes crossed names the cause, if one does.
-  if (report.stopped && !report.stopped.check) {
+  if (report.stopped && !report.stopped.check && kind.kind !== "outside" && kind.kind !== "no-pod") {
     const f = report.doctor.find((x) => x.status === "fail" && x.id.startsWith("overlay.")) ?? report.doctor.find((x) => x.status === "fail" && x.id.startsWith("kernel."));
     if (f) report.stopped.check = f.id;
   }
   if (report.stopped) report.doctorCommand = source.doctorCommand(report.stopped.node);
   return report;
+}
+
+/** What a destination address is to this cluster, and for those where the address itself is the answer, the words. */
+function classify(source: ClusterSource, ip: string, isPod: boolean): { kind: TraceReport["destination"]; why?: string } {
+  if (isPod) return { kind: "pod" };
+  const v = source.view();
+  const addr = parseIP(ip)!;
+  if (v.nodes.some((n) => n.ip === ip)) return { kind: "node" };
+  const nets = [v.podCidr, ...(v.podCidr6 ? [v.podCidr6] : [])].map((c) => parseCIDR(c)?.prefix).filter((p): p is NonNullable<typeof p> => !!p);
+  if (nets.some((p) => prefixContains(p, addr))) {
+    const owner = v.nodes.find((n) => n.subnet && parseCIDR(n.subnet) && prefixContains(parseCIDR(n.subnet)!.prefix, addr));
+    return { kind: "no-pod", why: `no pod has ${ip}: it is in the pod network${owner ? ` (${owner.name}'s subnet ${owner.subnet})` : ", in no node's subnet"}, and nothing there answers (pods: ${v.pods.map((p) => `${podRef(p)} ${p.ip ?? "-"}`).join(", ") || "none"})` };
+  }
+  return { kind: "outside", ...(source.outside ? { why: `${ip} is outside the cluster: ${source.outside}` } : {}) };
 }
 
 /** Interface names for the hops, from each node's link list (one netlink dump per node crossed). */
@@ -200,14 +228,17 @@ function nameInterfaces(hops: Hop[], source: ClusterSource): void {
 }
 
 export function formatTrace(r: TraceReport): string {
-  const out = [`trace ${r.from.pod} (${r.from.ip}, ${r.from.node}) -> ${r.to.pod ?? r.to.ip} (${r.to.ip}${r.to.node ? `, ${r.to.node}` : ""}), ${r.protocol}${r.probe.icmpId !== undefined ? ` echo id ${r.probe.icmpId}` : r.probe.sourcePort ? ` from port ${r.probe.sourcePort}` : ""}, ${r.probe.size}-byte payload`, ""];
+  const what = r.protocol === "icmp" ? `icmp${r.probe.icmpId !== undefined ? ` echo id ${r.probe.icmpId}` : ""}, ${r.probe.size}-byte payload`
+    : r.protocol === "tcp" ? `tcp SYN to :${r.probe.port} from port ${r.probe.sourcePort}` : `udp datagram to :${r.probe.port} from port ${r.probe.sourcePort}`;
+  const out = [`trace ${r.from.pod} (${r.from.ip}, ${r.from.node}) -> ${r.to.pod ?? r.to.ip} (${r.to.ip}${r.to.node ? `, ${r.to.node}` : ""}), ${what}`, ""];
   for (const h of r.hops) {
     const t = h.tunnel ? `  vxlan vni ${h.tunnel.vni} ${h.tunnel.outerSource} -> ${h.tunnel.outerDestination}: outer IP ${h.tunnel.outerIpLen} B (+${h.tunnel.overheadBytes})` : "";
     out.push(`${String(h.n).padStart(3)}  ${`+${h.us} us`.padStart(10)}  ${h.direction.padEnd(8)} ${h.node.padEnd(26)} ${h.point.padEnd(13)} ${h.interface.padEnd(16)} IP ${h.ipLen} B, frame ${h.frameLen} B${h.tcpFlags ? ` [${h.tcpFlags.join(",")}]` : ""}${t}`);
   }
   if (!r.hops.length) out.push("  (no node saw the probe)");
   out.push("");
-  if (r.replied) out.push(`reached ${r.to.pod ?? r.to.ip} and back: ${r.hops.length} hops`);
+  if (r.refused) out.push(`refused: RST from ${r.refused.by} (nothing listens on :${r.probe.port}); the network path works: ${r.hops.length} hops`);
+  else if (r.replied) out.push(`reached ${r.to.pod ?? r.to.ip} and back: ${r.hops.length} hops`);
   else if (r.stopped) {
     out.push(`✖ stopped on ${r.stopped.node} after ${r.stopped.after} ${r.stopped.interface}: ${r.stopped.why}`);
     if (r.stopped.check) out.push(`  doctor: ${r.stopped.check} (${r.doctorCommand ?? `gauze doctor --node ${r.stopped.node}`})`);

@@ -128,7 +128,7 @@ test("observe: a node whose agent is down is named, the other still answers", as
 
 interface Trace {
   hops: { node: string; point: string; interface: string; direction: string; ipLen: number; tcpFlags?: string[]; tunnel?: { outerIpLen: number; overheadBytes: number } }[];
-  replied: boolean; stopped?: { node: string; after: string; reason?: string; check?: string }; doctor: { node: string; id: string; status: string }[]; unobserved: { node: string }[];
+  replied: boolean; stopped?: { node: string; after: string; reason?: string; check?: string; why: string }; doctor: { node: string; id: string; status: string }[]; unobserved: { node: string }[];
 }
 const trace = (...args: string[]) => JSON.parse(sh([GAUZE, "trace", "a", "b", "--name", lab, "--json", ...args]).stdout) as Trace;
 
@@ -189,6 +189,43 @@ test("trace over TCP and UDP from a port of its own: a refused connection comes 
   const udp = JSON.parse(sh([GAUZE, "trace", "a", "b", "--name", lab, "--json", "--protocol", "udp", "--port", "9"]).stdout) as Trace;
   assert.equal(udp.replied, false);
   assert.deepEqual([udp.stopped!.node, udp.stopped!.after, udp.stopped!.reason], [wk, "to-pod", "NO_SOCKET"]);
+});
+
+test("trace's conclusions say what the address is: a refused TCP port is refused, not reached; no pod has an address in the pod network; outside the lab nothing answers", () => {
+  // Before: "reached default/b and back", "lost between the nodes (the underlay)", and
+  // "IP_INADDRERRORS ... doctor: kernel.ip-forward" with forwarding on; and "56-byte payload" for a SYN.
+  const tcp = sh([GAUZE, "trace", "a", "b", "--name", lab, "--protocol", "tcp", "--port", "9"]).stdout;
+  assert.match(tcp, /tcp SYN to :9 from port \d+/);
+  assert.doesNotMatch(tcp, /payload/);
+  assert.match(tcp, /refused: RST from default\/b \(nothing listens on :9\)/);
+  assert.doesNotMatch(tcp, /and back/);
+  const subnet = (JSON.parse(must([GAUZE, "lab", "status", "--name", lab, "--json"])) as { nodes: { name: string; subnet: string }[] }).nodes.find((n) => n.name === cp)!.subnet;
+  const ghost = subnet.replace(/\.0\/24$/, ".99");
+  const nobody = JSON.parse(sh([GAUZE, "trace", "a", ghost, "--name", lab, "--json"]).stdout) as Trace & { destination: string };
+  assert.equal(nobody.destination, "no-pod");
+  assert.match(nobody.stopped!.why, new RegExp(`^no pod has ${ghost.replace(/\./g, "\\.")}: it is in the pod network \\(${cp}'s subnet`));
+  assert.equal(nobody.stopped!.check, undefined);
+  const out = JSON.parse(sh([GAUZE, "trace", "a", "8.8.8.8", "--name", lab, "--json"]).stdout) as Trace & { destination: string };
+  assert.equal(out.destination, "outside");
+  assert.match(out.stopped!.why, /^8\.8\.8\.8 is outside the cluster: the lab has no way out/);
+  assert.deepEqual([out.stopped!.check, out.stopped!.reason], [undefined, undefined]);
+});
+
+test("observe --follow --last N prints the last N, in time order, then follows (before: the whole history first)", async () => {
+  assert.ok(ping("a", ip("b"), 3));
+  await wait(1200);
+  for (const last of ["0", "1"]) {
+    const p = spawn(GAUZE, ["observe", "--name", lab, "--follow", "--last", last, "-o", "json"]);
+    let out = "";
+    p.stdout.on("data", (d: Buffer) => { out += d.toString(); });
+    await wait(1500);
+    p.kill("SIGINT");
+    await new Promise((r) => p.on("close", r));
+    const lines = out.trim().split("\n").filter(Boolean).map((l) => JSON.parse(l) as Flow);
+    assert.ok(lines.length <= Number(last), `--last ${last} printed ${lines.length} lines of history before anything new happened`);
+  }
+  const hist = flows();
+  assert.deepEqual(hist.map((f) => f.time), [...hist.map((f) => f.time)].sort((x, y) => x - y), "in time order");
 });
 
 test("trace: bad input is named with what exists", () => {
