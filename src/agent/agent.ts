@@ -31,6 +31,7 @@ import { readNodeLink, readNodeLink6 } from "./node-link.ts";
 import { describeEvent, removeOtherDevices } from "./kernel-events.ts";
 import { type AgentStatus, type Feature, degradedLine, writeStatusFile } from "./status.ts";
 import { startObserving } from "./observing.ts";
+import { PolicyEnforcer } from "./policy.ts";
 
 export interface AgentOptions {
   node: string;
@@ -49,6 +50,10 @@ export interface AgentOptions {
   log: Logger;
   /** Record flows and drops (default on): `--no-observe` turns it off. */
   observe?: boolean;
+  /** NetworkPolicy: "auto" (on where the Kubernetes API is reachable: a kubeconfig, or in a cluster), "on", "off". */
+  networkPolicy?: "auto" | "on" | "off";
+  /** The Kubernetes API's kubeconfig (absent: the in-cluster config). */
+  kubeconfig?: string;
 }
 
 type Trigger = "start" | "registry" | "timer" | "kernel";
@@ -88,6 +93,7 @@ export class Agent {
   private server?: Server;
   private api?: import("./api.ts").Api;
   private observer?: FlowObserver;
+  private policy?: PolicyEnforcer;
   private observeProblem?: string;
   /** What the agent does beyond the dataplane (flows, drops), on or off with why. */
   private features: Record<string, Feature> = {};
@@ -125,7 +131,7 @@ export class Agent {
     this.server = await serveHealth(this.o.healthAddr, this.metrics, () => this.readiness());
     if (this.o.observe === false) this.observeProblem = "the agent runs with --no-observe";
     try {
-      this.api = await serveApi(this.paths.apiSocket, () => this.observer, () => this.observeProblem ?? "the agent is starting", () => this.features);
+      this.api = await serveApi(this.paths.apiSocket, () => this.observer, () => this.observeProblem ?? "the agent is starting", () => this.features, () => this.policy?.status);
     } catch (e) {
       this.o.log.warn({ socket: this.paths.apiSocket, err: (e as Error).message }, "no local API: gauze observe cannot read this node");
     }
@@ -164,6 +170,7 @@ export class Agent {
       phase("lease");
       this.backend.activate(this.nl, lease);
       // macvlan pods leave through the underlay's router, not through this node: nothing to masquerade.
+      await this.startPolicy();
       this.startObserver();
       ensureMasquerade(network, this.o.ipMasq && !this.attachment, this.o.bridge);
       if (this.net.ipv6) ensureMasquerade(formatPrefix(this.net.ipv6.network), this.o.ipMasq, this.o.bridge, undefined, 6);
@@ -204,10 +211,46 @@ export class Agent {
   private startObserver(): void {
     if (this.observer || this.o.observe === false || !this.link) return;
     const port = (this.backend?.options as { port?: number } | undefined)?.port ?? 8472;
-    const r = startObserving({ node: this.o.node, underlay: this.link.iface, bridge: this.o.bridge, vxlanPort: port, paths: this.paths, log: this.o.log, metrics: this.metrics, nl: this.nl! });
+    const r = startObserving({
+      node: this.o.node, underlay: this.link.iface, bridge: this.o.bridge, vxlanPort: port, paths: this.paths, log: this.o.log, metrics: this.metrics, nl: this.nl!,
+      judge: (src, dst, proto, dstPort) => this.policy?.judge(src, dst, proto, dstPort),
+    });
     this.observer = r.observer;
     this.observeProblem = r.problem;
-    this.features = r.features;
+    this.features = { ...this.features, ...r.features };
+  }
+
+  /**
+   * NetworkPolicy on this node's pods, where the Kubernetes API is reachable (once: a failure
+   * says why, as a feature that is off, and the agent goes on forwarding).
+   */
+  private async startPolicy(): Promise<void> {
+    const mode = this.o.networkPolicy ?? "auto";
+    if (this.policy || mode === "off") return;
+    // Without an API there are no policies to enforce: not a feature that is off, just none.
+    if (mode === "auto" && !this.o.kubeconfig && !process.env.KUBERNETES_SERVICE_HOST) return;
+    const p = new PolicyEnforcer({
+      node: this.o.node, ...(this.o.kubeconfig ? { kubeconfig: this.o.kubeconfig } : {}), log: this.o.log, registry: this.metrics.registry,
+      nodeIps: () => [this.link?.ip, this.link6?.ip, ...this.gatewayIps()].filter((x): x is string => !!x),
+    });
+    try {
+      await p.start();
+      this.policy = p;
+      this.features.networkPolicy = { on: true };
+    } catch (e) {
+      this.features.networkPolicy = { on: false, why: (e as Error).message, fix: "give the agent a kubeconfig it can read (--kubeconfig), with get/list/watch on pods, namespaces and networkpolicies" };
+      this.o.log.error({ err: (e as Error).message }, "NetworkPolicy is not enforced on this node");
+    }
+  }
+
+  /** The pod bridge's gateway addresses (the subnets' first addresses): the node, as its pods see it. */
+  private gatewayIps(): string[] {
+    const out: string[] = [];
+    for (const s of [this.lease?.subnet, this.lease?.ipv6Subnet]) {
+      const c = s ? parseCIDR(s) : undefined;
+      if (c) out.push(formatIP(nextIP(c.prefix.ip)));
+    }
+    return out;
   }
 
   /** Kernel events about what the backend owns, that differ from the last plan, start a repair pass. */
@@ -246,6 +289,7 @@ export class Agent {
   /** A pass: renew the lease when half of it is gone, re-list (unless only the kernel changed), reconcile. */
   private async resync(trigger: Trigger, pending?: { event?: string; at: number }): Promise<void> {
     if (this.stopped || !this.lease || !this.backend) return;
+    if (trigger === "timer") this.policy?.verify();
     if (this.running) {
       // One pass at a time; this one runs again right after.
       this.schedule(trigger, pending?.event);
@@ -409,7 +453,7 @@ export class Agent {
           ...(l.ipv6Subnet ? { ipv6Subnet: l.ipv6Subnet } : {}), ...(l.publicIpv6 ? { publicIpv6: l.publicIpv6 } : {}), ...(l.backendData.v6VtepMac ? { v6VtepMac: l.backendData.v6VtepMac } : {}),
         })),
       invalidLeases: this.invalid, healthAddr: this.o.healthAddr, iface: this.link?.iface ?? this.o.iface, vni: opts?.vni, port: opts?.port, ipMasq: this.o.ipMasq, bridge: this.o.bridge,
-      ...(Object.keys(this.features).length ? { features: this.features } : {}), updatedAt: Date.now(),
+      ...(Object.keys(this.features).length ? { features: this.features } : {}), ...(this.policy ? { policy: this.policy.status } : {}), updatedAt: Date.now(),
     };
   }
 
@@ -427,6 +471,7 @@ export class Agent {
     if (this.pending) clearTimeout(this.pending.timer);
     this.server?.close();
     this.observer?.stop();
+    this.policy?.stop();
     this.api?.close();
     this.o.registry.close();
     this.nl?.close();

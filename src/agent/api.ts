@@ -6,11 +6,13 @@
 //   GET /v1/packets?src=&dst=&proto=&point=&last=3   a flow's last packets, dissected (packet-in-packet)
 //   GET /v1/pods                               this node's pods by address
 //   GET /v1/observer                           the observer's counters, and which features are off (why, fix)
+//   GET /v1/policy                             NetworkPolicy on this node: generation programmed, rules, failed-closed policies
 import { createServer, type Server } from "node:http";
 import { chmodSync, mkdirSync, rmSync } from "node:fs";
 import { dirname } from "node:path";
 import type { FlowObserver } from "./flows.ts";
 import type { Feature } from "./status.ts";
+import type { PolicyStatus } from "./policy.ts";
 
 /** Live streams one agent serves at once. */
 export const MAX_FOLLOWERS = 16;
@@ -21,7 +23,7 @@ export interface Api {
   close(): void;
 }
 
-export function serveApi(path: string, observer: () => FlowObserver | undefined, unavailable: () => string, features: () => Record<string, Feature> = () => ({})): Promise<Api> {
+export function serveApi(path: string, observer: () => FlowObserver | undefined, unavailable: () => string, features: () => Record<string, Feature> = () => ({}), policy: () => PolicyStatus | undefined = () => undefined): Promise<Api> {
   mkdirSync(dirname(path), { recursive: true });
   rmSync(path, { force: true });
   const live = new Set<import("node:http").ServerResponse>();
@@ -30,6 +32,10 @@ export function serveApi(path: string, observer: () => FlowObserver | undefined,
     const q = (k: string) => url.searchParams.get(k) ?? undefined;
     const num = (k: string) => (q(k) !== undefined && Number.isFinite(Number(q(k))) ? Number(q(k)) : undefined);
     if (req.method !== "GET") return void res.writeHead(405, { allow: "GET" }).end("GET only\n");
+    if (url.pathname === "/v1/policy") {
+      const p = policy();
+      return void res.writeHead(p ? 200 : 404, { "content-type": "application/json" }).end(JSON.stringify(p ?? { error: "NetworkPolicy is not enforced by this agent (no Kubernetes API, or --network-policy off)" }));
+    }
     const o = observer();
     if (!o) return void res.writeHead(503, { "content-type": "text/plain" }).end(`flows are not observed on this node: ${unavailable()}\n`);
     switch (url.pathname) {

@@ -21,7 +21,10 @@ export interface FlowEvent {
   protocol: string;
   icmp?: { type: number; code: number; id?: number; seq?: number };
   tcpFlags?: string[];
-  verdict: "forwarded" | "dropped";
+  /** audit: forwarded, but an audit-mode NetworkPolicy would have dropped it (policy says which). */
+  verdict: "forwarded" | "dropped" | "audit";
+  /** A NetworkPolicy's part in the verdict: which policy denied it (or would have), and why, in words. */
+  policy?: { verdict: "denied" | "audit"; name?: string; reason: string };
   dropReason?: string;
   /** The kernel function the packet was dropped in. */
   dropLocation?: string;

@@ -66,6 +66,8 @@ export interface ObserverOptions {
   podRecords: string;
   vxlanPorts: number[];
   log: Logger;
+  /** The node's NetworkPolicy, asked about dropped packets and new flows at its pods (policy.ts: judge). */
+  judge?: (src: string, dst: string, proto: number, dstPort: number) => { verdict: "denied" | "audit" | "allowed"; policy?: string; reason: string } | undefined;
   /** Called for each drop this node claims, and with the counters every second (the agent's metrics). */
   onDrop?: (reason: string, point: ObservationPoint) => void;
   onStats?: (s: ObserverStats) => void;
@@ -296,6 +298,12 @@ export class FlowObserver {
     if (this.flows.size >= (this.o.maxFlows ?? 20000)) this.evictOldest();
     const point = POINTS[egress ? codes[1] : codes[0]]!;
     const event = this.toEvent(key, time, p.ifindex, point, "forwarded");
+    // At a pod's own link, the node's NetworkPolicy is asked: a flow only an audit-mode policy
+    // would drop is an AUDIT verdict (it is forwarded all the same).
+    if (this.o.judge && (point === "from-pod" || point === "to-pod") && !isLinkChatter(key)) {
+      const j = this.o.judge(key.src, key.dst, key.proto, key.dstPort);
+      if (j?.verdict === "audit") Object.assign(event, { verdict: "audit", policy: { verdict: "audit", ...(j.policy ? { name: j.policy } : {}), reason: j.reason } });
+    }
     this.flows.set(id, { event, packets: 0, bytes: 0, lastSeen: time, touched: time, ipLen: key.ipLen, flags: 0, seq: key.icmpSeq ?? -1 });
     this.stats.flows = this.flows.size;
     this.emit({ ...event, packets: weight, bytes: p.len * weight, ...(this.stats.sampling > 1 ? { sampling: this.stats.sampling } : {}) });
@@ -436,7 +444,10 @@ export class FlowObserver {
       this.o.onDrop?.(d.reason, s.point);
       // Counted always; shown as events up to a rate (a flood to closed ports would push every other flow out of the ring).
       if (++this.dropEventsThisSecond > MAX_DROP_EVENTS_PER_SECOND) { this.stats.lost++; this.stats.dropsShed++; continue; }
-      this.emit({ ...this.toEvent(s.key, t, s.ifindex, s.point, "dropped"), packets: 1, bytes: s.len, dropReason: d.reason, dropLocation: d.location });
+      // A firewall drop that the node's NetworkPolicy explains is that policy's: named, with why.
+      const j = d.reason === "NETFILTER_DROP" ? this.o.judge?.(s.key.src, s.key.dst, s.key.proto, s.key.dstPort) : undefined;
+      const policy = j?.verdict === "denied" ? { policy: { verdict: "denied" as const, ...(j.policy ? { name: j.policy } : {}), reason: j.reason } } : {};
+      this.emit({ ...this.toEvent(s.key, t, s.ifindex, s.point, "dropped"), packets: 1, bytes: s.len, dropReason: d.reason, dropLocation: d.location, ...policy });
     }
     if (keep.length > 1000) { this.stats.lost += keep.length - 1000; this.stats.dropsShed += keep.length - 1000; }
     this.pendingDrops = keep.slice(-1000);

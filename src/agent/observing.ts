@@ -10,7 +10,7 @@ import { readTextIfExists, writeAtomic } from "../kernel/files.ts";
 import type { Rtnl } from "../kernel/netlink/index.ts";
 import { type PseudoFs, PSEUDO_FILESYSTEMS, TRACEFS, ensureMounted, unmount } from "../kernel/pseudofs.ts";
 import type { NodePaths } from "../node/paths.ts";
-import { FlowObserver } from "./flows.ts";
+import { FlowObserver, type ObserverOptions } from "./flows.ts";
 import type { AgentMetrics } from "./metrics.ts";
 import type { Feature } from "./status.ts";
 
@@ -23,6 +23,7 @@ export interface ObservingOptions {
   log: Logger;
   metrics: AgentMetrics;
   nl: Rtnl;
+  judge?: ObserverOptions["judge"];
 }
 
 export interface Observing {
@@ -73,7 +74,7 @@ export function startObserving(o: ObservingOptions): Observing {
   }
   let seen = { packets: 0, lost: 0 };
   const observer = new FlowObserver({
-    node: o.node, underlay: o.underlay, bridge: o.bridge, podRecords: o.paths.podRecords, vxlanPorts: [o.vxlanPort], log: o.log,
+    node: o.node, underlay: o.underlay, bridge: o.bridge, podRecords: o.paths.podRecords, vxlanPorts: [o.vxlanPort], log: o.log, ...(o.judge ? { judge: o.judge } : {}),
     onDrop: (reason, point) => o.metrics.drops.inc({ reason, point }),
     onStats: (st) => {
       o.metrics.packetsObserved.inc(st.packets - seen.packets);

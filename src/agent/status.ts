@@ -3,6 +3,7 @@
 // pass, for `gauze lab status`, doctor and the ui; the same reasons go to /readyz and the log.
 import { writeAtomic } from "../kernel/files.ts";
 import type { InvalidLease } from "../store/validate.ts";
+import type { PolicyStatus } from "./policy.ts";
 
 /** A feature of the agent (drops, eBPF): on, or off with why and the one command that turns it on. */
 export interface Feature {
@@ -52,6 +53,8 @@ export interface AgentStatus {
   bridge?: string;
   /** What the agent does beyond the dataplane, and what is off with why and the one command that fixes it. */
   features?: Record<string, Feature>;
+  /** NetworkPolicy on this node: what is programmed, from which generation, and the policies that failed closed. */
+  policy?: PolicyStatus;
   updatedAt: number;
 }
 

@@ -19,6 +19,7 @@ import { removeNodeFiles } from "./node-files.ts";
 import { removeMasquerade } from "./masquerade.ts";
 import { readNodeLink, readNodeLink6 } from "./node-link.ts";
 import { unmountAgentMounts } from "./observing.ts";
+import { PolicyEnforcer } from "./policy.ts";
 
 /** `gauze agent --uninstall`: everything the agent made on this node goes; the lease is released. */
 export async function uninstallAgent(o: Pick<AgentOptions, "node" | "iface" | "registry" | "root" | "log">): Promise<string | undefined> {
@@ -26,6 +27,8 @@ export async function uninstallAgent(o: Pick<AgentOptions, "node" | "iface" | "r
   removeNodeFiles(paths);
   removeMasquerade();
   removeMasquerade(6);
+  // NetworkPolicy's table (quiet where there is none, or no nft).
+  try { if (PolicyEnforcer.uninstall()) o.log.info("removed gauze's NetworkPolicy table"); } catch { /* no nft: no table */ }
   // Whatever pseudo filesystem this node's agent mounted itself (a lab's are the lab's).
   for (const m of unmountAgentMounts(paths)) o.log.info({ unmounted: m }, "unmounted what the agent had mounted");
   // The drop watchers of this node's agents (one killed outright leaves its own behind).

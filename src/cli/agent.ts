@@ -21,6 +21,7 @@ export interface AgentCliOptions extends StoreFlags {
   uninstall?: boolean;
   /** commander's --no-observe */
   observe?: boolean;
+  networkPolicy: string;
 }
 
 /** --node, else NODE_NAME (the DaemonSet sets it from spec.nodeName), else the hostname. */
@@ -47,6 +48,7 @@ export async function runAgent(o: AgentCliOptions): Promise<number> {
     registry = await openRegistry(o);
     ttl = parseDuration(o.leaseTtl, "--lease-ttl");
     resync = parseDuration(o.resync, "--resync");
+    if (!["auto", "on", "off"].includes(o.networkPolicy)) throw new Error(`--network-policy ${o.networkPolicy}: use auto, on or off`);
     if (o.mtu !== undefined && !(/^\d+$/.test(o.mtu) && Number(o.mtu) >= 576 && Number(o.mtu) <= 65535)) throw new Error(`--mtu ${o.mtu}: give a number from 576 to 65535`);
   } catch (e) {
     process.stderr.write(`gauze agent: ${(e as Error).message}\n`);
@@ -58,7 +60,8 @@ export async function runAgent(o: AgentCliOptions): Promise<number> {
     return 0;
   }
   log.info({ startupMs: +performance.now().toFixed(1) }, "registry open");
-  const agent = new Agent({ node, ...(o.iface ? { iface: o.iface } : {}), ...(o.mtu ? { mtu: Number(o.mtu) } : {}), registry, root: o.root, ipMasq: o.ipMasq, healthAddr: o.healthAddr, leaseTtlMs: ttl, resyncMs: resync, bridge: o.bridge, log, observe: o.observe !== false });
+  const agent = new Agent({ node, ...(o.iface ? { iface: o.iface } : {}), ...(o.mtu ? { mtu: Number(o.mtu) } : {}), registry, root: o.root, ipMasq: o.ipMasq, healthAddr: o.healthAddr, leaseTtlMs: ttl, resyncMs: resync, bridge: o.bridge, log, observe: o.observe !== false,
+    networkPolicy: o.networkPolicy as "auto", ...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}) });
   try {
     await agent.start();
   } catch (e) {

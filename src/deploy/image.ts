@@ -4,6 +4,7 @@
 //   /usr/local/bin/gauze                the executable (agent, install-cni, uninstall, plugin)
 //   /usr/sbin/xtables-nft-multi         iptables, iptables-save, iptables-restore (and ip6tables*)
 //   /usr/lib/<arch>/xtables/*.so        iptables' match and target modules (comment, MASQUERADE, ...)
+//   /usr/sbin/nft                       the NetworkPolicy table (one transaction per change)
 //   the shared libraries all of them load, and the dynamic loader
 //   /etc/ssl/certs/ca-certificates.crt  to check an etcd server's certificate against public CAs
 //   /etc/protocols, /etc/passwd, /etc/group   what libc and iptables look up
@@ -37,6 +38,8 @@ export interface ImageReport {
 export class ImageError extends Error {}
 
 const IPTABLES_MULTI = "/usr/sbin/xtables-nft-multi";
+/** nft: the agent's NetworkPolicy table goes in through it (one transaction per change). */
+const NFT = "/usr/sbin/nft";
 const IPTABLES_NAMES = ["iptables", "iptables-save", "iptables-restore", "ip6tables", "ip6tables-save", "ip6tables-restore"];
 const ETC_FILES = ["/etc/ssl/certs/ca-certificates.crt", "/etc/protocols"];
 
@@ -71,6 +74,8 @@ export function assembleRootfs(executable: string): string {
   const root = mkdtempSync(join(tmpdir(), "gauze-rootfs-"));
   place(root, executable, IMAGE_BINARY);
   place(root, IPTABLES_MULTI);
+  if (!existsSync(NFT)) throw new ImageError(`${NFT} not found: apt-get install nftables`);
+  place(root, NFT);
   for (const n of IPTABLES_NAMES) symlinkSync("xtables-nft-multi", join(root, "usr/sbin", n));
   const xt = xtablesDir();
   const modules = readdirSync(xt).filter((f) => f.endsWith(".so"));
@@ -83,7 +88,7 @@ export function assembleRootfs(executable: string): string {
     } else place(root, p);
   }
   const libs = new Set<string>();
-  for (const f of [executable, IPTABLES_MULTI, ...modules.map((m) => join(xt, m))]) for (const l of libsOf(f)) libs.add(l);
+  for (const f of [executable, IPTABLES_MULTI, NFT, ...modules.map((m) => join(xt, m))]) for (const l of libsOf(f)) libs.add(l);
   for (const l of libs) place(root, l);
   for (const f of ETC_FILES) if (existsSync(f)) place(root, f);
   writeFileSync(join(root, "etc/passwd"), "root:x:0:0:root:/root:/usr/sbin/nologin\n");

@@ -9,7 +9,8 @@
 // - not privileged: NET_ADMIN (links, routes, neighbours, FDB, iptables) and NET_RAW (iptables
 //   needs a raw socket), every other capability dropped; the install-cni init container drops all;
 // - probes on 127.0.0.1 with `host:` set: the agent's health server listens on loopback only;
-// - RBAC exactly what the kube store does: nodes get/list/watch, nodes/status patch;
+// - RBAC exactly what the agent does: nodes get/list/watch, nodes/status patch (the kube store),
+//   pods, namespaces and networkpolicies list/watch (NetworkPolicy);
 // - the agent never removes the conflist, the plugin or the dataplane when it stops, so pods keep
 //   starting and running through a rolling update; only the uninstall manifest removes them.
 import type { EtcdFlags } from "../store/flags.ts";
@@ -111,6 +112,9 @@ export function manifestObjects(opts: Partial<ManifestOptions> = {}): KubeObject
       rules: [
         { apiGroups: [""], resources: ["nodes"], verbs: ["get", "list", "watch"] },
         { apiGroups: [""], resources: ["nodes/status"], verbs: ["patch"] },
+        // NetworkPolicy: the agent judges its node's pods by every policy, pod and namespace.
+        { apiGroups: [""], resources: ["pods", "namespaces"], verbs: ["list", "watch"] },
+        { apiGroups: ["networking.k8s.io"], resources: ["networkpolicies"], verbs: ["list", "watch"] },
       ],
     },
     {

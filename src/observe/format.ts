@@ -54,7 +54,9 @@ function what(e: FlowEvent): string {
 
 /** One line: `Dec 01 16:57:02.123 [node] default/a -> default/b:80 tcp SYN  to-overlay gauze.1  FORWARDED  1 pkt 74 B  vxlan vni 1 172.18.0.2 -> 172.18.0.3, outer 124 B, +50 B`. */
 export function compact(e: FlowEvent): string {
-  const verdict = e.verdict === "dropped" ? `DROPPED (${e.dropReason ?? "?"}${e.dropLocation ? ` in ${e.dropLocation.replace(/\+0x.*$/, "")}` : ""})` : "FORWARDED";
+  const verdict = e.verdict === "dropped"
+    ? (e.policy ? `DROPPED (${e.policy.reason})` : `DROPPED (${e.dropReason ?? "?"}${e.dropLocation ? ` in ${e.dropLocation.replace(/\+0x.*$/, "")}` : ""})`)
+    : e.verdict === "audit" ? `AUDIT (${e.policy?.reason ?? "an audit-mode policy would drop it"})` : "FORWARDED";
   const tunnel = e.tunnel ? `  vxlan vni ${e.tunnel.vni} ${e.tunnel.outer.source} -> ${e.tunnel.outer.destination}, outer ${e.tunnel.outerIpLen} B, +${e.tunnel.overheadBytes} B` : "";
   // Every field came from an agent: printed with its control characters made visible.
   return printable(`${clock(e.time)} [${e.node}] ${endpoint(e.source)} -> ${endpoint(e.destination)} ${what(e)}  ${e.observationPoint} ${e.interface.name}  ${verdict}  ${e.packets} pkt ${e.bytes} B  IP ${e.ipLen} B${tunnel}`);
