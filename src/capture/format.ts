@@ -186,6 +186,7 @@ function writeIpv4Rest(w: AsciiSink, l: Ipv4Layer): void {
   if (l.flags & 2) w.str(", DF");
   if (l.fragOffset > 0 || l.flags & 1) w.str(", frag offset ").num(l.fragOffset).str(l.flags & 1 ? "+" : "");
   w.str(", len ").num(l.totalLen);
+  if (l.presumedLength) w.str(" [was 0, presumed BIG TCP]");
   if (l.optionsLen) w.str(", options ").num(l.optionsLen).str(" bytes");
   if (!l.checksumOk) w.str(", bad header cksum");
 }
@@ -194,6 +195,7 @@ function writeIpv6(w: AsciiSink, l: Ipv6Layer, f: Uint8Array): void {
   w.str(ipv6At(f, l.srcAt)).str(" > ").str(ipv6At(f, l.dstAt)).str(", ");
   writeProto(w, l.proto, "next header ");
   w.str(", hlim ").num(l.hopLimit).str(", payload ").num(l.payloadLen);
+  if (l.presumedLength) w.str(" [was 0, jumbogram]");
   if (l.extHeaders.length) w.str(`, ext ${l.extHeaders.join(",")}`);
   if (l.fragment) w.str(", frag offset ").num(l.fragment.offset).str(l.fragment.more ? "+" : "");
 }

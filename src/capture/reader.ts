@@ -16,6 +16,8 @@ export interface Packet {
   /** Bytes on the wire (origlen) and the bytes captured (a view into the reader's buffer). */
   wireLen: number;
   data: Uint8Array;
+  /** The record claimed more captured bytes than the file's snapshot length: cut to it, as libpcap does. */
+  clampedFrom?: number;
 }
 
 export class CaptureFormatError extends Error {
@@ -62,6 +64,9 @@ export class CaptureReader {
   get packets(): number {
     return this.count;
   }
+
+  /** Packets whose record claimed more than the snapshot length (libpcap cuts them to it; so does this reader), and the first of them. */
+  readonly clamped = { count: 0, first: 0, claimed: 0, snaplen: 0 };
 
   get fileFormat(): Format {
     return this.format;
@@ -179,19 +184,24 @@ export class CaptureReader {
     const at = this.pos;
     const caplen = this.u32(at + 8);
     const wireLen = this.u32(at + 12);
-    const limit = this.snaplen > 0 ? Math.max(this.snaplen, 0) : MAX_RECORD;
-    if (caplen > MAX_RECORD || caplen > limit) {
-      this.err(`packet claims ${caplen} captured bytes, more than the snapshot length ${this.snaplen}`);
-    }
+    // Beyond any sane record: the file is broken from here on.
+    if (caplen > MAX_RECORD) this.err(`packet claims ${caplen} captured bytes, more than any capture holds (${MAX_RECORD})`);
     if (!this.need(16 + caplen, `packet #${this.count + 1}`)) return undefined;
     const sec = this.u32(at);
     const frac = this.u32(at + 4);
     this.pos = at + 16 + caplen;
     this.count++;
+    // More captured bytes than the snapshot length (some writers do it): libpcap keeps the first
+    // snaplen bytes and goes on; so does this reader, and says so once (see `clamped`).
+    let keep = caplen;
+    if (this.snaplen > 0 && caplen > this.snaplen) {
+      keep = this.snaplen;
+      if (this.clamped.count++ === 0) Object.assign(this.clamped, { first: this.count, claimed: caplen, snaplen: this.snaplen });
+    }
     return {
       n: this.count, offset: this.base + at, linkType: this.linkType, iface: 0,
       tsSec: sec, tsNsec: this.nano ? frac : frac * 1000,
-      wireLen, data: this.buf.subarray(at + 16, at + 16 + caplen),
+      wireLen: Math.max(wireLen, keep), data: this.buf.subarray(at + 16, at + 16 + keep), ...(keep < caplen ? { clampedFrom: caplen } : {}),
     };
   }
 

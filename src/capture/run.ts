@@ -63,6 +63,13 @@ export class DissectRun {
     return this.reader.packets;
   }
 
+  /** What the reader forgave, said once (libpcap's leniency): undefined when nothing. */
+  get note(): string | undefined {
+    const c = this.reader.clamped;
+    if (!c.count) return undefined;
+    return `${c.count} ${c.count === 1 ? "packet claims" : "packets claim"} more captured bytes than the file's snapshot length ${c.snaplen} (the first, #${c.first}, ${c.claimed}): decoded up to the snapshot length and marked cut, as libpcap reads them`;
+  }
+
   /** Feeds a chunk; returns false once --limit is reached (the caller may stop reading). */
   feed(chunk: Uint8Array): boolean {
     if (this.done) return false;

@@ -92,6 +92,7 @@ export function runDissect(file: string, o: DissectCliOptions): number {
     while (run.fillFrom(read));
     const report = run.finish();
     if (report) printSummary(report, !!o.json);
+    if (run.note) process.stderr.write(`gauze dissect: ${file}: note: ${run.note}\n`);
     return 0;
   } catch (e) {
     run.flush();

@@ -207,7 +207,7 @@ test("file-level problems name the byte offset and packet number", () => {
   expectErr(new Uint8Array(0), /empty file/);
   const huge = good.slice();
   new DataView(huge.buffer).setUint32(24 + 8, 0xffffffff, true);
-  expectErr(huge, /claims 4294967295 captured bytes, more than the snapshot length 262144 \(at byte offset 24, packet #1\)/);
+  expectErr(huge, /claims 4294967295 captured bytes, more than any capture holds \(16777216\) \(at byte offset 24, packet #1\)/);
   const ng = pcapng([{ data: vxlanPing() }]);
   const odd = ng.slice();
   new DataView(odd.buffer).setUint32(28 + 20 + 4, 101, true); // EPB length not a multiple of 4
@@ -295,4 +295,49 @@ test("fuzz: random and mutated captures never throw anything but a file error, a
     decodeAll(bytes);
   }
   assert.ok(Date.now() - started < 20_000, "3000 inputs in well under 20 s");
+});
+
+test("a record longer than the snapshot length is read as libpcap reads it: cut to the snapshot length, marked cut, said once (before: the whole file refused)", () => {
+  const ping = vxlanPing();
+  // Snapshot length 37, but each record claims (and holds) 64 bytes: what some writers produce.
+  const file = pcap([{ data: ping.slice(0, 64), wireLen: ping.length }, { data: ping.slice(0, 64), wireLen: ping.length }], { snaplen: 37 });
+  const got = readAll(file);
+  assert.equal(got.length, 2);
+  assert.deepEqual(got.map((p) => [p.data.length, p.clampedFrom, p.wireLen]), [[37, 64, ping.length], [37, 64, ping.length]]);
+  const d = dissect(got[0]!, opts);
+  assert.equal(d.malformed, undefined);
+  assert.ok(d.cut, "marked cut, not malformed");
+  const out: string[] = [];
+  const run = new DissectRun({ mode: "text", decode: opts }, (b) => { out.push(Buffer.from(b).toString()); });
+  run.feed(file);
+  run.finish();
+  assert.match(run.note ?? "", /^2 packets claim more captured bytes than the file's snapshot length 37 \(the first, #1, 64\): decoded up to the snapshot length and marked cut/);
+});
+
+test("BIG TCP: an IPv4 total length of 0 and an IPv6 jumbogram are presumed from the capture, as tcpdump does (before: malformed)", () => {
+  const seg = tcp("10.1.0.2", "10.1.0.3", 40000, 5201, 0x10, new Uint8Array(80000 - 40));
+  const v4 = ipv4("10.1.0.2", "10.1.0.3", 6, seg, { totalLen: 0 });
+  const frame = eth("02:00:00:00:00:02", "02:00:00:00:00:01", 0x0800, v4);
+  // Captured with a snaplen of 200: only the headers are in the file, the wire length says the rest.
+  const [p] = readAll(pcap([{ data: frame.slice(0, 200), wireLen: frame.length }]));
+  const d = dissect(p!, opts);
+  assert.equal(d.malformed, undefined);
+  const ip = d.layers.find((l) => l.kind === "ipv4") as { totalLen: number; presumedLength?: boolean };
+  assert.deepEqual([ip.totalLen, ip.presumedLength], [80000, true]);
+  assert.match(packetText(p!, d), /len 80000 \[was 0, presumed BIG TCP\]/);
+  // IPv6: payload length 0 and a hop-by-hop jumbo option carrying the length.
+  const payload = tcp("fd00::2", "fd00::3", 40000, 5201, 0x10, new Uint8Array(70000));
+  const hbh = new Uint8Array([6, 0, 0xc2, 4, 0, 0, 0, 0]);
+  new DataView(hbh.buffer).setUint32(4, 8 + payload.length);
+  const v6h = new Uint8Array(40);
+  const hv = new DataView(v6h.buffer);
+  hv.setUint32(0, 0x60000000); hv.setUint16(4, 0); v6h[6] = 0; v6h[7] = 64;
+  v6h.set([0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2], 8); v6h.set([0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3], 24);
+  const f6 = eth("02:00:00:00:00:02", "02:00:00:00:00:01", 0x86dd, concat(v6h, hbh, payload));
+  const [q] = readAll(pcap([{ data: f6.slice(0, 200), wireLen: f6.length }]));
+  const d6 = dissect(q!, opts);
+  assert.equal(d6.malformed, undefined);
+  const ip6 = d6.layers.find((l) => l.kind === "ipv6") as { payloadLen: number; presumedLength?: boolean };
+  assert.deepEqual([ip6.payloadLen, ip6.presumedLength], [8 + payload.length, true]);
+  assert.ok(d6.layers.some((l) => l.kind === "tcp"), "decoded through to TCP");
 });

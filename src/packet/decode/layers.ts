@@ -18,10 +18,14 @@ export interface ArpLayer extends Base { kind: "arp"; op: number; senderIp: numb
 export interface Ipv4Layer extends Base {
   kind: "ipv4"; src: number; dst: number; proto: number; totalLen: number; ttl: number; id: number;
   tos: number; flags: number; fragOffset: number; checksumOk: boolean; optionsLen: number;
+  /** BIG TCP: the header said 0 (a GSO packet over 64 KiB), and the length is presumed from the capture, as tcpdump does. */
+  presumedLength?: true;
 }
 export interface Ipv6Layer extends Base {
   kind: "ipv6"; srcAt: number; dstAt: number; proto: number; payloadLen: number; hopLimit: number; flowLabel: number;
   extHeaders: number[]; fragment?: { offset: number; more: boolean; id: number };
+  /** A jumbogram (BIG TCP over IPv6): payload length 0, the length taken from its jumbo option or presumed from the capture. */
+  presumedLength?: true;
 }
 export interface IcmpLayer extends Base { kind: "icmp" | "icmp6"; type: number; code: number; id?: number; seq?: number }
 /** Where a TCP/UDP checksum is verified from (see checksums.ts): the segment and its pseudo-header sum. */

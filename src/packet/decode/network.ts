@@ -32,7 +32,11 @@ function decodeIpv4(ctx: DecodeContext, off: number, end: number, depth: number)
   if (vihl >> 4 !== 4) return ctx.malformed("ipv4", off, `version field is ${vihl >> 4}, not 4`);
   const ihl = (vihl & 0x0f) * 4;
   if (ihl < 20) return ctx.malformed("ipv4", off, `header length ${ihl} is below 20`);
-  const totalLen = ctx.u16(off + 2);
+  let totalLen = ctx.u16(off + 2);
+  // BIG TCP: a GSO packet over 64 KiB cannot say its length in 16 bits and says 0; as tcpdump
+  // does, the length is presumed from the capture (what the wire length leaves after this header's offset).
+  const presumed = totalLen === 0 && ctx.d.wireLen - off > ihl;
+  if (presumed) totalLen = ctx.d.wireLen - off;
   if (totalLen < ihl) return ctx.malformed("ipv4", off, `total length ${totalLen} is shorter than its header (${ihl})`);
   if (!ctx.has("ipv4", off, ihl, end)) return;
   let ipEnd = off + totalLen;
@@ -48,7 +52,7 @@ function decodeIpv4(ctx: DecodeContext, off: number, end: number, depth: number)
     kind: "ipv4", depth, offset: off, headerLen: ihl, src: ctx.u32(off + 12), dst: ctx.u32(off + 16), proto, totalLen,
     ttl: ctx.u8(off + 8), id: ctx.u16(off + 4), tos: ctx.u8(off + 1), flags: fragField >> 13, fragOffset,
     // The summary does not show it: skip the sum there (detail off).
-    checksumOk: !ctx.opts.detail || fold(sum16(ctx.frame, off, off + ihl)) === 0xffff, optionsLen: ihl - 20,
+    checksumOk: !ctx.opts.detail || fold(sum16(ctx.frame, off, off + ihl)) === 0xffff, optionsLen: ihl - 20, ...(presumed ? { presumedLength: true as const } : {}),
   });
   // A later fragment carries no transport header: its bytes are payload.
   if (fragOffset > 0) return;
@@ -61,7 +65,14 @@ function decodeIpv6(ctx: DecodeContext, off: number, end: number, depth: number)
   if (!ctx.has("ipv6", off, 40, end)) return;
   const v = ctx.u8(off) >> 4;
   if (v !== 6) return ctx.malformed("ipv6", off, `version field is ${v}, not 6`);
-  const payloadLen = ctx.u16(off + 4);
+  let payloadLen = ctx.u16(off + 4);
+  // A jumbogram (RFC 2675; BIG TCP over IPv6) says 0 here: its hop-by-hop jumbo option holds the
+  // length, or, where a tap stripped it, the length is presumed from the capture.
+  let presumed = false;
+  if (payloadLen === 0 && ctx.d.wireLen - off > 40) {
+    presumed = true;
+    payloadLen = jumboLength(ctx, off, end) ?? ctx.d.wireLen - off - 40;
+  }
   let ipEnd = off + 40 + payloadLen;
   if (ipEnd > end) {
     const cutBySnaplen = ctx.frame.length < ctx.d.wireLen && end >= ctx.frame.length;
@@ -91,8 +102,22 @@ function decodeIpv6(ctx: DecodeContext, off: number, end: number, depth: number)
   }
   ctx.layers.push({
     kind: "ipv6", depth, offset: off, headerLen: p - off, srcAt: off + 8, dstAt: off + 24, proto: next, payloadLen,
-    hopLimit: ctx.u8(off + 7), flowLabel: ctx.u32(off) & 0xfffff, extHeaders, ...(fragment ? { fragment } : {}),
+    hopLimit: ctx.u8(off + 7), flowLabel: ctx.u32(off) & 0xfffff, extHeaders, ...(fragment ? { fragment } : {}), ...(presumed ? { presumedLength: true as const } : {}),
   });
   if (fragment && fragment.offset > 0) return;
   decodeTransport(ctx, next, p, ipEnd, depth, off, 6);
+}
+
+/** The payload length a hop-by-hop jumbo option (type 0xc2) gives, when the first extension header is one. */
+function jumboLength(ctx: DecodeContext, off: number, end: number): number | undefined {
+  if (ctx.u8(off + 6) !== 0 || off + 48 > end) return undefined;
+  const hbhEnd = off + 40 + (ctx.u8(off + 41) + 1) * 8;
+  for (let p = off + 42; p + 2 <= Math.min(hbhEnd, end);) {
+    const type = ctx.u8(p);
+    if (type === 0) { p++; continue; } // Pad1
+    const len = ctx.u8(p + 1);
+    if (type === 0xc2 && len === 4 && p + 6 <= end) return ctx.u32(p + 2);
+    p += 2 + len;
+  }
+  return undefined;
 }
