@@ -15,6 +15,7 @@ packages=(
   wireguard-go wireguard-tools  # the wireguard backend in userspace (this kernel has no module); wg as the test oracle
   openssl                       # the lab's Kubernetes API (manifest mode): its CA and certificate
   chromium                      # gauze ui's test: a real browser, driven by playwright-core
+  clang llvm libbpf-dev bpftool # the eBPF programs (bpf/*.c, compiled by npm run build); bpftool as the loader's test oracle
 )
 missing=()
 for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done

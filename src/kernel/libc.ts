@@ -50,6 +50,18 @@ export interface Libc {
   view(p: Pointer, length: number): Uint8Array;
   /** The address of a buffer, for structs that hold pointers (a socket filter program). */
   addressOf(b: Uint8Array): number;
+  /** syscall(2) with three arguments, the second a buffer (bpf(2): command, attr, size). */
+  syscall(nr: number, a: number, b: Uint8Array, c: number): number;
+  /** mmap(2) of a descriptor at a page-aligned offset (a BPF ring buffer's pages); null on failure. */
+  mmapAt(length: number, prot: number, flags: number, fd: number, offset: number): Pointer | null;
+  epoll_create1(flags: number): number;
+  /** struct epoll_event is packed on x86_64 (12 bytes), 16 bytes on aarch64. */
+  epoll_ctl(epfd: number, op: number, fd: number, event: Uint8Array): number;
+  epoll_wait(epfd: number, events: Uint8Array, maxEvents: number, timeoutMs: number): number;
+  /** 0 when there is no such interface in this thread's network namespace. */
+  if_nametoindex(name: Uint8Array): number;
+  /** The MMU page size (4 KiB on x86_64; 4, 16 or 64 KiB on aarch64): what mmap offsets count in. */
+  getpagesize(): number;
 }
 
 /** Offset of d_name in glibc's struct dirent on 64-bit Linux (d_ino 8, d_off 8, d_reclen 2, d_type 1). */
@@ -108,6 +120,14 @@ function bind(): Libc {
     munmap: { args: [T.ptr, T.u64], returns: T.i32 },
     strerror: { args: [T.i32], returns: T.ptr },
     __errno_location: { args: [], returns: T.ptr },
+    // Variadic in C; the integer arguments travel in the same registers either way (SysV x86_64,
+    // AAPCS64 on Linux). i64, not i32: glibc moves the first one whole into the syscall number.
+    syscall: { args: [T.i64, T.i64, T.ptr, T.u64], returns: T.i32 },
+    epoll_create1: { args: [T.i32], returns: T.i32 },
+    epoll_ctl: { args: [T.i32, T.i32, T.i32, T.ptr], returns: T.i32 },
+    epoll_wait: { args: [T.i32, T.ptr, T.i32, T.i32], returns: T.i32 },
+    if_nametoindex: { args: [T.ptr], returns: T.u32 },
+    getpagesize: { args: [], returns: T.i32 },
   });
   const f = s as unknown as Record<string, (...a: unknown[]) => unknown>;
   const errnoAt = f.__errno_location!() as Pointer; // thread-local, but gauze calls libc from one thread
@@ -156,6 +176,16 @@ function bind(): Libc {
     munmap: f.munmap as Libc["munmap"],
     view: (p, length) => new Uint8Array(ffi.toArrayBuffer(p, 0, length)),
     addressOf: (b) => ffi.ptr(b) as unknown as number,
+    syscall: f.syscall as Libc["syscall"],
+    mmapAt: (length, prot, flags, fd, offset) => {
+      const p = f.mmap!(null, length, prot, flags, fd, offset) as Pointer | null;
+      return p === null || (p as unknown as number) === -1 || (p as unknown as number) === 0xffffffffffffffff ? null : p;
+    },
+    epoll_create1: f.epoll_create1 as Libc["epoll_create1"],
+    epoll_ctl: f.epoll_ctl as Libc["epoll_ctl"],
+    epoll_wait: f.epoll_wait as Libc["epoll_wait"],
+    if_nametoindex: f.if_nametoindex as Libc["if_nametoindex"],
+    getpagesize: f.getpagesize as Libc["getpagesize"],
   };
   return bound;
 }
