@@ -25,6 +25,8 @@ export interface PolicyOptions {
   registry: Registry;
   /** This node's own addresses (underlay, bridge gateway): traffic between a pod and them is always allowed. */
   nodeIps: () => string[];
+  /** Where the rules go: the kernel's nftables (default), or a stand-in for a test that only watches. */
+  nft?: { apply(text: string): void; has(table: string): boolean };
 }
 
 export interface PolicyStatus {
@@ -159,8 +161,9 @@ export class PolicyEnforcer {
       const ix = compileWorld({ namespaces, pods, policies });
       const rules = nodeAllowRules(ix, this.o.node);
       const model = compilePolicy(rules);
-      const text = this.applied ? changes(this.applied, model) : script(model, nftHasTable(POLICY_TABLE));
-      if (text) nftApply(text);
+      const nft = this.o.nft ?? { apply: nftApply, has: nftHasTable };
+      const text = this.applied ? changes(this.applied, model) : script(model, nft.has(POLICY_TABLE));
+      if (text) nft.apply(text);
       this.applied = model;
       this.index = ix;
       for (const x of invalid) if (!this.status.invalid.some((y) => y.policy === x.policy)) this.o.log.error({ policy: x.policy, problems: x.problems }, "NetworkPolicy cannot be parsed: it fails closed for the pods it selects");
@@ -188,7 +191,7 @@ export class PolicyEnforcer {
 
   /** The table is gone or was changed by hand (the agent's timer asks): written whole again. */
   verify(): void {
-    if (this.applied && !nftHasTable(POLICY_TABLE)) {
+    if (this.applied && !(this.o.nft?.has ?? nftHasTable)(POLICY_TABLE)) {
       this.o.log.warn("gauze's NetworkPolicy table was removed; putting it back");
       this.applied = undefined;
       this.program();

@@ -15,6 +15,9 @@ import { manifestObjects, renderManifest, ManifestError, type KubeObject } from 
 import { resolveNetwork } from "../../src/store/registry.ts";
 import { KubeRegistry } from "../../src/store/kube-registry.ts";
 import { startFakeNodesApi } from "../support/fake-nodes-api.ts";
+import { pino } from "pino";
+import { Registry } from "prom-client";
+import { PolicyEnforcer } from "../../src/agent/policy.ts";
 
 /** The pod template's fields this file reads. */
 interface Container { command: string[]; env: unknown; securityContext: { privileged?: boolean; capabilities: unknown }; livenessProbe: { httpGet: { host: string; path: string } }; readinessProbe: { httpGet: { host: string; path: string } } }
@@ -88,7 +91,7 @@ test("bad options are clear errors", () => {
   assert.throws(() => manifestObjects({ mtu: 70000 }), /576 to 65535/);
 });
 
-test("RBAC: the ClusterRole grants exactly what the kube store asks the API for", async () => {
+test("RBAC: the ClusterRole grants exactly what the kube store and the NetworkPolicy enforcer ask the API for", async () => {
   const dir = mkdtempSync(join(tmpdir(), "gauze-rbac-"));
   const api = await startFakeNodesApi(dir);
   const netConf = join(dir, "net-conf.json");
@@ -104,14 +107,25 @@ test("RBAC: the ClusterRole grants exactly what the kube store asks the API for"
     await r.releaseLease(lease.subnet);
     stop();
     r.close();
+    const programmed: string[] = [];
+    // And everything the NetworkPolicy enforcer reads (it lists, then watches, three kinds).
+    const enforcer = new PolicyEnforcer({ node: "kind-worker", kubeconfig: api.kubeconfig, log: pino({ level: "silent" }), registry: new Registry(), nodeIps: () => [],
+      nft: { apply: (text) => void programmed.push(text), has: () => false } });
+    await enforcer.start();
+    const watching = () => api.requests.filter((q) => q.includes("watch=true") && /\/(pods|namespaces|networkpolicies)\?/.test(q)).length >= 3;
+    for (let i = 0; i < 100 && !(programmed.length && watching()); i++) await new Promise((res) => setTimeout(res, 100));
+    enforcer.stop();
+    assert.equal(programmed.length, 1, "the enforcer programmed the node once its three lists arrived");
     // Each request as (API group, resource, verb), the way the API server's authorizer sees it.
     const asked = new Set(api.requests.map((q) => {
       const [method, url] = q.split(" ") as [string, string];
       const u = new URL(url, "http://x");
-      const parts = u.pathname.split("/").slice(3); // after /api/v1
+      const core = u.pathname.startsWith("/api/v1/");
+      const parts = u.pathname.split("/").slice(core ? 3 : 4); // after /api/v1 or /apis/<group>/<version>
+      const group = core ? "core" : u.pathname.split("/")[2]!;
       const resource = parts.length === 3 ? `${parts[0]}/${parts[2]}` : parts[0]!;
       const verb = method === "PATCH" ? "patch" : u.searchParams.get("watch") === "true" ? "watch" : parts.length === 1 ? "list" : "get";
-      return `core ${resource} ${verb}`;
+      return `${group} ${resource} ${verb}`;
     }));
     const role = manifestObjects().find((o) => o.kind === "ClusterRole") as unknown as { rules: { apiGroups: string[]; resources: string[]; verbs: string[] }[] };
     const granted = new Set(role.rules.flatMap((rule) => rule.apiGroups.flatMap((g) => rule.resources.flatMap((res) => rule.verbs.map((v) => `${g === "" ? "core" : g} ${res} ${v}`)))));
