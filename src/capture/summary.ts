@@ -1,8 +1,12 @@
-// --summary: one row per tunnel flow (outer src/dst, tunnel, VNI, inner src/dst, protocol) with
-// packets, outer and inner IP bytes and what the encapsulation cost; totals for the capture.
+// --summary: one row per flow with packets and bytes; a tunnel flow (outer src/dst, tunnel, VNI,
+// inner src/dst, protocol) also says what the encapsulation cost; totals for the capture.
 // WireGuard's flows are its node pairs: the inner packet is sealed, so its addresses are unknown
-// and its size is the sealed size (the packet padded to 16 bytes).
+// and its size is the sealed size (the packet padded to 16 bytes). A flow that is not tunnelled
+// (pod to pod on one node, ARP, the agent's own traffic) is a row too, tunnel "none": its
+// addresses in the outer columns, "-" for the inner ones, its IP bytes as both outer and inner
+// (nothing was spent on encapsulation); a frame without IP (ARP) counts its wire length.
 import type { Dissection, Ipv4Layer, Ipv6Layer } from "../packet/decode/layers.ts";
+import { count } from "../util/text.ts";
 import { ipv4Text, ipv6At } from "./addr.ts";
 
 export interface FlowRow {
@@ -26,6 +30,8 @@ export interface SummaryReport {
     packets: number;
     wire_bytes: number;
     tunnel_packets: number;
+    /** Packets that were not tunnelled (rows with tunnel "none"). */
+    bare_packets: number;
     outer_bytes: number;
     inner_bytes: number;
     overhead_bytes: number;
@@ -71,6 +77,8 @@ export class Summary {
   }
   private packets = 0;
   private wire = 0;
+  /** Totals over tunnelled packets, kept apart from the rows so that folding rows never mixes them. */
+  private tun = { packets: 0, outer: 0, inner: 0 };
   private malformed = 0;
   private cut = 0;
 
@@ -82,8 +90,12 @@ export class Summary {
     const t = d.tunnel;
     if (!t) {
       if (d.sealed) this.addSealed(d);
+      else this.addBare(d);
       return;
     }
+    this.tun.packets++;
+    this.tun.outer += t.outerIpLen;
+    this.tun.inner += t.innerIpLen;
     const o = d.layers[t.outerIp] as Ipv4Layer | Ipv6Layer;
     const n = d.layers[t.innerIp] as Ipv4Layer | Ipv6Layer;
     // Bulk traffic is long runs of one flow: compare with the last IPv4 flow before building a key.
@@ -132,8 +144,40 @@ export class Summary {
     acc.packets++;
     acc.outer += s.outerIpLen;
     acc.inner += s.innerPaddedLen;
+    this.tun.packets++;
+    this.tun.outer += s.outerIpLen;
+    this.tun.inner += s.innerPaddedLen;
     this.last = undefined;
   }
+
+  /** A packet outside any tunnel: one row per address pair and protocol (per link protocol without IP). */
+  private addBare(d: Dissection): void {
+    this.last = undefined;
+    this.bare++;
+    const ip = d.layers.find((l): l is Ipv4Layer | Ipv6Layer => l.kind === "ipv4" || l.kind === "ipv6");
+    let k: string, key: Acc["key"], bytes: number;
+    if (ip) {
+      const src = addr(ip, d.frame, "src"), dst = addr(ip, d.frame, "dst");
+      k = `none,${src},${dst},${ip.proto}`;
+      key = { outer_src: src, outer_dst: dst, tunnel: "none", vni: 0, inner_src: "-", inner_dst: "-", inner_proto: PROTO[ip.proto] ?? String(ip.proto) };
+      bytes = ip.kind === "ipv4" ? ip.totalLen : 40 + ip.payloadLen;
+    } else {
+      const link = d.layers.find((l) => l.kind === "arp")?.kind ?? linkProto(d);
+      k = `none,${link}`;
+      key = { outer_src: "-", outer_dst: "-", tunnel: "none", vni: 0, inner_src: "-", inner_dst: "-", inner_proto: link };
+      bytes = d.wireLen;
+    }
+    let acc = this.flows.get(k);
+    if (!acc) {
+      acc = { key, packets: 0, outer: 0, inner: 0 };
+      if (this.flows.size >= this.maxFlows) this.shrink();
+      this.flows.set(k, acc);
+    }
+    acc.packets++;
+    acc.outer += bytes;
+    acc.inner += bytes;
+  }
+  private bare = 0;
 
   private last: { os: number; od: number; vni: number; is: number; id: number; p: number; kind: string; acc: Acc } | undefined;
 
@@ -142,14 +186,13 @@ export class Summary {
       ...a.key, packets: a.packets, outer_bytes: a.outer, inner_bytes: a.inner, overhead_bytes: a.outer - a.inner,
       overhead_pct: a.outer ? round2((100 * (a.outer - a.inner)) / a.outer) : 0,
     })).sort((x, y) => y.outer_bytes - x.outer_bytes);
-    const sum = (f: (r: FlowRow) => number) => flows.reduce((s, r) => s + f(r), 0);
-    const o = this.other;
-    const overhead = sum((r) => r.overhead_bytes) + (o.outer - o.inner);
+    const o = this.other, t = this.tun;
+    const overhead = t.outer - t.inner;
     return {
       flows,
       totals: {
-        packets: this.packets, wire_bytes: this.wire, tunnel_packets: sum((r) => r.packets) + o.packets,
-        outer_bytes: sum((r) => r.outer_bytes) + o.outer, inner_bytes: sum((r) => r.inner_bytes) + o.inner, overhead_bytes: overhead,
+        packets: this.packets, wire_bytes: this.wire, tunnel_packets: t.packets, bare_packets: this.bare,
+        outer_bytes: t.outer, inner_bytes: t.inner, overhead_bytes: overhead,
         encap_share_pct: this.wire ? round2((100 * overhead) / this.wire) : 0,
         malformed_packets: this.malformed, cut_packets: this.cut,
         other_flows: { flows: o.flows, packets: o.packets, outer_bytes: o.outer, inner_bytes: o.inner },
@@ -158,23 +201,30 @@ export class Summary {
   }
 }
 
+/** A frame without IP or ARP: its EtherType, as tcpdump names the unknown ones. */
+function linkProto(d: Dissection): string {
+  const l = d.layers[0];
+  if (l && (l.kind === "eth" || l.kind === "sll" || l.kind === "sll2")) return `ethertype 0x${l.etherType.toString(16).padStart(4, "0")}`;
+  return d.malformed || d.cut ? "unreadable" : "other";
+}
+
 function round2(x: number): number {
   return Math.round(x * 100) / 100;
 }
 
 export function summaryText(r: SummaryReport): string {
   const head = ["outer src", "outer dst", "tunnel", "vni", "inner src", "inner dst", "proto", "packets", "outer B", "inner B", "overhead B", "overhead %"];
-  const rows = r.flows.map((f) => [f.outer_src, f.outer_dst, f.tunnel, f.tunnel === "wireguard" ? "-" : String(f.vni), f.inner_src, f.inner_dst, f.inner_proto, String(f.packets), String(f.outer_bytes), String(f.inner_bytes), String(f.overhead_bytes), f.overhead_pct.toFixed(2)]);
+  const rows = r.flows.map((f) => [f.outer_src, f.outer_dst, f.tunnel, f.tunnel === "wireguard" || f.tunnel === "none" ? "-" : String(f.vni), f.inner_src, f.inner_dst, f.inner_proto, String(f.packets), String(f.outer_bytes), String(f.inner_bytes), String(f.overhead_bytes), f.overhead_pct.toFixed(2)]);
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => (i >= 7 || i === 3 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join("  ").trimEnd();
   const t = r.totals;
   return [
     line(head),
     ...rows.map(line),
-    ...(t.other_flows.flows ? [`... and ${t.other_flows.flows} smaller flows, not listed: ${t.other_flows.packets} packets, outer ${t.other_flows.outer_bytes} B, inner ${t.other_flows.inner_bytes} B`] : []),
+    ...(t.other_flows.flows ? [`... and ${count(t.other_flows.flows, "smaller flow")}, not listed: ${count(t.other_flows.packets, "packet")}, outer ${t.other_flows.outer_bytes} B, inner ${t.other_flows.inner_bytes} B`] : []),
     "",
-    `totals: ${t.packets} packets, ${t.wire_bytes} bytes on the wire; ${t.tunnel_packets} tunnelled: outer ${t.outer_bytes} B, inner ${t.inner_bytes} B, encapsulation ${t.overhead_bytes} B`,
-    `encapsulation is ${t.encap_share_pct.toFixed(2)}% of all bytes in this capture${t.malformed_packets ? `; ${t.malformed_packets} malformed packets` : ""}${t.cut_packets ? `; ${t.cut_packets} cut by the snaplen` : ""}`,
+    `totals: ${count(t.packets, "packet")}, ${count(t.wire_bytes, "byte")} on the wire; ${t.tunnel_packets} tunnelled: outer ${t.outer_bytes} B, inner ${t.inner_bytes} B, encapsulation ${t.overhead_bytes} B; ${t.bare_packets} not tunnelled`,
+    `encapsulation is ${t.encap_share_pct.toFixed(2)}% of all bytes in this capture${t.malformed_packets ? `; ${count(t.malformed_packets, "malformed packet")}` : ""}${t.cut_packets ? `; ${t.cut_packets} cut by the snaplen` : ""}`,
     "",
   ].join("\n");
 }

@@ -238,7 +238,7 @@ export function registerLab(program: Command, set: SetStatus): void {
     .option("--count <n>", "stop after n packets")
     .option("--duration <seconds>", "stop after this long")
     .option("-w, --write <file>", "also write the pcap")
-    .option("--json", "JSON lines").option("--summary", "tunnel flow summary")
+    .option("--json", "JSON lines").option("--summary", "one row per flow (tunnelled or not) at the end instead of each packet")
     .action((n: string, o: { name?: string; filter?: string; count?: string; duration?: string; write?: string; json?: boolean; summary?: boolean }) => guard(set, async () => {
       const s = loadLab(pickLab(o.name));
       const { runCapture } = await import("./dissect.ts");

@@ -46,7 +46,7 @@ export async function runCli(argv: string[]): Promise<number> {
         .description("decode a pcap/pcapng capture, overlay-aware: each layer with its header length, and what the tunnel costs")
         .argument("<file>", "capture file (pcap or pcapng), or - for stdin")
         .option("--json", "JSON lines, one per packet (with --summary: one JSON document)")
-        .option("--summary", "one row per tunnel flow with packets, outer/inner bytes and overhead; totals")
+        .option("--summary", "one row per flow with packets and bytes (a tunnel flow with its outer/inner bytes and overhead); totals")
         .option("--vxlan-port <ports>", "UDP ports decoded as VXLAN, comma-separated", "8472,4789")
         .option("--limit <n>", "stop after n packets (after --filter)")
         .option("--filter <expr>", "show only matching packets, e.g. \"inner icmp and vni 1\" (see README)")
@@ -65,7 +65,7 @@ export async function runCli(argv: string[]): Promise<number> {
         .option("--duration <seconds>", "stop after this long")
         .option("-w, --write <file>", "also write the raw capture (pcap) to this file")
         .option("--json", "JSON lines, one per packet (with --summary: one JSON document)")
-        .option("--summary", "one row per tunnel flow at the end instead of each packet")
+        .option("--summary", "one row per flow (tunnelled or not) at the end instead of each packet")
         .option("--vxlan-port <ports>", "UDP ports decoded as VXLAN, comma-separated", "8472,4789")
         .action(async (opts: Record<string, string>) => {
           const { runCapture } = await import("./dissect.ts");

@@ -32,3 +32,8 @@ export function printable(s: string): string {
 export function printableLines(s: string): string {
   return s.replace(CONTROL, (c) => (c === "\n" ? c : `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`));
 }
+
+/** A count with its noun in the right number: "1 packet", "8 packets" (`many` for irregular plurals). */
+export function count(n: number, one: string, many = `${one}s`): string {
+  return `${n} ${n === 1 ? one : many}`;
+}

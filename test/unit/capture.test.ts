@@ -241,6 +241,28 @@ test("summary rows per tunnel flow with overhead; streaming in tiny chunks gives
   assert.equal(r.totals.encap_share_pct, Math.round((150 / (3 * 148)) * 10000) / 100);
 });
 
+test("summary lists the flows that are not tunnelled too (they were left out), and counts in words that agree (not \"1 packets\")", () => {
+  const bare = eth("02:00:00:00:00:02", "02:00:00:00:00:01", 0x0800, ipv4("10.244.0.2", "10.244.0.3", 1, icmpEcho(8, 7, 1)));
+  const arp = eth("ff:ff:ff:ff:ff:ff", "02:00:00:00:00:01", 0x0806, new Uint8Array([0, 1, 8, 0, 6, 4, 0, 1, 2, 0, 0, 0, 0, 1, 10, 244, 0, 2, 0, 0, 0, 0, 0, 0, 10, 244, 0, 3]));
+  const run = new DissectRun({ mode: "summary", decode: decodeOptions({ detail: false }) }, () => undefined);
+  run.feed(pcap([{ data: vxlanPing() }, { data: bare }, { data: bare }, { data: arp }]));
+  const r = run.finish()!;
+  assert.equal(r.totals.packets, 4);
+  assert.equal(r.totals.tunnel_packets, 1);
+  assert.equal(r.totals.bare_packets, 3);
+  const icmp = r.flows.find((f) => f.tunnel === "none" && f.inner_proto === "icmp")!;
+  assert.deepEqual([icmp.outer_src, icmp.outer_dst, icmp.packets, icmp.outer_bytes, icmp.overhead_bytes], ["10.244.0.2", "10.244.0.3", 2, 168, 0]);
+  assert.ok(r.flows.some((f) => f.tunnel === "none" && f.inner_proto === "arp" && f.packets === 1));
+  assert.equal(r.totals.overhead_bytes, 50, "encapsulation counts the tunnel only");
+  const text = summaryText(r);
+  assert.match(text, /^10\.244\.0\.2\s+10\.244\.0\.3\s+none\s+-\s+-\s+-\s+icmp\s+2\s+168\s+168\s+0\s+0\.00$/m);
+  assert.match(text, /totals: 4 packets, \d+ bytes on the wire; 1 tunnelled: .*; 3 not tunnelled/);
+  const one = new Summary();
+  one.add(dissect(readAll(pcap([{ data: vxlanPing() }]))[0]!, opts));
+  assert.match(summaryText(one.report()), /totals: 1 packet, 148 bytes on the wire/);
+  assert.doesNotMatch(summaryText(one.report()), /\b1 packets\b/);
+});
+
 test("summary memory is bounded: past the limit the smaller flows are folded into one counted row, totals stay exact", () => {
   const s = new Summary(1000);
   let outerTotal = 0;
