@@ -19,7 +19,7 @@ export type CmdName = keyof typeof CMD;
 
 /** enum bpf_map_type (BPF_MAP_TYPE_<name>). */
 export const MAP_TYPE = {
-  HASH: 1, ARRAY: 2, PERCPU_HASH: 5, PERCPU_ARRAY: 6, LRU_HASH: 9, LRU_PERCPU_HASH: 10, RINGBUF: 27,
+  HASH: 1, ARRAY: 2, PERCPU_HASH: 5, PERCPU_ARRAY: 6, LRU_HASH: 9, LRU_PERCPU_HASH: 10, LPM_TRIE: 11, RINGBUF: 27,
 } as const;
 export type MapTypeName = keyof typeof MAP_TYPE;
 
