@@ -9,6 +9,7 @@ import { readFileSync } from "node:fs";
 import { Etcd3, type IOptions, type Lease as EtcdLease, type Watcher } from "etcd3";
 import { ExponentialBackoff } from "cockatiel";
 import { formatPrefix } from "../net/cidr.ts";
+import { describeEtcdFailure } from "./etcd-errors.ts";
 import { type Lease, type LeaseRequest, type NetworkConfig, type SubnetRegistry, LeaseLostError, RegistryError, leaseKey, leaseRecord, mayRetake, parseRecord, pickFreeSubnet, resolveNetwork, ipv6LeaseFields } from "./registry.ts";
 
 export const DEFAULT_ETCD_PREFIX = "/gauze.dev/network";
@@ -109,9 +110,11 @@ export class EtcdRegistry implements SubnetRegistry {
     return `${this.o.prefix}/subnets/${leaseKey(subnet)}`;
   }
 
+  /** A client failure in gauze's words (etcd-errors.ts): what is unreachable and what goes on meanwhile. */
   private fail(e: unknown, what: string): never {
     if (e instanceof RegistryError) throw e;
-    throw new RegistryError(`etcd ${this.o.endpoints.join(",")}: ${what}: ${(e as Error).message}`, "check that etcd runs and that this node can reach it");
+    const f = describeEtcdFailure(e, what, this.o.endpoints);
+    throw new RegistryError(f.message, f.fix);
   }
 
   async setNetworkConfig(c: NetworkConfig): Promise<void> {
