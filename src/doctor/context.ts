@@ -52,3 +52,25 @@ export function gatherContext(o: DoctorOptions, nl: Rtnl): DoctorContext {
   }
   return ctx;
 }
+
+/**
+ * Commands a fix line holds as they are, so it can be pasted: on a lab node with the node and
+ * --name (with two labs a bare command fails), elsewhere the DaemonSet's (deploy/kube-gauze.yml).
+ */
+export function fixCommands(ctx: Pick<DoctorContext, "lab" | "node">): { doctorFix: string; startAgent: string; restartAgent: string; agentLog: string } {
+  if (ctx.lab && ctx.node) {
+    const at = `${ctx.node} --name ${ctx.lab}`;
+    return {
+      doctorFix: `gauze doctor --fix --node ${at}`,
+      startAgent: `gauze lab node start-agent ${at}`,
+      restartAgent: `gauze lab node stop-agent ${at} && gauze lab node start-agent ${at}`,
+      agentLog: `gauze lab logs ${at}`,
+    };
+  }
+  return {
+    doctorFix: "gauze doctor --fix",
+    startAgent: "kubectl -n kube-gauze get pods -o wide (the DaemonSet's pod for this node)",
+    restartAgent: "kubectl -n kube-gauze delete pod <the gauze pod on this node> (the DaemonSet starts it again)",
+    agentLog: "kubectl -n kube-gauze logs daemonset/gauze",
+  };
+}

@@ -103,6 +103,11 @@ for (const row of table) {
       const failed = report.checks.filter((c) => c.status === "fail");
       assert.deepEqual(failed.map((c) => c.id), row.ids, JSON.stringify(failed));
       assert.ok(failed.every((c) => c.evidence.length > 0 && c.fix), "evidence and a fix");
+      // A fix can be pasted: no placeholder, and every gauze command names this lab (two labs make a bare one fail).
+      for (const c of report.checks.filter((x) => x.fix)) {
+        assert.doesNotMatch(c.fix!, /<node>|check the agent's log/, `${c.id}: ${c.fix}`);
+        for (const cmd of c.fix!.match(/gauze (?:lab|doctor) [^,;()&]*/g) ?? []) assert.match(cmd, new RegExp(`--name ${name}\\b`), `${c.id}: ${cmd}`);
+      }
       if (row.healed) {
         const f = doctor(row.node, "--fix");
         assert.equal(f.code, 0, JSON.stringify(f.report.checks.filter((c) => c.status !== "ok")));

@@ -4,7 +4,7 @@ import { get } from "node:http";
 import { readSubnetFile } from "../../node/subnet-file.ts";
 import { parseCIDR, prefixContains } from "../../net/cidr.ts";
 import { type Check, ok, skip } from "../check.ts";
-import type { DoctorContext as DoctorContextRef } from "../context.ts";
+import { type DoctorContext as DoctorContextRef, fixCommands } from "../context.ts";
 
 function fetchText(url: string, timeoutMs = 1000): Promise<{ status: number; body: string } | undefined> {
   return new Promise((resolve) => {
@@ -27,7 +27,7 @@ export const agentChecks: Check[] = [
       const repair = ctx.restartAgent;
       return {
         status: "fail", evidence: [`nothing answers on ${ctx.healthUrl}/healthz`, ...(ctx.agent ? [`its last report: pid ${ctx.agent.pid}, ${ctx.agent.ready ? "ready" : `not ready: ${ctx.agent.reason}`}`] : ["no report from it on this node"])],
-        fix: ctx.lab ? "gauze doctor --fix (restarts it), or gauze lab node start-agent <node>" : "look for the agent pod in every namespace (kubectl get pods -A | grep gauze) and at its logs",
+        fix: ctx.lab ? `${fixCommands(ctx).doctorFix} (restarts it), or ${fixCommands(ctx).startAgent}` : "kubectl get pods -A -o wide | grep gauze (the agent pod for this node), then kubectl logs on it",
         ...(repair ? { repair } : {}),
       };
     },
@@ -47,10 +47,10 @@ export const agentChecks: Check[] = [
     id: "agent.lease", group: "agent", title: "the node holds a subnet lease that is not about to expire",
     run(ctx) {
       const a = ctx.agent;
-      if (!a?.subnet || !a.leaseExpiresAt) return { status: "fail", evidence: ["the agent reports no lease"], fix: "check the agent's log: it says why it has no subnet (registry unreachable, network full, config missing)" };
+      if (!a?.subnet || !a.leaseExpiresAt) return { status: "fail", evidence: ["the agent reports no lease"], fix: `${fixCommands(ctx).agentLog} (it says why it has no subnet: registry unreachable, network full, config missing)` };
       const left = a.leaseExpiresAt - Date.now();
-      if (left <= 0) return { status: "fail", evidence: [`lease ${a.subnet} expired at ${new Date(a.leaseExpiresAt).toISOString()}`], fix: "restart the agent: it takes its subnet again while nobody else has it" };
-      if (left < 3_600_000) return { status: "warn", evidence: [`lease ${a.subnet} expires in ${Math.round(left / 60000)} min`], fix: "the agent renews at half-life: if it did not, it cannot reach the registry" };
+      if (left <= 0) return { status: "fail", evidence: [`lease ${a.subnet} expired at ${new Date(a.leaseExpiresAt).toISOString()}`], fix: `${fixCommands(ctx).restartAgent} (it takes its subnet again while nobody else has it)` };
+      if (left < 3_600_000) return { status: "warn", evidence: [`lease ${a.subnet} expires in ${Math.round(left / 60000)} min`], fix: `${fixCommands(ctx).agentLog} (the agent renews at half-life: if it did not, it cannot reach the registry, and its log says why)` };
       return ok(`${a.subnet}, expires in ${(left / 3_600_000).toFixed(1)} h`);
     },
   },
@@ -83,7 +83,7 @@ export const agentChecks: Check[] = [
       if (!gw || !prefixContains(parseCIDR(a.subnet)!.prefix, gw.host)) problems.push(`GAUZE_SUBNET=${env.subnet} is not inside the lease ${a.subnet}`);
       if (a.network && env.network !== a.network) problems.push(`GAUZE_NETWORK=${env.network}, the agent's network is ${a.network}`);
       if (a.podMtu && env.mtu !== a.podMtu) problems.push(`GAUZE_MTU=${env.mtu}, the overlay carries ${a.podMtu}`);
-      if (problems.length) return { status: "fail", evidence: problems, fix: "restart the agent: it rewrites the subnet file from its lease" };
+      if (problems.length) return { status: "fail", evidence: problems, fix: `${fixCommands(ctx).restartAgent} (it rewrites the subnet file from its lease)` };
       return ok(`${env.subnet} in ${a.subnet}, MTU ${env.mtu}`);
     },
   },

@@ -6,6 +6,7 @@ import { foreignConfig, installConflist } from "../../agent/node-files.ts";
 import { CONFLIST_NAME } from "../../node/paths.ts";
 import { gauzeExecutable } from "../../kernel/spawn.ts";
 import { type Check, ok, skip } from "../check.ts";
+import { fixCommands } from "../context.ts";
 
 /** IPAM types the gauze plugin runs itself (no binary needed). */
 const GAUZE_BUILTIN_IPAM = new Set(["", "gauze", "host-local"]);
@@ -17,7 +18,7 @@ export const cniChecks: Check[] = [
       if (ctx.network) return ok(`${ctx.paths.confDir}/${ctx.network.file}: network ${ctx.network.name}, ${ctx.network.plugins.map((p) => p.type).join(" -> ")}`);
       return {
         status: "fail", evidence: [`no loadable config in ${ctx.paths.confDir}`, `kubelet reports the node NotReady: ${NOT_INITIALIZED}`, ...(ctx.networkError && ctx.networkError !== NOT_INITIALIZED ? [ctx.networkError] : [])],
-        fix: ctx.agent?.subnet ? "restart the gauze agent (it writes 10-gauze.conflist), or gauze doctor --fix" : "install the CNI (the gauze agent writes its conflist once it has leased a subnet)",
+        fix: ctx.agent?.subnet ? `${fixCommands(ctx).doctorFix}, or ${fixCommands(ctx).restartAgent} (it writes 10-gauze.conflist)` : "install the CNI (the gauze agent writes its conflist once it has leased a subnet)",
         ...(ctx.agent?.subnet ? { repair: () => { installConflist(ctx.paths); return `wrote ${ctx.paths.confDir}/10-gauze.conflist`; } } : {}),
       };
     },
@@ -76,7 +77,7 @@ export const cniChecks: Check[] = [
       if (missing.length === 0) return ok(`${[...needed].join(", ")} in ${ctx.binDir}`);
       return {
         status: "fail", evidence: missing.map((t) => `failed to find plugin "${t}" in path [${ctx.binDir}]: pods on this node stay ContainerCreating`),
-        fix: missing.includes("gauze") ? `install the gauze executable as ${ctx.binDir}/gauze (or gauze doctor --fix)` : `install ${missing.join(", ")} into ${ctx.binDir} (Debian: containernetworking-plugins)`,
+        fix: missing.includes("gauze") ? `install the gauze executable as ${ctx.binDir}/gauze (or ${fixCommands(ctx).doctorFix})` : `install ${missing.join(", ")} into ${ctx.binDir} (Debian: containernetworking-plugins)`,
         ...(missing.length === 1 && missing[0] === "gauze" ? { repair: () => { copyFileSync(gauzeExecutable(), join(ctx.binDir, "gauze")); return `copied ${gauzeExecutable()} to ${ctx.binDir}/gauze`; } } : {}),
       };
     },

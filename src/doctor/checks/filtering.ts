@@ -2,6 +2,7 @@
 import { iptables, iptablesSave } from "../../kernel/iptables.ts";
 import { ensureMasquerade, forwardRules } from "../../agent/masquerade.ts";
 import { type Check, ok, skip } from "../check.ts";
+import { fixCommands } from "../context.ts";
 
 export const filteringChecks: Check[] = [
   {
@@ -18,7 +19,7 @@ export const filteringChecks: Check[] = [
       if (policy !== "DROP" || accepted || explicit) return ok(`FORWARD policy ${policy}${accepted ? `, GAUZE-FWD accepts ${net} on ${bridge}` : ""}`);
       return {
         status: "fail", evidence: [`FORWARD policy DROP and no rule accepts ${net}`, "pod traffic between nodes and to the outside is dropped here (Docker sets this policy, for one)"],
-        fix: `iptables -I FORWARD -s ${net} -j ACCEPT; iptables -I FORWARD -d ${net} -j ACCEPT (gauze doctor --fix restores the agent's GAUZE-FWD chain)`,
+        fix: `iptables -I FORWARD -s ${net} -j ACCEPT; iptables -I FORWARD -d ${net} -j ACCEPT (${fixCommands(ctx).doctorFix} restores the agent's GAUZE-FWD chain)`,
         repair: () => { ensureMasquerade(net, ctx.agent?.ipMasq ?? true, bridge); return "restored GAUZE-FWD and GAUZE-POSTRTG"; },
       };
     },
@@ -33,7 +34,7 @@ export const filteringChecks: Check[] = [
       const nat = iptablesSave("nat");
       if (nat.includes("-j GAUZE-POSTRTG") && nat.includes(`-A GAUZE-POSTRTG -s ${net} ! -d 224.0.0.0/4 -j MASQUERADE`)) return ok(`GAUZE-POSTRTG masquerades ${net}`);
       return {
-        status: "fail", evidence: [`no MASQUERADE for ${net} in nat POSTROUTING`], fix: "gauze doctor --fix restores the agent's chains; restarting the agent does too",
+        status: "fail", evidence: [`no MASQUERADE for ${net} in nat POSTROUTING`], fix: `${fixCommands(ctx).doctorFix} restores the agent's chains; so does ${fixCommands(ctx).restartAgent}`,
         repair: () => { ensureMasquerade(net, true, ctx.agent?.bridge ?? "cni0"); return "restored GAUZE-POSTRTG"; },
       };
     },

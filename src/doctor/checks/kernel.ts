@@ -1,10 +1,12 @@
-// Kernel prerequisites: br_netfilter, IP forwarding, reverse-path filtering, and tracefs for the
-// kernel's drop events.
+// Kernel prerequisites: br_netfilter, IP forwarding, reverse-path filtering, tracefs for the
+// kernel's drop events, and eBPF for observing (the agent's report, else the kernel's probes).
 import { readSysctl, sysctlPath } from "../../kernel/sysctl.ts";
 import { writeText } from "../../kernel/files.ts";
 import { BR_NETFILTER } from "../../agent/prereq.ts";
 import { type Check, ok } from "../check.ts";
+import { fixCommands } from "../context.ts";
 import { TRACEFS, ensureMounted, mountedAt } from "../../kernel/pseudofs.ts";
+import { EBPF_FIX, ebpfMissing } from "../../agent/observing.ts";
 
 export const kernelChecks: Check[] = [
   {
@@ -66,7 +68,7 @@ export const kernelChecks: Check[] = [
       const at = mountedAt(TRACEFS);
       const drops = ctx.agent?.features?.drops;
       if (at) {
-        if (drops && !drops.on) return { status: "warn", evidence: [`tracefs is mounted at ${at}`, `but the agent reports drops off: ${drops.why ?? "unavailable"}`], fix: drops.fix ?? "restart the agent (it opens the drop watch at start)" };
+        if (drops && !drops.on) return { status: "warn", evidence: [`tracefs is mounted at ${at}`, `but the agent reports drops off: ${drops.why ?? "unavailable"}`], fix: drops.fix ?? `${fixCommands(ctx).restartAgent} (it opens the drop watch at start)` };
         return ok(`tracefs is mounted at ${at}`);
       }
       return {
@@ -80,6 +82,18 @@ export const kernelChecks: Check[] = [
           return `mounted tracefs at ${r.at}`;
         },
       };
+    },
+  },
+  {
+    id: "kernel.ebpf", group: "kernel", title: "flows and drops are observed with eBPF (not the packet ring's per-packet copies)",
+    run(ctx) {
+      // The agent's own answer first: its capabilities are what count, not doctor's.
+      const f = ctx.agent?.features?.ebpf;
+      if (f?.on) return ok("the agent observes with eBPF: tc programs on every link, drops from kfree_skb with their namespace");
+      if (f && !f.on) return { status: "warn", evidence: [`the agent reports ebpf off: ${f.why ?? "unavailable"}`, "flows cost a copy of every packet's headers (the packet ring), drops are attributed by address"], fix: f.fix ?? EBPF_FIX };
+      const missing = ebpfMissing();
+      if (missing) return { status: "warn", evidence: [`eBPF observing is not possible here: ${missing}`, "an agent falls back to the packet ring and tracefs"], fix: EBPF_FIX };
+      return ok("the kernel allows eBPF observing (bpf(), tc programs, ring buffers, kfree_skb tracing)");
     },
   },
 ];

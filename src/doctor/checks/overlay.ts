@@ -18,6 +18,7 @@ import { readNodeLink } from "../../agent/node-link.ts";
 import type { Lease } from "../../store/registry.ts";
 import type { DoctorContext } from "../context.ts";
 import { type Check, ok, skip } from "../check.ts";
+import { fixCommands } from "../context.ts";
 
 function vxlanOnly(ctx: DoctorContext): string | undefined {
   if (!ctx.agent?.device) return "no agent report: nothing to compare the overlay with";
@@ -78,7 +79,7 @@ export const overlayChecks: Check[] = [
       if (why) return skip(why);
       const a = ctx.agent!;
       const l = link(ctx.nl, a.device!);
-      if (!l) return { status: "fail", evidence: [`${a.device} does not exist`], fix: "restart the agent: it creates the device (a running agent re-creates it within a second)" };
+      if (!l) return { status: "fail", evidence: [`${a.device} does not exist`], fix: `${fixCommands(ctx).restartAgent} (it creates the device; a running agent re-creates it within a second)` };
       const d = l.vxlan;
       const want = { id: a.vni ?? 1, port: a.port ?? 8472, local: a.nodeIp };
       const problems: string[] = [];
@@ -94,7 +95,7 @@ export const overlayChecks: Check[] = [
       if (l6 && (l6.vxlan?.vni !== want.id || l6.vxlan?.port !== want.port || l6.vxlan?.local !== a.nodeIpv6 || !l6.up)) {
         problems.push(`${a.device6}: VNI ${l6.vxlan?.vni}, UDP ${l6.vxlan?.port}, local ${l6.vxlan?.local}${l6.up ? "" : ", down"}; configured VNI ${want.id}, UDP ${want.port}, local ${a.nodeIpv6}`);
       }
-      if (problems.length) return { status: "fail", evidence: problems, fix: `delete ${[a.device, a.device6].filter(Boolean).join(" and ")} and restart the agent: it re-creates them as configured` };
+      if (problems.length) return { status: "fail", evidence: problems, fix: `delete ${[a.device, a.device6].filter(Boolean).join(" and ")} and restart the agent: ${fixCommands(ctx).restartAgent} (it re-creates them as configured)` };
       return ok(`${a.device}: VNI ${d?.vni}, UDP ${d?.port}, local ${d?.local}, nolearning, MAC ${l.mac}${l6 ? `; ${a.device6}: local ${l6.vxlan?.local}, MAC ${l6.mac}` : ""}`);
     },
   },
@@ -145,7 +146,7 @@ export const overlayChecks: Check[] = [
       const evidence = plan.changes.map((c) => `${c.peer || "no peer"}: ${c.op === "add" ? `${c.text} missing or different` : `${c.text} is stale (no lease for it)`}`);
       return {
         status: "fail", evidence: [...evidence, ...skipped],
-        fix: "gauze doctor --fix applies the agent's own plan; a running agent repairs this by itself within a second of the change",
+        fix: `${fixCommands(ctx).doctorFix} applies the agent's own plan; a running agent repairs this by itself within a second of the change`,
         repair: () => {
           const again = peerPlan(ctx);
           const r = applyPlan(ctx.nl, again.plan, () => undefined);

@@ -89,6 +89,11 @@ function containersConf(lab: string): string {
   return p;
 }
 
+/** The podman command line and environment that reach this lab's containers (`gauze lab podman`, `lab logs`). */
+export function podmanInvocation(lab: string, args: string[]): { argv: string[]; env: Record<string, string> } {
+  return { argv: ["podman", ...podmanArgs(podmanStore(lab)), ...args], env: { CONTAINERS_CONF: containersConf(lab) } };
+}
+
 export function podman(lab: string, args: string[], input?: string) {
   return runSync(["podman", ...podmanArgs(podmanStore(lab)), ...args], { env: { ...process.env, CONTAINERS_CONF: containersConf(lab) }, ...(input !== undefined ? { input } : {}) });
 }
