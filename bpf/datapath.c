@@ -49,7 +49,7 @@
 #define S_PASS 4 /* not ours: to the node, other networks, Services, not IP */
 #define S_CLASSIC 5 /* an endpoint flagged for the classic path */
 #define S_TTL 6 /* TTL / hop limit would expire: the kernel answers with ICMP */
-#define S_SPOOF 7 /* a source address that is not the sending pod's */
+#define S_SPOOF 7 /* a source address of another pod on this node */
 #define S_MAX 8
 
 /* One address of either family: IPv4 in addr[0]. Network byte order. */
@@ -253,8 +253,10 @@ int from_pod(struct __sk_buff *skb)
 	/* Only a pod's own address is redirected: anything else (a spoofed source, a pod routing
 	 * for others) goes the classic way, with whatever the node's rules say about it. */
 	struct endpoint *self = bpf_map_lookup_elem(&endpoints, &h.src);
-	if (!self || self->ifindex != skb->ifindex)
-		return count(S_SPOOF, GZ_NEXT);
+	if (!self)
+		return count(S_PASS, GZ_NEXT); /* link-local, unknown: not a pod's address */
+	if (self->ifindex != skb->ifindex)
+		return count(S_SPOOF, GZ_NEXT); /* another pod's address */
 	if (self->flags & GZ_EP_CLASSIC)
 		return count(S_CLASSIC, GZ_NEXT);
 	struct endpoint *ep = bpf_map_lookup_elem(&endpoints, &h.dst);
