@@ -65,7 +65,11 @@ export function captureLive(run: ChunkConsumer, o: LiveOptions): Promise<{ stopp
       if (failure) return reject(failure);
       if (code !== 0 && !listening) {
         const why = stderr.trim().split("\n").filter(Boolean).join("; ") || `exit ${code}`;
-        return reject(new Error(`tcpdump failed: ${why} (list the interfaces with: ip${o.netns ? ` -n ${o.netns}` : ""} link)`));
+        // A filter tcpdump cannot parse says "syntax error" and nothing else: say which language it is.
+        const hint = /syntax error|can't parse filter|unknown host|illegal/i.test(why)
+          ? `--filter is tcpdump's capture filter (pcap-filter(7)), e.g. "udp port 8472", "host 10.244.1.2 and tcp port 80", or Wireshark's tcp.port == 80, ip.addr == A`
+          : `list the interfaces with: ip${o.netns ? ` -n ${o.netns}` : ""} link`;
+        return reject(new Error(`tcpdump failed: ${why} (${hint})`));
       }
       resolve({ stoppedBy });
     });

@@ -3,7 +3,7 @@ import { closeSync, openSync, readSync, writeSync } from "node:fs";
 import { CaptureFormatError } from "../capture/reader.ts";
 import { DissectRun, type DissectOptions } from "../capture/run.ts";
 import { decodeOptions } from "../packet/dissect.ts";
-import { FilterError, compileFilter } from "../capture/filter.ts";
+import { FilterError, captureFilterToBpf, compileFilter } from "../capture/filter.ts";
 import { summaryText, type SummaryReport } from "../capture/summary.ts";
 
 export interface DissectCliOptions {
@@ -125,12 +125,14 @@ export async function runCapture(o: CaptureCliOptions): Promise<number> {
   let opts: DissectOptions;
   let count: number | undefined;
   let durationSec: number | undefined;
+  let bpf: string | undefined;
   try {
     // For capture, --filter is tcpdump's own (BPF) filter, applied in the kernel.
     opts = buildOptions({ ...o, filter: undefined });
     count = positive(o.count, "--count");
     durationSec = positive(o.duration, "--duration");
     if (count !== undefined && !Number.isInteger(count)) throw new UsageError("--count takes a whole number");
+    bpf = o.filter ? captureFilterToBpf(o.filter) : undefined;
   } catch (e) {
     if (e instanceof UsageError || e instanceof FilterError) {
       process.stderr.write(`gauze capture: ${e.message}\n`);
@@ -142,7 +144,7 @@ export async function runCapture(o: CaptureCliOptions): Promise<number> {
   const { captureLive } = await import("../capture/live.ts");
   try {
     const r = await captureLive(run, {
-      iface: o.iface, ...(o.netns ? { netns: o.netns } : {}), ...(o.filter ? { bpf: o.filter } : {}),
+      iface: o.iface, ...(o.netns ? { netns: o.netns } : {}), ...(bpf ? { bpf } : {}),
       ...(count ? { count } : {}), ...(durationSec ? { durationSec } : {}), ...(o.write ? { writeFile: o.write } : {}),
       onListening: (line) => process.stderr.write(`gauze capture: ${line.trim()}${o.netns ? ` (netns ${o.netns})` : ""}\n`),
     });

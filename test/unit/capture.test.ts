@@ -8,7 +8,7 @@ import { decodeOptions, dissect } from "../../src/packet/dissect.ts";
 import { packetJson, packetText } from "../../src/capture/format.ts";
 import { DissectRun } from "../../src/capture/run.ts";
 import { Summary, summaryText } from "../../src/capture/summary.ts";
-import { compileFilter } from "../../src/capture/filter.ts";
+import { captureFilterToBpf, compileFilter } from "../../src/capture/filter.ts";
 import { concat, csum, eth, icmpEcho, ipv4, pcap, pcapng, tcp, udp, vxlan, vxlanPing } from "../support/packets.ts";
 
 function readAll(bytes: Uint8Array, chunk = bytes.length): Packet[] {
@@ -223,6 +223,21 @@ test("the display filter", () => {
   for (const f of yes) assert.equal(compileFilter(f)(ping), true, f);
   for (const f of no) assert.equal(compileFilter(f)(ping), false, f);
   for (const bad of ["", "vni", "host nope", "frob", "(icmp", "icmp)"]) assert.throws(() => compileFilter(bad), /filter/);
+});
+
+test("filters: Wireshark's and tcpdump's spellings read as they mean (tcp.port == 80 was \"unknown word\"); an unknown word lists the words", () => {
+  const ping = dissect(readAll(pcap([{ data: vxlanPing({ vni: 9 }) }]))[0]!, opts);
+  const yes = ["udp.port == 8472", "udp.dstport==8472", "ip.addr == 10.244.1.3", "ip.src eq 172.18.0.2", "vxlan.vni == 9", "ip.dst != 1.2.3.4 && inner icmp", "ip host 10.244.0.2", "ether", "outer ip.src == 172.18.0.2"];
+  const no = ["tcp.port == 8472", "udp.srcport == 8472", "ip.addr != 10.244.1.3", "vxlan.vni == 1", "ip6 host fd00::1"];
+  for (const f of yes) assert.equal(compileFilter(f)(ping), true, f);
+  for (const f of no) assert.equal(compileFilter(f)(ping), false, f);
+  assert.throws(() => compileFilter("frob"), (e: Error) => /unknown word "frob"; the words are: .*\bhost\b.*\bport\b.*tcp\.port ==/.test(e.message));
+  // A live capture's filter is tcpdump's: the same spellings become its words.
+  assert.equal(captureFilterToBpf("tcp.port == 80 && ip.addr == 10.244.1.2"), "tcp port 80 && host 10.244.1.2");
+  assert.equal(captureFilterToBpf("udp.dstport==8472 or ip.src != 10.0.0.1"), "udp dst port 8472 or not src host 10.0.0.1");
+  assert.equal(captureFilterToBpf("udp port 8472"), "udp port 8472");
+  assert.throws(() => captureFilterToBpf("vxlan.vni == 1"), /cannot see into the tunnel/);
+  assert.throws(() => compileFilter("tcp.port 80"), /tcp\.port needs == or != and a value, e\.g\. "tcp\.port == 80"/);
 });
 
 test("summary rows per tunnel flow with overhead; streaming in tiny chunks gives the same", () => {
