@@ -32,6 +32,8 @@ export interface Libc {
   getsockname(fd: number, addr: Uint8Array, len: Uint32Array): number;
   send(fd: number, buf: Uint8Array, n: number, flags: number): number;
   recv(fd: number, buf: Uint8Array, n: number, flags: number): number;
+  /** recvfrom(2): the sender's address too (a raw socket's datagrams carry no other). */
+  recvfrom(fd: number, buf: Uint8Array, n: number, flags: number, addr: Uint8Array, len: Uint32Array): number;
   setsockopt(fd: number, level: number, name: number, value: Uint8Array, len: number): number;
   getsockopt(fd: number, level: number, name: number, value: Uint8Array, len: Uint32Array): number;
   clock_gettime(clock: number, ts: BigInt64Array): number;
@@ -111,6 +113,7 @@ function bind(): Libc {
     getsockname: { args: [T.i32, T.ptr, T.ptr], returns: T.i32 },
     send: { args: [T.i32, T.ptr, T.u64, T.i32], returns: T.i32 },
     recv: { args: [T.i32, T.ptr, T.u64, T.i32], returns: T.i32 },
+    recvfrom: { args: [T.i32, T.ptr, T.u64, T.i32, T.ptr, T.ptr], returns: T.i32 },
     setsockopt: { args: [T.i32, T.i32, T.i32, T.ptr, T.u32], returns: T.i32 },
     getsockopt: { args: [T.i32, T.i32, T.i32, T.ptr, T.ptr], returns: T.i32 },
     clock_gettime: { args: [T.i32, T.ptr], returns: T.i32 },
@@ -159,6 +162,7 @@ function bind(): Libc {
     getsockname: f.getsockname as Libc["getsockname"],
     send: f.send as Libc["send"],
     recv: f.recv as Libc["recv"],
+    recvfrom: f.recvfrom as Libc["recvfrom"],
     setsockopt: f.setsockopt as Libc["setsockopt"],
     getsockopt: f.getsockopt as Libc["getsockopt"],
     clock_gettime: f.clock_gettime as Libc["clock_gettime"],

@@ -13,6 +13,7 @@ import { agentStatus, startAgent, waitReady } from "./agents.ts";
 import { initRegistry, storeFlags } from "./registry.ts";
 import { stopProcess } from "./processes.ts";
 import { containerLogs, ensureImage, manifestOf, podman, runDaemonPod, runPod, runningContainers, stopDaemonPod, waitPodReady } from "./kube/kubelet.ts";
+import { mirrorNode, mirrorPodStatus } from "./kube/mirror.ts";
 import { type LabBackend, type LabNode, type LabState, type Progress, findNode, saveLab, withLab } from "./state.ts";
 
 /** Puts the gauze executable into a node's CNI bin dir (a hard link: no copy of 100 MB per node). */
@@ -40,6 +41,7 @@ export async function installCni(s: LabState, progress: Progress): Promise<void>
     s.cniInstalled = true;
     saveLab(s);
     await waitPodReady(s, s.nodes);
+    for (const n of s.nodes) await mirrorNode(s, n);
     const subnets = s.nodes.map((n) => `${n.name} ${agentStatus(n)?.subnet}`).join(", ");
     progress(`gauze installed from ${s.manifest.file}: DaemonSet ${s.manifest.daemonSet} ready on ${s.nodes.length} node(s) (${subnets}) in ${(performance.now() - t0).toFixed(0)} ms`);
     return;
@@ -51,6 +53,8 @@ export async function installCni(s: LabState, progress: Progress): Promise<void>
   s.cniInstalled = true;
   saveLab(s);
   await waitReady(s.nodes);
+  // The Nodes now carry their leases' podCIDRs and Ready.
+  for (const n of s.nodes) await mirrorNode(s, n);
   const subnets = s.nodes.map((n) => `${n.name} ${agentStatus(n)?.subnet}`).join(", ");
   progress(`gauze installed: agents ready, subnets leased (${subnets}) in ${(performance.now() - t0).toFixed(0)} ms`);
 }
@@ -73,6 +77,7 @@ export async function labUninstall(lab: string, progress: Progress, only?: strin
     if (s.manifest) {
       await uninstallByDaemonSet(s, nodes, progress);
       if (!only) s.cniInstalled = false;
+      await mirrorAfterUninstall(s, nodes);
       return;
     }
     for (const n of nodes) {
@@ -89,7 +94,14 @@ export async function labUninstall(lab: string, progress: Progress, only?: strin
       }
     }
     if (!only) s.cniInstalled = false;
+    await mirrorAfterUninstall(s, nodes);
   });
+}
+
+/** The Nodes NotReady again, their pods Pending. */
+async function mirrorAfterUninstall(s: LabState, nodes: LabNode[]): Promise<void> {
+  for (const n of nodes) await mirrorNode(s, n);
+  for (const p of s.pods.filter((x) => nodes.some((n) => n.name === x.node))) await mirrorPodStatus(s, p);
 }
 
 /**

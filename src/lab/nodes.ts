@@ -1,7 +1,7 @@
 // The lab's machines: an underlay namespace holding the "switch" (a bridge, 172.18.0.1/16, kind's
 // network; or two routed /24 segments), and per node a namespace `gz-<node>` with eth0 on it,
 // forwarding on and bridged traffic seen by iptables, as a kubeadm node has, and a tree of node
-// directories. Nodes join (made, registered with the lab's API in manifest mode, given an agent)
+// directories. Nodes join (made, registered with the lab's API as a Node, given an agent)
 // and leave (their pods, agent, lease and namespace removed) as `kubectl delete node` would.
 import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
@@ -17,6 +17,7 @@ import { tearDownPod } from "./pods.ts";
 import { releaseNodeLease } from "./registry.ts";
 import { stopProcess } from "./processes.ts";
 import { deleteNode, registerNode } from "./kube/cluster.ts";
+import { hasApi, mirrorNode, nodeDetails } from "./kube/mirror.ts";
 import { runDaemonPod, stopDaemonPod, waitPodReady } from "./kube/kubelet.ts";
 import { type LabNode, type LabState, type Progress, UNDERLAY6, UNDERLAY_GW, findNode, labDir, saveLab, validateNodeName, withLab } from "./state.ts";
 
@@ -107,7 +108,7 @@ export async function registerKubeNode(s: LabState, n: LabNode): Promise<void> {
   const step = 1n << BigInt(32 - net.subnetLen);
   const podCIDR = formatPrefix({ ip: { family: 4, value: net.network.ip.value + BigInt(n.idx) * step }, bits: net.subnetLen });
   n.hostPaths = true;
-  await registerNode(s.name, n.name, n.ip, podCIDR);
+  await registerNode(s.name, n.name, n.ip, podCIDR, nodeDetails(s, n, { ok: false, reason: "the DaemonSet's pod has not made the node Ready yet" }));
 }
 
 export async function nodeAdd(lab: string, progress: Progress, name?: string): Promise<LabNode> {
@@ -120,6 +121,7 @@ export async function nodeAdd(lab: string, progress: Progress, name?: string): P
     const [n] = createNodes(s, [{ name: nodeName, role: "worker", idx }]);
     s.nodes.push(n!);
     if (s.manifest) await registerKubeNode(s, n!);
+    else await mirrorNode(s, n!);
     if (s.cniInstalled && s.manifest) {
       n!.pod = runDaemonPod(s, n!, s.manifest.image);
       saveLab(s);
@@ -130,6 +132,7 @@ export async function nodeAdd(lab: string, progress: Progress, name?: string): P
       saveLab(s);
       await waitReady([n!]);
     }
+    if (s.cniInstalled) await mirrorNode(s, n!);
     progress(`node ${n!.name} joined (${n!.ip}${agentStatus(n!)?.subnet ? `, subnet ${agentStatus(n!)!.subnet}` : ""})`);
     return n!;
   });
@@ -142,12 +145,9 @@ export async function nodeRm(lab: string, name: string): Promise<void> {
     for (const p of s.pods.filter((x) => x.node === n.name)) await tearDownPod(s, p);
     s.pods = s.pods.filter((x) => x.node !== n.name);
     await stopProcess(n.agentPid);
-    if (s.manifest) {
-      stopDaemonPod(s, n);
-      await deleteNode(s.name, n.name);
-    } else {
-      await releaseNodeLease(s, n.name);
-    }
+    if (s.manifest) stopDaemonPod(s, n);
+    else await releaseNodeLease(s, n.name);
+    if (hasApi(s)) await deleteNode(s.name, n.name);
     delNetns(n.netns);
     rmSync(n.root, { recursive: true, force: true });
     s.nodes = s.nodes.filter((x) => x !== n);

@@ -5,11 +5,12 @@ import { closeSync, mkdirSync, openSync, readFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { gauzeExecutable, startDetached } from "../kernel/spawn.ts";
 
-export function spawnInNetns(netnsPath: string, argv: string[], logFile: string): number {
+/** Starts argv detached, inside the namespace at `netnsPath` (undefined: this one), logging to `logFile`. */
+export function spawnInNetns(netnsPath: string | undefined, argv: string[], logFile: string): number {
   mkdirSync(dirname(logFile), { recursive: true });
   const fd = openSync(logFile, "a");
   try {
-    const pid = startDetached(argv, fd, { netns: netnsPath });
+    const pid = startDetached(argv, fd, netnsPath ? { netns: netnsPath } : {});
     if (!pid) throw new Error(`could not start ${argv[0]}`);
     return pid;
   } finally {

@@ -1,5 +1,5 @@
 // The lab as the source observe, trace and ui read (observe/source.ts): its nodes' agent sockets
-// under each node's tree, its pods (all in namespace default), probes run inside a pod's
+// under each node's tree, its pods (in their namespaces), probes run inside a pod's
 // namespace from this host, and doctor run inside a node's namespace.
 import { gauzeExecutable, runAsync, startPiped } from "../kernel/spawn.ts";
 import { netnsPath } from "../kernel/netns.ts";
@@ -7,7 +7,7 @@ import { withRtnl } from "../kernel/netlink/index.ts";
 import { nodePaths } from "../node/paths.ts";
 import { agentStatus } from "./agents.ts";
 import { nodeView } from "./view.ts";
-import { findNode, findPod, loadLab, pickLab } from "./state.ts";
+import { findNode, findPod, loadLab, pickLab, podNamespace } from "./state.ts";
 
 /** Structurally an observe `ClusterSource` (the CLI hands it to observe, trace and ui). */
 export function labSource(name?: string) {
@@ -30,15 +30,15 @@ export function labSource(name?: string) {
       });
       return {
         name: s.name, backend: s.backend, podCidr: s.podCidr, ...(s.podCidr6 ? { podCidr6: s.podCidr6 } : {}), nodes,
-        pods: s.pods.map((p) => ({ name: p.name, namespace: "default", node: p.node, ...(p.ip ? { ip: p.ip } : {}), ...(p.ip6 ? { ip6: p.ip6 } : {}), phase: p.phase, ...(p.reason ? { reason: p.reason } : {}) })),
+        pods: s.pods.map((p) => ({ name: p.name, namespace: podNamespace(p), node: p.node, ...(p.ip ? { ip: p.ip } : {}), ...(p.ip6 ? { ip6: p.ip6 } : {}), phase: p.phase, ...(p.reason ? { reason: p.reason } : {}) })),
       };
     },
     findPod(ref: string) {
       const p = findPod(loadLab(lab), ref);
-      return { name: p.name, namespace: "default", node: p.node, ...(p.ip ? { ip: p.ip } : {}), ...(p.ip6 ? { ip6: p.ip6 } : {}), phase: p.phase, ...(p.reason ? { reason: p.reason } : {}) };
+      return { name: p.name, namespace: podNamespace(p), node: p.node, ...(p.ip ? { ip: p.ip } : {}), ...(p.ip6 ? { ip6: p.ip6 } : {}), phase: p.phase, ...(p.reason ? { reason: p.reason } : {}) };
     },
-    spawnInPod(pod: { name: string }, argv: string[]) {
-      return startPiped(argv, { netns: netnsPath(findPod(loadLab(lab), pod.name).netns) });
+    spawnInPod(pod: { name: string; namespace?: string }, argv: string[]) {
+      return startPiped(argv, { netns: netnsPath(findPod(loadLab(lab), `${pod.namespace ?? "default"}/${pod.name}`).netns) });
     },
     interfaceNames(node: string) {
       try {

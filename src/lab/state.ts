@@ -3,6 +3,7 @@
 // a flock on the lab's lock file, so lab commands may run side by side. The types every lab
 // module shares live here, so that no two lab modules need each other for a type.
 import { existsSync, readFileSync, readdirSync } from "node:fs";
+import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { lockFile, writeAtomic } from "../kernel/files.ts";
 import type { EtcdAuthFlags } from "../store/flags.ts";
@@ -46,10 +47,21 @@ export interface ManifestRun {
 
 export type PodPhase = "Pending" | "ContainerCreating" | "Running";
 
+/** A port a pod's container declares (spec.containers[0].ports): what NetworkPolicy's named ports resolve against. */
+export interface PodPort { name?: string; containerPort: number; protocol: "TCP" | "UDP" | "SCTP" }
+
+export type LabImage = "nginx" | "netshoot" | "agnhost";
+export const LAB_IMAGES: readonly LabImage[] = ["nginx", "netshoot", "agnhost"];
+
 export interface LabPod {
   name: string;
+  /** The pod's namespace; absent: default (labs of older gauze had only that one). */
+  namespace?: string;
   node: string;
-  image: "nginx" | "netshoot";
+  image: LabImage;
+  /** The labels the pod was made with (the API holds the live ones: `lab label` changes them there). */
+  labels?: Record<string, string>;
+  ports?: PodPort[];
   netns: string;
   containerId: string;
   uid: string;
@@ -71,6 +83,8 @@ export interface LabState {
   underlaySubnets?: 2;
   /** Agents run with --no-observe (benchmarks compare with and without flow recording). */
   noObserve?: true;
+  /** The agents' --observer (absent: the agent's default, auto). */
+  observer?: "auto" | "ebpf" | "ring";
   /** Dual-stack (`lab up --ipv6`): the IPv6 pod network; nodes also get IPv6 underlay addresses. */
   podCidr6?: string;
   registryDir: string;
@@ -82,8 +96,8 @@ export interface LabState {
   createdAt: string;
   /** Manifest mode (`lab up --manifest`): what runs the nodes' agents. */
   manifest?: ManifestRun;
-  /** Manifest mode: the lab's API server process. */
-  kube?: { apiPid?: number };
+  /** The lab's API server process, and its URL on this host's loopback (absent in labs of older gauze). */
+  kube?: { apiPid?: number; local?: string };
   /** Faults injected by `gauze lab break`, undone by `gauze lab fix`. */
   faults?: FaultRecord[];
 }
@@ -212,9 +226,38 @@ export function findNode(s: LabState, name: string): LabNode {
   return n;
 }
 
-/** A lab pod by name (lab pods live in namespace default: "default/web" is "web"). */
-export function findPod(s: LabState, name: string): LabPod {
-  const p = s.pods.find((x) => x.name === name || `default/${x.name}` === name);
-  if (!p) throw new Error(`lab ${s.name} has no pod ${JSON.stringify(name)} (pods: ${s.pods.map((x) => x.name).join(", ") || "none"}; gauze lab pod run <name> --node <node>)`);
+export const podNamespace = (p: LabPod): string => p.namespace ?? "default";
+
+/** How a lab command names a pod: "web" for default/web, "x/web" elsewhere. */
+export const podLabel = (p: LabPod): string => (podNamespace(p) === "default" ? p.name : `${podNamespace(p)}/${p.name}`);
+
+/** `[namespace/]name` (a bare name is in default) as its two parts. */
+export function splitPodRef(ref: string): { namespace: string; name: string } {
+  const i = ref.indexOf("/");
+  return i < 0 ? { namespace: "default", name: ref } : { namespace: ref.slice(0, i), name: ref.slice(i + 1) };
+}
+
+/** A lab pod by `[namespace/]name`, or undefined. */
+export function podByRef(s: LabState, ref: string): LabPod | undefined {
+  const { namespace, name } = splitPodRef(ref);
+  return s.pods.find((x) => x.name === name && podNamespace(x) === namespace);
+}
+
+/** A lab pod by `[namespace/]name` (a bare name is in default: "default/web" is "web"). */
+export function findPod(s: LabState, ref: string): LabPod {
+  const p = podByRef(s, ref);
+  if (!p) throw new Error(`lab ${s.name} has no pod ${JSON.stringify(ref)} (pods: ${s.pods.map(podLabel).join(", ") || "none"}; gauze lab pod run <name> --node <node> [--namespace <ns>])`);
   return p;
+}
+
+/**
+ * The network namespace of a pod: gz-<lab>-pod-<name> in default (as always), gz-<lab>-pod-<ns>.<name>
+ * elsewhere (neither part has a dot, so no two pods share one), and past 60 characters the
+ * namespace's start and a hash of both, with two dots so that it never equals another's.
+ */
+export function podNetnsName(lab: string, namespace: string, name: string): string {
+  if (namespace === "default") return `gz-${lab}-pod-${name}`;
+  const long = `gz-${lab}-pod-${namespace}.${name}`;
+  if (long.length <= 60) return long;
+  return `gz-${lab}-pod-${namespace.slice(0, 12)}..${createHash("sha256").update(`${namespace}/${name}`).digest("hex").slice(0, 16)}`;
 }

@@ -10,7 +10,7 @@ export interface FlowFilter {
   fromPod?: string;
   toPod?: string;
   protocol?: "icmp" | "tcp" | "udp";
-  verdict?: "forwarded" | "dropped";
+  verdict?: "forwarded" | "dropped" | "audit";
 }
 
 /** Whether a pod name (namespace/name) is the one a user typed (namespace "default" when not given). */

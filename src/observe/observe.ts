@@ -23,7 +23,7 @@ export class ObserveError extends Error {
 /** The options, checked: unknown values and pods are named with what exists. */
 export function checkOptions(o: ObserveOptions, pods: Map<string, { pod: string }>, source: ClusterSource): void {
   if (o.protocol && !["icmp", "tcp", "udp"].includes(o.protocol)) throw new ObserveError(`--protocol ${o.protocol}: use icmp, tcp or udp`);
-  if (o.verdict && !["forwarded", "dropped"].includes(o.verdict)) throw new ObserveError(`--verdict ${o.verdict}: use forwarded or dropped`);
+  if (o.verdict && !["forwarded", "dropped", "audit"].includes(o.verdict)) throw new ObserveError(`--verdict ${o.verdict}: use forwarded, dropped or audit (what an audit-mode NetworkPolicy would have dropped)`);
   if (!["compact", "json"].includes(o.output)) throw new ObserveError(`-o ${o.output}: use compact or json`);
   if (!Number.isInteger(o.last) || o.last < 0) throw new ObserveError(`--last ${o.last}: give a count, e.g. 20`);
   const known = new Set([...pods.values()].map((p) => p.pod));

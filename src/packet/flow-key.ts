@@ -1,6 +1,6 @@
 // The few fields a flow is made of, read straight from a frame's first bytes: the fast path
 // the agent runs on every packet it sees (the full dissector is for the packets a person looks
-// at). Ethernet (one VLAN tag), IPv4/IPv6, ICMP, TCP, UDP; VXLAN on the given ports is opened and
+// at). Ethernet (one VLAN tag), IPv4/IPv6, ICMP, TCP, UDP, SCTP's ports; VXLAN on the given ports is opened and
 // the flow is the inner packet's, with the outer addresses, VNI and sizes kept as its tunnel.
 import { formatIPBytes } from "../net/cidr.ts";
 
@@ -20,7 +20,7 @@ export interface FlowKey {
   family: 4 | 6;
   src: string;
   dst: string;
-  /** IP protocol number: 1 ICMP, 6 TCP, 17 UDP, 58 ICMPv6. */
+  /** IP protocol number: 1 ICMP, 6 TCP, 17 UDP, 58 ICMPv6, 132 SCTP. */
   proto: number;
   srcPort: number;
   dstPort: number;
@@ -76,7 +76,8 @@ function ipKey(b: Uint8Array, off: number, type: number, vxlanPorts: ReadonlySet
   }
   const k: FlowKey = { family, src, dst, proto, srcPort: 0, dstPort: 0, ipLen };
   if (l4 < 0) return k;
-  if ((proto === 6 || proto === 17) && b.length >= l4 + 4) {
+  // SCTP's common header starts with the two ports too.
+  if ((proto === 6 || proto === 17 || proto === 132) && b.length >= l4 + 4) {
     k.srcPort = (b[l4]! << 8) | b[l4 + 1]!;
     k.dstPort = (b[l4 + 2]! << 8) | b[l4 + 3]!;
     if (proto === 6 && b.length >= l4 + 14) k.tcpFlags = b[l4 + 13]!;
@@ -119,7 +120,7 @@ export function isLinkChatter(k: FlowKey): boolean {
 }
 
 export function protocolName(proto: number): string {
-  return proto === 1 ? "icmp" : proto === 6 ? "tcp" : proto === 17 ? "udp" : proto === 58 ? "icmp6" : `ip-proto-${proto}`;
+  return proto === 1 ? "icmp" : proto === 6 ? "tcp" : proto === 17 ? "udp" : proto === 58 ? "icmp6" : proto === 132 ? "sctp" : `ip-proto-${proto}`;
 }
 
 /** TCP flags as names, in the order Hubble prints them. */

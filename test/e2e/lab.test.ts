@@ -71,7 +71,7 @@ test("lab demo on the host-gw backend: the pod's packet goes bare, 0 bytes of ov
 
 test("full mesh: 4 nodes x 3 pods, every pod reaches every other pod", { timeout: 120_000 }, () => {
   const name = lab("m");
-  assert.equal(g("lab", "up", "--name", name, "--nodes", "4").status, 0);
+  { const r = g("lab", "up", "--name", name, "--nodes", "4"); assert.equal(r.status, 0, r.stderr); }
   const nodes = status(name).nodes.map((n) => n.name);
   assert.equal(new Set(status(name).nodes.map((n) => n.subnet)).size, 4, "four distinct subnets");
   for (const n of nodes) for (let i = 0; i < 3; i++) {
@@ -93,7 +93,7 @@ test("full mesh: 4 nodes x 3 pods, every pod reaches every other pod", { timeout
 
 test("a node leaves (its routes, neighbours and FDB entries go everywhere), a stopped agent comes back to its old subnet, a new node joins", { timeout: 60_000 }, () => {
   const name = lab("j");
-  assert.equal(g("lab", "up", "--name", name, "--nodes", "3").status, 0);
+  { const r = g("lab", "up", "--name", name, "--nodes", "3"); assert.equal(r.status, 0, r.stderr); }
   const s0 = status(name);
   const w2 = s0.nodes.find((n) => n.name.endsWith("worker2"))!;
   const cp = s0.nodes[0]!;
@@ -125,7 +125,7 @@ test("a node leaves (its routes, neighbours and FDB entries go everywhere), a st
 
 test("agent killed with -9 and restarted while a ping runs across nodes: no loss beyond a second", { timeout: 60_000 }, async () => {
   const name = lab("k");
-  assert.equal(g("lab", "up", "--name", name).status, 0);
+  { const r = g("lab", "up", "--name", name); assert.equal(r.status, 0, r.stderr); }
   assert.equal(g("lab", "pod", "run", "a", "--node", "control-plane", "--name", name).status, 0);
   assert.equal(g("lab", "pod", "run", "b", "--node", "worker", "--name", name).status, 0);
   const target = podIp(name, "b");
@@ -158,7 +158,7 @@ test("agent killed with -9 and restarted while a ping runs across nodes: no loss
 test("two labs side by side do not collide; taking one down leaves the other working", { timeout: 60_000 }, () => {
   const [a, b] = [lab("a"), lab("b")];
   for (const l of [a, b]) {
-    assert.equal(g("lab", "up", "--name", l).status, 0);
+    { const r = g("lab", "up", "--name", l); assert.equal(r.status, 0, r.stderr); }
     assert.equal(g("lab", "pod", "run", "x", "--node", "control-plane", "--name", l).status, 0);
     assert.equal(g("lab", "pod", "run", "y", "--node", "worker", "--image", "nginx", "--name", l).status, 0);
   }
@@ -188,7 +188,7 @@ test("two labs side by side do not collide; taking one down leaves the other wor
 
 test("the runtime's signatures: NotReady without a config, ContainerCreating with a missing plugin, Running once fixed", { timeout: 60_000 }, () => {
   const name = lab("r");
-  assert.equal(g("lab", "up", "--name", name, "--no-cni").status, 0);
+  { const r = g("lab", "up", "--name", name, "--no-cni"); assert.equal(r.status, 0, r.stderr); }
   let s = status(name);
   assert.ok(s.nodes.every((n) => !n.ready && /cni plugin not initialized/.test(n.reason ?? "")));
   assert.notEqual(g("lab", "pod", "run", "early", "--node", "worker", "--name", name).status, 0);
@@ -209,7 +209,7 @@ test("the runtime's signatures: NotReady without a config, ContainerCreating wit
 
 test("agent endpoints and masquerade: /healthz, /readyz, /metrics; pod traffic leaving the network carries the node's address", { timeout: 60_000 }, async () => {
   const name = lab("h");
-  assert.equal(g("lab", "up", "--name", name).status, 0);
+  { const r = g("lab", "up", "--name", name); assert.equal(r.status, 0, r.stderr); }
   const node = `gz-${name}-control-plane`;
   const fetchIn = (path: string) => sh(["ip", "netns", "exec", node, process.execPath, "-e",
     `fetch("http://127.0.0.1:9317${path}").then(async r=>{console.log(r.status);console.log(await r.text())})`]).stdout;
