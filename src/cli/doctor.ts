@@ -39,7 +39,9 @@ async function doctor(o: DoctorCliOptions): Promise<number> {
     await agentStart(lab.lab, lab.node);
     return `started the agent on ${lab.node}`;
   } : undefined;
-  const report = await runDoctor({ root: o.root ?? "", ...(lab ?? {}), ...(restartAgent ? { restartAgent } : {}), ...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}), fix: !!o.fix });
+  // Progress on stderr for people (a slow check is named while it runs); JSON stays quiet.
+  const progress = o.json ? undefined : (line: string) => process.stderr.write(`gauze doctor: ${line}\n`);
+  const report = await runDoctor({ root: o.root ?? "", ...(lab ?? {}), ...(restartAgent ? { restartAgent } : {}), ...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}), fix: !!o.fix, ...(progress ? { progress } : {}) });
   process.stdout.write(o.json ? JSON.stringify(report, null, 2) + "\n" : formatReport(report, !!process.stdout.isTTY || process.env.GAUZE_COLOR === "1"));
   return report.ok ? 0 : 1;
 }

@@ -27,22 +27,28 @@ function checksFor(ctx: DoctorContext): Check[] {
   return ctx.kubeconfig ? [...ALL_CHECKS, ...kubeChecks] : ALL_CHECKS;
 }
 
-async function runAll(ctx: DoctorContext): Promise<{ results: CheckResult[]; repairs: Map<string, () => Promise<string> | string> }> {
+/** A check still running after this long is announced (the MTU probes take seconds): silence reads as a hang. */
+const SLOW_MS = 700;
+
+async function runAll(ctx: DoctorContext, progress?: (line: string) => void): Promise<{ results: CheckResult[]; repairs: Map<string, () => Promise<string> | string> }> {
   const results: CheckResult[] = [];
   const repairs = new Map<string, () => Promise<string> | string>();
   for (const c of checksFor(ctx)) {
+    const t = progress ? setTimeout(() => progress(`${c.id}: ${c.title} (still running)...`), SLOW_MS) : undefined;
     try {
       const o = await c.run(ctx);
       results.push({ id: c.id, group: c.group, title: c.title, status: o.status, evidence: o.evidence, ...(o.fix ? { fix: o.fix } : {}) });
       if (o.repair && (o.status === "fail" || o.status === "warn")) repairs.set(c.id, o.repair);
     } catch (e) {
       results.push({ id: c.id, group: c.group, title: c.title, status: "fail", evidence: [`the check itself failed: ${(e as Error).message}`], fix: "report this as a gauze bug" });
+    } finally {
+      clearTimeout(t);
     }
   }
   return { results, repairs };
 }
 
-export async function runDoctor(o: DoctorOptions & { fix: boolean }): Promise<DoctorReport> {
+export async function runDoctor(o: DoctorOptions & { fix: boolean; progress?: (line: string) => void }): Promise<DoctorReport> {
   const t0 = performance.now();
   const nl = Rtnl.open();
   try {
@@ -52,9 +58,9 @@ export async function runDoctor(o: DoctorOptions & { fix: boolean }): Promise<Do
   }
 }
 
-async function doctorWith(o: DoctorOptions & { fix: boolean }, nl: Rtnl, t0: number): Promise<DoctorReport> {
+async function doctorWith(o: DoctorOptions & { fix: boolean; progress?: (line: string) => void }, nl: Rtnl, t0: number): Promise<DoctorReport> {
   let ctx = gatherContext(o, nl);
-  let { results, repairs } = await runAll(ctx);
+  let { results, repairs } = await runAll(ctx, o.progress);
   const fixed: string[] = [];
   if (o.fix && repairs.size) {
     for (const [id, repair] of repairs) {

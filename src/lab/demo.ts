@@ -39,7 +39,8 @@ export async function runDemo(o: DemoOptions): Promise<number> {
   if (labExists(o.name)) throw new Error(`lab ${o.name} exists already: gauze lab down --name ${o.name}, or gauze lab demo --name <other>`);
 
   async function step(title: string, fn: (facts: string[]) => Promise<void>): Promise<boolean> {
-    const s: Step = { step: steps.length + 1, title, ok: false, ms: 0, facts: [] };
+    // The summary is always the last of TOTAL, also when a failure stopped the steps before it.
+    const s: Step = { step: title === "Summary" ? TOTAL : steps.length + 1, title, ok: false, ms: 0, facts: [] };
     steps.push(s);
     out(`[${s.step}/${TOTAL}] ${title}`);
     const t0 = performance.now();
@@ -139,7 +140,9 @@ export async function runDemo(o: DemoOptions): Promise<number> {
     const failed = steps.filter((s) => !s.ok);
     const ms = Math.round(performance.now() - started);
     await step("Summary", async (facts) => {
-      facts.push(`${steps.length - 1 - failed.length} of ${steps.length - 1} steps passed in ${(ms / 1000).toFixed(1)} s`);
+      // Counted against the steps announced ([n/TOTAL]): the ones a failure kept from running are said too.
+      const checks = TOTAL - 1, ran = steps.length - 1, notRun = checks - ran;
+      facts.push(`${ran - failed.length} of ${checks} steps passed${failed.length ? `, ${failed.length} failed` : ""}${notRun ? `, ${notRun} not run after the failure` : ""} in ${(ms / 1000).toFixed(1)} s`);
       if (!o.keep) {
         await labDown(o.name, (l) => facts.push(l));
       } else {

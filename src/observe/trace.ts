@@ -21,6 +21,8 @@ export interface TraceOptions {
   port?: number;
   /** ICMP payload bytes (ping -s): 56 makes an 84-byte IPv4 packet. */
   size: number;
+  /** Told before the long waits (late drops, doctor on the nodes crossed): seconds of silence read as a hang. */
+  progress?: (line: string) => void;
 }
 
 export interface Hop {
@@ -148,6 +150,7 @@ export async function runTrace(source: ClusterSource, o: TraceOptions): Promise<
   const rst = all.find((x) => x.s.key.src === dst && x.s.key.dst === srcIp && x.s.key.tcpFlags !== undefined && (x.s.key.tcpFlags & 0x04) !== 0);
   let drops: DropEvent[] = watch?.read() ?? [];
   if (!replied && exit !== 0 && !drops.some((d) => d.pid === pid)) {
+    o.progress?.("no reply: waiting 3.5 s for late drops (a neighbour that never answers frees its queue after about 3 s)");
     await new Promise((r) => setTimeout(r, 3500));
     drops = [...drops, ...(watch?.read() ?? [])];
     all = mine(await seen());
@@ -194,6 +197,7 @@ export async function runTrace(source: ClusterSource, o: TraceOptions): Promise<
     }
   }
   const crossed = [...new Set([from.node, ...(report.stopped ? [report.stopped.node] : []), ...(toPod ? [toPod.node] : [])])];
+  if (report.stopped) o.progress?.(`running doctor on ${crossed.join(", ")}`);
   for (const f of await Promise.all(crossed.map((n) => doctorFindings(source, n)))) report.doctor.push(...f);
   // No reason from the kernel (lost on the underlay, or dropped without one): the overlay check
   // doctor fails on the nodes crossed names the cause, if one does.

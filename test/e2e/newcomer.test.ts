@@ -29,3 +29,65 @@ test("lab podman: podman on the lab's own storage (a bare podman sees none of a 
   const info = must([GAUZE, "lab", "podman", "--name", name, "--", "info", "--format", "{{.Store.GraphRoot}}"]);
   assert.match(info.trim(), new RegExp(`/var/lib/gauze/lab/${name}/podman/root$`));
 });
+
+test("one CLI: node add <node> positional (it took --node only), success lines for rm and etcd-less lab, exec nope names pods and nodes", () => {
+  const extra = `${name}-x`;
+  const add = g("lab", "node", "add", extra, "--name", name);
+  assert.equal(add.status, 0, add.stderr);
+  assert.match(add.stderr, new RegExp(`node ${extra} joined`));
+  assert.equal(g("lab", "pod", "run", "p1", "--node", extra, "--name", name).status, 0);
+  assert.equal(g("lab", "pod", "run", "p2", "--node", extra, "--name", name).status, 0);
+  const rmPod = g("lab", "pod", "rm", "p2", "--name", name);
+  assert.equal(rmPod.status, 0, rmPod.stderr);
+  assert.equal(rmPod.stdout.trim(), `pod p2 deleted from lab ${name}`);
+  const rm = g("lab", "node", "rm", extra, "--name", name);
+  assert.equal(rm.stdout.trim(), `node ${extra} removed from lab ${name}, and its pod with it: p1`);
+  const stop = g("lab", "node", "stop-agent", "worker", "--name", name);
+  assert.equal(stop.stdout.trim(), `agent on ${name}-worker stopped; its dataplane stays`);
+  assert.equal(g("lab", "node", "start-agent", "worker", "--name", name).stdout.trim(), `agent on ${name}-worker started`);
+  const nope = g("lab", "exec", "nope", "--name", name, "--", "true");
+  assert.equal(nope.status, 1);
+  assert.equal(nope.stderr.trim(), `gauze lab: no pod or node named nope in lab ${name} (pods: none; nodes: ${name}-control-plane, ${name}-worker)`);
+});
+
+test("help: every lab subcommand has a line; backend and break list what they accept", () => {
+  const missing: string[] = [];
+  const walk = (path: string[]) => {
+    const help = must([GAUZE, ...path, "--help"]);
+    const block = /\nCommands:\n([\s\S]*?)(\n\n|$)/.exec(help)?.[1] ?? "";
+    for (const line of block.split("\n")) {
+      const m = /^ {2}(\S+)(.*)$/.exec(line);
+      if (!m || m[1] === "help") continue;
+      // commander puts the description after the usage, two spaces apart at least
+      if (!/\S\s{2,}\S/.test(m[2]!.trim() ? `${m[1]}${m[2]}` : "")) missing.push([...path, m[1]!].join(" "));
+      walk([...path, m[1]!]);
+    }
+  };
+  walk(["lab"]);
+  assert.deepEqual(missing, [], "subcommands without a help line");
+  const backend = must([GAUZE, "lab", "backend", "--help"]);
+  for (const b of ["vxlan", "host-gw", "vxlan-direct", "macvlan", "wireguard"]) assert.match(backend, new RegExp(`\\b${b}\\b`));
+  const brk = must([GAUZE, "lab", "break", "--help"]);
+  assert.doesNotMatch(brk, /see gauze lab break --help/);
+  assert.match(brk, /Faults:\n {2}no-br-netfilter +\S/);
+  assert.match(must([GAUZE, "lab", "capture", "--help"]), /--iface <name>/);
+  assert.match(must([GAUZE, "lab", "bench", "--help"]), /--name <prefix>/);
+  assert.match(g("lab", "bench", "--name", "Bad_Name").stderr, /--name "Bad_Name": 1-17 lowercase letters/);
+});
+
+test("lab capture --iface: the pod bridge, not only eth0; a Wireshark filter works as tcpdump's", () => {
+  assert.equal(g("lab", "pod", "run", "c1", "--node", "control-plane", "--name", name).status, 0);
+  const r = g("lab", "capture", "control-plane", "--name", name, "--iface", "cni0", "--filter", "ip.addr == 10.9.9.9", "--duration", "1", "--summary", "--json");
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /listening on cni0/);
+  assert.equal((JSON.parse(r.stdout) as { totals: { packets: number } }).totals.packets, 0);
+  g("lab", "pod", "rm", "c1", "--name", name);
+});
+
+test("the demo counts its steps one way: a failure at step 1 still ends at [6/6] with 5 steps counted (it said [2/6] and \"0 of 1\")", () => {
+  const r = g("lab", "demo", "--name", `${name}d`, "--manifest", "/nonexistent/kube-gauze.yml");
+  assert.equal(r.status, 1);
+  const out = r.stdout + r.stderr;
+  assert.match(out, /^\[6\/6\] Summary$/m);
+  assert.match(out, /0 of 5 steps passed, 1 failed, 4 not run after the failure/);
+});

@@ -187,7 +187,11 @@ async function wireSizes(x: Setup): Promise<Pick<BackendResult, "ping" | "segmen
   return { ...(ping.packets[0] ? { ping: sizes(ping.packets[0]) } : {}), ...(biggest ? { segment: biggest } : {}) };
 }
 
-export async function runBench(o: { backends: BenchBackend[]; streams: number[]; seconds: number; rounds: number; progress: Progress }): Promise<BenchReport> {
+/**
+ * `prefix` names the labs the run makes (<prefix>-vx, <prefix>-hg, ...): two people benchmarking
+ * on one host give different ones (a run removes a lab of its own names left from before).
+ */
+export async function runBench(o: { backends: BenchBackend[]; streams: number[]; seconds: number; rounds: number; progress: Progress; prefix?: string }): Promise<BenchReport> {
   const setups: Setup[] = [];
   const servers: number[] = [];
   const results = new Map<BenchBackend, BackendResult>(o.backends.map((b) => [b, { backend: b, ok: true, tcp: [] }]));
@@ -195,7 +199,7 @@ export async function runBench(o: { backends: BenchBackend[]; streams: number[];
   try {
     for (const b of o.backends) {
       try {
-        const x = await setUp(b, "gzb", o.progress);
+        const x = await setUp(b, o.prefix ?? "gzb", o.progress);
         setups.push(x);
         const log = openSync(join(labDir(x.lab), "iperf3.log"), "a");
         try {
