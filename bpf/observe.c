@@ -130,9 +130,13 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } config SEC(".maps");
 
+/* Pinned too: while no agent runs (a restart, a kill -9) the pinned links keep observing into
+ * this ring, and the next agent reads what happened meanwhile (up to its size) instead of it
+ * going into a ring nobody can read; two agents of one node overlapping share one ring. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1 << 20);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } events SEC(".maps");
 
 GZ_LOST_MAP(lost);

@@ -30,7 +30,7 @@ import { LeaseKeeper } from "./lease.ts";
 import { readNodeLink, readNodeLink6 } from "./node-link.ts";
 import { describeEvent, removeOtherDevices } from "./kernel-events.ts";
 import { type AgentStatus, type Feature, degradedLine, writeStatusFile } from "./status.ts";
-import { startObserving } from "./observing.ts";
+import { type ObserverMode, startObserving } from "./observing.ts";
 import { PolicyEnforcer } from "./policy.ts";
 
 export interface AgentOptions {
@@ -50,6 +50,8 @@ export interface AgentOptions {
   log: Logger;
   /** Record flows and drops (default on): `--no-observe` turns it off. */
   observe?: boolean;
+  /** What flows are observed with: eBPF, the packet ring, or eBPF where the kernel allows it (auto, the default). */
+  observer?: ObserverMode;
   /** NetworkPolicy: "auto" (on where the Kubernetes API is reachable: a kubeconfig, or in a cluster), "on", "off". */
   networkPolicy?: "auto" | "on" | "off";
   /** The Kubernetes API's kubeconfig (absent: the in-cluster config). */
@@ -213,7 +215,7 @@ export class Agent {
     const port = (this.backend?.options as { port?: number } | undefined)?.port ?? 8472;
     const r = startObserving({
       node: this.o.node, underlay: this.link.iface, bridge: this.o.bridge, vxlanPort: port, paths: this.paths, log: this.o.log, metrics: this.metrics, nl: this.nl!,
-      judge: (src, dst, proto, dstPort) => this.policy?.judge(src, dst, proto, dstPort),
+      judge: (src, dst, proto, dstPort) => this.policy?.judge(src, dst, proto, dstPort), ...(this.o.observer ? { mode: this.o.observer } : {}),
     });
     this.observer = r.observer;
     this.observeProblem = r.problem;
@@ -255,7 +257,10 @@ export class Agent {
 
   /** Kernel events about what the backend owns, that differ from the last plan, start a repair pass. */
   private onKernelEvents(events: KernelEvent[]): void {
-    if (!this.backend || this.stopped) return;
+    if (this.stopped) return;
+    // A link that came or went (a pod's veth): the eBPF observer attaches to it at once.
+    if (events.some((e) => e.kind === "link")) this.observer?.linksChanged();
+    if (!this.backend) return;
     const hit = events.find((e) => this.backend!.concerns(e, this.device, this.wanted));
     if (hit) {
       this.view = undefined;

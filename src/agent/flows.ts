@@ -11,6 +11,10 @@
 // (the rest waits in the ring; what the kernel cannot fit there is counted as lost), the recent
 // packets, the event ring, each listener's queue. What is pushed out is counted and reported in
 // the stream as lost.
+// On the eBPF path (bpf: the taps observing.ts opened) the kernel does the per-packet work: a tc
+// program on every link aggregates flows and sends an event only when one is new, shows a new
+// TCP flag, ends or has gone a second unreported; those events become the same flow events and
+// sightings, and drops come with their device and namespace (bpf-flows.ts), so none is guessed.
 import type { Logger } from "pino";
 import { statSync } from "node:fs";
 import { PACKET_OUTGOING, PacketRing, type RingPacket } from "../kernel/packet-ring.ts";
@@ -23,6 +27,31 @@ import { readPodRecords } from "../node/pod-record.ts";
 import type { Endpoint, FlowEvent, ObservationPoint, Sighting, SightingMatch } from "./flow-types.ts";
 import { sightingMatches } from "./flow-types.ts";
 import { plausible } from "./drop-attribution.ts";
+import type { BpfFlowTap, FlowKey as TapKey, FlowTapEvent } from "../kernel/bpf/observer.ts";
+import { type BpfDropTap, type DropTapEvent, dropReasonNames } from "../kernel/bpf/drops.ts";
+import { isEndpointReason } from "../kernel/tracefs.ts";
+import { monotonicToRealtime } from "../kernel/bpf/clock.ts";
+import type { PodRecord } from "../node/pod-record.ts";
+import { dropFrame, netnsInode, tapEventKey, tapFlowId, tapKernelKey, tapWireLen, transmitDrop } from "./bpf-flows.ts";
+
+/** The eBPF path's flow state: the event it was first shown with, and what userspace reported that the kernel has not. */
+interface TapFlow {
+  event: FlowEvent;
+  kernelKey?: TapKey;
+  lastEvent: number;
+  /** Packets and bytes userspace reported from the kernel's table since the kernel's last event (its next one includes them again). */
+  creditPackets: number;
+  creditBytes: number;
+  /** The table was read once since the last event (a quiet flow's tail is reported once). */
+  tailRead: boolean;
+  ipLen: number;
+}
+
+/** The taps of the eBPF path: flows on every link, drops with their namespace. */
+export interface BpfTaps {
+  flows: BpfFlowTap;
+  drops: BpfDropTap;
+}
 
 interface FlowState {
   event: FlowEvent;
@@ -55,6 +84,8 @@ export interface ObserverStats {
   sampling: number;
   /** Why drops are not reported, when tracefs is not usable. */
   dropsUnavailable?: string;
+  /** What the node observes with: tc programs and kfree_skb in eBPF, or the packet ring and tracefs. */
+  observer?: "ebpf" | "ring";
 }
 
 export interface ObserverOptions {
@@ -78,6 +109,8 @@ export interface ObserverOptions {
   tickBudgetMs?: number;
   eventRing?: number;
   sightings?: number;
+  /** Observe through eBPF instead of the packet ring and tracefs (the observer owns the taps from start() on). */
+  bpf?: BpfTaps;
 }
 
 /** Drop events attributed per tick (20 a second): a flood to closed ports cannot make drops the agent's main work. */
@@ -139,6 +172,10 @@ export class FlowObserver {
   /** Packets read in the current second: TCP bulk (subject to sampling) and the rest. */
   private bulkThisSecond = 0;
   private otherThisSecond = 0;
+  /** eBPF path: flows by the kernel's key; the namespaces this node's drops may happen in (inode: a pod's record, or none for the node's own). */
+  private readonly tapFlows = new Map<string, TapFlow>();
+  private nsInodes = new Map<number, PodRecord | undefined>();
+  private kernelLost = 0;
 
   constructor(private readonly o: ObserverOptions, private readonly nl: Rtnl) {
     const n = o.sightings ?? 16384;
@@ -153,6 +190,8 @@ export class FlowObserver {
   }
 
   start(): void {
+    if (this.o.bpf) return this.startBpf(this.o.bpf);
+    this.stats.observer = "ring";
     this.ring = PacketRing.open();
     try {
       // An earlier agent of this node that was killed outright left its instance behind.
@@ -168,11 +207,32 @@ export class FlowObserver {
     this.timers.push(setInterval(() => this.tick(), 50), setInterval(() => this.flush(), 1000));
   }
 
-  stop(): void {
+  /**
+   * Stops reading. The eBPF path's programs stay attached and its flow table pinned (keepPins),
+   * for the next agent to adopt, unless told otherwise (uninstall).
+   */
+  stop(o: { keepPins?: boolean } = { keepPins: true }): void {
     for (const t of this.timers) clearInterval(t);
     if (this.ticking) clearImmediate(this.ticking);
     this.ring?.close();
     this.drops?.close();
+    this.o.bpf?.flows.close({ keepPins: o.keepPins !== false });
+    this.o.bpf?.drops.close();
+  }
+
+  private startBpf(b: BpfTaps): void {
+    this.stats.observer = "ebpf";
+    // The reasons an endpoint drops for itself (a socket closed, a TCP state) are not the network's.
+    b.drops.setSkipReasons([...dropReasonNames()].filter(([, name]) => isEndpointReason(name)).map(([n]) => n).filter((n) => n < 1024));
+    this.readPods(); // attaches every link and sets the namespaces of drops
+    // The ring is read every 5 ms (a read of two positions when it is empty: no syscall), so a
+    // new flow reaches a follower within milliseconds; drops and the rest every 50 ms.
+    this.timers.push(setInterval(() => this.tickBpfFlows(), 5), setInterval(() => this.tickBpfDrops(), 50), setInterval(() => this.flush(), 1000));
+  }
+
+  /** New links (a pod's veth a moment ago) are attached; gone ones are let go. */
+  linksChanged(): void {
+    if (this.o.bpf) this.refreshNames();
   }
 
   private refreshNames(): void {
@@ -182,20 +242,43 @@ export class FlowObserver {
       this.names.set(l.index, l.name);
       this.pointCodes.set(l.index, [POINTS.indexOf(this.point(l.index, false)), POINTS.indexOf(this.point(l.index, true))]);
     }
+    if (this.o.bpf) this.attachLinks(this.o.bpf.flows);
+  }
+
+  /** eBPF: the tap on every link of the node but loopback, and off those that went away. */
+  private attachLinks(tap: BpfFlowTap): void {
+    const on = new Set(tap.attached());
+    for (const i of on) if (!this.names.has(i)) { try { tap.detach(i); } catch { /* gone with its link */ } }
+    for (const i of this.names.keys()) {
+      if (i === 1 || on.has(i)) continue;
+      try {
+        tap.attach(i);
+      } catch (e) {
+        // A link that went away between the dump and the attach; anything else is said.
+        if (this.names.has(i)) this.o.log.warn({ iface: this.names.get(i), err: (e as Error).message }, "flows on this interface are not observed");
+      }
+    }
   }
 
   private readPods(): void {
     const out = new Map<string, string>();
     this.refreshNames(); // a pod made a moment ago has a veth the last dump did not list
     const live = new Set(this.names.values());
+    const ns = new Map<number, PodRecord | undefined>();
+    const self = netnsInode("/proc/self/ns/net");
+    if (self !== undefined) ns.set(self, undefined);
     for (const r of readPodRecords(this.o.podRecords)) {
       // A record whose veth is gone (a DEL that never came) must not name a reused address.
       if (r.hostIface && !live.has(r.hostIface)) continue;
+      const ino = this.o.bpf ? netnsInode(r.netns) : undefined;
+      if (ino !== undefined) ns.set(ino, r);
       const name = r.pod ? `${r.namespace ?? "default"}/${r.pod}` : `container ${r.containerId.replace(/[^0-9a-zA-Z]/g, "").slice(0, 12)}`;
       for (const ip of r.ips) if (typeof ip === "string") out.set(ip.split("/")[0]!, name);
     }
     this.pods = out;
     this.lastPodsRead = Date.now();
+    if (this.o.bpf && (ns.size !== this.nsInodes.size || [...ns.keys()].some((k) => !this.nsInodes.has(k)))) this.o.bpf.drops.setNamespaces([...ns.keys()]);
+    this.nsInodes = ns;
   }
 
   /** This node's pods by address (for the relay: names of pods elsewhere come from their node). */
@@ -309,6 +392,194 @@ export class FlowObserver {
     this.emit({ ...event, packets: weight, bytes: p.len * weight, ...(this.stats.sampling > 1 ? { sampling: this.stats.sampling } : {}) });
   }
 
+  /** eBPF: the flow events waiting in the ring, for at most the tick's budget (the rest right after other work). */
+  private tickBpfFlows(): void {
+    const tap = this.o.bpf!.flows;
+    const until = performance.now() + (this.o.tickBudgetMs ?? 4);
+    let more = false;
+    for (;;) {
+      const evs = tap.poll(256);
+      for (const e of evs) this.onTapEvent(e);
+      if (evs.length < 256) break;
+      if (performance.now() >= until) { more = true; break; }
+    }
+    if (more && !this.ticking) this.ticking = setImmediate(() => { this.ticking = undefined; this.tickBpfFlows(); });
+  }
+
+  /** The sighting slot for a packet the kernel showed us (its first bytes). */
+  private keepSighting(time: number, ifindex: number, pointCode: number, len: number, frame: Uint8Array): number {
+    const at = this.sightingAt;
+    this.sTime[at] = time;
+    this.sIf[at] = ifindex;
+    this.sLen[at] = len;
+    this.sPoint[at] = pointCode;
+    const snap = Math.min(frame.length, FRAME_BYTES);
+    this.sSnap[at] = snap;
+    this.sClaimed[at] = 0;
+    this.frames.set(snap === frame.length ? frame : frame.subarray(0, snap), at * FRAME_BYTES);
+    this.sightingAt = (at + 1) % this.sTime.length;
+    if (this.sightingCount < this.sTime.length) this.sightingCount++;
+    return at;
+  }
+
+  private codesOf(ifindex: number): [number, number] {
+    let codes = this.pointCodes.get(ifindex);
+    if (!codes) {
+      this.refreshNames();
+      codes = this.pointCodes.get(ifindex) ?? [POINTS.indexOf("host"), POINTS.indexOf("host")];
+      this.pointCodes.set(ifindex, codes); // one dump per new interface, not per event
+    }
+    return codes;
+  }
+
+  /**
+   * One event of the kernel's flow table: a new flow (its first packet, shown at once), a new TCP
+   * flag, an end, or a flow's packets of the last second. Each is a sighting (trace and the
+   * packet view read its first bytes) and a flow event with the kernel's counts.
+   */
+  private onTapEvent(e: FlowTapEvent): void {
+    if (e.ifindex === 1) return; // loopback
+    this.stats.packets += e.packets;
+    const codes = this.codesOf(e.ifindex);
+    const code = e.egress ? codes[1] : codes[0];
+    const time = Number(e.timeNs / 1000n) / 1000;
+    if (e.frame.length) this.keepSighting(time, e.ifindex, code, tapWireLen(e), e.frame);
+    const key = tapEventKey(e, this.vxlanPorts);
+    if (!key || isLinkChatter(key)) return;
+    const id = tapFlowId(e);
+    let fl = this.tapFlows.get(id);
+    let packets = e.packets, bytes = e.bytes;
+    if (fl) {
+      // What the table's read reported already is in the kernel's count again.
+      packets = Math.max(0, packets - fl.creditPackets);
+      bytes = Math.max(0, bytes - fl.creditBytes);
+      fl.creditPackets = 0;
+      fl.creditBytes = 0;
+      fl.lastEvent = time;
+      fl.tailRead = false;
+      fl.ipLen = key.ipLen;
+      // Once a second at most, an active flow moves to the back of the order eviction reads.
+      if (time - fl.event.time > 1000) { this.tapFlows.delete(id); this.tapFlows.set(id, fl); }
+      if (packets === 0 && e.reason === "periodic") return;
+    } else {
+      // A flow the kernel saw first (new), or one a previous agent was told of (adopted flows).
+      if (this.newThisSecond >= (this.o.maxNewFlowsPerSecond ?? 2000)) { this.stats.shed++; this.stats.lost++; return; }
+      this.newThisSecond++;
+      if (this.tapFlows.size >= (this.o.maxFlows ?? 20000)) {
+        const oldest = this.tapFlows.keys().next();
+        if (!oldest.done) this.tapFlows.delete(oldest.value);
+        this.stats.lost++;
+      }
+      const point = POINTS[code]!;
+      const event = this.toEvent(key, time, e.ifindex, point, "forwarded");
+      if (this.o.judge && (point === "from-pod" || point === "to-pod")) {
+        const j = this.o.judge(key.src, key.dst, key.proto, key.dstPort);
+        if (j?.verdict === "audit") Object.assign(event, { verdict: "audit", policy: { verdict: "audit", ...(j.policy ? { name: j.policy } : {}), reason: j.reason } });
+      }
+      const kernelKey = tapKernelKey(e);
+      fl = { event, lastEvent: time, creditPackets: 0, creditBytes: 0, tailRead: false, ipLen: key.ipLen, ...(kernelKey ? { kernelKey } : {}) };
+      this.tapFlows.set(id, fl);
+      this.stats.flows = this.tapFlows.size;
+    }
+    this.emitTapFlow(fl, time, packets, bytes, key);
+  }
+
+  private emitTapFlow(fl: TapFlow, time: number, packets: number, bytes: number, key?: FlowKey): void {
+    const base = fl.event;
+    if (!base.source.pod && this.pods.has(base.source.ip)) base.source = { ...base.source, pod: this.pods.get(base.source.ip)! };
+    if (!base.destination.pod && this.pods.has(base.destination.ip)) base.destination = { ...base.destination, pod: this.pods.get(base.destination.ip)! };
+    const ev: FlowEvent = { ...base, time, packets, bytes, ipLen: fl.ipLen };
+    if (key) {
+      if (key.tcpFlags !== undefined) ev.tcpFlags = tcpFlagNames(key.tcpFlags);
+      if (key.icmpSeq !== undefined && ev.icmp) ev.icmp = { ...ev.icmp, seq: key.icmpSeq };
+      if (key.tunnel && ev.tunnel) ev.tunnel = { ...ev.tunnel, outerIpLen: key.tunnel.outerIpLen };
+    } else if (ev.tunnel) ev.tunnel = { ...ev.tunnel, outerIpLen: fl.ipLen + ev.tunnel.overheadBytes };
+    this.emit(ev);
+  }
+
+  /**
+   * The kernel reports a flow again only when a packet comes a second after its last report, so
+   * a flow's last packets before it goes quiet would wait for a packet that may never come. Each
+   * second (as the ring path's flush), the table is read for every flow not yet known to be
+   * quiet: what it counted beyond what was reported is shown, and credited, so that the kernel's
+   * next event of the flow does not count it twice. A flow without packets for a second is quiet
+   * until its next kernel event.
+   */
+  private flushTapTails(now: number): void {
+    const tap = this.o.bpf!.flows;
+    let table: ReturnType<BpfFlowTap["flows"]> | undefined;
+    let reads = 0;
+    const offsetMs = Number(monotonicToRealtime() / 1000n) / 1000;
+    for (const [id, fl] of this.tapFlows) {
+      if (now - fl.lastEvent > 30_000) { this.tapFlows.delete(id); continue; }
+      if (fl.tailRead || !fl.kernelKey) continue;
+      if (++reads > 4000) break; // bounded work a second; the rest next second
+      table ??= tap.flows();
+      const st = table.lookup(fl.kernelKey);
+      if (!st) { fl.tailRead = true; continue; }
+      const last = st.lastNs / 1e6 + offsetMs;
+      if (now - last > 1000) fl.tailRead = true;
+      const packets = st.packets - st.reportedPackets - fl.creditPackets, bytes = st.bytes - st.reportedBytes - fl.creditBytes;
+      if (packets <= 0) continue;
+      fl.creditPackets += packets;
+      fl.creditBytes += Math.max(0, bytes);
+      this.stats.packets += packets;
+      this.emitTapFlow(fl, Math.min(now, last), packets, Math.max(0, bytes));
+    }
+    this.stats.flows = this.tapFlows.size;
+  }
+
+  /** eBPF: the kernel's drops, each with its device and namespace; and the events the rings could not take. */
+  private tickBpfDrops(): void {
+    const b = this.o.bpf!;
+    let handled = 0;
+    try {
+      for (const d of b.drops.poll(MAX_DROPS_PER_TICK * 4)) {
+        // A bounded number a tick: past it (a flood to closed ports) the rest are counted as lost.
+        if (++handled > MAX_DROPS_PER_TICK) { this.stats.lost++; this.stats.dropsShed++; continue; }
+        this.onBpfDrop(d);
+      }
+    } catch (e) {
+      this.o.log.warn({ err: (e as Error).message }, "reading drops failed");
+    }
+    const lost = b.flows.lost() + b.drops.lost();
+    if (lost > this.kernelLost) {
+      const n = lost - this.kernelLost;
+      this.stats.ringDrops += n;
+      this.stats.lost += n;
+      for (const l of this.listeners) l.lost(n);
+    }
+    this.kernelLost = lost;
+  }
+
+  private onBpfDrop(d: DropTapEvent): void {
+    this.stats.dropsSeen++;
+    // Only this node's namespaces (the program filters on them; a set changing under it is checked again here).
+    if (!this.nsInodes.has(d.netnsInode)) return;
+    const pod = this.nsInodes.get(d.netnsInode);
+    const symbol = d.symbol ?? `0x${d.location.toString(16)}`;
+    // A raw socket took the echo reply; the ping-socket handler then frees its copy: not a drop.
+    if (d.reasonName === "NO_SOCKET" && symbol.startsWith("ping_rcv")) return;
+    const key = flowKey(dropFrame(d), this.vxlanPorts);
+    if (!key || isLinkChatter(key)) return;
+    const egress = transmitDrop(d.reasonName, symbol);
+    let point: ObservationPoint, ifindex = d.ifindex;
+    if (pod) {
+      // In a pod: on its way out of the pod, or delivered into it. Named by the pod's host veth.
+      point = egress ? "from-pod" : "to-pod";
+      ifindex = [...this.names].find(([, n]) => n === pod.hostIface)?.[0] ?? 0;
+    } else {
+      point = ifindex ? POINTS[egress ? this.codesOf(ifindex)[1] : this.codesOf(ifindex)[0]]! : "host";
+    }
+    this.stats.dropsClaimed++;
+    this.o.onDrop?.(d.reasonName, point);
+    if (++this.dropEventsThisSecond > MAX_DROP_EVENTS_PER_SECOND) { this.stats.lost++; this.stats.dropsShed++; return; }
+    const j = d.reasonName === "NETFILTER_DROP" ? this.o.judge?.(key.src, key.dst, key.proto, key.dstPort) : undefined;
+    const policy = j?.verdict === "denied" ? { policy: { verdict: "denied" as const, ...(j.policy ? { name: j.policy } : {}), reason: j.reason } } : {};
+    const t = Number(d.timeNs / 1000n) / 1000;
+    this.emit({ ...this.toEvent(key, t, ifindex, point, "dropped"), packets: 1, bytes: d.skbLen, dropReason: d.reasonName, dropLocation: symbol, ...policy });
+  }
+
   /** The sighting at a slot, its flow fields read from its frame. */
   private sightingAtSlot(at: number): Sighting | undefined {
     const frame = this.frames.subarray(at * FRAME_BYTES, at * FRAME_BYTES + this.sSnap[at]!);
@@ -369,6 +640,7 @@ export class FlowObserver {
     this.newThisSecond = 0;
     this.dropEventsThisSecond = 0;
     if (now - this.lastPodsRead > 2000) this.readPods();
+    if (this.o.bpf) this.flushTapTails(now);
     for (const [id, f] of this.flows) {
       if (f.packets > 0) {
         // A flow that began before its pod's record was readable (an agent that was away, a pod

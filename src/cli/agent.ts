@@ -4,6 +4,7 @@ import pino from "pino";
 import { hostname } from "node:os";
 import { Agent } from "../agent/agent.ts";
 import { uninstallAgent } from "../agent/uninstall.ts";
+import { OBSERVER_MODES, type ObserverMode } from "../agent/observing.ts";
 import type { SubnetRegistry } from "../store/registry.ts";
 import { openRegistry } from "../store/open.ts";
 import type { StoreFlags } from "../store/flags.ts";
@@ -21,6 +22,8 @@ export interface AgentCliOptions extends StoreFlags {
   uninstall?: boolean;
   /** commander's --no-observe */
   observe?: boolean;
+  /** --observer auto|ebpf|ring */
+  observer?: string;
   networkPolicy: string;
 }
 
@@ -49,6 +52,7 @@ export async function runAgent(o: AgentCliOptions): Promise<number> {
     ttl = parseDuration(o.leaseTtl, "--lease-ttl");
     resync = parseDuration(o.resync, "--resync");
     if (!["auto", "on", "off"].includes(o.networkPolicy)) throw new Error(`--network-policy ${o.networkPolicy}: use auto, on or off`);
+    if (o.observer !== undefined && !(OBSERVER_MODES as readonly string[]).includes(o.observer)) throw new Error(`--observer ${o.observer}: use auto, ebpf or ring`);
     if (o.mtu !== undefined && !(/^\d+$/.test(o.mtu) && Number(o.mtu) >= 576 && Number(o.mtu) <= 65535)) throw new Error(`--mtu ${o.mtu}: give a number from 576 to 65535`);
   } catch (e) {
     process.stderr.write(`gauze agent: ${(e as Error).message}\n`);
@@ -60,7 +64,7 @@ export async function runAgent(o: AgentCliOptions): Promise<number> {
     return 0;
   }
   log.info({ startupMs: +performance.now().toFixed(1) }, "registry open");
-  const agent = new Agent({ node, ...(o.iface ? { iface: o.iface } : {}), ...(o.mtu ? { mtu: Number(o.mtu) } : {}), registry, root: o.root, ipMasq: o.ipMasq, healthAddr: o.healthAddr, leaseTtlMs: ttl, resyncMs: resync, bridge: o.bridge, log, observe: o.observe !== false,
+  const agent = new Agent({ node, ...(o.iface ? { iface: o.iface } : {}), ...(o.mtu ? { mtu: Number(o.mtu) } : {}), registry, root: o.root, ipMasq: o.ipMasq, healthAddr: o.healthAddr, leaseTtlMs: ttl, resyncMs: resync, bridge: o.bridge, log, observe: o.observe !== false, ...(o.observer ? { observer: o.observer as ObserverMode } : {}),
     networkPolicy: o.networkPolicy as "auto", ...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}) });
   try {
     await agent.start();

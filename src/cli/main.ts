@@ -86,6 +86,7 @@ export async function runCli(argv: string[]): Promise<number> {
         .option("--resync <duration>", "full reconcile period (changes are applied at once anyway)", "10s")
         .option("--bridge <name>", "pod bridge the conflist names", "cni0")
         .option("--no-observe", "do not record flows and drops (gauze observe, trace and ui read them from the agent)")
+        .option("--observer <mode>", "what flows and drops are observed with: ebpf (tc programs and kfree_skb), ring (a packet ring and tracefs), auto (eBPF where the kernel and capabilities allow it)", "auto")
         .option("--network-policy <mode>", "enforce NetworkPolicy on this node's pods: auto (where the Kubernetes API is reachable: --kubeconfig, or in a cluster), on, off", "auto")
         .option("--uninstall", "remove the device, routes, rules, subnet file and conflist, release the lease, and exit")
         .action(async (opts: import("./agent.ts").AgentCliOptions) => {

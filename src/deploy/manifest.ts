@@ -6,8 +6,10 @@
 // Choices, and why:
 // - its own namespace, labelled for the `privileged` Pod Security level: hostNetwork, hostPath
 //   and NET_ADMIN are refused under `baseline`;
-// - not privileged: NET_ADMIN (links, routes, neighbours, FDB, iptables) and NET_RAW (iptables
-//   needs a raw socket), every other capability dropped; the install-cni init container drops all;
+// - not privileged: NET_ADMIN (links, routes, neighbours, FDB, iptables; tc programs), NET_RAW
+//   (iptables needs a raw socket), BPF and PERFMON (the eBPF observer: loading its programs and
+//   maps, and the kfree_skb tracing program), every other capability dropped; the install-cni
+//   init container drops all;
 // - probes on 127.0.0.1 with `host:` set: the agent's health server listens on loopback only;
 // - RBAC exactly what the agent does: nodes get/list/watch, nodes/status patch (the kube store),
 //   pods, namespaces and networkpolicies list/watch (NetworkPolicy);
@@ -71,7 +73,7 @@ function storeArgs(o: ManifestOptions): string[] {
 }
 
 const NODE_NAME_ENV = [{ name: "NODE_NAME", valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } } }];
-const AGENT_CAPS = { privileged: false, allowPrivilegeEscalation: false, capabilities: { add: ["NET_ADMIN", "NET_RAW"], drop: ["ALL"] } };
+const AGENT_CAPS = { privileged: false, allowPrivilegeEscalation: false, capabilities: { add: ["NET_ADMIN", "NET_RAW", "BPF", "PERFMON"], drop: ["ALL"] } };
 
 function podSpec(o: ManifestOptions, container: Record<string, unknown>, extraVolumes: { name: string; mountPath: string; hostPath: string; type: string }[]) {
   const mounts = [
@@ -136,6 +138,9 @@ export function manifestObjects(opts: Partial<ManifestOptions> = {}): KubeObject
     // Drops: the kernel's kfree_skb tracepoint, read through a tracefs instance of the agent's own
     // (gauze observe and trace show where packets died and why). Without it, flows still work.
     { name: "tracing", mountPath: "/sys/kernel/tracing", hostPath: "/sys/kernel/tracing", type: "Directory" },
+    // The eBPF observer's programs, links and flow table are pinned in the host's bpffs, so an
+    // agent's restart (a rolling update, a crash) keeps them and the next agent adopts them.
+    { name: "bpffs", mountPath: "/sys/fs/bpf", hostPath: "/sys/fs/bpf", type: "Directory" },
   ]);
   const ds = o.uninstall
     ? {
@@ -152,6 +157,8 @@ export function manifestObjects(opts: Partial<ManifestOptions> = {}): KubeObject
           }, [
             { name: "cni-bin", mountPath: "/host/opt/cni/bin", hostPath: "/opt/cni/bin", type: "DirectoryOrCreate" },
             { name: "cni-data", mountPath: "/var/lib/cni/networks", hostPath: "/var/lib/cni/networks", type: "DirectoryOrCreate" },
+            // The eBPF observer's pins (programs, links, flow table): removed with the rest.
+            { name: "bpffs", mountPath: "/sys/fs/bpf", hostPath: "/sys/fs/bpf", type: "Directory" },
           ]),
         },
       },

@@ -10,11 +10,13 @@ import { spawn } from "node:child_process";
 import { GAUZE, must, sh } from "./helpers.ts";
 
 const lab = `t${process.pid % 1000}ob`;
+// observe-ring.test.ts runs this file again with the agents on the packet ring and tracefs (eBPF forced off).
+const OBSERVER = process.env.GAUZE_TEST_OBSERVER;
 const cp = `${lab}-control-plane`;
 const wk = `${lab}-worker`;
 before(() => {
   sh([GAUZE, "lab", "down", "--name", lab]);
-  must([GAUZE, "lab", "up", "--name", lab, "--nodes", "2"]);
+  must([GAUZE, "lab", "up", "--name", lab, "--nodes", "2", ...(OBSERVER ? ["--observer", OBSERVER] : [])]);
   must([GAUZE, "lab", "pod", "run", "a", "--node", cp, "--name", lab]);
   must([GAUZE, "lab", "pod", "run", "b", "--node", wk, "--name", lab]);
 });
@@ -246,13 +248,29 @@ test("the plugin leaves a pod record for the agent at ADD (name, namespace, addr
   assert.deepEqual(records(), []);
 });
 
-test("lab down leaves no drop watcher behind, not even those of agents killed outright", () => {
+test("lab down leaves no drop watcher and no eBPF object behind, not even those of agents killed outright", () => {
   // The kernel's instances outlive any mount of tracefs (the last lab down unmounts the host's, if a
   // lab mounted it): look in a mount namespace of the test's own, mounting tracefs there if needed.
   const instances = () => must(["unshare", "--mount", "--propagation", "private", "sh", "-c",
     "mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing; ls /sys/kernel/tracing/instances"]).split("\n").filter((n) => n.startsWith(`gauze-${lab}-`));
-  assert.ok(instances().length >= 2, `each agent has its own: ${instances().join(" ")}`);
+  // bpftool is the oracle for eBPF: the links (tcx) and programs of this lab's agents, found by the link ids pinned under their directories.
+  const pins = () => must(["sh", "-c", `ls -d /sys/fs/bpf/gauze/${lab}-* 2>/dev/null || true`]).split("\n").filter(Boolean);
+  const pinnedLinks = () => must(["sh", "-c", `for p in /sys/fs/bpf/gauze/${lab}-*/observe/links/*; do [ -e "$p" ] && bpftool link show pinned "$p" | head -1; done; true`]).split("\n").filter(Boolean).map((l) => l.split(":")[0]!);
+  const ebpf = OBSERVER !== "ring";
+  let links: string[] = [];
+  if (ebpf) {
+    assert.deepEqual(pins().map((p) => p.split("/").pop()).sort(), [cp, wk], "each agent pins its objects under its node's directory");
+    links = pinnedLinks();
+    assert.ok(links.length >= 8, `tcx links on every link of both nodes: ${links.join(" ")}`);
+    assert.deepEqual(instances(), [], "no tracefs instance on the eBPF path");
+  } else {
+    assert.ok(instances().length >= 2, `each agent has its own: ${instances().join(" ")}`);
+    assert.deepEqual(pins(), [], "no pins on the packet ring's path");
+  }
   must([GAUZE, "lab", "break", "agent-down", "--node", wk, "--name", lab]); // SIGKILL: the agent cannot clean up
   must([GAUZE, "lab", "down", "--name", lab]);
   assert.deepEqual(instances(), []);
+  assert.deepEqual(pins(), []);
+  const left = new Set(must(["bpftool", "link", "list"]).split("\n").filter((l) => /^\d+:/.test(l)).map((l) => l.split(":")[0]!));
+  assert.deepEqual(links.filter((id) => left.has(id)), [], "bpftool link list: none of the lab's links is left");
 });

@@ -110,10 +110,10 @@ test("tcx: in front of what is attached, a ping across seen both ways, counted w
     const before = tcxAttached(va, "egress", nsA).linkIds;
     tap.close({ keepPins: true });
     tap = undefined;
-    assert.deepEqual(listPins(pinDir), ["config", "flows", `links/tcx-${va}-egress`, `links/tcx-${va}-ingress`]);
+    assert.deepEqual(listPins(pinDir), ["config", "events", "flows", `links/tcx-${va}-egress`, `links/tcx-${va}-ingress`]);
     ping(1);
     tap = BpfFlowTap.open({ netns: nsA, pinDir, mode: "tcx" });
-    assert.deepEqual([...tap.obj.adopted].sort(), ["config", "flows"]);
+    assert.deepEqual([...tap.obj.adopted].sort(), ["config", "events", "flows"]);
     // Each ping run is its own flow (its ICMP id): the old one with 3, the one sent meanwhile with 1.
     const kept = [...tap.flows().entries()].filter(([k]) => k.ifindex === va && k.proto === 1 && k.egress).map(([, s]) => s.packets).sort();
     assert.deepEqual(kept, [1, 3], "counted while no agent ran");

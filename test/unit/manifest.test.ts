@@ -55,7 +55,7 @@ test("every object of every render passes the Kubernetes API's schemas, and a br
   assert.throws(() => validateAll([ds]));
 });
 
-test("the DaemonSet: host network, node-critical, every taint, not privileged, NET_ADMIN and NET_RAW only, probes on loopback, one node at a time", () => {
+test("the DaemonSet: host network, node-critical, every taint, not privileged, NET_ADMIN, NET_RAW, BPF and PERFMON only, probes on loopback, one node at a time", () => {
   const ds = manifestObjects().find((o) => o.kind === "DaemonSet") as unknown as { spec: { updateStrategy: { rollingUpdate: { maxUnavailable: number } }; template: { spec: Pod } } };
   const pod = ds.spec.template.spec;
   assert.equal(pod.hostNetwork, true);
@@ -64,14 +64,14 @@ test("the DaemonSet: host network, node-critical, every taint, not privileged, N
   assert.equal(ds.spec.updateStrategy.rollingUpdate.maxUnavailable, 1);
   const agent = pod.containers[0]!;
   assert.equal(agent.securityContext.privileged, false);
-  assert.deepEqual(agent.securityContext.capabilities, { add: ["NET_ADMIN", "NET_RAW"], drop: ["ALL"] });
+  assert.deepEqual(agent.securityContext.capabilities, { add: ["NET_ADMIN", "NET_RAW", "BPF", "PERFMON"], drop: ["ALL"] });
   assert.deepEqual(agent.env, [{ name: "NODE_NAME", valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } } }]);
   for (const p of [agent.livenessProbe, agent.readinessProbe]) assert.equal(p.httpGet.host, "127.0.0.1");
   assert.deepEqual([agent.livenessProbe.httpGet.path, agent.readinessProbe.httpGet.path], ["/healthz", "/readyz"]);
   assert.deepEqual(pod.initContainers.map((c) => c.command.slice(1)), [["install-cni"]]);
   assert.deepEqual(pod.initContainers[0]!.securityContext.capabilities, { drop: ["ALL"] });
   const vols = Object.fromEntries(pod.volumes.map((v) => [v.name, v.hostPath ? `${v.hostPath.path} ${v.hostPath.type}` : "configMap"]));
-  assert.deepEqual(vols, { "cni-conf": "/etc/cni/net.d DirectoryOrCreate", "run-gauze": "/run/gauze DirectoryOrCreate", "xtables-lock": "/run/xtables.lock FileOrCreate", "net-conf": "configMap", "tracing": "/sys/kernel/tracing Directory", "cni-bin": "/opt/cni/bin DirectoryOrCreate" });
+  assert.deepEqual(vols, { "cni-conf": "/etc/cni/net.d DirectoryOrCreate", "run-gauze": "/run/gauze DirectoryOrCreate", "xtables-lock": "/run/xtables.lock FileOrCreate", "net-conf": "configMap", "tracing": "/sys/kernel/tracing Directory", "bpffs": "/sys/fs/bpf Directory", "cni-bin": "/opt/cni/bin DirectoryOrCreate" });
 });
 
 test("the ConfigMap's net-conf.json is what the agent reads, by flannel's rules", () => {
