@@ -32,6 +32,8 @@ import { describeEvent, removeOtherDevices } from "./kernel-events.ts";
 import { type AgentStatus, type Feature, degradedLine, writeStatusFile } from "./status.ts";
 import { type ObserverMode, startObserving } from "./observing.ts";
 import { PolicyEnforcer } from "./policy.ts";
+import { DatapathKeeper } from "./datapath.ts";
+import { PIN_ROOT, pinDir } from "../kernel/bpf/pin.ts";
 
 export interface AgentOptions {
   node: string;
@@ -56,6 +58,8 @@ export interface AgentOptions {
   networkPolicy?: "auto" | "on" | "off";
   /** The Kubernetes API's kubeconfig (absent: the in-cluster config). */
   kubeconfig?: string;
+  /** The datapath over the network config's Datapath (`--datapath`). */
+  datapath?: "classic" | "ebpf";
 }
 
 type Trigger = "start" | "registry" | "timer" | "kernel";
@@ -96,6 +100,8 @@ export class Agent {
   private api?: import("./api.ts").Api;
   private observer?: FlowObserver;
   private policy?: PolicyEnforcer;
+  /** The eBPF datapath, when the network config or --datapath asks for it and it could load. */
+  private datapath?: DatapathKeeper;
   private observeProblem?: string;
   /** What the agent does beyond the dataplane (flows, drops), on or off with why. */
   private features: Record<string, Feature> = {};
@@ -114,7 +120,7 @@ export class Agent {
         const gw = formatIP(nextIP(parseCIDR(got.subnet)!.prefix.ip));
         writeSubnetFile(this.paths, this.subnetEnv(gw));
         this.view = undefined;
-        installConflist(this.paths, this.o.bridge, this.attachment);
+        installConflist(this.paths, this.o.bridge, this.attachment, this.datapath?.pluginConfig());
       },
       // No subnet of its own: no new pod may get an address here (it could be another node's).
       // Taking the conflist away turns the node NotReady for the runtime; the next pass retries.
@@ -174,13 +180,14 @@ export class Agent {
       // macvlan pods leave through the underlay's router, not through this node: nothing to masquerade.
       await this.startPolicy();
       this.startObserver();
+      this.startDatapath();
       ensureMasquerade(network, this.o.ipMasq && !this.attachment, this.o.bridge);
       if (this.net.ipv6) ensureMasquerade(formatPrefix(this.net.ipv6.network), this.o.ipMasq, this.o.bridge, undefined, 6);
       phase("rules");
       // As flannel writes it: the subnet file's SUBNET is the gateway address with the length.
       const gw = formatIP(nextIP(parseCIDR(lease.subnet)!.prefix.ip));
       writeSubnetFile(this.paths, this.subnetEnv(gw));
-      installConflist(this.paths, this.o.bridge, this.attachment);
+      installConflist(this.paths, this.o.bridge, this.attachment, this.datapath?.pluginConfig());
       this.stopWatch = this.o.registry.watch(() => this.schedule("registry"));
       try {
         this.confWatch = watch(this.paths.confDir, () => this.schedule("timer"));
@@ -220,6 +227,27 @@ export class Agent {
     this.observer = r.observer;
     this.observeProblem = r.problem;
     this.features = { ...this.features, ...r.features };
+  }
+
+  /**
+   * The eBPF datapath (once): loaded and attached to the underlay and the tunnel devices, or
+   * off with why (the node stays classic: the conflist then has no datapath block).
+   */
+  private startDatapath(): void {
+    if (this.datapath || (this.o.datapath ?? this.net?.datapath) !== "ebpf" || !this.link || !this.backend) return;
+    const k = new DatapathKeeper({
+      node: this.o.node, nodePinDir: pinDir(this.o.node, PIN_ROOT), paths: this.paths, bridge: this.o.bridge, log: this.o.log,
+      // Fail closed: while the policies are not programmed yet, every pod goes the classic way.
+      classic: () => (this.policy ? this.policy.classicIps() : new Set<string>()),
+    });
+    const opts = this.backend.options as { directRouting?: boolean };
+    const on = k.start(this.nl!, {
+      backend: this.backend.type, directRouting: opts.directRouting === true, tunnels: this.backend.type === "vxlan" ? backendDevices(this.backend) : [],
+      underlay: { iface: this.link.iface, index: this.link.index, ip: this.link.ip, ...(this.link.prefixLen !== undefined ? { prefixLen: this.link.prefixLen } : {}) },
+      ...(this.link6 ? { underlay6: { ip: this.link6.ip, ...(this.link6.prefixLen !== undefined ? { prefixLen: this.link6.prefixLen } : {}) } } : {}),
+    });
+    this.features.datapath = k.feature;
+    if (on) this.datapath = k;
   }
 
   /**
@@ -369,6 +397,7 @@ export class Agent {
         if (last && !programmed.some((v) => v.subnet === last.subnet)) programmed.push(last);
       }
       this.lastGood = new Map(programmed.map((l) => [l.subnet, l]));
+      this.datapath?.setLeases(programmed);
       const plan = backend.plan(view, programmed);
       const planMs = performance.now() - t0 - readMs;
       this.device = view.device;
@@ -476,6 +505,7 @@ export class Agent {
     if (this.pending) clearTimeout(this.pending.timer);
     this.server?.close();
     this.observer?.stop();
+    this.datapath?.stop();
     this.policy?.stop();
     this.api?.close();
     this.o.registry.close();

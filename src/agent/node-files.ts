@@ -35,16 +35,19 @@ export function previousSubnet(paths: NodePaths): string | undefined {
   }
 }
 
-export function conflistText(paths: NodePaths, bridge = "cni0", attachment?: PodAttachment): string {
+/** The eBPF datapath's block for the plugin (the agent's DatapathKeeper gives it while the datapath runs). */
+export type DatapathBlock = { type: "ebpf"; pinDir: string };
+
+export function conflistText(paths: NodePaths, bridge = "cni0", attachment?: PodAttachment, datapath?: DatapathBlock): string {
   const plugin = attachment
     ? { type: "gauze", mode: attachment.mode, master: attachment.master, subnetFile: paths.subnetFile, dataDir: paths.dataDir }
-    : { type: "gauze", bridge, subnetFile: paths.subnetFile, dataDir: paths.dataDir };
+    : { type: "gauze", bridge, subnetFile: paths.subnetFile, dataDir: paths.dataDir, ...(datapath ? { datapath } : {}) };
   return JSON.stringify({ cniVersion: "1.0.0", name: "gauze", plugins: [plugin] }, null, 2) + "\n";
 }
 
-export function installConflist(paths: NodePaths, bridge = "cni0", attachment?: PodAttachment): boolean {
+export function installConflist(paths: NodePaths, bridge = "cni0", attachment?: PodAttachment, datapath?: DatapathBlock): boolean {
   // The temp name must not end in .conflist/.conf, or a runtime could load it half-written.
-  return writeIfChanged(join(paths.confDir, CONFLIST_NAME), conflistText(paths, bridge, attachment));
+  return writeIfChanged(join(paths.confDir, CONFLIST_NAME), conflistText(paths, bridge, attachment, datapath));
 }
 
 /**

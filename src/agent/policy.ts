@@ -166,6 +166,7 @@ export class PolicyEnforcer {
       if (text) nft.apply(text);
       this.applied = model;
       this.index = ix;
+      this.isolatedIps = new Set(rules.filter((r) => r.isolated || !!r.audit?.isolatedBy.length).flatMap((r) => r.always.self));
       for (const x of invalid) if (!this.status.invalid.some((y) => y.policy === x.policy)) this.o.log.error({ policy: x.policy, problems: x.problems }, "NetworkPolicy cannot be parsed: it fails closed for the pods it selects");
       const ms = performance.now() - t0;
       Object.assign(this.status, {
@@ -188,6 +189,17 @@ export class PolicyEnforcer {
       this.o.log.error({ err: (e as Error).message }, "NetworkPolicy not programmed; the previous rules stay");
     }
   }
+
+  /**
+   * For the eBPF datapath: the addresses of this node's pods a policy isolates (either way, audit
+   * included), whose packets must take the classic path through this table; "all" until the
+   * policies are programmed the first time (fail closed).
+   */
+  classicIps(): ReadonlySet<string> | "all" {
+    return this.applied ? this.isolatedIps : "all";
+  }
+
+  private isolatedIps: ReadonlySet<string> = new Set();
 
   /** The table is gone or was changed by hand (the agent's timer asks): written whole again. */
   verify(): void {

@@ -19,6 +19,7 @@ import { removeNodeFiles } from "./node-files.ts";
 import { removeMasquerade } from "./masquerade.ts";
 import { readNodeLink, readNodeLink6 } from "./node-link.ts";
 import { removeObserverPins, unmountAgentMounts } from "./observing.ts";
+import { removeDatapathPins } from "./datapath.ts";
 import { PolicyEnforcer } from "./policy.ts";
 
 /** `gauze agent --uninstall`: everything the agent made on this node goes; the lease is released. */
@@ -31,6 +32,7 @@ export async function uninstallAgent(o: Pick<AgentOptions, "node" | "iface" | "r
   try { if (PolicyEnforcer.uninstall()) o.log.info("removed gauze's NetworkPolicy table"); } catch { /* no nft: no table */ }
   // The eBPF observer's programs, links and maps (pinned so that they outlive an agent): before
   // bpffs is unmounted, should the agent have mounted it.
+  for (const r of removeDatapathPins(o.node)) o.log.info({ removed: r }, "removed the eBPF datapath's objects");
   for (const r of removeObserverPins(o.node)) o.log.info({ removed: r }, "removed the eBPF observer's objects");
   // Whatever pseudo filesystem this node's agent mounted itself (a lab's are the lab's).
   for (const m of unmountAgentMounts(paths)) o.log.info({ unmounted: m }, "unmounted what the agent had mounted");

@@ -3,14 +3,14 @@ import { ManifestError, renderManifest } from "../deploy/manifest.ts";
 import { ImageError, buildImage } from "../deploy/image.ts";
 import type { EtcdFlags } from "../store/flags.ts";
 
-export interface ManifestsCliOptions extends Pick<EtcdFlags, "etcdEndpoints"> { podCidr: string; backend: string; image?: string; store: string; mtu?: string; uninstall?: boolean }
+export interface ManifestsCliOptions extends Pick<EtcdFlags, "etcdEndpoints"> { podCidr: string; backend: string; image?: string; store: string; mtu?: string; datapath?: string; uninstall?: boolean }
 
 export function manifestsCli(o: ManifestsCliOptions): number {
   try {
     process.stdout.write(renderManifest({
       podCidr: o.podCidr, backend: o.backend, store: o.store as "kube" | "etcd",
       ...(o.image ? { image: o.image } : {}), ...(o.etcdEndpoints ? { etcdEndpoints: o.etcdEndpoints } : {}),
-      ...(o.mtu !== undefined ? { mtu: Number(o.mtu) } : {}), ...(o.uninstall ? { uninstall: true } : {}),
+      ...(o.mtu !== undefined ? { mtu: Number(o.mtu) } : {}), ...(o.uninstall ? { uninstall: true } : {}), ...(o.datapath ? { datapath: o.datapath as "ebpf" } : {}),
     }));
     return 0;
   } catch (e) {

@@ -74,17 +74,19 @@ export function registerLab(program: Command, set: SetStatus): void {
     .option("--no-cni", "leave the nodes without a CNI (NotReady), as a fresh kubeadm cluster is")
     .option("--no-observe", "agents without flow recording (gauze observe, trace and ui then have nothing to show; for comparisons)")
     .option("--observer <mode>", "what the agents observe with: auto (eBPF where the kernel allows it), ebpf, or ring (the packet ring and tracefs)")
+    .option("--datapath <kind>", "how pod packets move: classic (the bridge and the node's routing) or ebpf (redirected by tc programs past both)")
     .option("--store <kind>", "subnet registry: file (embedded) or etcd (a real etcd server the lab starts)", "file")
     .option("--etcd-endpoints <urls>", "use this etcd instead of starting one (reachable from the nodes)")
     .option("--manifest <file>", "install gauze by running this manifest's DaemonSet on every node with podman, as a kubelet would (e.g. deploy/kube-gauze.yml); the lab serves the Kubernetes API")
     .option("--json", "print the lab's status as JSON");
   for (const d of ETCD_AUTH) up.option(d.flag, `with --etcd-endpoints: ${d.help}`);
-  up.action((o: { name: string; nodes: string; podCidr: string; backend: string; underlaySubnets: string; ipv6?: boolean; observe?: boolean; observer?: string; cni: boolean; store: string; manifest?: string; etcdEndpoints?: string; json?: boolean } & EtcdAuthFlags) => guard(set, async () => {
+  up.action((o: { name: string; nodes: string; podCidr: string; backend: string; underlaySubnets: string; ipv6?: boolean; observe?: boolean; observer?: string; datapath?: string; cni: boolean; store: string; manifest?: string; etcdEndpoints?: string; json?: boolean } & EtcdAuthFlags) => guard(set, async () => {
       if (!(LAB_BACKENDS as readonly string[]).includes(o.backend)) throw new Error(`--backend ${o.backend}: use ${LAB_BACKENDS.join(", ")}`);
       if (o.underlaySubnets !== "1" && o.underlaySubnets !== "2") throw new Error(`--underlay-subnets ${o.underlaySubnets}: use 1 or 2`);
       if (o.store !== "file" && o.store !== "etcd") throw new Error(`--store ${o.store}: use file or etcd`);
       if (o.observer !== undefined && !["auto", "ebpf", "ring"].includes(o.observer)) throw new Error(`--observer ${o.observer}: use auto, ebpf or ring`);
-      const s = await labUp({ ...(o.observer ? { observer: o.observer as "auto" } : {}), name: o.name, nodes: Number(o.nodes), podCidr: o.podCidr, backend: o.backend as LabBackend, underlaySubnets: o.underlaySubnets === "2" ? 2 : 1, ...(o.ipv6 ? { ipv6: true } : {}), ...(o.observe === false ? { noObserve: true } : {}), cni: o.cni, store: o.store, ...(o.etcdEndpoints ? { etcdEndpoints: o.etcdEndpoints } : {}),
+      if (o.datapath !== undefined && o.datapath !== "classic" && o.datapath !== "ebpf") throw new Error(`--datapath ${o.datapath}: use classic or ebpf`);
+      const s = await labUp({ ...(o.observer ? { observer: o.observer as "auto" } : {}), ...(o.datapath ? { datapath: o.datapath as "ebpf" } : {}), name: o.name, nodes: Number(o.nodes), podCidr: o.podCidr, backend: o.backend as LabBackend, underlaySubnets: o.underlaySubnets === "2" ? 2 : 1, ...(o.ipv6 ? { ipv6: true } : {}), ...(o.observe === false ? { noObserve: true } : {}), cni: o.cni, store: o.store, ...(o.etcdEndpoints ? { etcdEndpoints: o.etcdEndpoints } : {}),
         etcdAuth: Object.fromEntries(ETCD_AUTH.map((d) => [d.key, o[d.key]]).filter(([, v]) => v)) as EtcdAuthFlags,
         ...(o.manifest ? { manifest: o.manifest } : {}), progress: say(!!o.json) });
       if (o.json) console.log(JSON.stringify(statusReport(s), null, 2));

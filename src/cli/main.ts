@@ -88,6 +88,7 @@ export async function runCli(argv: string[]): Promise<number> {
         .option("--no-observe", "do not record flows and drops (gauze observe, trace and ui read them from the agent)")
         .option("--observer <mode>", "what flows and drops are observed with: ebpf (tc programs and kfree_skb), ring (a packet ring and tracefs), auto (eBPF where the kernel and capabilities allow it)", "auto")
         .option("--network-policy <mode>", "enforce NetworkPolicy on this node's pods: auto (where the Kubernetes API is reachable: --kubeconfig, or in a cluster), on, off", "auto")
+        .option("--datapath <kind>", "how pod packets move: classic (the bridge and the node's routing) or ebpf (redirected by tc programs past both); default: the network config's Datapath, else classic")
         .option("--uninstall", "remove the device, routes, rules, subnet file and conflist, release the lease, and exit")
         .action(async (opts: import("./agent.ts").AgentCliOptions) => {
           const { runAgent } = await import("./agent.ts");
@@ -103,6 +104,7 @@ export async function runCli(argv: string[]): Promise<number> {
         .option("--store <kind>", "subnet registry: kube (the Kubernetes API) or etcd", "kube")
         .option(ETCD_FLAGS[0]!.flag, `with --store etcd: ${ETCD_FLAGS[0]!.help}`)
         .option("--mtu <n>", "pod MTU (default: the underlay's minus the backend's overhead)")
+        .option("--datapath <kind>", "net-conf.json's Datapath: classic (the bridge, the default) or ebpf (pod packets redirected by eBPF)")
         .option("--uninstall", "the DaemonSet that removes gauze from every node instead")
         .action(async (o: import("./deploy.ts").ManifestsCliOptions) => {
           const { manifestsCli } = await import("./deploy.ts");

@@ -20,6 +20,7 @@ import { parseCIDR } from "../net/cidr.ts";
 import { faultPoint } from "./fault.ts";
 import { trace } from "./trace.ts";
 import { podRecordDir, writePodRecord } from "../node/pod-record.ts";
+import { attachDatapath } from "./datapath.ts";
 
 const DEFAULT_MTU = 1500;
 
@@ -98,7 +99,13 @@ async function addWith(env: CniEnv, conf: NetConf, undo: Undo[], node: Rtnl, pod
     undo.push(() => removeMasquerade(conf.name, env.containerId));
   }
 
-  recordPod(conf, env, ips.map((i) => i.address), hostName);
+  // eBPF datapath: the pod's entries and from_pod on its host veth (the conflist says so only while the agent runs it).
+  if (conf.datapath) {
+    undo.push(attachDatapath(conf.datapath, node, hostName, ips.map((i) => i.address), podLink.mac ?? "", bridge.mac ?? ""));
+    trace("datapath");
+  }
+
+  recordPod(conf, env, ips.map((i) => i.address), hostName, podLink.mac);
   const interfaces: CniInterface[] = [
     { name: conf.bridge, mac: bridge.mac, mtu: bridge.mtu },
     { name: hostName, mac: want.hostMac, mtu },
@@ -185,7 +192,7 @@ function podRoutes(conf: NetConf, ipamRoutes: CniRoute[], ips: { address: string
  * pod's name and namespace come from the runtime: input, kept only when Kubernetes would accept
  * them (a name with a newline or an escape code would reach every terminal that shows a flow).
  */
-function recordPod(conf: NetConf, env: CniEnv, ips: string[], hostIface?: string): void {
+function recordPod(conf: NetConf, env: CniEnv, ips: string[], hostIface?: string, podMac?: string): void {
   if (!conf.agentManaged) return; // no agent here to read it
   const { podName, podNamespace } = env.args;
   const bad = [podName !== undefined && !isPodName(podName) ? badName("K8S_POD_NAME", podName) : undefined,
@@ -194,6 +201,6 @@ function recordPod(conf: NetConf, env: CniEnv, ips: string[], hostIface?: string
   const named = bad.length === 0 && podName !== undefined;
   writePodRecord(podRecordDir(conf.subnetFile), {
     ...(named ? { pod: podName } : {}), ...(named && podNamespace ? { namespace: podNamespace } : {}),
-    containerId: env.containerId, ifname: env.ifname, netns: env.netns, ips, ...(hostIface ? { hostIface } : {}),
+    containerId: env.containerId, ifname: env.ifname, netns: env.netns, ips, ...(hostIface ? { hostIface } : {}), ...(podMac ? { podMac } : {}),
   });
 }

@@ -7,6 +7,7 @@ import { ipamCheck } from "./ipam.ts";
 import { type Route, Rtnl, withRtnl } from "../kernel/netlink/index.ts";
 import { hostVethName } from "../dataplane/veth.ts";
 import { formatPrefix, parseCIDR, parseIP, ipEqual } from "../net/cidr.ts";
+import { checkDatapath } from "./datapath.ts";
 
 export async function cmdCheck(env: CniEnv, conf: NetConf): Promise<void> {
   const prev = conf.prevResult;
@@ -56,6 +57,7 @@ export async function cmdCheck(env: CniEnv, conf: NetConf): Promise<void> {
       const master = hostLink.master ? nl.linkByIndex(hostLink.master)?.name : undefined;
       problems.push(`host veth ${hostName} is attached to ${master ?? "nothing"}, not ${conf.bridge}`);
     }
+    if (conf.datapath) problems.push(...checkDatapath(conf.datapath, nl, hostName, (prev.ips ?? []).map((i) => i.address)));
   });
 
   const addresses = (prev.ips ?? []).map((i) => parseCIDR(i.address)!.host);

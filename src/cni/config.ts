@@ -46,6 +46,8 @@ export interface NetConf {
   subnetFile: string;
   /** Addresses come from the agent's subnet file (no ipam block): the agent runs on this node, and the plugin leaves it pod records. */
   agentManaged?: boolean;
+  /** The eBPF datapath (the agent's conflist has it while the datapath runs): from_pod on each pod's host veth, its endpoint entries. */
+  datapath?: { type: "ebpf"; pinDir: string };
   /** When the subnet file is unusable this is an empty built-in IPAM (DEL and GC still find
    *  reservations in the default data dir) and `ipamProblem` says why ADD/STATUS cannot work. */
   ipam: BuiltinIpam | DelegatedIpam;
@@ -136,6 +138,13 @@ export function loadConfig(text: string, env: CniEnv): NetConf {
   } else if (conf.isDefaultGateway && !conf.isGateway) {
     // As in the reference bridge plugin: a default gateway needs the bridge to be one.
     conf.isGateway = true;
+  }
+  if (raw.datapath !== undefined && raw.datapath !== null) {
+    const d = raw.datapath;
+    if (!isRecord(d) || d.type !== "ebpf" || typeof d.pinDir !== "string" || !d.pinDir.startsWith("/")) {
+      throw invalid("datapath", `must be {"type": "ebpf", "pinDir": "<absolute path on bpffs>"}, not ${JSON.stringify(d)}`, "the agent writes it; leave it out for the classic datapath");
+    }
+    if (mode === "bridge") conf.datapath = { type: "ebpf", pinDir: d.pinDir };
   }
   const mtu = raw.mtu;
   if (mtu !== undefined && mtu !== null && mtu !== 0) {

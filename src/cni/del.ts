@@ -10,6 +10,7 @@ import { delLink, withRtnl } from "../kernel/netlink/index.ts";
 import { statPath } from "../kernel/files.ts";
 import { deleteVeth, hostVethName } from "../dataplane/veth.ts";
 import { removeMasquerade } from "../dataplane/masquerade.ts";
+import { detachDatapath } from "./datapath.ts";
 
 export async function cmdDel(env: CniEnv, conf: NetConf): Promise<void> {
   const problems: string[] = [];
@@ -29,6 +30,12 @@ export async function cmdDel(env: CniEnv, conf: NetConf): Promise<void> {
     }
   } else {
     try {
+      // The eBPF datapath's entries are found by the veth's ifindex: read before the veth goes.
+      if (conf.datapath) {
+        const host = hostVethName(env.containerId, env.ifname);
+        const ifindex = withRtnl({}, (nl) => nl.link(host)?.index);
+        problems.push(...detachDatapath(conf.datapath, host, ifindex));
+      }
       // Deleting the host end removes the pod end too, whether or not the namespace still exists.
       withRtnl({}, (nl) => deleteVeth(nl, hostVethName(env.containerId, env.ifname)));
     } catch (e) {

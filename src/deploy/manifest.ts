@@ -36,6 +36,8 @@ export interface ManifestOptions {
   store: "kube" | "etcd";
   etcdEndpoints?: EtcdFlags["etcdEndpoints"];
   mtu?: number;
+  /** net-conf.json's Datapath (absent: classic, the agent's default). */
+  datapath?: "classic" | "ebpf";
   /** The uninstall DaemonSet instead of the agent's. */
   uninstall?: boolean;
 }
@@ -54,12 +56,13 @@ function validate(o: ManifestOptions): void {
   if (!/^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9._-]+)?(@sha256:[a-f0-9]{64})?$/.test(o.image)) throw new ManifestError(`--image ${o.image}: not an image reference (e.g. localhost/gauze:${GAUZE_VERSION})`);
   if (o.store === "etcd" && !o.etcdEndpoints) throw new ManifestError("--store etcd needs --etcd-endpoints, e.g. https://10.0.0.1:2379");
   if (o.store !== "etcd" && o.store !== "kube") throw new ManifestError(`--store ${String(o.store)}: use kube or etcd`);
+  if (o.datapath !== undefined && o.datapath !== "classic" && o.datapath !== "ebpf") throw new ManifestError(`--datapath ${String(o.datapath)}: use classic or ebpf`);
   if (o.mtu !== undefined && !(Number.isInteger(o.mtu) && o.mtu >= 576 && o.mtu <= 65535)) throw new ManifestError(`--mtu ${o.mtu}: give a number from 576 to 65535`);
 }
 
 /** flannel's net-conf.json for the ConfigMap: same keys, read by the agent with flannel's rules. */
 export function netConf(o: ManifestOptions): Record<string, unknown> {
-  return { Network: o.podCidr, Backend: { Type: o.backend } };
+  return { Network: o.podCidr, Backend: { Type: o.backend }, ...(o.datapath === "ebpf" ? { Datapath: "ebpf" } : {}) };
 }
 
 const labels = { "app.kubernetes.io/name": "gauze", "k8s-app": "gauze" };
@@ -192,7 +195,7 @@ export function renderManifest(opts: Partial<ManifestOptions> = {}): string {
   const o = { ...DEFAULT_MANIFEST, ...opts };
   const head = [
     `# gauze ${GAUZE_VERSION}: ${o.uninstall ? "removes gauze from every node (run after deleting the kube-gauze-ds DaemonSet)" : "pod networking for every node"}.`,
-    `# Rendered by: gauze manifests${o.podCidr !== DEFAULT_MANIFEST.podCidr ? ` --pod-cidr ${o.podCidr}` : ""}${o.backend !== "vxlan" ? ` --backend ${o.backend}` : ""}${o.image !== DEFAULT_MANIFEST.image ? ` --image ${o.image}` : ""}${o.store !== "kube" ? ` --store ${o.store} --etcd-endpoints ${o.etcdEndpoints}` : ""}${o.mtu ? ` --mtu ${o.mtu}` : ""}${o.uninstall ? " --uninstall" : ""}`,
+    `# Rendered by: gauze manifests${o.podCidr !== DEFAULT_MANIFEST.podCidr ? ` --pod-cidr ${o.podCidr}` : ""}${o.backend !== "vxlan" ? ` --backend ${o.backend}` : ""}${o.image !== DEFAULT_MANIFEST.image ? ` --image ${o.image}` : ""}${o.store !== "kube" ? ` --store ${o.store} --etcd-endpoints ${o.etcdEndpoints}` : ""}${o.mtu ? ` --mtu ${o.mtu}` : ""}${o.datapath === "ebpf" ? " --datapath ebpf" : ""}${o.uninstall ? " --uninstall" : ""}`,
   ];
   return head.join("\n") + "\n" + manifestObjects(o).map((x) => "---\n" + stringify(x, { lineWidth: 0 })).join("");
 }

@@ -23,7 +23,7 @@ export function agentLog(n: LabNode): string {
 // that `gauze lab break` injects in place long enough for doctor to find it.
 export function startAgent(s: LabState, n: LabNode): void {
   const argv = [gauzeExecutable(), "agent", "--node", n.name, "--iface", "eth0", ...storeArgs(storeFlags(s)),
-    "--root", n.root, "--health-addr", `127.0.0.1:${AGENT_PORT}`, "--resync", "5m", ...(s.noObserve ? ["--no-observe"] : []), ...(s.observer ? ["--observer", s.observer] : [])];
+    "--root", n.root, "--health-addr", `127.0.0.1:${AGENT_PORT}`, "--resync", "5m", ...(s.noObserve ? ["--no-observe"] : []), ...(s.observer ? ["--observer", s.observer] : []), ...(s.datapath ? ["--datapath", s.datapath] : [])];
   n.agentPid = spawnInNetns(netnsPath(n.netns), argv, agentLog(n));
 }
 

@@ -9,6 +9,7 @@ import { delNetns, unmountUnder } from "../kernel/netns.ts";
 import { DropWatch } from "../kernel/tracefs.ts";
 import { netnsPath } from "../kernel/netns.ts";
 import { removeObserverPins } from "../agent/observing.ts";
+import { removeDatapathPins } from "../agent/datapath.ts";
 import { formatPrefix } from "../net/cidr.ts";
 import { resolveNetwork } from "../store/registry.ts";
 import { ManifestError } from "../deploy/manifest.ts";
@@ -44,6 +45,8 @@ export interface UpOptions {
   noObserve?: boolean;
   /** The agents' --observer: auto, ebpf or ring. */
   observer?: "auto" | "ebpf" | "ring";
+  /** The agents' --datapath: classic or ebpf. */
+  datapath?: "classic" | "ebpf";
 }
 
 export async function labUp(o: UpOptions): Promise<LabState> {
@@ -66,7 +69,7 @@ export async function labUp(o: UpOptions): Promise<LabState> {
     throw new Error(o.manifest ? "--ipv6 with --manifest: the lab's Kubernetes API gives Nodes IPv4 podCIDRs only; leave out one of them" : `--ipv6 with --backend ${o.backend}: dual-stack runs on vxlan, vxlan-direct and host-gw`);
   }
   const s: LabState = {
-    name: o.name, podCidr: o.podCidr, backend: o.backend, underlayNs: `gz-${o.name}-underlay`, underlayCidr: UNDERLAY_CIDR, ...(o.underlaySubnets === 2 ? { underlaySubnets: 2 } : {}), ...(o.ipv6 ? { podCidr6: LAB_POD_CIDR6 } : {}), ...(o.noObserve ? { noObserve: true as const } : {}), ...(o.observer ? { observer: o.observer } : {}),
+    name: o.name, podCidr: o.podCidr, backend: o.backend, underlayNs: `gz-${o.name}-underlay`, underlayCidr: UNDERLAY_CIDR, ...(o.underlaySubnets === 2 ? { underlaySubnets: 2 } : {}), ...(o.ipv6 ? { podCidr6: LAB_POD_CIDR6 } : {}), ...(o.noObserve ? { noObserve: true as const } : {}), ...(o.observer ? { observer: o.observer } : {}), ...(o.datapath ? { datapath: o.datapath } : {}),
     registryDir: join(labDir(o.name), "registry"), store: { kind: manifest ? "kube" : o.store ?? "file", ...(o.etcdEndpoints ? { endpoints: o.etcdEndpoints } : {}), ...(o.etcdAuth ? { etcdAuth: o.etcdAuth } : {}) }, cniInstalled: false, nodes: [], pods: [], createdAt: new Date().toISOString(),
   };
   // The lab is registered (its lab.json saved) under the host lock, so that a last `lab down`
@@ -127,6 +130,7 @@ export async function labDown(name: string, progress: Progress): Promise<void> {
     // The agents' drop watchers (tracefs instances): an agent killed outright leaves its own.
     for (const n of s.nodes) DropWatch.removeStale(`gauze-${n.name}-`);
     // And their eBPF programs, links and maps, pinned to outlive them (while the node's namespace is there).
+    for (const n of s.nodes) removeDatapathPins(n.name, netnsPath(n.netns));
     for (const n of s.nodes) removeObserverPins(n.name, netnsPath(n.netns));
     // Deleting a namespace removes every link, route, neighbour and rule in it.
     for (const ns of [...s.pods.map((p) => p.netns), ...s.nodes.map((n) => n.netns), s.underlayNs]) {

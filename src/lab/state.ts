@@ -85,6 +85,8 @@ export interface LabState {
   noObserve?: true;
   /** The agents' --observer (absent: the agent's default, auto). */
   observer?: "auto" | "ebpf" | "ring";
+  /** The agents' --datapath (absent: the network config's, classic). */
+  datapath?: "classic" | "ebpf";
   /** Dual-stack (`lab up --ipv6`): the IPv6 pod network; nodes also get IPv6 underlay addresses. */
   podCidr6?: string;
   registryDir: string;

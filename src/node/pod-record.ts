@@ -18,6 +18,8 @@ export interface PodRecord {
   ips: string[];
   /** The host end of the pod's veth (bridge mode); absent for macvlan. */
   hostIface?: string;
+  /** The pod's interface MAC: the eBPF datapath's endpoint entry carries it. */
+  podMac?: string;
 }
 
 /** Where the records of the node whose subnet file this is live. */

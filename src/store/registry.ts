@@ -17,6 +17,8 @@ export interface NetworkConfig {
   SubnetMax?: string;
   /** Type and the backend's own options (VNI, Port, ...): each backend validates its fields. */
   Backend?: { Type?: string; [option: string]: unknown };
+  /** How pod packets move: "classic" (the bridge and the node's routing, the default) or "ebpf" (redirected by bpf/datapath.c). */
+  Datapath?: string;
 }
 
 export interface Lease {
@@ -97,6 +99,8 @@ export interface ResolvedNetwork {
    * /64): one lease, one race, and a person can tell the two apart at a glance.
    */
   ipv6?: { network: Prefix; subnetLen: number };
+  /** "classic" unless the config says "Datapath": "ebpf". */
+  datapath: "classic" | "ebpf";
 }
 
 /** Validates a network config's addressing and fills flannel's defaults (SubnetLen 24 for IPv4, backend vxlan). */
@@ -127,7 +131,9 @@ export function resolveNetwork(c: NetworkConfig): ResolvedNetwork {
   if (typeof backend !== "object" || backend === null || Array.isArray(backend)) throw new RegistryError("network config: Backend is not an object", "write e.g. \"Backend\": {\"Type\": \"vxlan\"}");
   const type = backend.Type ?? "vxlan";
   if (typeof type !== "string" || type === "") throw new RegistryError(`network config: Backend.Type ${JSON.stringify(type)} is not a backend name`, "use vxlan or host-gw");
-  const out: ResolvedNetwork = { network, subnetLen, min, max, backendType: type.toLowerCase(), backendConfig: backend };
+  const datapath = c.Datapath ?? "classic";
+  if (datapath !== "classic" && datapath !== "ebpf") throw new RegistryError(`network config: Datapath ${JSON.stringify(c.Datapath)} is not a datapath`, "write \"Datapath\": \"classic\" (the bridge and the node's routing, the default) or \"ebpf\" (pod packets redirected by eBPF)");
+  const out: ResolvedNetwork = { network, subnetLen, min, max, backendType: type.toLowerCase(), backendConfig: backend, datapath };
   if (c.EnableIPv6 === true) out.ipv6 = resolveIpv6(c, out);
   else if (c.EnableIPv6 !== undefined && c.EnableIPv6 !== false) throw new RegistryError(`network config: EnableIPv6 ${JSON.stringify(c.EnableIPv6)} is not true or false`, "write \"EnableIPv6\": true and an IPv6Network for a dual-stack pod network");
   return out;
