@@ -9,7 +9,7 @@ packages=(
   iproute2 iptables nftables iputils-ping util-linux procps ethtool  # the kernel side
   containernetworking-plugins   # the reference Go plugins: side-by-side anchor, portmap chaining
   podman runc busybox-static    # a real CNI caller for the runtime test
-  tcpdump tshark iperf3 time    # captures, the dissector's oracle, benchmarks (GNU time for peak RSS)
+  tcpdump tshark iperf3 sockperf time  # captures, the dissector's oracle, benchmarks (request-response latency; GNU time for peak RSS and CPU)
   etcd-server                   # the etcd registry's tests and `gauze lab up --store etcd`
   strace linux-libc-dev         # tests: counting the plugin's execs; netlink numbers against the uapi headers
   wireguard-go wireguard-tools  # the wireguard backend in userspace (this kernel has no module); wg as the test oracle

@@ -262,6 +262,7 @@ export class Agent {
     const p = new PolicyEnforcer({
       node: this.o.node, ...(this.o.kubeconfig ? { kubeconfig: this.o.kubeconfig } : {}), log: this.o.log, registry: this.metrics.registry,
       nodeIps: () => [this.link?.ip, this.link6?.ip, ...this.gatewayIps()].filter((x): x is string => !!x),
+      programmed: () => this.datapath?.reconcile(),
     });
     try {
       await p.start();

@@ -27,6 +27,8 @@ export interface PolicyOptions {
   nodeIps: () => string[];
   /** Where the rules go: the kernel's nftables (default), or a stand-in for a test that only watches. */
   nft?: { apply(text: string): void; has(table: string): boolean };
+  /** Called once the rules are in, before the generation is published: the eBPF datapath moves newly isolated pods onto the classic path here. */
+  programmed?: () => void;
 }
 
 export interface PolicyStatus {
@@ -147,13 +149,15 @@ export class PolicyEnforcer {
     try {
       const invalid: PolicyStatus["invalid"] = [];
       const policies: ParsedPolicy[] = [];
+      const seen = new Set<string>();
       for (const obj of this.policies!.list()) {
-        const r = parsePolicy(obj);
+        const r = this.parsed(obj, seen);
         const key = `${obj.metadata?.namespace ?? "?"}/${obj.metadata?.name ?? "?"}`;
         if (r.problems.length) invalid.push({ policy: key, problems: r.problems.map((p) => `${p.path}: ${p.message}`) });
         if (r.policy) policies.push(r.policy);
       }
       const mine = new Set(this.o.nodeIps());
+      for (const k of this.parseCache.keys()) if (!seen.has(k)) this.parseCache.delete(k);
       const pods = this.pods!.list().map((p) => podInfoFromV1(p)).filter((p): p is NonNullable<typeof p> => !!p)
         // This node's own addresses, as the agent knows them (a stand-in may not set hostIPs).
         .map((p) => (p.node === this.o.node ? { ...p, nodeIps: [...new Set([...(p.nodeIps ?? []), ...mine])] } : p));
@@ -167,6 +171,8 @@ export class PolicyEnforcer {
       this.applied = model;
       this.index = ix;
       this.isolatedIps = new Set(rules.filter((r) => r.isolated || !!r.audit?.isolatedBy.length).flatMap((r) => r.always.self));
+      // A generation counts as programmed only once every path a packet can take honours it.
+      this.o.programmed?.();
       for (const x of invalid) if (!this.status.invalid.some((y) => y.policy === x.policy)) this.o.log.error({ policy: x.policy, problems: x.problems }, "NetworkPolicy cannot be parsed: it fails closed for the pods it selects");
       const ms = performance.now() - t0;
       Object.assign(this.status, {
@@ -200,6 +206,20 @@ export class PolicyEnforcer {
   }
 
   private isolatedIps: ReadonlySet<string> = new Set();
+
+  /** Parsed policies by uid, kept while their resourceVersion holds: a change re-parses only what changed. */
+  private parseCache = new Map<string, { rv: string; result: ReturnType<typeof parsePolicy> }>();
+
+  private parsed(obj: V1NetworkPolicy, seen: Set<string>): ReturnType<typeof parsePolicy> {
+    const m = obj.metadata;
+    const key = m?.uid ?? `${m?.namespace}/${m?.name}`;
+    seen.add(key);
+    const hit = this.parseCache.get(key);
+    if (hit && m?.resourceVersion && hit.rv === m.resourceVersion) return hit.result;
+    const result = parsePolicy(obj);
+    if (m?.resourceVersion) this.parseCache.set(key, { rv: m.resourceVersion, result });
+    return result;
+  }
 
   /** The table is gone or was changed by hand (the agent's timer asks): written whole again. */
   verify(): void {

@@ -84,15 +84,25 @@ export function compilePolicy(pods: readonly PodRules[]): NftModel {
     m.tags.set(id, t);
     return `comment "${id}"`;
   };
-  // Every address written into a rule came from the API: checked first (it is nft syntax too).
-  const ok = (a: string) => validAddress(a);
+  // Every address written into a rule came from the API: checked first (it is nft syntax too),
+  // once per address per compile (a pod's address is in many peer lists).
+  const checked = new Map<string, boolean>();
+  const ok = (a: string) => { let v = checked.get(a); if (v === undefined) checked.set(a, v = validAddress(a)); return v; };
   // A rule's peers are one object shared by every pod the rule applies to: its set is made once.
   type Peers = Exclude<PodRules["rules"][number]["peers"], "any">;
   const named = new WeakMap<object, Map<4 | 6, { set?: string; excepts: string[] }>>();
+  // Rules of different policies often allow the same peers: their lists are equal without being one object.
+  const byContent = new Map<string, { set?: string; excepts: string[] }>();
   /** A peer list's match for one family: its plain addresses as one named set, and each CIDR with exceptions on its own. */
   const peerMatch = (peers: Peers, f: 4 | 6, field: string): { set?: string; excepts: string[] } => {
     const known = named.get(peers)?.get(f);
     if (known) return known;
+    const content = `${f}|${field}|${peers.ips.join(",")}|${peers.cidrs.map((c) => `${c.cidr}-${c.except.join("-")}`).join(",")}`;
+    const same = byContent.get(content);
+    if (same) {
+      (named.get(peers) ?? named.set(peers, new Map()).get(peers)!).set(f, same);
+      return same;
+    }
     const plain = [...peers.ips.filter((a) => ok(a) && familyOf(a) === f), ...peers.cidrs.filter((c) => ok(c.cidr) && familyOf(c.cidr) === f && c.except.length === 0).map((c) => c.cidr)];
     let set: string | undefined;
     if (plain.length) {
@@ -106,6 +116,7 @@ export function compilePolicy(pods: readonly PodRules[]): NftModel {
     });
     const out = { ...(set ? { set } : {}), excepts };
     (named.get(peers) ?? named.set(peers, new Map()).get(peers)!).set(f, out);
+    byContent.set(content, out);
     return out;
   };
   for (const pr of pods) {
@@ -208,10 +219,13 @@ export function changes(prev: NftModel, next: NftModel): string {
     out.push(old ? `flush chain inet ${POLICY_TABLE} ${name}` : `add chain inet ${POLICY_TABLE} ${name}`);
     for (const l of lines) out.push(`add rule inet ${POLICY_TABLE} ${name} ${l}`);
   }
+  // Only the entries that changed: a pod whose chain changed is repointed, its neighbours untouched.
   for (const [name] of MAPS) {
     const a = prev.maps[name], b = next.maps[name];
-    if (a.size === b.size && [...b].every(([k, v]) => a.get(k) === v)) continue;
-    out.push(`flush map inet ${POLICY_TABLE} ${name}`, ...mapElements(name, b));
+    const gone = [...a.keys()].filter((k) => b.get(k) !== a.get(k));
+    const added = [...b].filter(([k, v]) => a.get(k) !== v);
+    if (gone.length) out.push(`delete element inet ${POLICY_TABLE} ${name} { ${gone.join(", ")} }`);
+    if (added.length) out.push(`add element inet ${POLICY_TABLE} ${name} { ${added.map(([k, v]) => `${k} : jump ${v}`).join(", ")} }`);
   }
   for (const name of prev.chains.keys()) if (!next.chains.has(name)) out.push(`delete chain inet ${POLICY_TABLE} ${name}`);
   for (const name of prev.sets.keys()) if (!next.sets.has(name)) out.push(`delete set inet ${POLICY_TABLE} ${name}`);

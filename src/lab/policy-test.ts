@@ -215,8 +215,9 @@ export function formatCase(r: PolicyCaseResult, verbose = false): string {
   for (const k of r.checks) {
     lines.push(`  ${k.port}/${k.protocol}: ${k.diff.ok ? "as expected" : `${k.diff.cells.length} cell(s) differ`} (rules in force on every node ${k.programmedMs} ms after the change; 81 probes in ${k.probeMs} ms)`);
     if (!k.diff.ok || verbose) {
-      const side = (a: string, b: string, c: string) => { const A = a.split("\n"), B = b.split("\n"), C = c.split("\n"); return A.map((l, i) => `    ${l.padEnd(28)}${(B[i] ?? "").padEnd(28)}${C[i] ?? ""}`); };
-      lines.push(`    ${"expected".padEnd(28)}${"observed".padEnd(28)}difference (X)`, ...side(k.expected, k.observed, k.diff.text));
+      const A = k.expected.split("\n"), B = k.observed.split("\n"), C = k.diff.text.split("\n");
+      const w = Math.max(...A.map((l) => l.length), "expected".length) + 3;
+      lines.push(`    ${"expected".padEnd(w)}${"observed".padEnd(w)}difference (X)`, ...A.map((l, i) => `    ${l.padEnd(w)}${(B[i] ?? "").padEnd(w)}${C[i] ?? ""}`));
       for (const d of k.diff.cells) lines.push(`    ${d.from} -> ${d.to}: expected ${d.expected ? "allowed" : "denied"}, observed ${d.actual ? "connected" : "no connection"}`);
     }
   }

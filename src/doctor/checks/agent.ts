@@ -87,4 +87,22 @@ export const agentChecks: Check[] = [
       return ok(`${env.subnet} in ${a.subnet}, MTU ${env.mtu}`);
     },
   },
+  {
+    id: "agent.network-policy", group: "agent", title: "NetworkPolicy is programmed on this node and every policy parses",
+    run(ctx) {
+      const a = ctx.agent;
+      if (!a) return skip("no agent report");
+      const p = a.policy;
+      const feature = a.features?.networkPolicy;
+      if (!p) return feature && !feature.on ? { status: "warn", evidence: [`NetworkPolicy is not enforced: ${feature.why ?? "off"}`], fix: feature.fix ?? "give the agent a kubeconfig (--kubeconfig)" } : skip("the agent does not enforce NetworkPolicy (--network-policy off, or no Kubernetes API)");
+      if (p.error) return { status: "fail", evidence: [`the last programming failed: ${p.error}`, `the rules of generation ${p.generation} stay in force`], fix: `${fixCommands(ctx).agentLog} (it names the transaction nft refused)` };
+      if (p.invalid.length) {
+        return {
+          status: "fail", evidence: p.invalid.map((x) => `${x.policy}: ${x.problems.join("; ")} (fails closed: the pods it selects are isolated and nothing it means to allow is)`),
+          fix: `correct these policies (kubectl get networkpolicy -n <namespace> <name> -o yaml): a validating API server would have refused them`,
+        };
+      }
+      return ok(`generation ${p.generation}: ${p.policies} policy(ies), ${p.isolatedPods} of ${p.localPods} local pod direction(s) isolated, ${p.rules} rule(s)${p.lastMs !== undefined ? `, last change in force ${p.lastMs} ms after it arrived` : ""}`);
+    },
+  },
 ];
