@@ -4,6 +4,7 @@ import type { FlowEvent } from "../agent/flow-types.ts";
 import { AgentUnreachable, follow, get, podNames } from "./client.ts";
 import { type FlowFilter, compact, matches, named } from "./format.ts";
 import { type AgentEndpoint, type ClusterSource, podRef } from "./source.ts";
+import { type Filters, filtersMatch, hasFilters } from "./filters.ts";
 
 export interface ObserveOptions extends FlowFilter {
   /** Only this node. */
@@ -11,6 +12,8 @@ export interface ObserveOptions extends FlowFilter {
   last: number;
   follow: boolean;
   output: "compact" | "json";
+  /** Hubble's filters (filters.ts): addresses, ports, namespaces, labels, a time window. */
+  filters?: Filters;
 }
 
 export class ObserveError extends Error {
@@ -26,6 +29,7 @@ export function checkOptions(o: ObserveOptions, pods: Map<string, { pod: string 
   if (o.verdict && !["forwarded", "dropped", "audit"].includes(o.verdict)) throw new ObserveError(`--verdict ${o.verdict}: use forwarded, dropped or audit (what an audit-mode NetworkPolicy would have dropped)`);
   if (!["compact", "json"].includes(o.output)) throw new ObserveError(`-o ${o.output}: use compact or json`);
   if (!Number.isInteger(o.last) || o.last < 0) throw new ObserveError(`--last ${o.last}: give a count, e.g. 20`);
+  if (o.follow && o.filters?.until !== undefined) throw new ObserveError("--until ends the window, --follow has none: give one of them");
   const known = new Set([...pods.values()].map((p) => p.pod));
   for (const p of source.view().pods) known.add(podRef(p));
   for (const [flag, v] of [["--pod", o.pod], ["--from-pod", o.fromPod], ["--to-pod", o.toPod]] as const) {
@@ -40,7 +44,13 @@ export async function runObserve(source: ClusterSource, o: ObserveOptions, write
   const pods = await podNames(srcs);
   checkOptions(o, pods, source);
   await warnFeaturesOff(srcs, warn);
-  const filtered = o.pod || o.fromPod || o.toPod || o.protocol || o.verdict;
+  const f = o.filters ?? {};
+  const filtered = o.pod || o.fromPod || o.toPod || o.protocol || o.verdict || hasFilters(f);
+  // Labels are the source's (the agents know addresses and names only), looked up by namespace/name.
+  let labels = new Map<string, Record<string, string>>();
+  const readLabels = () => { if (f.labels) labels = new Map(source.view().pods.filter((p) => p.labels).map((p) => [podRef(p), p.labels!])); };
+  readLabels();
+  const pass = (e: FlowEvent) => matches(e, o) && filtersMatch(e, f, (pod) => labels.get(pod));
   const print = (e: FlowEvent) => write(o.output === "json" ? JSON.stringify(e) : compact(e));
   const lists = await Promise.all(srcs.map(async (s) => {
     try {
@@ -51,7 +61,7 @@ export async function runObserve(source: ClusterSource, o: ObserveOptions, write
       return [];
     }
   }));
-  const recent = lists.flat().map((e) => named(e, pods)).filter((e) => matches(e, o)).sort((a, b) => a.time - b.time).slice(-o.last || undefined);
+  const recent = lists.flat().map((e) => named(e, pods)).filter(pass).sort((a, b) => a.time - b.time).slice(-o.last || undefined);
   if (o.last > 0) for (const e of recent) print(e);
   if (!o.follow) return 0;
   let names = pods;
@@ -73,9 +83,10 @@ export async function runObserve(source: ClusterSource, o: ObserveOptions, write
         if (Date.now() - refreshed > 2000) {
           refreshed = Date.now();
           void podNames(srcs).then((p) => { names = p; });
+          readLabels();
         }
         const e = named(i.event, names);
-        if (matches(e, o)) print(e);
+        if (pass(e)) print(e);
       } else if ("lost" in i) {
         write(o.output === "json" ? JSON.stringify({ node: i.node, lost: i.lost }) : `EVENTS LOST: ${i.lost} on ${i.node} (the agent's buffers were full)`);
       } else if (!down.has(i.node)) {

@@ -32,6 +32,8 @@ export interface SourcePod {
   ip6?: string;
   phase: string;
   reason?: string;
+  /** The pod's labels, where the source knows them (observe --label selects by them). */
+  labels?: Record<string, string>;
 }
 
 /** What the source knows of the cluster now. */

@@ -91,3 +91,26 @@ test("the demo counts its steps one way: a failure at step 1 still ends at [6/6]
   assert.match(out, /^\[6\/6\] Summary$/m);
   assert.match(out, /0 of 5 steps passed, 1 failed, 4 not run after the failure/);
 });
+
+test("observe: Hubble's filters (--label, --namespace, --ip, --port, --since) and observe status (flows seen, events lost, per node)", async () => {
+  assert.equal(g("lab", "pod", "run", "web", "--node", "worker", "--image", "nginx", "--labels", "app=web", "--name", name).status, 0);
+  assert.equal(g("lab", "pod", "run", "tools/cli", "--node", "control-plane", "--name", name).status, 0);
+  const st = JSON.parse(must([GAUZE, "lab", "status", "--name", name, "--json"])) as { pods: { name: string; ip: string }[] };
+  const web = st.pods.find((p) => p.name === "web")!.ip;
+  assert.equal(g("lab", "exec", "tools/cli", "--name", name, "--", "curl", "-s", "-o", "/dev/null", `http://${web}/`).status, 0);
+  await new Promise((r) => setTimeout(r, 500));
+  const obs = (...a: string[]) => must([GAUZE, "observe", "--name", name, "--last", "1000", "-o", "json", ...a]).trim().split("\n").filter(Boolean).map((l) => JSON.parse(l) as { source: { ip: string; port?: number; pod?: string }; destination: { ip: string; port?: number; pod?: string } });
+  const byLabel = obs("--label", "app=web");
+  assert.ok(byLabel.length > 0, "flows of the pod labelled app=web");
+  assert.ok(byLabel.every((e) => e.source.pod === "default/web" || e.destination.pod === "default/web"));
+  assert.equal(obs("--label", "app=nope").length, 0);
+  assert.ok(obs("--namespace", "tools").every((e) => [e.source.pod, e.destination.pod].some((p) => p?.startsWith("tools/"))));
+  const byIpPort = obs("--ip", web, "--port", "80", "--since", "1m");
+  assert.ok(byIpPort.length > 0 && byIpPort.every((e) => [e.source.ip, e.destination.ip].includes(web) && [e.source.port, e.destination.port].includes(80)));
+  assert.equal(obs("--until", "1h").length, 0, "nothing an hour ago");
+  assert.match(g("observe", "--name", name, "--since", "yesterday").stderr, /RFC 3339/);
+  const s = JSON.parse(must([GAUZE, "observe", "status", "--name", name, "--json"])) as { nodes: { node: string; reachable: boolean; events: number; lost: number }[]; totals: { reachable: number; events: number } };
+  assert.deepEqual(s.nodes.map((n) => [n.node, n.reachable]), [[`${name}-control-plane`, true], [`${name}-worker`, true]]);
+  assert.ok(s.totals.events > 0 && s.nodes.every((n) => typeof n.lost === "number"));
+  assert.match(must([GAUZE, "observe", "status", "--name", name]), new RegExp(`lab ${name}: 2/2 nodes answer\\nflows \\d+, events \\d+ seen, \\d+ lost`));
+});
