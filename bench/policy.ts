@@ -12,7 +12,8 @@
 //     and p99. Target: p99 under 1 s.
 //  3. the dataplane: iperf3 throughput and sockperf TCP request-response latency pod to pod with
 //     0 (A), 10, 1000 policies in force and 0 again (A'), the A/A pair showing the noise band.
-//   node --import tsx bench/policy.ts [--updates 20] [--seconds 3] [--rounds 3] [--json] [--skip-lab]
+//   node_modules/.bin/bun bench/policy.ts [--updates 20] [--seconds 3] [--rounds 3] [--json] [--skip-lab]
+// (under bun, the runtime the agent runs: the pass costs what it costs on a node)
 import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";

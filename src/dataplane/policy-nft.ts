@@ -43,6 +43,12 @@ export interface NftModel {
   maps: { in4: Map<string, string>; in6: Map<string, string>; out4: Map<string, string>; out6: Map<string, string> };
   /** What each counter's comment ("t<hash>", stable across compiles) stands for. */
   tags: Map<string, RuleTag>;
+  /**
+   * Local pods' own addresses, as "a . a" pairs: traffic from a pod to itself (a hairpin through
+   * a Service) is allowed once in the base chain, so that a pod's chain holds only what its
+   * policies say and the replicas of a Deployment share one chain.
+   */
+  self: { 4: Set<string>; 6: Set<string> };
 }
 
 /** A short stable name from text (two 32-bit FNV-1a hashes): chain and set names stay within nft's limits. */
@@ -76,7 +82,7 @@ function portMatches(ports: PodRules["rules"][number]["ports"]): string[] {
 
 /** Compiles the node's pods' rules (both directions) into the table's model. */
 export function compilePolicy(pods: readonly PodRules[]): NftModel {
-  const m: NftModel = { sets: new Map(), chains: new Map(), maps: { in4: new Map(), in6: new Map(), out4: new Map(), out6: new Map() }, tags: new Map() };
+  const m: NftModel = { sets: new Map(), chains: new Map(), maps: { in4: new Map(), in6: new Map(), out4: new Map(), out6: new Map() }, tags: new Map(), self: { 4: new Set(), 6: new Set() } };
   // A tag's name comes from what it stands for, so an unchanged chain compiles to the same text
   // (and keeps its counters) whatever else changed.
   const tag = (t: RuleTag) => {
@@ -127,9 +133,10 @@ export function compilePolicy(pods: readonly PodRules[]): NftModel {
     const ingress = pr.direction === "ingress";
     const peerField = (f: 4 | 6) => `${f === 4 ? "ip" : "ip6"} ${ingress ? "saddr" : "daddr"}`;
     const lines: string[] = [];
-    // Always allowed: the pod itself, and its own node (kubelet's probes come from there).
+    // Always allowed: the pod itself (in the base chain, by the self pairs), and its own node (kubelet's probes come from there).
+    for (const a of pr.always.self) if (ok(a)) m.self[familyOf(a)].add(a);
     for (const f of [4, 6] as const) {
-      const always = [...pr.always.self, ...pr.always.nodeIps].filter((a) => ok(a) && familyOf(a) === f);
+      const always = pr.always.nodeIps.filter((a) => ok(a) && familyOf(a) === f);
       if (always.length) lines.push(`${peerField(f)} { ${[...new Set(always)].join(", ")} } return`);
     }
     for (const r of rules) {
@@ -172,6 +179,8 @@ function baseChain(): string[] {
     `add rule inet ${POLICY_TABLE} forward ct state established,related accept`,
     // IPv6 neighbour discovery between pods on one bridge is never a policy's business.
     `add rule inet ${POLICY_TABLE} forward icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, nd-router-advert, nd-redirect } accept`,
+    `add rule inet ${POLICY_TABLE} forward ip saddr . ip daddr @self4 accept`,
+    `add rule inet ${POLICY_TABLE} forward ip6 saddr . ip6 daddr @self6 accept`,
     `add rule inet ${POLICY_TABLE} forward ip saddr vmap @out4`,
     `add rule inet ${POLICY_TABLE} forward ip6 saddr vmap @out6`,
     `add rule inet ${POLICY_TABLE} forward ip daddr vmap @in4`,
@@ -184,6 +193,10 @@ const elements = (list: string[]) => list.join(", ");
 
 function setElements(name: string, s: { elements: string[] }): string[] {
   return s.elements.length ? [`add element inet ${POLICY_TABLE} ${name} { ${elements(s.elements)} }`] : [];
+}
+
+function selfElements(verb: "add" | "delete", f: 4 | 6, addrs: string[]): string[] {
+  return addrs.length ? [`${verb} element inet ${POLICY_TABLE} self${f} { ${addrs.map((a) => `${a} . ${a}`).join(", ")} }`] : [];
 }
 
 function mapElements(name: string, map: Map<string, string>): string[] {
@@ -201,6 +214,7 @@ export function script(m: NftModel, exists: boolean): string {
     for (const l of lines) out.push(`add rule inet ${POLICY_TABLE} ${name} ${l}`);
   }
   for (const [name, type] of MAPS) out.push(`add map inet ${POLICY_TABLE} ${name} { type ${type} : verdict; }`, ...mapElements(name, m.maps[name]));
+  for (const f of [4, 6] as const) out.push(`add set inet ${POLICY_TABLE} self${f} { type ${f === 4 ? "ipv4_addr . ipv4_addr" : "ipv6_addr . ipv6_addr"}; }`, ...selfElements("add", f, [...m.self[f]]));
   out.push(...baseChain());
   return out.join("\n") + "\n";
 }
@@ -226,6 +240,10 @@ export function changes(prev: NftModel, next: NftModel): string {
     const added = [...b].filter(([k, v]) => a.get(k) !== v);
     if (gone.length) out.push(`delete element inet ${POLICY_TABLE} ${name} { ${gone.join(", ")} }`);
     if (added.length) out.push(`add element inet ${POLICY_TABLE} ${name} { ${added.map(([k, v]) => `${k} : jump ${v}`).join(", ")} }`);
+  }
+  for (const f of [4, 6] as const) {
+    out.push(...selfElements("add", f, [...next.self[f]].filter((a) => !prev.self[f].has(a))));
+    out.push(...selfElements("delete", f, [...prev.self[f]].filter((a) => !next.self[f].has(a))));
   }
   for (const name of prev.chains.keys()) if (!next.chains.has(name)) out.push(`delete chain inet ${POLICY_TABLE} ${name}`);
   for (const name of prev.sets.keys()) if (!next.sets.has(name)) out.push(`delete set inet ${POLICY_TABLE} ${name}`);
