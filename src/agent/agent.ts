@@ -139,7 +139,8 @@ export class Agent {
     this.server = await serveHealth(this.o.healthAddr, this.metrics, () => this.readiness());
     if (this.o.observe === false) this.observeProblem = "the agent runs with --no-observe";
     try {
-      this.api = await serveApi(this.paths.apiSocket, () => this.observer, () => this.observeProblem ?? "the agent is starting", () => this.features, () => this.policy?.status);
+      this.api = await serveApi(this.paths.apiSocket, () => this.observer, () => this.observeProblem ?? "the agent is starting", () => this.features, () => this.policy?.status,
+        (src, dst, proto, port) => this.policy?.judge(src, dst, proto, port, { count: false }));
     } catch (e) {
       this.o.log.warn({ socket: this.paths.apiSocket, err: (e as Error).message }, "no local API: gauze observe cannot read this node");
     }

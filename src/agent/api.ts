@@ -7,12 +7,13 @@
 //   GET /v1/pods                               this node's pods by address
 //   GET /v1/observer                           the observer's counters, and which features are off (why, fix)
 //   GET /v1/policy                             NetworkPolicy on this node: generation programmed, rules, failed-closed policies
+//   GET /v1/policy/judge?src=&dst=&proto=&port= what this node's policies say of one connection (trace asks after a netfilter drop)
 import { createServer, type Server } from "node:http";
 import { chmodSync, mkdirSync, rmSync } from "node:fs";
 import { dirname } from "node:path";
 import type { FlowObserver } from "./flows.ts";
 import type { Feature } from "./status.ts";
-import type { PolicyStatus } from "./policy.ts";
+import type { Judgement, PolicyStatus } from "./policy.ts";
 
 /** Live streams one agent serves at once. */
 export const MAX_FOLLOWERS = 16;
@@ -23,7 +24,8 @@ export interface Api {
   close(): void;
 }
 
-export function serveApi(path: string, observer: () => FlowObserver | undefined, unavailable: () => string, features: () => Record<string, Feature> = () => ({}), policy: () => PolicyStatus | undefined = () => undefined): Promise<Api> {
+export function serveApi(path: string, observer: () => FlowObserver | undefined, unavailable: () => string, features: () => Record<string, Feature> = () => ({}), policy: () => PolicyStatus | undefined = () => undefined,
+  judge: (src: string, dst: string, proto: number, port: number) => Judgement | undefined = () => undefined): Promise<Api> {
   mkdirSync(dirname(path), { recursive: true });
   rmSync(path, { force: true });
   const live = new Set<import("node:http").ServerResponse>();
@@ -32,6 +34,12 @@ export function serveApi(path: string, observer: () => FlowObserver | undefined,
     const q = (k: string) => url.searchParams.get(k) ?? undefined;
     const num = (k: string) => (q(k) !== undefined && Number.isFinite(Number(q(k))) ? Number(q(k)) : undefined);
     if (req.method !== "GET") return void res.writeHead(405, { allow: "GET" }).end("GET only\n");
+    if (url.pathname === "/v1/policy/judge") {
+      const src = q("src"), dst = q("dst"), proto = num("proto"), port = num("port") ?? 0;
+      if (!src || !dst || proto === undefined) return void res.writeHead(400, { "content-type": "text/plain" }).end("give src, dst and proto (and port)\n");
+      if (!policy()) return void res.writeHead(404, { "content-type": "application/json" }).end(JSON.stringify({ error: "NetworkPolicy is not enforced by this agent" }));
+      return void res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(judge(src, dst, proto, port) ?? { verdict: "allowed", reason: "no policy concerns it" }));
+    }
     if (url.pathname === "/v1/policy") {
       const p = policy();
       return void res.writeHead(p ? 200 : 404, { "content-type": "application/json" }).end(JSON.stringify(p ?? { error: "NetworkPolicy is not enforced by this agent (no Kubernetes API, or --network-policy off)" }));

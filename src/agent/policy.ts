@@ -234,7 +234,7 @@ export class PolicyEnforcer {
    * What the evaluator says of a flow the observer saw (addresses, protocol, destination port):
    * undefined when no policy concerns it.
    */
-  judge(src: string, dst: string, proto: number, dstPort: number): Judgement | undefined {
+  judge(src: string, dst: string, proto: number, dstPort: number, o: { count?: boolean } = {}): Judgement | undefined {
     const ix = this.index;
     if (!ix) return undefined;
     // ICMP has no port: asked as TCP port 0, which only a rule without ports allows (as in the table).
@@ -248,12 +248,12 @@ export class PolicyEnforcer {
     if (!v.egress.isolated && !v.ingress.isolated && !v.audit) return undefined;
     if (!v.allowed) {
       const policy = [...(v.egress.allowed ? [] : v.egress.deniedBy?.policies ?? []), ...(v.ingress.allowed ? [] : v.ingress.deniedBy?.policies ?? [])][0];
-      this.m.flows.inc({ policy: policy ?? "", verdict: "denied" });
+      if (o.count !== false) this.m.flows.inc({ policy: policy ?? "", verdict: "denied" });
       return { verdict: "denied", ...(policy ? { policy } : {}), reason: reasonLine(v, q) };
     }
     if (v.audit) {
       const policy = [...(v.egress.audit?.policies ?? []), ...(v.ingress.audit?.policies ?? [])][0];
-      this.m.flows.inc({ policy: policy ?? "", verdict: "audit" });
+      if (o.count !== false) this.m.flows.inc({ policy: policy ?? "", verdict: "audit" });
       return { verdict: "audit", ...(policy ? { policy } : {}), reason: reasonLine(v, q) };
     }
     return { verdict: "allowed", reason: reasonLine(v, q) };

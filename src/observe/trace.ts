@@ -11,7 +11,7 @@ import { gauzeExecutable } from "../kernel/spawn.ts";
 import { parseCIDR, parseIP, prefixContains } from "../net/cidr.ts";
 import { tcpFlagNames } from "../packet/flow-key.ts";
 import { printableLines } from "../util/text.ts";
-import { sightings } from "./client.ts";
+import { get, sightings } from "./client.ts";
 import { type ClusterSource, type DoctorFinding, type SourcePod, doctorFindings, podRef } from "./source.ts";
 
 export interface TraceOptions {
@@ -52,7 +52,9 @@ export interface TraceReport {
   refused?: { by: string };
   /** What the destination is: a pod, a node, an address in the pod network no pod has, or outside the cluster. */
   destination: "pod" | "node" | "no-pod" | "outside";
-  stopped?: { node: string; after: ObservationPoint; interface: string; reason?: string; location?: string; check?: string; why: string };
+  stopped?: { node: string; after: ObservationPoint; interface: string; reason?: string; location?: string; check?: string; why: string;
+    /** The NetworkPolicy that denied it, as the node's agent judges the connection (after a netfilter drop). */
+    policy?: string };
   /** Nodes whose agent did not answer: the probe's hops there are not known. */
   unobserved: { node: string; why: string }[];
   /** Why the kernel's drops could not be watched (tracefs not usable), when they could not. */
@@ -188,6 +190,19 @@ export async function runTrace(source: ClusterSource, o: TraceOptions): Promise<
       node, after: last?.s.point ?? "from-pod", interface: last ? hops[hops.length - 1]!.interface : "-", ...(d ? { reason: d.reason, location: d.location.replace(/\+0x.*$/, "") } : {}), ...(check ? { check } : {}),
       why: d ? `the kernel dropped it: ${d.reason === "NOT_SPECIFIED" ? "no reason given" : d.reason} in ${d.location.replace(/\+0x.*$/, "")}` : last ? "no node saw it after this, and the kernel reported no drop: lost between the nodes (the underlay) or not answered" : "no node saw it leave the pod",
     };
+    // A netfilter drop where a NetworkPolicy isolates the pod: the policy is the conclusion, named
+    // by the agent that enforces it (the rules it programmed came from the same evaluator).
+    if (d?.reason === "NETFILTER_DROP") {
+      const agent = srcs.find((x) => x.node === node);
+      try {
+        const j = agent ? JSON.parse(await get(agent, `/v1/policy/judge?src=${encodeURIComponent(srcIp)}&dst=${encodeURIComponent(dst)}&proto=${proto}&port=${o.port ?? 0}`)) as { verdict?: string; policy?: string; reason?: string } : undefined;
+        if (j?.verdict === "denied" && typeof j.reason === "string") {
+          report.stopped = { ...report.stopped, why: j.reason, check: "agent.network-policy", ...(typeof j.policy === "string" ? { policy: j.policy } : {}) };
+        }
+      } catch {
+        // no policy enforcement on that node (or it did not answer): the drop stands as the kernel said
+      }
+    }
     // Where the address itself explains it, that is the conclusion, not a drop on the way.
     if (kind.kind === "outside" && kind.why) {
       report.stopped = { node, after: last?.s.point ?? "from-pod", interface: last ? hops[hops.length - 1]!.interface : "-", why: kind.why };

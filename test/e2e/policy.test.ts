@@ -86,6 +86,10 @@ test("a deny-all isolates TCP, UDP and SCTP at once, each drop is named with the
   assert.match(lines, /DROPPED \(dropped: policy web\/deny-all \(ingress isolated; no rule allows 10\.244\.\d+\.\d+ -> :80\/TCP\)\)/);
   assert.match(lines, /sctp .*DROPPED \(dropped: policy web\/deny-all/);
   assert.match(metrics(wk), /gauze_policy_rule_packets\{policy="web\/deny-all",rule="deny",direction="ingress"[^}]*\} [1-9]/);
+  // trace stops where the policy dropped it and names it (not a FORWARD-chain fault).
+  const tr = JSON.parse(sh([GAUZE, "trace", "client", "web/server", "--protocol", "tcp", "--port", "80", "--name", lab, "--json"]).stdout) as { stopped?: { node: string; policy?: string; check?: string; why: string } };
+  assert.deepEqual([tr.stopped?.node, tr.stopped?.policy, tr.stopped?.check], [wk, "web/deny-all", "agent.network-policy"], JSON.stringify(tr.stopped));
+  assert.match(tr.stopped!.why, /^dropped: policy web\/deny-all \(ingress isolated; no rule allows/);
   assert.match(must([GAUZE, "lab", "apply", "-f", denyAll, "--name", lab]), /unchanged/);
   assert.match(must([GAUZE, "lab", "delete", "-f", denyAll, "--name", lab]), /deleted/);
   await eventually("connected again", () => probe("client", "web/server", 80, "tcp") === "connected");
