@@ -26,7 +26,7 @@ const status = (lab: string) => JSON.parse(must([GAUZE, "lab", "status", "--name
 const labDir = (lab: string) => `/var/lib/gauze/lab/${lab}`;
 const podman = (lab: string, ...args: string[]) => must(["podman", "--root", `${labDir(lab)}/podman/root`, "--runroot", `${labDir(lab)}/podman/run`, "--storage-driver", "vfs", ...args], { env: { ...process.env, CONTAINERS_CONF: `${labDir(lab)}/podman/containers.conf` } });
 
-test("lab up --manifest: NotReady until the DaemonSet's pods run; then agents in containers with NET_ADMIN and NET_RAW only make pods talk, and observe them", { timeout: 180_000 }, async () => {
+test("lab up --manifest: NotReady until the DaemonSet's pods run; then agents in containers with NET_ADMIN, NET_RAW, BPF and PERFMON only make pods talk, and observe them with eBPF", { timeout: 180_000 }, async () => {
   sh([GAUZE, "lab", "down", "--name", name]);
   must([GAUZE, "lab", "up", "--name", name, "--nodes", "3", "--manifest", MANIFEST, "--no-cni"]);
   let st = status(name);
@@ -41,8 +41,8 @@ test("lab up --manifest: NotReady until the DaemonSet's pods run; then agents in
   // The container as the manifest says: the agent's command, NODE_NAME, capabilities, mounts.
   const c = (JSON.parse(podman(name, "inspect", `gz-${name}-${name}-worker-gauze`)) as { Config: { Env: string[]; Entrypoint: string | string[] }; Args: string[]; EffectiveCaps: string[]; Mounts: { Destination: string }[] }[])[0]!;
   assert.ok(c.Config.Env.includes(`NODE_NAME=${name}-worker`));
-  assert.deepEqual([...c.EffectiveCaps].sort(), ["CAP_NET_ADMIN", "CAP_NET_RAW"]);
-  assert.deepEqual(c.Mounts.map((m) => m.Destination).sort(), ["/etc/cni/net.d", "/etc/gauze", "/run/gauze", "/run/xtables.lock", "/sys/kernel/tracing", "/var/run/secrets/kubernetes.io/serviceaccount"]);
+  assert.deepEqual([...c.EffectiveCaps].sort(), ["CAP_BPF", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_PERFMON"]);
+  assert.deepEqual(c.Mounts.map((m) => m.Destination).sort(), ["/etc/cni/net.d", "/etc/gauze", "/run/gauze", "/run/xtables.lock", "/sys/fs/bpf", "/sys/kernel/tracing", "/var/run/secrets/kubernetes.io/serviceaccount"]);
   // The plugin the init container installed, the conflist the agent wrote, into the node's own tree.
   assert.ok(existsSync(`${labDir(name)}/nodes/${name}-worker/opt/cni/bin/gauze`));
   assert.ok(existsSync(`${labDir(name)}/nodes/${name}-worker/etc/cni/net.d/10-gauze.conflist`));
@@ -57,9 +57,15 @@ test("lab up --manifest: NotReady until the DaemonSet's pods run; then agents in
   must([GAUZE, "lab", "pod", "run", "b", "--node", `${name}-worker2`, "--name", name]);
   const b = status(name).pods.find((p) => p.name === "b")!.ip;
   assert.equal(sh([GAUZE, "lab", "exec", "a", "--name", name, "--", "ping", "-c", "2", "-W", "1", b]).status, 0);
-  // The agents in their containers observe too (packet socket with NET_RAW, the node's /run/gauze
-  // for the API), and with the host's tracefs mounted they see drops: a FORWARD drop is named.
+  // The agents in their containers observe too, with eBPF and exactly those capabilities (tc
+  // programs and kfree_skb; the node's /run/gauze for the API; pins in the host's bpffs), and see
+  // drops with the kernel's reason: a FORWARD drop is named.
   await new Promise((r) => setTimeout(r, 1200));
+  for (const n of st.nodes) {
+    const m = must(["nsenter", `--net=/run/netns/gz-${n.name}`, GAUZE, "lab", "http-get", "http://127.0.0.1:9317/metrics"]);
+    assert.match(m, /gauze_agent_feature_enabled\{feature="ebpf",node="[^"]+"\} 1/, `${n.name} observes with eBPF`);
+    assert.ok(existsSync(`/sys/fs/bpf/gauze/${n.name}/observe/flows`), `${n.name}: its flow table pinned in the host's bpffs`);
+  }
   const flows = must([GAUZE, "observe", "--name", name, "-o", "json", "--last", "200", "--from-pod", "a"]).trim().split("\n").map((l) => JSON.parse(l) as { node: string; observationPoint: string });
   assert.ok(flows.some((f) => f.node === `${name}-worker2` && f.observationPoint === "to-pod"), "the far node's agent saw the ping arrive");
   must([GAUZE, "lab", "break", "forward-drop", "--node", `${name}-worker2`, "--name", name]);
@@ -118,6 +124,7 @@ test("the uninstall DaemonSet leaves every node without gauze: no device, bridge
     assert.equal(must(["nsenter", `--net=/run/netns/gz-${n.name}`, "iptables-save"]).includes("GAUZE"), false);
     assert.equal(existsSync(`${labDir(name)}/nodes/${n.name}/opt/cni/bin/gauze`), false);
     assert.equal(existsSync(`${labDir(name)}/nodes/${n.name}/etc/cni/net.d/10-gauze.conflist`), false);
+    assert.equal(existsSync(`/sys/fs/bpf/gauze/${n.name}/observe`), false, `${n.name}: no eBPF pin of the observer left`);
   }
   const nodes = (JSON.parse(readFileSync(`${labDir(name)}/kube/nodes.json`, "utf8")) as { nodes: { metadata: { annotations: Record<string, string> } }[] }).nodes;
   assert.ok(nodes.every((n) => !Object.keys(n.metadata.annotations).some((k) => k.startsWith("gauze.dev/"))), "the leases (annotations) are released");

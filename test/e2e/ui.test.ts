@@ -24,7 +24,8 @@ let page: Page;
 
 before(async () => {
   sh([GAUZE, "lab", "down", "--name", lab]);
-  must([GAUZE, "lab", "up", "--name", lab, "--nodes", "2"]);
+  // ui-ring.test.ts runs this file again with the agents on the packet ring (eBPF forced off).
+  must([GAUZE, "lab", "up", "--name", lab, "--nodes", "2", ...(process.env.GAUZE_TEST_OBSERVER ? ["--observer", process.env.GAUZE_TEST_OBSERVER] : [])]);
   must([GAUZE, "lab", "pod", "run", "a", "--node", cp, "--name", lab]);
   must([GAUZE, "lab", "pod", "run", "b", "--node", wk, "--name", lab]);
   ui = spawn(GAUZE, ["ui", "--name", lab, "--port", String(port), "--bench", join(ROOT, "docs", "bench.svg")], { stdio: ["ignore", "pipe", "inherit"] });

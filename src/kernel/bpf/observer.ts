@@ -158,6 +158,11 @@ export class BpfFlowTap {
     return out;
   }
 
+  /** Bytes of events waiting in the ring (two reads of shared memory, no syscall: cheap to ask often). */
+  pending(): number {
+    return this.ring.pending();
+  }
+
   /** Sleeps up to `timeoutMs` until there are events. */
   wait(timeoutMs: number): boolean {
     return this.ring.wait(timeoutMs);

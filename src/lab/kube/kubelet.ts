@@ -23,7 +23,7 @@ interface Mount { name: string; mountPath: string; readOnly?: boolean }
 interface HttpProbe { httpGet?: { host?: string; path?: string; port?: number | string; scheme?: string }; periodSeconds?: number; initialDelaySeconds?: number; timeoutSeconds?: number }
 interface Container {
   name: string; image: string; command?: string[]; args?: string[]; env?: EnvVar[]; volumeMounts?: Mount[];
-  securityContext?: { privileged?: boolean; allowPrivilegeEscalation?: boolean; capabilities?: { add?: string[]; drop?: string[] } };
+  securityContext?: { privileged?: boolean; allowPrivilegeEscalation?: boolean; capabilities?: { add?: string[]; drop?: string[] }; seccompProfile?: { type: string } };
   readinessProbe?: HttpProbe; livenessProbe?: HttpProbe;
 }
 interface Volume { name: string; hostPath?: { path: string; type?: string }; configMap?: { name: string } }
@@ -158,6 +158,10 @@ function containerArgs(s: LabState, n: LabNode, t: PodTemplate, c: Container, po
   for (const cap of sc.capabilities?.drop ?? []) a.push("--cap-drop", cap);
   for (const cap of sc.capabilities?.add ?? []) a.push("--cap-add", cap);
   if (sc.allowPrivilegeEscalation === false) a.push("--security-opt", "no-new-privileges");
+  // Kubelet runs a container that names no seccomp profile Unconfined (its default without
+  // --seccomp-default); podman's own default would be RuntimeDefault, which on this podman lets
+  // bpf() through only with CAP_SYS_ADMIN.
+  if ((sc.seccompProfile?.type ?? "Unconfined") === "Unconfined") a.push("--security-opt", "seccomp=unconfined");
   // What kubelet puts in every pod's environment, then the container's own.
   a.push("-e", `KUBERNETES_SERVICE_HOST=${API_HOST}`, "-e", `KUBERNETES_SERVICE_PORT=${API_PORT}`);
   for (const e of c.env ?? []) a.push("-e", `${e.name}=${e.valueFrom ? fieldValue(e.valueFrom.fieldRef?.fieldPath, s, n, pod) : e.value ?? ""}`);
