@@ -111,10 +111,10 @@ function what(f) {
 function addFlow(f) {
   const tr = document.createElement("tr");
   tr.className = "flow " + f.verdict;
-  tr.dataset.srcPod = f.source.pod || ""; tr.dataset.dstPod = f.destination.pod || ""; tr.dataset.reason = f.dropReason || ""; tr.dataset.point = f.observationPoint; tr.dataset.node = f.node;
+  tr.dataset.srcPod = f.source.pod || ""; tr.dataset.dstPod = f.destination.pod || ""; tr.dataset.reason = f.dropReason || ""; tr.dataset.policy = f.policy ? f.policy.name || "" : ""; tr.dataset.point = f.observationPoint; tr.dataset.node = f.node;
   const t = new Date(f.time).toISOString().slice(11, 23);
   const tun = f.tunnel ? "vni " + f.tunnel.vni + " " + f.tunnel.outer.source + "→" + f.tunnel.outer.destination + " outer " + f.tunnel.outerIpLen + " B +" + f.tunnel.overheadBytes : "";
-  tr.innerHTML = "<td>" + t + "</td><td>" + esc(f.node.replace(state ? state.lab + "-" : "", "")) + "</td><td>" + esc(f.source.pod || f.source.ip) + "</td><td>" + esc(f.destination.pod || f.destination.ip) + "</td><td>" + esc(what(f)) + "</td><td>" + esc(f.observationPoint + " " + f.interface.name) + "</td><td>" + (f.verdict === "dropped" ? "DROPPED " + esc(f.dropReason || "") : "forwarded") + "</td><td>" + f.bytes + "</td><td>" + esc(tun) + "</td>";
+  tr.innerHTML = "<td>" + t + "</td><td>" + esc(f.node.replace(state ? state.lab + "-" : "", "")) + "</td><td>" + esc(f.source.pod || f.source.ip) + "</td><td>" + esc(f.destination.pod || f.destination.ip) + "</td><td>" + esc(what(f)) + "</td><td>" + esc(f.observationPoint + " " + f.interface.name) + "</td><td>" + (f.verdict === "dropped" ? "DROPPED " + esc(f.policy ? f.policy.reason : f.dropReason || "") : f.verdict === "audit" ? "AUDIT " + esc(f.policy ? f.policy.reason : "") : "forwarded") + "</td><td>" + f.bytes + "</td><td>" + esc(tun) + "</td>";
   tr.addEventListener("click", () => showPackets(f));
   rows.insertBefore(tr, rows.firstChild);
   while (rows.children.length > 200) rows.removeChild(rows.lastChild);

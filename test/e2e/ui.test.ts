@@ -6,7 +6,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { GAUZE, ROOT, must, sh } from "./helpers.ts";
@@ -81,6 +81,22 @@ test("clicking the flow shows its last packets layer by layer: VXLAN inside UDP,
   assert.deepEqual(layers, ["eth", "ipv4", "udp", "vxlan", "eth", "ipv4", "icmp"]);
   assert.match(await page.textContent("#packet") ?? "", /outer IP 134 B, inner IP 84 B, \+50 B/);
   await page.screenshot({ path: join(shots, "3-packet.png") });
+});
+
+test("a NetworkPolicy drop is a red flow that names the policy and why", async () => {
+  const f = join(ROOT, "artifacts", "ui", `deny-${process.pid}.yml`);
+  writeFileSync(f, "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny-all, namespace: default}\nspec: {podSelector: {}, policyTypes: [Ingress]}\n");
+  must([GAUZE, "lab", "apply", "-f", f, "--name", lab]);
+  try {
+    must([GAUZE, "policy", "status", "--wait", "10", "--name", lab]);
+    ping("a", podIp("b"));
+    const row = await page.waitForSelector(`tr.flow.dropped[data-policy="default/deny-all"][data-node="${wk}"]`, { timeout: 3000 });
+    assert.match(await row.textContent() ?? "", /DROPPED dropped: policy default\/deny-all \(ingress isolated; no rule allows /);
+    await page.screenshot({ path: join(shots, "4a-policy-dropped.png") });
+  } finally {
+    must([GAUZE, "lab", "delete", "-f", f, "--name", lab]);
+    rmSync(f, { force: true });
+  }
 });
 
 test("lab break forward-drop: a red dropped flow with the kernel's reason; doctor on the node names the fault", async () => {
