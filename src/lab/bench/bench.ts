@@ -5,6 +5,11 @@
 // machine's good minutes: pod-to-pod TCP throughput with iperf3 (1 and 4 streams), the CPU the
 // whole machine spent per Gbit/s, RTT p50 and p99 over 200 pings, and the bytes on the wire per
 // 64-byte ping and per full-size TCP segment, read from a real capture decoded by gauze dissect.
+// The datapath is a dimension too: host-gw-ebpf and vxlan-ebpf are the same backends with
+// `--datapath ebpf` (pod packets redirected by bpf/datapath.c past the bridge and netfilter),
+// same-node and same-node-ebpf two pods on one node; each round also runs a request-response
+// test (sockperf ping-pong over TCP: small messages back and forth, p50, p99 and p99.9), the
+// AllReduce-shaped question, next to throughput.
 import { closeSync, openSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { runSync, startDetached } from "../../kernel/spawn.ts";
@@ -19,7 +24,7 @@ import { type Progress, labDir, labExists, loadLab } from "../state.ts";
 import { captureDuring, sizes } from "../wire.ts";
 import { percentile } from "../../util/stats.ts";
 
-export const BENCH_BACKENDS = ["none", "host-gw", "vxlan", "vxlan-direct", "macvlan", "wireguard", "flannel-style", "none-v6", "vxlan-v6"] as const;
+export const BENCH_BACKENDS = ["none", "host-gw", "vxlan", "vxlan-direct", "macvlan", "wireguard", "flannel-style", "none-v6", "vxlan-v6", "host-gw-ebpf", "vxlan-ebpf", "same-node", "same-node-ebpf"] as const;
 export type BenchBackend = (typeof BENCH_BACKENDS)[number];
 
 export interface Endpoint { netns: string; ip: string; dev: string }
@@ -32,6 +37,8 @@ export interface BackendResult {
   /** Median over the rounds, per stream count. */
   tcp: { streams: number; gbps: number; coresBusy: number; coresPerGbps: number; rounds: number[] }[];
   rtt?: { p50Us: number; p99Us: number; n: number };
+  /** sockperf ping-pong over TCP (one-way latency, half the round trip), medians of each round's percentiles. */
+  rr?: { p50Us: number; p99Us: number; p999Us: number; rounds: number };
   ping?: { outerIp: number; innerIp: number; overhead: number; frame: number };
   segment?: { outerIp: number; innerIp: number; overhead: number; frame: number };
 }
@@ -103,8 +110,10 @@ function buildFlannelStyle(lab: string): { pods: Endpoint[]; netns: string[] } {
   return { pods: nodes.map((x) => ({ netns: x.podNs, ip: x.pod, dev: "eth0" })), netns: nodes.map((x) => x.podNs) };
 }
 
+const labName = (backend: BenchBackend, prefix: string) => `${prefix}-${({ "flannel-style": "fl", "host-gw": "hg", none: "no", vxlan: "vx", "vxlan-direct": "vd", macvlan: "mv", wireguard: "wg", "none-v6": "n6", "vxlan-v6": "v6", "host-gw-ebpf": "he", "vxlan-ebpf": "ve", "same-node": "sn", "same-node-ebpf": "se" } as const)[backend]}`;
+
 async function setUp(backend: BenchBackend, prefix: string, progress: Progress): Promise<Setup> {
-  const lab = `${prefix}-${({ "flannel-style": "fl", "host-gw": "hg", none: "no", vxlan: "vx", "vxlan-direct": "vd", macvlan: "mv", wireguard: "wg", "none-v6": "n6", "vxlan-v6": "v6" } as const)[backend]}`;
+  const lab = labName(backend, prefix);
   if (labExists(lab)) await labDown(lab, () => undefined);
   const quiet = () => undefined;
   const cp = `${lab}-control-plane`;
@@ -135,6 +144,17 @@ async function setUp(backend: BenchBackend, prefix: string, progress: Progress):
     progress(`${backend}: gauze pods ${a.ip6} and ${b.ip6} (IPv6 through gauze6.1)`);
     return { backend, lab, client: { netns: a.netns, ip: a.ip6, dev: "eth0" }, server: { netns: b.netns, ip: b.ip6, dev: "eth0" }, clientNode: `gz-${cp}`, tunnelBpf: "ip6 and udp port 8472", extraNetns: [] };
   }
+  // The eBPF datapath, and two pods on one node (over the bridge, or redirected straight into each other).
+  if (backend === "host-gw-ebpf" || backend === "vxlan-ebpf" || backend === "same-node" || backend === "same-node-ebpf") {
+    const base = backend === "vxlan-ebpf" ? "vxlan" : "host-gw";
+    const ebpf = backend.endsWith("-ebpf");
+    await labUp({ name: lab, nodes: 2, podCidr: "10.244.0.0/16", backend: base, cni: true, noObserve: true, ...(ebpf ? { datapath: "ebpf" as const } : {}), progress: quiet });
+    const a = await podRun(lab, "a", cp, "netshoot");
+    const b = await podRun(lab, "b", backend.startsWith("same-node") ? cp : wk, "netshoot");
+    if (a.phase !== "Running" || b.phase !== "Running") throw new Error(`pods did not start: ${a.reason ?? b.reason}`);
+    progress(`${backend}: gauze pods ${a.ip} and ${b.ip}${ebpf ? " (eBPF datapath)" : ""}`);
+    return { backend, lab, client: { netns: a.netns, ip: a.ip!, dev: "eth0" }, server: { netns: b.netns, ip: b.ip!, dev: "eth0" }, clientNode: `gz-${cp}`, ...(base === "vxlan" ? { tunnelBpf: "udp port 8472" } : {}), extraNetns: [] };
+  }
   // vxlan-direct: both nodes on one underlay subnet, so DirectRouting routes every peer bare.
   // Agents without the flow observer: this bench weighs the dataplane against flannel's, which
   // records nothing; what observing costs is bench/observe's to say.
@@ -158,6 +178,17 @@ function iperf(x: Setup, streams: number, seconds: number): { gbps: number; core
     throw new Error(`iperf3 to ${x.server.ip} (${x.backend}): ${r.stderr.trim() || r.stdout.slice(0, 300)}`);
   }
   return { gbps: bps / 1e9, coresBusy: ((after.busy - before.busy) / Math.max(1, after.total - before.total)) * NCPU };
+}
+
+const SOCKPERF_PORT = 11111;
+
+/** One sockperf ping-pong run over TCP: one-way latency percentiles in microseconds. */
+function requestResponse(x: Setup, seconds: number): { p50: number; p99: number; p999: number } {
+  const r = runSync(["sockperf", "ping-pong", "--tcp", "-i", x.server.ip, "-p", String(SOCKPERF_PORT), "-t", String(seconds)], { netns: netnsPath(x.client.netns) });
+  const pct = (p: string) => Number(new RegExp(`percentile ${p.replace(".", "\\.")} =\\s*([\\d.]+)`).exec(r.stdout + r.stderr)?.[1]);
+  const out = { p50: pct("50.000"), p99: pct("99.000"), p999: pct("99.900") };
+  if (!Number.isFinite(out.p50)) throw new Error(`sockperf to ${x.server.ip} (${x.backend}): ${(r.stderr || r.stdout).trim().slice(-300)}`);
+  return out;
 }
 
 function rtt(x: Setup): { p50Us: number; p99Us: number; n: number } {
@@ -196,6 +227,7 @@ export async function runBench(o: { backends: BenchBackend[]; streams: number[];
   const servers: number[] = [];
   const results = new Map<BenchBackend, BackendResult>(o.backends.map((b) => [b, { backend: b, ok: true, tcp: [] }]));
   const tcp = new Map<string, { gbps: number[]; cores: number[] }>();
+  const rr = new Map<BenchBackend, { p50: number; p99: number; p999: number }[]>();
   try {
     for (const b of o.backends) {
       try {
@@ -204,10 +236,14 @@ export async function runBench(o: { backends: BenchBackend[]; streams: number[];
         const log = openSync(join(labDir(x.lab), "iperf3.log"), "a");
         try {
           servers.push(startDetached(["iperf3", "-s"], log, { netns: netnsPath(x.server.netns) }));
+          servers.push(startDetached(["sockperf", "server", "--tcp", "-i", x.server.ip, "-p", String(SOCKPERF_PORT)], log, { netns: netnsPath(x.server.netns) }));
         } finally {
           closeSync(log);
         }
       } catch (e) {
+        // A lab that failed half way up is not left behind.
+        const lab = labName(b, o.prefix ?? "gzb");
+        if (labExists(lab) && !setups.some((x) => x.lab === lab)) await labDown(lab, () => undefined).catch(() => undefined);
         results.set(b, { backend: b, ok: false, error: (e as Error).message, tcp: [] });
         o.progress(`${b}: ${(e as Error).message}`);
       }
@@ -224,6 +260,9 @@ export async function runBench(o: { backends: BenchBackend[]; streams: number[];
           tcp.set(k, acc);
           o.progress(`round ${round}/${o.rounds} ${x.backend.padEnd(13)} ${n} stream(s): ${m.gbps.toFixed(2)} Gbit/s, ${m.coresBusy.toFixed(2)} cores busy`);
         }
+        const l = requestResponse(x, Math.min(2, o.seconds));
+        rr.set(x.backend, [...(rr.get(x.backend) ?? []), l]);
+        o.progress(`round ${round}/${o.rounds} ${x.backend.padEnd(13)} request-response: p50 ${l.p50.toFixed(1)} us, p99 ${l.p99.toFixed(1)} us, p99.9 ${l.p999.toFixed(1)} us`);
       }
     }
     for (const x of setups) {
@@ -234,8 +273,11 @@ export async function runBench(o: { backends: BenchBackend[]; streams: number[];
         const cores = median(acc.cores);
         return { streams: n, gbps: +gbps.toFixed(3), coresBusy: +cores.toFixed(2), coresPerGbps: +(cores / gbps).toFixed(3), rounds: acc.gbps.map((g) => +g.toFixed(3)) };
       });
+      const l = rr.get(x.backend) ?? [];
+      if (l.length) r.rr = { p50Us: +median(l.map((v) => v.p50)).toFixed(1), p99Us: +median(l.map((v) => v.p99)).toFixed(1), p999Us: +median(l.map((v) => v.p999)).toFixed(1), rounds: l.length };
       r.rtt = rtt(x);
-      Object.assign(r, await wireSizes(x));
+      // Two pods on one node never touch eth0: nothing to capture there.
+      if (!x.backend.startsWith("same-node")) Object.assign(r, await wireSizes(x));
     }
   } finally {
     for (const pid of servers) { try { process.kill(pid, "SIGTERM"); } catch { /* gone */ } }
@@ -267,13 +309,32 @@ function targets(rs: BackendResult[]): BenchReport["targets"] {
       if (v !== undefined) out.push({ what: `${b}, ${n} stream(s): at least 95 % of none`, value: `${((v / g(none, n)!) * 100).toFixed(1)} %`, ok: v >= 0.95 * g(none, n)! });
     }
   }
+  // The eBPF datapath against the classic one, the underlay and flannel (the issue's targets).
+  for (const n of none?.tcp.map((t) => t.streams) ?? []) {
+    const v = g(by("host-gw-ebpf"), n);
+    if (v !== undefined) out.push({ what: `host-gw-ebpf, ${n} stream(s): at least 95 % of none`, value: `${((v / g(none, n)!) * 100).toFixed(1)} %`, ok: v >= 0.95 * g(none, n)! });
+  }
+  const rrNone = none?.rr?.p50Us;
+  const rrE = by("host-gw-ebpf")?.rr?.p50Us;
+  if (rrNone !== undefined && rrE !== undefined) out.push({ what: "host-gw-ebpf: request-response p50 within 10 % of none", value: `${rrE} against ${rrNone} us (${((rrE / rrNone) * 100).toFixed(0)} %)`, ok: rrE <= 1.1 * rrNone });
+  for (const [e, c] of [["host-gw-ebpf", "host-gw"], ["vxlan-ebpf", "vxlan"], ["same-node-ebpf", "same-node"], ["vxlan-ebpf", "flannel-style"]] as const) {
+    const re = by(e), rc = by(c);
+    if (!re || !rc) continue;
+    for (const t of re.tcp) {
+      const tc = rc.tcp.find((x) => x.streams === t.streams);
+      if (!tc) continue;
+      out.push({ what: `${e}, ${t.streams} stream(s): faster than ${c}`, value: `${((t.gbps / tc.gbps) * 100).toFixed(1)} % of its throughput`, ok: t.gbps > tc.gbps });
+      if (c !== "flannel-style") out.push({ what: `${e}, ${t.streams} stream(s): less CPU per Gbit/s than ${c}`, value: `${t.coresPerGbps} against ${tc.coresPerGbps}`, ok: t.coresPerGbps < tc.coresPerGbps });
+    }
+    if (re.rr && rc.rr) out.push({ what: `${e}: request-response p50 against ${c} (informational)`, value: `${re.rr.p50Us} against ${rc.rr.p50Us} us, p99 ${re.rr.p99Us} against ${rc.rr.p99Us}`, ok: true });
+  }
   const fl = by("flannel-style");
   for (const n of fl?.tcp.map((t) => t.streams) ?? []) {
     const vx = g(by("vxlan"), n);
     if (vx !== undefined) out.push({ what: `vxlan, ${n} stream(s): within 5 % of flannel-style`, value: `${((vx / g(fl, n)!) * 100).toFixed(1)} %`, ok: vx >= 0.95 * g(fl, n)! });
   }
   // What IPv6 adds: VXLAN over an IPv6 underlay carries a 40-byte outer header instead of 20.
-  const want: Partial<Record<BenchBackend, number>> = { vxlan: 50, "flannel-style": 50, "host-gw": 0, "vxlan-direct": 0, macvlan: 0, wireguard: 60, none: 0, "none-v6": 0, "vxlan-v6": 70 };
+  const want: Partial<Record<BenchBackend, number>> = { vxlan: 50, "flannel-style": 50, "host-gw": 0, "vxlan-direct": 0, macvlan: 0, wireguard: 60, none: 0, "none-v6": 0, "vxlan-v6": 70, "host-gw-ebpf": 0, "vxlan-ebpf": 50 };
   for (const r of rs.filter((x) => x.ok && x.ping)) {
     const w = want[r.backend];
     if (w !== undefined) out.push({ what: `${r.backend}: wire overhead ${w} bytes per packet (from the capture)`, value: `${r.ping!.overhead} per ping, ${r.segment?.overhead ?? "?"} per segment`, ok: r.ping!.overhead === w && r.segment?.overhead === w });
@@ -283,12 +344,12 @@ function targets(rs: BackendResult[]): BenchReport["targets"] {
 
 export function formatBench(r: BenchReport): string {
   const streams = r.results.find((x) => x.ok)?.tcp.map((t) => t.streams) ?? [];
-  const head = ["backend".padEnd(14), ...streams.map((n) => `Gbit/s x${n}`.padStart(12)), ...streams.map((n) => `cores/Gbps x${n}`.padStart(16)), "RTT p50/p99 us".padStart(16), "ping IP out/in (+)".padStart(20), "segment IP out/in (+)".padStart(23)].join("");
+  const head = ["backend".padEnd(14), ...streams.map((n) => `Gbit/s x${n}`.padStart(12)), ...streams.map((n) => `cores/Gbps x${n}`.padStart(16)), "RTT p50/p99 us".padStart(16), "RR p50/p99/p99.9 us".padStart(22), "ping IP out/in (+)".padStart(20), "segment IP out/in (+)".padStart(23)].join("");
   const rows = r.results.map((x) => {
     if (!x.ok) return `${x.backend.padEnd(14)}failed: ${x.error}`;
     const sz = (s?: { outerIp: number; innerIp: number; overhead: number }) => (s ? `${s.outerIp}/${s.innerIp} (+${s.overhead})` : "-");
     return [x.backend.padEnd(14), ...x.tcp.map((t) => t.gbps.toFixed(2).padStart(12)), ...x.tcp.map((t) => t.coresPerGbps.toFixed(3).padStart(16)),
-      `${x.rtt?.p50Us}/${x.rtt?.p99Us}`.padStart(16), sz(x.ping).padStart(20), sz(x.segment).padStart(23)].join("");
+      `${x.rtt?.p50Us}/${x.rtt?.p99Us}`.padStart(16), (x.rr ? `${x.rr.p50Us}/${x.rr.p99Us}/${x.rr.p999Us}` : "-").padStart(22), sz(x.ping).padStart(20), sz(x.segment).padStart(23)].join("");
   });
   const t = r.targets.map((x) => `${x.ok ? "ok  " : "MISS"} ${x.what}: ${x.value}`);
   return [`gauze lab bench: ${r.rounds} round(s) of ${r.seconds} s per measurement, medians`, "", head, ...rows, "", ...t].join("\n");
