@@ -11,6 +11,7 @@ import { ensureSysctl } from "../kernel/sysctl.ts";
 import { addAddr, addBridge, addRoute, addVeth, setLink, withRtnl } from "../kernel/netlink/index.ts";
 import { formatIP, formatPrefix, parseIP } from "../net/cidr.ts";
 import { resolveNetwork } from "../store/registry.ts";
+import { removeObserverPins } from "../agent/observing.ts";
 import { agentStatus, startAgent, waitReady } from "./agents.ts";
 import { installBinary } from "./install.ts";
 import { tearDownPod } from "./pods.ts";
@@ -148,6 +149,8 @@ export async function nodeRm(lab: string, name: string): Promise<void> {
     if (s.manifest) stopDaemonPod(s, n);
     else await releaseNodeLease(s, n.name);
     if (hasApi(s)) await deleteNode(s.name, n.name);
+    // Its agent's eBPF observer, pinned to outlive the agent: it goes with the node.
+    removeObserverPins(n.name, netnsPath(n.netns));
     delNetns(n.netns);
     rmSync(n.root, { recursive: true, force: true });
     s.nodes = s.nodes.filter((x) => x !== n);
