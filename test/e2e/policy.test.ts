@@ -202,3 +202,18 @@ test("on the eBPF datapath the 48 cases pass too: pods a policy isolates go the 
     sh([GAUZE, "lab", "down", "--name", ebpf]);
   }
 });
+
+test("over IPv6 (a dual-stack lab) the 48 cases pass too, the probes going to the pods' IPv6 addresses", () => {
+  const v6 = `${lab}6`;
+  sh([GAUZE, "lab", "down", "--name", v6]);
+  try {
+    const up = sh([GAUZE, "lab", "up", "--name", v6, "--ipv6"]);
+    assert.equal(up.status, 0, up.stderr);
+    const r = sh([GAUZE, "lab", "policy-test", "--name", v6, "--ipv6", "--json"]);
+    const out = JSON.parse(r.stdout) as { passed: number; cases: { id: string; ok: boolean; error?: string; checks: { diff: { ok: boolean; text: string } }[] }[] };
+    assert.deepEqual(out.cases.filter((c) => !c.ok).map((c) => `${c.id}: ${c.error ?? c.checks.filter((k) => !k.diff.ok).map((k) => `\n${k.diff.text}`).join("")}`), []);
+    assert.equal(out.passed, 48);
+  } finally {
+    sh([GAUZE, "lab", "down", "--name", v6]);
+  }
+});
