@@ -1,6 +1,7 @@
 // Turning dissections into output: text blocks (outer and inner layers indented, each with its
 // header length, and the tunnel's size annotation), and JSON lines with stable field names
 // (documented in the README).
+import { rfc3339Nanos } from "../util/time.ts";
 import type {
   ArpLayer, ChecksumState, Dissection, EthLayer, GeneveLayer, IcmpLayer, WireguardLayer, Ipv4Layer, Ipv6Layer, Layer, SllLayer, TcpLayer,
   Tunnel, UdpLayer, VxlanLayer,
@@ -431,36 +432,36 @@ export function packetText(p: Packet, d: Dissection): string {
 export function packetJson(p: Packet, d: Dissection): Record<string, unknown> {
   const f = d.frame;
   const layers = d.layers.map((l) => {
-    const o: Record<string, unknown> = { layer: l.kind, depth: l.depth, offset: l.offset, header_len: l.headerLen };
+    const o: Record<string, unknown> = { layer: l.kind, depth: l.depth, offset: l.offset, headerLen: l.headerLen };
     switch (l.kind) {
-      case "eth": o.src = macAt(f, l.offset + 6); o.dst = macAt(f, l.offset); o.ethertype = hex(l.etherType, 4); if (l.vlans.length) o.vlans = l.vlans; break;
-      case "sll": case "sll2": o.ethertype = hex(l.etherType, 4); o.pkt_type = l.pktType; if (l.kind === "sll2") o.ifindex = l.ifindex; break;
-      case "arp": o.op = l.op; o.sender_ip = ipv4Text(l.senderIp); o.target_ip = ipv4Text(l.targetIp); o.sender_mac = macAt(f, l.senderMacAt); break;
-      case "ipv4": Object.assign(o, { src: ipv4Text(l.src), dst: ipv4Text(l.dst), proto: l.proto, total_len: l.totalLen, ttl: l.ttl, id: l.id, df: (l.flags & 2) !== 0, mf: (l.flags & 1) !== 0, frag_offset: l.fragOffset, header_checksum_ok: l.checksumOk }); break;
-      case "ipv6": Object.assign(o, { src: ipv6At(f, l.srcAt), dst: ipv6At(f, l.dstAt), next_header: l.proto, payload_len: l.payloadLen, hop_limit: l.hopLimit, flow_label: l.flowLabel, ext_headers: l.extHeaders }); if (l.fragment) o.fragment = l.fragment; break;
+      case "eth": o.source = macAt(f, l.offset + 6); o.destination = macAt(f, l.offset); o.etherType = hex(l.etherType, 4); if (l.vlans.length) o.vlans = l.vlans; break;
+      case "sll": case "sll2": o.etherType = hex(l.etherType, 4); o.packetType = l.pktType; if (l.kind === "sll2") o.ifindex = l.ifindex; break;
+      case "arp": o.op = l.op; o.senderIp = ipv4Text(l.senderIp); o.targetIp = ipv4Text(l.targetIp); o.senderMac = macAt(f, l.senderMacAt); break;
+      case "ipv4": Object.assign(o, { source: ipv4Text(l.src), destination: ipv4Text(l.dst), protocol: l.proto, totalLen: l.totalLen, ttl: l.ttl, id: l.id, df: (l.flags & 2) !== 0, mf: (l.flags & 1) !== 0, fragmentOffset: l.fragOffset, headerChecksumOk: l.checksumOk, ...(l.presumedLength ? { presumedLength: true } : {}) }); break;
+      case "ipv6": Object.assign(o, { source: ipv6At(f, l.srcAt), destination: ipv6At(f, l.dstAt), nextHeader: l.proto, payloadLen: l.payloadLen, hopLimit: l.hopLimit, flowLabel: l.flowLabel, extHeaders: l.extHeaders, ...(l.presumedLength ? { presumedLength: true } : {}) }); if (l.fragment) o.fragment = l.fragment; break;
       case "icmp": case "icmp6": o.type = l.type; o.code = l.code; if (l.id !== undefined) { o.id = l.id; o.seq = l.seq; } break;
-      case "udp": Object.assign(o, { src_port: l.srcPort, dst_port: l.dstPort, length: l.length, checksum: l.checksum, checksum_state: l.checksumState }); break;
-      case "tcp": Object.assign(o, { src_port: l.srcPort, dst_port: l.dstPort, flags: tcpFlags(l.flags), seq: l.seq, ack: l.ack, window: l.window, payload_len: l.payloadLen, options: tcpOptionList(f, l.offset + 20, l.offset + l.headerLen), checksum: l.checksum, checksum_state: l.checksumState }); break;
-      case "vxlan": o.vni = l.vni; o.flags = l.flags; if (l.groupPolicy !== undefined) o.group_policy = l.groupPolicy; break;
-      case "geneve": Object.assign(o, { vni: l.vni, protocol: hex(l.protocol, 4), options_len: l.optionsLen, options: l.options, oam: l.oam, critical: l.critical }); break;
-      case "wireguard": Object.assign(o, { type: l.msgType, ...(l.receiver !== undefined ? { receiver: l.receiver } : {}), ...(l.counter !== undefined ? { counter: l.counter } : {}), ...(l.sealedLen !== undefined ? { sealed_len: l.sealedLen } : {}) }); break;
+      case "udp": Object.assign(o, { sourcePort: l.srcPort, destinationPort: l.dstPort, length: l.length, checksum: l.checksum, checksumState: l.checksumState }); break;
+      case "tcp": Object.assign(o, { sourcePort: l.srcPort, destinationPort: l.dstPort, flags: tcpFlags(l.flags), seq: l.seq, ack: l.ack, window: l.window, payloadLen: l.payloadLen, options: tcpOptionList(f, l.offset + 20, l.offset + l.headerLen), checksum: l.checksum, checksumState: l.checksumState }); break;
+      case "vxlan": o.vni = l.vni; o.flags = l.flags; if (l.groupPolicy !== undefined) o.groupPolicy = l.groupPolicy; break;
+      case "geneve": Object.assign(o, { vni: l.vni, protocol: hex(l.protocol, 4), optionsLen: l.optionsLen, options: l.options, oam: l.oam, critical: l.critical }); break;
+      case "wireguard": Object.assign(o, { type: l.msgType, ...(l.receiver !== undefined ? { receiver: l.receiver } : {}), ...(l.counter !== undefined ? { counter: l.counter } : {}), ...(l.sealedLen !== undefined ? { sealedLen: l.sealedLen } : {}) }); break;
     }
     return o;
   });
   const out: Record<string, unknown> = {
-    n: p.n, ts: `${p.tsSec}.${String(p.tsNsec).padStart(9, "0")}`, iface: p.iface, link_type: p.linkType,
-    wire_len: p.wireLen, captured_len: p.data.length, layers,
+    n: p.n, time: rfc3339Nanos(p.tsSec, p.tsNsec), interface: { index: p.iface }, linkType: p.linkType,
+    wireLen: p.wireLen, capturedLen: p.data.length, layers,
   };
   const t = d.tunnel;
   if (t) {
     out.tunnel = {
-      type: t.kind, vni: t.vni, outer_ip_len: t.outerIpLen, inner_ip_len: t.innerIpLen, encap_bytes: t.encapBytes,
-      outer_frame_len: t.outerFrameLen, inner_frame_len: t.innerFrameLen,
-      encap_layers: d.layers.slice(t.outerIp, t.innerIp).map((l) => ({ layer: l.kind, depth: l.depth, header_len: l.headerLen })),
+      protocol: t.kind, vni: t.vni, outerIpLen: t.outerIpLen, innerIpLen: t.innerIpLen, overheadBytes: t.encapBytes,
+      outerFrameLen: t.outerFrameLen, innerFrameLen: t.innerFrameLen,
+      overheadLayers: d.layers.slice(t.outerIp, t.innerIp).map((l) => ({ layer: l.kind, depth: l.depth, headerLen: l.headerLen })),
     };
   }
   const sl = d.sealed;
-  if (sl) out.sealed = { type: sl.kind, outer_ip_len: sl.outerIpLen, inner_padded_len: sl.innerPaddedLen, overhead_bytes: sl.overheadBytes };
+  if (sl) out.sealed = { protocol: sl.kind, outerIpLen: sl.outerIpLen, innerPaddedLen: sl.innerPaddedLen, overheadBytes: sl.overheadBytes };
   if (d.cut) out.cut = d.cut;
   if (d.malformed) out.malformed = d.malformed;
   return out;

@@ -10,37 +10,38 @@ import { count } from "../util/text.ts";
 import { ipv4Text, ipv6At } from "./addr.ts";
 
 export interface FlowRow {
-  outer_src: string;
-  outer_dst: string;
-  tunnel: string;
+  outerSource: string;
+  outerDestination: string;
+  /** The tunnel's protocol: vxlan, geneve, wireguard, or none. */
+  tunnelProtocol: string;
   vni: number;
-  inner_src: string;
-  inner_dst: string;
-  inner_proto: string;
+  innerSource: string;
+  innerDestination: string;
+  innerProtocol: string;
   packets: number;
-  outer_bytes: number;
-  inner_bytes: number;
-  overhead_bytes: number;
-  overhead_pct: number;
+  outerBytes: number;
+  innerBytes: number;
+  overheadBytes: number;
+  overheadPercent: number;
 }
 
 export interface SummaryReport {
   flows: FlowRow[];
   totals: {
     packets: number;
-    wire_bytes: number;
-    tunnel_packets: number;
+    wireBytes: number;
+    tunnelPackets: number;
     /** Packets that were not tunnelled (rows with tunnel "none"). */
-    bare_packets: number;
-    outer_bytes: number;
-    inner_bytes: number;
-    overhead_bytes: number;
+    barePackets: number;
+    outerBytes: number;
+    innerBytes: number;
+    overheadBytes: number;
     /** Encapsulation bytes as a percentage of every byte in the capture (tunnelled or not). */
-    encap_share_pct: number;
-    malformed_packets: number;
-    cut_packets: number;
+    overheadSharePercent: number;
+    malformedPackets: number;
+    cutPackets: number;
     /** The smallest flows, folded together once there were more than the summary keeps (counted, not listed). */
-    other_flows: { flows: number; packets: number; outer_bytes: number; inner_bytes: number };
+    otherFlows: { flows: number; packets: number; outerBytes: number; innerBytes: number };
   };
 }
 
@@ -54,7 +55,7 @@ function addr(l: Ipv4Layer | Ipv6Layer, f: Uint8Array, which: "src" | "dst"): st
   return ipv6At(f, which === "src" ? l.srcAt : l.dstAt);
 }
 
-interface Acc { key: Omit<FlowRow, "packets" | "outer_bytes" | "inner_bytes" | "overhead_bytes" | "overhead_pct">; packets: number; outer: number; inner: number }
+interface Acc { key: Omit<FlowRow, "packets" | "outerBytes" | "innerBytes" | "overheadBytes" | "overheadPercent">; packets: number; outer: number; inner: number }
 
 export class Summary {
   private flows = new Map<string, Acc>();
@@ -114,7 +115,7 @@ export class Summary {
     let acc = this.flows.get(k);
     if (!acc) {
       acc = {
-        key: { outer_src: addr(o, d.frame, "src"), outer_dst: addr(o, d.frame, "dst"), tunnel: t.kind, vni: t.vni, inner_src: addr(n, d.frame, "src"), inner_dst: addr(n, d.frame, "dst"), inner_proto: PROTO[n.proto] ?? String(n.proto) },
+        key: { outerSource: addr(o, d.frame, "src"), outerDestination: addr(o, d.frame, "dst"), tunnelProtocol: t.kind, vni: t.vni, innerSource: addr(n, d.frame, "src"), innerDestination: addr(n, d.frame, "dst"), innerProtocol: PROTO[n.proto] ?? String(n.proto) },
         packets: 0, outer: 0, inner: 0,
       };
       if (this.flows.size >= this.maxFlows) this.shrink();
@@ -137,7 +138,7 @@ export class Summary {
     const k = `wireguard,${src},${dst}`;
     let acc = this.flows.get(k);
     if (!acc) {
-      acc = { key: { outer_src: src, outer_dst: dst, tunnel: "wireguard", vni: 0, inner_src: "(sealed)", inner_dst: "(sealed)", inner_proto: "-" }, packets: 0, outer: 0, inner: 0 };
+      acc = { key: { outerSource: src, outerDestination: dst, tunnelProtocol: "wireguard", vni: 0, innerSource: "(sealed)", innerDestination: "(sealed)", innerProtocol: "-" }, packets: 0, outer: 0, inner: 0 };
       if (this.flows.size >= this.maxFlows) this.shrink();
       this.flows.set(k, acc);
     }
@@ -159,12 +160,12 @@ export class Summary {
     if (ip) {
       const src = addr(ip, d.frame, "src"), dst = addr(ip, d.frame, "dst");
       k = `none,${src},${dst},${ip.proto}`;
-      key = { outer_src: src, outer_dst: dst, tunnel: "none", vni: 0, inner_src: "-", inner_dst: "-", inner_proto: PROTO[ip.proto] ?? String(ip.proto) };
+      key = { outerSource: src, outerDestination: dst, tunnelProtocol: "none", vni: 0, innerSource: "-", innerDestination: "-", innerProtocol: PROTO[ip.proto] ?? String(ip.proto) };
       bytes = ip.kind === "ipv4" ? ip.totalLen : 40 + ip.payloadLen;
     } else {
       const link = d.layers.find((l) => l.kind === "arp")?.kind ?? linkProto(d);
       k = `none,${link}`;
-      key = { outer_src: "-", outer_dst: "-", tunnel: "none", vni: 0, inner_src: "-", inner_dst: "-", inner_proto: link };
+      key = { outerSource: "-", outerDestination: "-", tunnelProtocol: "none", vni: 0, innerSource: "-", innerDestination: "-", innerProtocol: link };
       bytes = d.wireLen;
     }
     let acc = this.flows.get(k);
@@ -183,19 +184,19 @@ export class Summary {
 
   report(): SummaryReport {
     const flows = [...this.flows.values()].map((a) => ({
-      ...a.key, packets: a.packets, outer_bytes: a.outer, inner_bytes: a.inner, overhead_bytes: a.outer - a.inner,
-      overhead_pct: a.outer ? round2((100 * (a.outer - a.inner)) / a.outer) : 0,
-    })).sort((x, y) => y.outer_bytes - x.outer_bytes);
+      ...a.key, packets: a.packets, outerBytes: a.outer, innerBytes: a.inner, overheadBytes: a.outer - a.inner,
+      overheadPercent: a.outer ? round2((100 * (a.outer - a.inner)) / a.outer) : 0,
+    })).sort((x, y) => y.outerBytes - x.outerBytes);
     const o = this.other, t = this.tun;
     const overhead = t.outer - t.inner;
     return {
       flows,
       totals: {
-        packets: this.packets, wire_bytes: this.wire, tunnel_packets: t.packets, bare_packets: this.bare,
-        outer_bytes: t.outer, inner_bytes: t.inner, overhead_bytes: overhead,
-        encap_share_pct: this.wire ? round2((100 * overhead) / this.wire) : 0,
-        malformed_packets: this.malformed, cut_packets: this.cut,
-        other_flows: { flows: o.flows, packets: o.packets, outer_bytes: o.outer, inner_bytes: o.inner },
+        packets: this.packets, wireBytes: this.wire, tunnelPackets: t.packets, barePackets: this.bare,
+        outerBytes: t.outer, innerBytes: t.inner, overheadBytes: overhead,
+        overheadSharePercent: this.wire ? round2((100 * overhead) / this.wire) : 0,
+        malformedPackets: this.malformed, cutPackets: this.cut,
+        otherFlows: { flows: o.flows, packets: o.packets, outerBytes: o.outer, innerBytes: o.inner },
       },
     };
   }
@@ -214,17 +215,17 @@ function round2(x: number): number {
 
 export function summaryText(r: SummaryReport): string {
   const head = ["outer src", "outer dst", "tunnel", "vni", "inner src", "inner dst", "proto", "packets", "outer B", "inner B", "overhead B", "overhead %"];
-  const rows = r.flows.map((f) => [f.outer_src, f.outer_dst, f.tunnel, f.tunnel === "wireguard" || f.tunnel === "none" ? "-" : String(f.vni), f.inner_src, f.inner_dst, f.inner_proto, String(f.packets), String(f.outer_bytes), String(f.inner_bytes), String(f.overhead_bytes), f.overhead_pct.toFixed(2)]);
+  const rows = r.flows.map((f) => [f.outerSource, f.outerDestination, f.tunnelProtocol, f.tunnelProtocol === "wireguard" || f.tunnelProtocol === "none" ? "-" : String(f.vni), f.innerSource, f.innerDestination, f.innerProtocol, String(f.packets), String(f.outerBytes), String(f.innerBytes), String(f.overheadBytes), f.overheadPercent.toFixed(2)]);
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => (i >= 7 || i === 3 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join("  ").trimEnd();
   const t = r.totals;
   return [
     line(head),
     ...rows.map(line),
-    ...(t.other_flows.flows ? [`... and ${count(t.other_flows.flows, "smaller flow")}, not listed: ${count(t.other_flows.packets, "packet")}, outer ${t.other_flows.outer_bytes} B, inner ${t.other_flows.inner_bytes} B`] : []),
+    ...(t.otherFlows.flows ? [`... and ${count(t.otherFlows.flows, "smaller flow")}, not listed: ${count(t.otherFlows.packets, "packet")}, outer ${t.otherFlows.outerBytes} B, inner ${t.otherFlows.innerBytes} B`] : []),
     "",
-    `totals: ${count(t.packets, "packet")}, ${count(t.wire_bytes, "byte")} on the wire; ${t.tunnel_packets} tunnelled: outer ${t.outer_bytes} B, inner ${t.inner_bytes} B, encapsulation ${t.overhead_bytes} B; ${t.bare_packets} not tunnelled`,
-    `encapsulation is ${t.encap_share_pct.toFixed(2)}% of all bytes in this capture${t.malformed_packets ? `; ${count(t.malformed_packets, "malformed packet")}` : ""}${t.cut_packets ? `; ${t.cut_packets} cut by the snaplen` : ""}`,
+    `totals: ${count(t.packets, "packet")}, ${count(t.wireBytes, "byte")} on the wire; ${t.tunnelPackets} tunnelled: outer ${t.outerBytes} B, inner ${t.innerBytes} B, encapsulation ${t.overheadBytes} B; ${t.barePackets} not tunnelled`,
+    `encapsulation is ${t.overheadSharePercent.toFixed(2)}% of all bytes in this capture${t.malformedPackets ? `; ${count(t.malformedPackets, "malformed packet")}` : ""}${t.cutPackets ? `; ${t.cutPackets} cut by the snaplen` : ""}`,
     "",
   ].join("\n");
 }

@@ -3,6 +3,7 @@
 // addresses and the bytes it adds. Filters as `gauze observe` takes them.
 import type { FlowEvent } from "../agent/flow-types.ts";
 import { printable } from "../util/text.ts";
+import { rfc3339FromMs } from "../util/time.ts";
 
 export interface FlowFilter {
   /** Pod name (namespace/ prefix optional), either end; from-/to- one end. */
@@ -26,6 +27,14 @@ export function matches(e: FlowEvent, f: FlowFilter): boolean {
   if (f.toPod && !podMatches(e.destination.pod, f.toPod)) return false;
   if (f.pod && !podMatches(e.source.pod, f.pod) && !podMatches(e.destination.pod, f.pod)) return false;
   return true;
+}
+
+/**
+ * A flow event as `observe -o json` writes it (docs/json.md): the agent's event with its time in
+ * RFC 3339 with nanoseconds, as every command's JSON has it (the agent's API keeps epoch ms).
+ */
+export function flowJson(e: FlowEvent): Omit<FlowEvent, "time"> & { time: string } {
+  return { ...e, time: rfc3339FromMs(e.time) };
 }
 
 /** Names for the addresses of pods this node does not have (the relay knows every node's). */

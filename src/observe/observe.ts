@@ -2,7 +2,7 @@
 // --follow the live streams of all nodes at once. Lost events are printed where they happened.
 import type { FlowEvent } from "../agent/flow-types.ts";
 import { AgentUnreachable, follow, get, podNames } from "./client.ts";
-import { type FlowFilter, compact, matches, named } from "./format.ts";
+import { type FlowFilter, compact, flowJson, matches, named } from "./format.ts";
 import { type AgentEndpoint, type ClusterSource, podRef } from "./source.ts";
 import { type Filters, filtersMatch, hasFilters } from "./filters.ts";
 
@@ -51,7 +51,7 @@ export async function runObserve(source: ClusterSource, o: ObserveOptions, write
   const readLabels = () => { if (f.labels) labels = new Map(source.view().pods.filter((p) => p.labels).map((p) => [podRef(p), p.labels!])); };
   readLabels();
   const pass = (e: FlowEvent) => matches(e, o) && filtersMatch(e, f, (pod) => labels.get(pod));
-  const print = (e: FlowEvent) => write(o.output === "json" ? JSON.stringify(e) : compact(e));
+  const print = (e: FlowEvent) => write(o.output === "json" ? JSON.stringify(flowJson(e)) : compact(e));
   const lists = await Promise.all(srcs.map(async (s) => {
     try {
       return (await get(s, `/v1/flows?last=${filtered ? 10_000 : o.last}`)).split("\n").filter(Boolean).map((l) => JSON.parse(l) as FlowEvent | { lost: number })

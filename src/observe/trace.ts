@@ -31,7 +31,9 @@ export interface Hop {
   us: number;
   node: string;
   point: ObservationPoint;
+  /** The interface's name once known (its index until then), and its index. */
   interface: string;
+  ifindex: number;
   direction: "request" | "reply";
   ipLen: number;
   frameLen: number;
@@ -160,7 +162,7 @@ export async function runTrace(source: ClusterSource, o: TraceOptions): Promise<
   watch?.close();
 
   const hops: Hop[] = all.map((x, i) => ({
-    n: i + 1, us: Math.round((x.s.time - (all[0]?.s.time ?? t0)) * 1000), node: x.node, point: x.s.point, interface: String(x.s.ifindex),
+    n: i + 1, us: Math.round((x.s.time - (all[0]?.s.time ?? t0)) * 1000), node: x.node, point: x.s.point, interface: String(x.s.ifindex), ifindex: x.s.ifindex,
     direction: x.s.key.src === srcIp ? "request" : "reply", ipLen: x.s.key.ipLen, frameLen: x.s.len, ...(x.s.key.tcpFlags !== undefined ? { tcpFlags: tcpFlagNames(x.s.key.tcpFlags) } : {}),
     ...(x.s.key.tunnel ? { tunnel: { vni: x.s.key.tunnel.vni, outerSource: x.s.key.tunnel.outerSrc, outerDestination: x.s.key.tunnel.outerDst, outerIpLen: x.s.key.tunnel.outerIpLen, overheadBytes: x.s.key.tunnel.overhead } } : {}),
   }));
@@ -244,6 +246,24 @@ function nameInterfaces(hops: Hop[], source: ClusterSource): void {
     const names = source.interfaceNames(node);
     for (const h of hops) if (h.node === node) h.interface = names.get(Number(h.interface)) ?? h.interface;
   }
+}
+
+/**
+ * The report as `trace --json` writes it (docs/json.md): the names observe's JSON uses for the
+ * same things (observationPoint, interface as {index, name}, the tunnel as {protocol, vni,
+ * outer: {source, destination}, outerIpLen, overheadBytes}).
+ */
+export function traceJson(r: TraceReport): Record<string, unknown> {
+  const { hops, stopped, ...rest } = r;
+  const iface = (name: string, index?: number) => ({ ...(index !== undefined && index > 0 ? { index } : {}), name });
+  return {
+    ...rest,
+    hops: hops.map(({ point, interface: name, ifindex, tunnel, ...h }) => ({
+      ...h, observationPoint: point, interface: iface(name, ifindex),
+      ...(tunnel ? { tunnel: { protocol: "vxlan", vni: tunnel.vni, outer: { source: tunnel.outerSource, destination: tunnel.outerDestination }, outerIpLen: tunnel.outerIpLen, overheadBytes: tunnel.overheadBytes } } : {}),
+    })),
+    ...(stopped ? { stopped: (({ after, interface: name, ...s }) => ({ ...s, observationPoint: after, interface: iface(name, hops.at(-1)?.ifindex) }))(stopped) } : {}),
+  };
 }
 
 export function formatTrace(r: TraceReport): string {

@@ -54,16 +54,16 @@ test("a 64-byte ping over VXLAN, captured by tcpdump: gauze reads outer IP 134, 
     assert.match(blk, /UDP 8B {2}\d+ > 8472/);
     assert.match(blk, /ICMP 8B {2}echo (request|reply)/);
   }
-  const summary = JSON.parse(must([GAUZE, "dissect", pcapFile, "--summary", "--json"])) as { flows: { packets: number; overhead_bytes: number; outer_bytes: number; vni: number }[]; totals: { tunnel_packets: number; overhead_bytes: number } };
-  assert.equal(summary.totals.tunnel_packets, 6);
-  assert.equal(summary.totals.overhead_bytes, 300);
-  assert.deepEqual(summary.flows.map((f) => [f.vni, f.packets, f.outer_bytes]).sort(), [[1, 3, 402], [1, 3, 402]]);
+  const summary = JSON.parse(must([GAUZE, "dissect", pcapFile, "--summary", "--json"])) as { flows: { packets: number; overheadBytes: number; outerBytes: number; vni: number }[]; totals: { tunnelPackets: number; overheadBytes: number } };
+  assert.equal(summary.totals.tunnelPackets, 6);
+  assert.equal(summary.totals.overheadBytes, 300);
+  assert.deepEqual(summary.flows.map((f) => [f.vni, f.packets, f.outerBytes]).sort(), [[1, 3, 402], [1, 3, 402]]);
 });
 
 test("tshark as the oracle: same packets, addresses, ports, VNI and lengths", () => {
   const fields = must(["tshark", "-r", pcapFile, "-d", "udp.port==8472,vxlan", "-T", "fields", "-E", "separator=|",
     "-e", "ip.src", "-e", "ip.dst", "-e", "udp.srcport", "-e", "udp.dstport", "-e", "vxlan.vni", "-e", "frame.len", "-e", "ip.len"]);
-  const lines = must([GAUZE, "dissect", pcapFile, "--json"]).trim().split("\n").map((l) => JSON.parse(l) as { wire_len: number; layers: Record<string, unknown>[] });
+  const lines = must([GAUZE, "dissect", pcapFile, "--json"]).trim().split("\n").map((l) => JSON.parse(l) as { wireLen: number; layers: Record<string, unknown>[] });
   const rows = fields.trim().split("\n");
   assert.equal(lines.length, rows.length);
   rows.forEach((row, i) => {
@@ -71,13 +71,13 @@ test("tshark as the oracle: same packets, addresses, ports, VNI and lengths", ()
     const g = lines[i]!;
     const ips = g.layers.filter((l) => l.layer === "ipv4");
     const udps = g.layers.filter((l) => l.layer === "udp");
-    assert.equal(ips.map((l) => l.src).join(","), src);
-    assert.equal(ips.map((l) => l.dst).join(","), dst);
-    assert.equal(String(udps[0]!.src_port), sport);
-    assert.equal(String(udps[0]!.dst_port), dport);
+    assert.equal(ips.map((l) => l.source).join(","), src);
+    assert.equal(ips.map((l) => l.destination).join(","), dst);
+    assert.equal(String(udps[0]!.sourcePort), sport);
+    assert.equal(String(udps[0]!.destinationPort), dport);
     assert.equal(String(g.layers.find((l) => l.layer === "vxlan")!.vni), vni);
-    assert.equal(String(g.wire_len), flen);
-    assert.equal(ips.map((l) => l.total_len).join(","), iplen);
+    assert.equal(String(g.wireLen), flen);
+    assert.equal(ips.map((l) => l.totalLen).join(","), iplen);
   });
 });
 
@@ -88,9 +88,9 @@ test("pcapng (written by tshark) and nanosecond pcap (tcpdump) decode the same",
   await captureDuring(nano, 2, ["--time-stamp-precision", "nano"], () => must(["ip", "netns", "exec", a, "ping", "-c", "1", "10.202.0.2"]));
   const strip = (s: string) => s.replace(/^#\d+ \S+ /gm, "#");
   assert.equal(strip(must([GAUZE, "dissect", ng])), strip(must([GAUZE, "dissect", pcapFile])));
-  const j = JSON.parse(must([GAUZE, "dissect", nano, "--json", "--limit", "1"]).trim()) as { ts: string; tunnel: { encap_bytes: number } };
-  assert.equal(j.tunnel.encap_bytes, 50);
-  assert.match(j.ts, /^\d{10}\.\d{9}$/);
+  const j = JSON.parse(must([GAUZE, "dissect", nano, "--json", "--limit", "1"]).trim()) as { time: string; tunnel: { overheadBytes: number } };
+  assert.equal(j.tunnel.overheadBytes, 50);
+  assert.match(j.time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$/, "RFC 3339 with nanoseconds");
 });
 
 test("Linux cooked v2 capture on 'any' decodes through to the inner ICMP", async () => {
@@ -132,11 +132,11 @@ test("gauze capture: live from tcpdump in a namespace, stops on --count, writes 
   must(["ip", "netns", "exec", a, "ping", "-c", "2", "-i", "0.2", "10.202.0.2"]);
   const code = await new Promise<number>((resolve) => child.on("close", (c) => resolve(c ?? 1)));
   assert.equal(code, 0, stderr);
-  const r = JSON.parse(stdout) as { totals: { tunnel_packets: number; overhead_bytes: number } };
-  assert.equal(r.totals.tunnel_packets, 4);
-  assert.equal(r.totals.overhead_bytes, 200);
+  const r = JSON.parse(stdout) as { totals: { tunnelPackets: number; overheadBytes: number } };
+  assert.equal(r.totals.tunnelPackets, 4);
+  assert.equal(r.totals.overheadBytes, 200);
   assert.match(stderr, /4 packets, stopped by count/);
-  assert.equal(must([GAUZE, "dissect", out, "--summary", "--json"]).includes('"tunnel_packets": 4'), true);
+  assert.equal(must([GAUZE, "dissect", out, "--summary", "--json"]).includes('"tunnelPackets": 4'), true);
 });
 
 test("gauze capture: --duration stops an idle capture; a missing interface is a clear error", async () => {

@@ -81,11 +81,11 @@ test("vxlan dual-stack: both families across 3 nodes, a second device over IPv6 
   const v4 = await captureOne(lab, me.name, "ip and udp port 8472", pod.name, far.ip);
   assert.equal(v4.tunnel?.encap_bytes, 50);
   // trace over IPv6: the same hops as over IPv4, 104 bytes on the pod links and 174 outside (+70).
-  const tr = JSON.parse(must([GAUZE, "trace", pod.name, far.ip6!, "--name", lab, "--json"])) as { replied: boolean; hops: { point: string; direction: string; ipLen: number; interface: string; tunnel?: { outerIpLen: number; overheadBytes: number } }[] };
+  const tr = JSON.parse(must([GAUZE, "trace", pod.name, far.ip6!, "--name", lab, "--json"])) as { replied: boolean; hops: { observationPoint: string; direction: string; ipLen: number; interface: { name: string }; tunnel?: { outerIpLen: number; overheadBytes: number } }[] };
   assert.ok(tr.replied);
-  const out = tr.hops.find((h) => h.direction === "request" && h.point === "to-network")!;
+  const out = tr.hops.find((h) => h.direction === "request" && h.observationPoint === "to-network")!;
   assert.deepEqual([out.ipLen, out.tunnel?.outerIpLen, out.tunnel?.overheadBytes], [104, 174, 70]);
-  assert.equal(tr.hops.find((h) => h.direction === "request" && h.point === "to-overlay")!.interface, "gauze6.1");
+  assert.equal(tr.hops.find((h) => h.direction === "request" && h.observationPoint === "to-overlay")!.interface.name, "gauze6.1");
 
   // doctor judges the IPv6 entries by the same plan: a route deleted while the agent is away is named.
   must([GAUZE, "lab", "node", "stop-agent", me.name, "--name", lab]);

@@ -4,6 +4,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { GAUZE, sh, must } from "./helpers.ts";
+import { undocumented } from "../support/json-doc.ts";
 
 const name = `t${process.pid % 1000}nc`;
 const g = (...args: string[]) => sh([GAUZE, ...args]);
@@ -113,4 +114,20 @@ test("observe: Hubble's filters (--label, --namespace, --ip, --port, --since) an
   assert.deepEqual(s.nodes.map((n) => [n.node, n.reachable]), [[`${name}-control-plane`, true], [`${name}-worker`, true]]);
   assert.ok(s.totals.events > 0 && s.nodes.every((n) => typeof n.lost === "number"));
   assert.match(must([GAUZE, "observe", "status", "--name", name]), new RegExp(`lab ${name}: 2/2 nodes answer\\nflows \\d+, events \\d+ seen, \\d+ lost`));
+});
+
+test("one JSON style: observe, observe status, trace, lab status and doctor hold to docs/json.md (camelCase, RFC 3339 times, one name per concept)", () => {
+  // Pods from the observe test: tools/cli on the control-plane, web on the worker.
+  const lines = (out: string) => out.trim().split("\n").filter(Boolean).map((l) => JSON.parse(l) as unknown);
+  const flows = lines(must([GAUZE, "observe", "--name", name, "--last", "500", "-o", "json"]));
+  assert.ok(flows.length > 0);
+  assert.deepEqual(undocumented("gauze observe -o json", flows), []);
+  assert.match((flows[0] as { time: string }).time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$/, "RFC 3339 with nanoseconds (it was epoch ms)");
+  assert.deepEqual(undocumented("gauze observe status --json", [JSON.parse(must([GAUZE, "observe", "status", "--name", name, "--json"]))]), []);
+  const ok = JSON.parse(sh([GAUZE, "trace", "tools/cli", "web", "--name", name, "--json"]).stdout) as { hops: { observationPoint: string; interface: { name: string } }[] };
+  assert.ok(ok.hops.length > 0 && ok.hops.every((h) => typeof h.observationPoint === "string" && typeof h.interface.name === "string"), "trace says observationPoint and interface {index, name}, as observe does");
+  const nobody = JSON.parse(sh([GAUZE, "trace", "tools/cli", "10.244.1.99", "--name", name, "--json"]).stdout) as unknown;
+  assert.deepEqual(undocumented("gauze trace --json", [ok, nobody]), []);
+  assert.deepEqual(undocumented("gauze lab status --json", [JSON.parse(must([GAUZE, "lab", "status", "--name", name, "--json"]))]), []);
+  assert.deepEqual(undocumented("gauze doctor --json", [JSON.parse(sh([GAUZE, "doctor", "--node", "worker", "--name", name, "--json"]).stdout)]), []);
 });

@@ -36,9 +36,9 @@ test("a 64-byte ping over VXLAN: outer IP 134, inner IP 84, encapsulation 50", (
   assert.match(text, /^ {4}IPv4 20B {2}10\.244\.0\.2 > 10\.244\.1\.3, icmp, ttl 64/m);
   assert.match(text, /^ {4}ICMP 8B {2}echo request, id 7, seq 1$/m);
   const j = packetJson(p!, d) as { tunnel: Record<string, unknown>; layers: Record<string, unknown>[] };
-  assert.equal(j.tunnel.outer_ip_len, 134);
-  assert.equal(j.tunnel.inner_ip_len, 84);
-  assert.equal(j.tunnel.encap_bytes, 50);
+  assert.equal(j.tunnel.outerIpLen, 134);
+  assert.equal(j.tunnel.innerIpLen, 84);
+  assert.equal(j.tunnel.overheadBytes, 50);
   assert.equal(j.layers[3]!.vni, 1);
 });
 
@@ -251,9 +251,9 @@ test("summary rows per tunnel flow with overhead; streaming in tiny chunks gives
   assert.deepEqual(collect(3), r);
   assert.equal(r.flows.length, 2);
   const f = r.flows.find((x) => x.vni === 1)!;
-  assert.deepEqual({ p: f.packets, o: f.outer_bytes, i: f.inner_bytes, ov: f.overhead_bytes, pct: f.overhead_pct, proto: f.inner_proto },
+  assert.deepEqual({ p: f.packets, o: f.outerBytes, i: f.innerBytes, ov: f.overheadBytes, pct: f.overheadPercent, proto: f.innerProtocol },
     { p: 2, o: 268, i: 168, ov: 100, pct: 37.31, proto: "icmp" });
-  assert.equal(r.totals.encap_share_pct, Math.round((150 / (3 * 148)) * 10000) / 100);
+  assert.equal(r.totals.overheadSharePercent, Math.round((150 / (3 * 148)) * 10000) / 100);
 });
 
 test("summary lists the flows that are not tunnelled too (they were left out), and counts in words that agree (not \"1 packets\")", () => {
@@ -263,12 +263,12 @@ test("summary lists the flows that are not tunnelled too (they were left out), a
   run.feed(pcap([{ data: vxlanPing() }, { data: bare }, { data: bare }, { data: arp }]));
   const r = run.finish()!;
   assert.equal(r.totals.packets, 4);
-  assert.equal(r.totals.tunnel_packets, 1);
-  assert.equal(r.totals.bare_packets, 3);
-  const icmp = r.flows.find((f) => f.tunnel === "none" && f.inner_proto === "icmp")!;
-  assert.deepEqual([icmp.outer_src, icmp.outer_dst, icmp.packets, icmp.outer_bytes, icmp.overhead_bytes], ["10.244.0.2", "10.244.0.3", 2, 168, 0]);
-  assert.ok(r.flows.some((f) => f.tunnel === "none" && f.inner_proto === "arp" && f.packets === 1));
-  assert.equal(r.totals.overhead_bytes, 50, "encapsulation counts the tunnel only");
+  assert.equal(r.totals.tunnelPackets, 1);
+  assert.equal(r.totals.barePackets, 3);
+  const icmp = r.flows.find((f) => f.tunnelProtocol === "none" && f.innerProtocol === "icmp")!;
+  assert.deepEqual([icmp.outerSource, icmp.outerDestination, icmp.packets, icmp.outerBytes, icmp.overheadBytes], ["10.244.0.2", "10.244.0.3", 2, 168, 0]);
+  assert.ok(r.flows.some((f) => f.tunnelProtocol === "none" && f.innerProtocol === "arp" && f.packets === 1));
+  assert.equal(r.totals.overheadBytes, 50, "encapsulation counts the tunnel only");
   const text = summaryText(r);
   assert.match(text, /^10\.244\.0\.2\s+10\.244\.0\.3\s+none\s+-\s+-\s+-\s+icmp\s+2\s+168\s+168\s+0\s+0\.00$/m);
   assert.match(text, /totals: 4 packets, \d+ bytes on the wire; 1 tunnelled: .*; 3 not tunnelled/);
@@ -295,9 +295,9 @@ test("summary memory is bounded: past the limit the smaller flows are folded int
   assert.ok(r.flows.length <= 1000);
   assert.equal(r.flows[0]!.vni, 7, "the largest flow is kept");
   assert.equal(r.flows[0]!.packets, 500);
-  assert.ok(r.totals.other_flows.flows > 18_000);
-  assert.equal(r.totals.tunnel_packets, 20_000);
-  assert.equal(r.totals.outer_bytes, outerTotal);
+  assert.ok(r.totals.otherFlows.flows > 18_000);
+  assert.equal(r.totals.tunnelPackets, 20_000);
+  assert.equal(r.totals.outerBytes, outerTotal);
   assert.match(summaryText(r), /\.\.\. and \d+ smaller flows, not listed: \d+ packets/);
 });
 

@@ -35,8 +35,8 @@ test("dissect: a sealed ping is 156 bytes of outer IP, 96 sealed (84 padded to 1
   assert.match(packetText(p, d), /wireguard: outer frame 170 bytes, outer IP 156, sealed inner packet 96 \(padded to 16\), overhead 60 \(IP 20 \+ UDP 8 \+ WireGuard 32\)/);
   assert.match(packetText(p, d), /WireGuard 16B {2}transport data, receiver 0x11223344, counter 5, sealed packet 96 bytes \(\+16 tag\)/);
   const j = packetJson(p, d) as { sealed: Record<string, unknown>; layers: Record<string, unknown>[] };
-  assert.deepEqual(j.sealed, { type: "wireguard", outer_ip_len: 156, inner_padded_len: 96, overhead_bytes: 60 });
-  assert.deepEqual(j.layers[3], { layer: "wireguard", depth: 0, offset: 42, header_len: 16, type: 4, receiver: 0x11223344, counter: "5", sealed_len: 96 });
+  assert.deepEqual(j.sealed, { protocol: "wireguard", outerIpLen: 156, innerPaddedLen: 96, overheadBytes: 60 });
+  assert.deepEqual(j.layers[3], { layer: "wireguard", depth: 0, offset: 42, headerLen: 16, type: 4, receiver: 0x11223344, counter: "5", sealedLen: 96 });
   // A full-size segment: 1440 is already a multiple of 16, so the overhead is exactly 60.
   assert.deepEqual(dissect(packet(frame(transport(1440))), decodeOptions()).sealed, { kind: "wireguard", outerIpLen: 1500, innerPaddedLen: 1440, overheadBytes: 60 });
 });
@@ -47,9 +47,9 @@ test("--summary: WireGuard's flows are node pairs, sealed sizes inside, 60 bytes
   sum.add(dissect(packet(frame(new Uint8Array([1, 0, 0, 0, ...new Uint8Array(144)]))), decodeOptions({ detail: false }))); // a handshake: no packet inside
   const r = sum.report();
   // The handshake carries no packet: it is a flow of its own outside the tunnel (UDP between the nodes).
-  assert.deepEqual(r.flows.filter((f) => f.tunnel === "none").map((f) => [f.outer_src, f.outer_dst, f.inner_proto, f.packets]), [["172.18.0.2", "172.18.0.3", "udp", 1]]);
-  assert.deepEqual(r.flows.filter((f) => f.tunnel !== "none").map((f) => [f.outer_src, f.outer_dst, f.tunnel, f.inner_src, f.packets, f.outer_bytes, f.inner_bytes, f.overhead_bytes]), [["172.18.0.2", "172.18.0.3", "wireguard", "(sealed)", 3, 156 + 156 + 1500, 96 + 96 + 1440, 180]]);
-  assert.equal(r.totals.tunnel_packets, 3);
+  assert.deepEqual(r.flows.filter((f) => f.tunnelProtocol === "none").map((f) => [f.outerSource, f.outerDestination, f.innerProtocol, f.packets]), [["172.18.0.2", "172.18.0.3", "udp", 1]]);
+  assert.deepEqual(r.flows.filter((f) => f.tunnelProtocol !== "none").map((f) => [f.outerSource, f.outerDestination, f.tunnelProtocol, f.innerSource, f.packets, f.outerBytes, f.innerBytes, f.overheadBytes]), [["172.18.0.2", "172.18.0.3", "wireguard", "(sealed)", 3, 156 + 156 + 1500, 96 + 96 + 1440, 180]]);
+  assert.equal(r.totals.tunnelPackets, 3);
   assert.match(summaryText(r), /172\.18\.0\.2\s+172\.18\.0\.3\s+wireguard\s+-\s+\(sealed\)\s+\(sealed\)\s+-\s+3\s+1812\s+1632\s+180/);
 });
 
