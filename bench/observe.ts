@@ -57,8 +57,10 @@ async function packetToLine(lab: string): Promise<{ flows: number; p50Ms: number
     const lines = (rest + d.toString()).split("\n");
     rest = lines.pop() ?? "";
     for (const l of lines) {
-      const e = JSON.parse(l) as { time?: number; observationPoint?: string; icmp?: { type: number; id?: number } };
-      if (e.observationPoint === "from-pod" && e.icmp?.type === 8 && e.time && e.icmp.id !== undefined && !arrivals.has(e.icmp.id)) arrivals.set(e.icmp.id, now - e.time);
+      const e = JSON.parse(l) as { time?: number | string; observationPoint?: string; icmp?: { type: number; id?: number } };
+      // Milliseconds, or RFC 3339 text (cut to milliseconds: Date.parse reads no more).
+      const t = typeof e.time === "string" ? Date.parse(e.time.replace(/(\.\d{3})\d+/, "$1")) : e.time;
+      if (e.observationPoint === "from-pod" && e.icmp?.type === 8 && t && e.icmp.id !== undefined && !arrivals.has(e.icmp.id)) arrivals.set(e.icmp.id, now - t);
     }
   });
   await new Promise((r) => setTimeout(r, 800));
@@ -84,8 +86,10 @@ async function flood(lab: string): Promise<{ sent: number; lostMetric: number; l
     rest = lines.pop() ?? "";
     for (const l of lines) {
       streamLines++;
-      const m = /^\{"lost":(\d+)/.exec(l);
-      if (m) lostInStream += Number(m[1]);
+      try {
+        const e = JSON.parse(l) as { lost?: number };
+        if (typeof e.lost === "number") lostInStream += e.lost; // {"node": ..., "lost": n}
+      } catch { /* a line cut by the reader's end */ }
     }
   });
   await new Promise((r) => setTimeout(r, 500));

@@ -230,6 +230,27 @@ test("observe --follow --last N prints the last N, in time order, then follows (
   assert.deepEqual(hist.map((f) => f.time), [...hist.map((f) => f.time)].sort((x, y) => x - y), "in time order");
 });
 
+/** A flow's time in ms, whether the JSON gives milliseconds or RFC 3339 text. */
+const msOf = (t: number | string) => (typeof t === "number" ? t : Date.parse(t.replace(/(\.\d{3})\d+/, "$1")));
+
+test("eBPF: an agent killed with -9 leaves its programs observing; the next one adopts the same links and reports what happened meanwhile", { skip: OBSERVER === "ring" }, async () => {
+  const linkIds = () => must(["sh", "-c", `for p in /sys/fs/bpf/gauze/${wk}/observe/links/*; do bpftool link show pinned "$p" | head -1; done`]).split("\n").filter(Boolean).map((l) => l.split(":")[0]!).sort();
+  const before = linkIds();
+  assert.ok(before.length >= 8, `the worker's links are pinned: ${before.join(" ")}`);
+  must([GAUZE, "lab", "break", "agent-down", "--node", wk, "--name", lab]); // SIGKILL
+  const t0 = Date.now();
+  assert.ok(ping("a", ip("b")), "pods talk while no agent runs");
+  must([GAUZE, "lab", "node", "start-agent", wk, "--name", lab]);
+  let seen: Flow[] = [];
+  for (let i = 0; i < 40 && !seen.length; i++) {
+    await wait(100);
+    const r = sh([GAUZE, "observe", "--name", lab, "--node", wk, "--to-pod", "b", "-o", "json", "--last", "200"]);
+    seen = r.status === 0 ? r.stdout.split("\n").filter(Boolean).map((l) => JSON.parse(l) as Flow).filter((f) => msOf(f.time) >= t0 - 5 && f.observationPoint === "to-pod" && f.icmp?.type === 8) : [];
+  }
+  assert.ok(seen.length, "the ping sent while the agent was dead is reported by the next one (the pinned ring kept it)");
+  assert.deepEqual(linkIds(), before, "the same tcx links, adopted (bpftool)");
+});
+
 test("trace: bad input is named with what exists", () => {
   const r = sh([GAUZE, "trace", "a", "zz", "--name", lab]);
   assert.equal(r.status, 2);
