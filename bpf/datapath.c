@@ -17,6 +17,15 @@
  * datapaths. Same-node delivery is the bridge's job on the classic path (switched, not routed),
  * so it keeps the TTL there too.
  *
+ * NAT: skipping netfilter skips conntrack, and a connection that was DNATed (kube-proxy's
+ * ClusterIP and NodePort rules) needs its replies to go back through the node that holds its
+ * conntrack entry to be translated back. A third program, watch_nat, at the egress of the
+ * underlay, tunnel and bridge devices, sees the packets of such connections leave (the agent's
+ * nftables rule marks them with GZ_MARK_DNAT after NAT: `ct status dnat`) and records the
+ * reply's 5-tuple in `nat_flows` (an LRU); from_pod and from_net send a packet whose 5-tuple is
+ * there the classic way. Masqueraded traffic needs nothing: it leaves the pod network (classic
+ * both ways) and its replies come back to the node's own address (classic too).
+ *
  * Policy hook: an endpoint whose entry carries GZ_EP_CLASSIC is never redirected, to or from:
  * its packets take the classic path, where the NetworkPolicy rules are (nftables). The agent
  * sets the flag on every pod a policy isolates; a program that enforced policy itself would
@@ -50,7 +59,12 @@
 #define S_CLASSIC 5 /* an endpoint flagged for the classic path */
 #define S_TTL 6 /* TTL / hop limit would expire: the kernel answers with ICMP */
 #define S_SPOOF 7 /* a source address of another pod on this node */
-#define S_MAX 8
+#define S_NAT 8 /* a reply of a DNATed connection: conntrack translates it back */
+#define S_NAT_SEEN 9 /* watch_nat recorded a DNATed connection's reply tuple */
+#define S_MAX 10
+
+/* skb->mark bit the agent's nftables rule sets on packets of DNATed connections. */
+#define GZ_MARK_DNAT 0x20000000
 
 /* One address of either family: IPv4 in addr[0]. Network byte order. */
 struct endpoint_key {
@@ -101,6 +115,25 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } remotes SEC(".maps");
 
+/* A reply's 5-tuple: as the reply will carry it. Ports in network order. */
+struct nat_key {
+	__u8 family;
+	__u8 proto;
+	__u16 pad;
+	__u16 sport;
+	__u16 dport;
+	__u32 src[4];
+	__u32 dst[4];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct nat_key);
+	__type(value, __u64); /* when last seen leaving (bpf_ktime_get_ns) */
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} nat_flows SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, S_MAX);
@@ -139,11 +172,13 @@ struct ip6 {
 	__u32 daddr[4];
 };
 
-/* What the header pass found: the addresses as map keys, and where the TTL byte is. */
+/* What the header pass found: the addresses as map keys, the TTL, and for TCP and UDP the ports. */
 struct hdr {
 	struct endpoint_key src;
 	struct endpoint_key dst;
 	__u8 ttl;
+	__u8 proto; /* TCP or UDP, else 0 */
+	__u16 l4; /* where the ports are */
 };
 
 /* Reads the Ethernet and IP headers by direct packet access. 0: not IP (or cut short). Makes the
@@ -170,6 +205,11 @@ static __always_inline int read_hdr(struct __sk_buff *skb, struct hdr *h)
 		h->dst.family = 4;
 		h->dst.addr[0] = ip->daddr;
 		h->ttl = ip->ttl;
+		/* Ports only where they are: the first fragment, a protocol that has them. */
+		if ((ip->proto == IPPROTO_TCP || ip->proto == IPPROTO_UDP) && !(ip->frag & bpf_htons(0x1fff))) {
+			h->proto = ip->proto;
+			h->l4 = sizeof(struct ethhdr) + (ip->vihl & 0x0f) * 4;
+		}
 		return 4;
 	}
 	if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
@@ -191,9 +231,35 @@ static __always_inline int read_hdr(struct __sk_buff *skb, struct hdr *h)
 		__builtin_memcpy(h->src.addr, ip->saddr, 16);
 		__builtin_memcpy(h->dst.addr, ip->daddr, 16);
 		h->ttl = ip->hop_limit;
+		if (ip->nexthdr == IPPROTO_TCP || ip->nexthdr == IPPROTO_UDP) { /* no extension headers: the common case */
+			h->proto = ip->nexthdr;
+			h->l4 = sizeof(struct ethhdr) + sizeof(struct ip6);
+		}
 		return 6;
 	}
 	return 0;
+}
+
+/* The packet's 5-tuple, or the reverse (its reply's). 0 when it has no ports. */
+static __always_inline int nat_key_of(struct __sk_buff *skb, struct hdr *h, struct nat_key *k, int reverse)
+{
+	__u16 ports[2];
+	if (!h->proto || bpf_skb_load_bytes(skb, h->l4, ports, sizeof(ports)) < 0)
+		return 0;
+	k->family = h->src.family;
+	k->proto = h->proto;
+	k->sport = reverse ? ports[1] : ports[0];
+	k->dport = reverse ? ports[0] : ports[1];
+	__builtin_memcpy(k->src, reverse ? h->dst.addr : h->src.addr, 16);
+	__builtin_memcpy(k->dst, reverse ? h->src.addr : h->dst.addr, 16);
+	return 1;
+}
+
+/* Whether conntrack must see this packet: it belongs to a connection that was DNATed. */
+static __always_inline int natted(struct __sk_buff *skb, struct hdr *h)
+{
+	struct nat_key k = {};
+	return nat_key_of(skb, h, &k, 0) && bpf_map_lookup_elem(&nat_flows, &k);
 }
 
 /* One hop as a router makes it: TTL - 1 and the IPv4 checksum updated incrementally (the
@@ -259,6 +325,8 @@ int from_pod(struct __sk_buff *skb)
 		return count(S_SPOOF, GZ_NEXT); /* another pod's address */
 	if (self->flags & GZ_EP_CLASSIC)
 		return count(S_CLASSIC, GZ_NEXT);
+	if (natted(skb, &h))
+		return count(S_NAT, GZ_NEXT);
 	struct endpoint *ep = bpf_map_lookup_elem(&endpoints, &h.dst);
 	if (ep) {
 		if (ep->flags & GZ_EP_CLASSIC)
@@ -304,7 +372,25 @@ int from_net(struct __sk_buff *skb)
 		return count(S_CLASSIC, GZ_NEXT);
 	if (h.ttl <= 1)
 		return count(S_TTL, GZ_NEXT);
+	if (natted(skb, &h))
+		return count(S_NAT, GZ_NEXT);
 	return to_local(skb, ep, family, 1, S_INBOUND);
+}
+
+/* At the egress of the underlay, tunnel and bridge devices: a packet of a DNATed connection
+ * (marked after NAT by the agent's nftables rule) leaves; its replies must come back this way. */
+SEC("tc")
+int watch_nat(struct __sk_buff *skb)
+{
+	if (!(skb->mark & GZ_MARK_DNAT))
+		return GZ_NEXT;
+	struct hdr h = {};
+	struct nat_key k = {};
+	if (!read_hdr(skb, &h) || !nat_key_of(skb, &h, &k, 1))
+		return GZ_NEXT;
+	__u64 now = bpf_ktime_get_ns();
+	bpf_map_update_elem(&nat_flows, &k, &now, BPF_ANY);
+	return count(S_NAT_SEEN, GZ_NEXT);
 }
 
 char LICENSE[] SEC("license") = "GPL";

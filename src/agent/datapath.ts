@@ -9,6 +9,10 @@
 // as a feature that is off, and the conflist carries no datapath block, so pods attach the
 // classic way and are never without networking.
 //
+// NAT: an nftables rule (DNAT_MARK_NFT) marks the packets of DNATed connections after NAT, and
+// watch_nat at the egress of the underlay, tunnel and bridge devices records their replies'
+// tuples, which the programs then leave to conntrack (the classic path) to translate back.
+//
 // Policy: `classic()` names the addresses whose pods a NetworkPolicy isolates (or "all" while
 // the policies are not known yet): their entries carry the classic flag, so their packets go
 // through nftables both ways and the program never bypasses a policy.
@@ -16,7 +20,8 @@ import type { Logger } from "pino";
 import { existsSync, rmdirSync } from "node:fs";
 import { join } from "node:path";
 import type { Rtnl } from "../kernel/netlink/index.ts";
-import { BpfDatapath, EP_CLASSIC, type Endpoint } from "../kernel/bpf/datapath.ts";
+import { BpfDatapath, DNAT_MARK_NFT, DNAT_MARK_TABLE, EP_CLASSIC, type Endpoint } from "../kernel/bpf/datapath.ts";
+import { nftApply, nftDeleteTable, nftHasTable } from "../kernel/nft.ts";
 import { PIN_ROOT, bpffsMounted, pinDir } from "../kernel/bpf/pin.ts";
 import { tcPrograms } from "../kernel/bpf/features.ts";
 import { type DatapathKind, endpointsFor, planMap, remotesFor } from "../dataplane/ebpf-datapath.ts";
@@ -83,6 +88,8 @@ export class DatapathKeeper {
     try {
       this.dp = BpfDatapath.open({ pinDir: this.pinDir });
       for (const w of this.dp.warnings) this.o.log.warn({ warning: w }, "eBPF datapath loaded with a warning");
+      // Without the mark, a DNATed connection's replies would be redirected past conntrack.
+      nftApply(DNAT_MARK_NFT);
       this.reconcile();
     } catch (e) {
       this.dp?.close();
@@ -109,6 +116,17 @@ export class DatapathKeeper {
   /** The leases of a pass: the remotes map follows them. */
   setLeases(leases: readonly Lease[]): void {
     this.leases = leases;
+    // The mark rule, checked on each pass (it costs a process): put back when someone flushed it.
+    if (this.dp) {
+      try {
+        if (!nftHasTable(DNAT_MARK_TABLE)) {
+          nftApply(DNAT_MARK_NFT);
+          this.o.log.warn({ table: DNAT_MARK_TABLE }, "eBPF datapath: the DNAT mark table was gone; put back");
+        }
+      } catch (e) {
+        this.o.log.error({ err: (e as Error).message }, "eBPF datapath: cannot set the DNAT mark rule; replies of Service connections may bypass conntrack");
+      }
+    }
     this.reconcile();
   }
 
@@ -118,12 +136,16 @@ export class DatapathKeeper {
     if (!dp || !nl || !d) return;
     let fixed = 0;
     try {
-      for (const dev of [d.underlay.iface, ...d.tunnels]) {
+      for (const dev of [d.underlay.iface, ...d.tunnels, this.o.bridge]) {
         const l = nl.link(dev);
-        if (!l) continue;
-        if (!dp.netAttached(l.index)) {
+        if (!l) continue; // the bridge: made by the first pod's ADD
+        if (dev !== this.o.bridge && !dp.netAttached(l.index)) {
           dp.attachNet(dev, l.index);
           fixed++;
+        }
+        if (!dp.watchAttached(l.index)) {
+          dp.attachWatch(dev, l.index);
+          if (dev !== this.o.bridge) fixed++; // the bridge's first one is no repair
         }
       }
       const tunnel = (name: string | undefined) => (name ? nl.link(name)?.index : undefined);
@@ -221,12 +243,15 @@ export class DatapathKeeper {
 export function removeDatapathPins(node: string, netns?: string): string[] {
   const nodeDir = pinDir(node, PIN_ROOT);
   const dir = join(nodeDir, "datapath");
-  if (!existsSync(dir) || !bpffsMounted(dir)) return [];
-  let out: string[];
+  const out: string[] = [];
   try {
-    out = BpfDatapath.remove(dir, netns);
+    if (nftDeleteTable(DNAT_MARK_TABLE, netns ? { netns } : {})) out.push(`nftables table inet ${DNAT_MARK_TABLE}`);
+  } catch { /* no nft: no table */ }
+  if (!existsSync(dir) || !bpffsMounted(dir)) return out;
+  try {
+    out.push(...BpfDatapath.remove(dir, netns));
   } catch {
-    out = BpfDatapath.remove(dir); // the namespace is gone: no clsact filters left to find in it
+    out.push(...BpfDatapath.remove(dir)); // the namespace is gone: no clsact filters left to find in it
   }
   try { rmdirSync(nodeDir); } catch { /* not empty (the observer's), or not there */ }
   return out;

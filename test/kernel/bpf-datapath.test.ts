@@ -13,7 +13,7 @@ import { spawnSync } from "node:child_process";
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { addNetns, delNetns, inNetns, netnsPath } from "../../src/kernel/netns.ts";
-import { BpfDatapath, EP_CLASSIC } from "../../src/kernel/bpf/datapath.ts";
+import { BpfDatapath, DNAT_MARK_NFT, EP_CLASSIC } from "../../src/kernel/bpf/datapath.ts";
 import { endpointsFor, planMap, remotesFor } from "../../src/dataplane/ebpf-datapath.ts";
 import { ensureBpffs, listPins, removePins, unmountBpffs } from "../../src/kernel/bpf/pin.ts";
 import { tcxAttached } from "../../src/kernel/bpf/link.ts";
@@ -219,7 +219,7 @@ test("maps: what the codecs write is what bpftool reads; the pins and links are 
     [[24, "10.250.2.0", "10.250.2.0", 2]], "N2's subnet via its VTEP address into the tunnel");
   assert.deepEqual([...dp.remotes().entries()].map(([k, r]) => [k, r.nexthop, r.mode]).sort(), [["10.250.2.0/24", "10.250.2.0", "tunnel"]],
     "IPv6 over VXLAN needs gauze6.1, which this node does not have: left to the classic path");
-  assert.deepEqual(listPins(pinOf(N1)), ["endpoints", "links/net-eth0", "links/net-gauze_1", "links/pod-hba", "links/pod-hbb", "prog/from_net", "prog/from_pod", "remotes", "stats"]);
+  assert.deepEqual(listPins(pinOf(N1)), ["endpoints", "links/net-eth0", "links/net-gauze_1", "links/pod-hba", "links/pod-hbb", "nat_flows", "prog/from_net", "prog/from_pod", "prog/watch_nat", "remotes", "stats"]);
   const ids = new Set((JSON.parse(sh(["bpftool", "-j", "link", "list"])) as { id: number }[]).map((l) => l.id));
   const q = tcxAttached(link(N1, PODS[0].host).ifindex, "ingress", netnsPath(N1));
   assert.ok(q.linkIds.length === 1 && ids.has(q.linkIds[0]!), "bpftool lists the pod's link");
@@ -280,6 +280,30 @@ test("the classic flag: the pod's packets go through the node (and stop when the
   assert.notEqual(r.status, 0, "classic and no forwarding: nothing gets through, so nothing was redirected");
   noForwarding(true);
   program("host-gw");
+});
+
+test("a Service's DNAT (kube-proxy's rule shape): its replies go back through conntrack, not around it", () => {
+  program("host-gw");
+  const a = PODS[0], c = PODS[2];
+  const dp = dps.get(N1)!;
+  // kube-proxy's ClusterIP rule shape on a's node, to c on the other node; the agent's mark table.
+  sh(["iptables", "-w", "-t", "nat", "-A", "PREROUTING", "-d", "10.96.0.10/32", "-p", "tcp", "--dport", "5201", "-j", "DNAT", "--to-destination", `${c.ip}:5201`], N1);
+  const r0 = spawnSync("nsenter", [`--net=${netnsPath(N1)}`, "nft", "-f", "-"], { input: DNAT_MARK_NFT, encoding: "utf8" });
+  assert.equal(r0.status, 0, r0.stderr);
+  const tcp = () => spawnSync("sh", ["-c", `nsenter --net=${netnsPath(c.ns)} timeout 10 iperf3 -s -1 -p 5201 -B ${c.ip} >/dev/null 2>&1 & sleep 0.4; nsenter --net=${netnsPath(a.ns)} timeout 8 iperf3 -c 10.96.0.10 -p 5201 -t 1 -J; wait`], { encoding: "utf8" });
+  // Without watch_nat the reply (from c's address) is redirected straight into a, which never
+  // sent to c's address: the connection cannot open.
+  const bad = tcp();
+  assert.match(bad.stdout, /"error"/, "without the NAT watch the Service connection fails");
+  for (const dev of ["eth0", "cni0"]) dp.attachWatch(dev, link(N1, dev).ifindex);
+  const s = dp.stats();
+  const good = tcp();
+  const gbps = (JSON.parse(good.stdout) as { end: { sum_received: { bits_per_second: number } } }).end.sum_received.bits_per_second / 1e9;
+  assert.ok(gbps > 0.1, `through the Service address: ${gbps.toFixed(2)} Gbit/s`);
+  const t = dp.stats();
+  assert.ok(t.natSeen - s.natSeen > 10 && t.nat - s.nat > 10, `watch_nat saw ${t.natSeen - s.natSeen} DNATed packets leave, ${t.nat - s.nat} replies went to conntrack`);
+  sh(["iptables", "-w", "-t", "nat", "-F", "PREROUTING"], N1);
+  sh(["nft", "delete", "table", "inet", "gauze_datapath"], N1);
 });
 
 test("detach and remove: nothing attached, nothing pinned", () => {

@@ -1,8 +1,8 @@
 // BpfDatapath: bpf/datapath.c on a node, for the eBPF datapath. Everything lives under one pin
-// directory (/sys/fs/bpf/gauze/<node>/datapath): the maps (endpoints, remotes, stats), the two
-// programs (prog/from_pod, prog/from_net, so a short-lived CNI plugin attaches a pod without
-// loading and verifying the object again) and the tcx links (links/pod-<host veth>,
-// links/net-<device>), so the datapath outlives the agent and the plugin that made it, and an
+// directory (/sys/fs/bpf/gauze/<node>/datapath): the maps (endpoints, remotes, nat_flows, stats),
+// the programs (prog/from_pod, prog/from_net, prog/watch_nat, so a short-lived CNI plugin
+// attaches a pod without loading and verifying the object again) and the tcx links
+// (links/pod-<host veth>, links/net-<device> at ingress, links/watch-<device> at egress), so the datapath outlives the agent and the plugin that made it, and an
 // agent restart loses no packet. On kernels without tcx (before 6.6) a clsact filter named
 // gauze-datapath-* (priority 2: the observer's, at 1, runs first) holds the attachment instead.
 // The agent opens the object (open(): load, adopt the pinned maps, re-pin the programs, move
@@ -28,7 +28,23 @@ const INGRESS: Direction = "ingress";
 export const EP_CLASSIC = 1;
 
 /** The counters of bpf/datapath.c's stats map, by index. */
-export const DATAPATH_STATS = ["local", "direct", "tunnel", "inbound", "pass", "classic", "ttl", "spoof"] as const;
+export const DATAPATH_STATS = ["local", "direct", "tunnel", "inbound", "pass", "classic", "ttl", "spoof", "nat", "natSeen"] as const;
+
+/**
+ * The skb->mark bit watch_nat looks for, and the nftables table that sets it after NAT on the
+ * packets of DNATed connections (kube-proxy's ClusterIP and NodePort rules), in every family.
+ */
+export const DNAT_MARK = 0x20000000;
+export const DNAT_MARK_TABLE = "gauze_datapath";
+export const DNAT_MARK_NFT = [
+  `table inet ${DNAT_MARK_TABLE} {}`, `delete table inet ${DNAT_MARK_TABLE}`,
+  `table inet ${DNAT_MARK_TABLE} {`,
+  "  chain postrouting {",
+  "    type filter hook postrouting priority srcnat + 1; policy accept;",
+  `    ct status dnat meta mark set meta mark or 0x${DNAT_MARK.toString(16)}`,
+  "  }",
+  "}", "",
+].join("\n");
 export type DatapathStat = (typeof DATAPATH_STATS)[number];
 
 /** A pod on this node, as the programs see it. */
@@ -136,8 +152,9 @@ export interface DatapathOptions {
   object?: Uint8Array;
 }
 
-type Hook = "pod" | "net";
-const progOf = (h: Hook) => (h === "pod" ? "from_pod" : "from_net");
+type Hook = "pod" | "net" | "watch";
+const progOf = (h: Hook) => (h === "pod" ? "from_pod" : h === "net" ? "from_net" : "watch_nat");
+const dirOf = (h: Hook): Direction => (h === "watch" ? "egress" : "ingress");
 const progPin = (pinDir: string, h: Hook) => join(pinDir, "prog", progOf(h));
 /** bpffs refuses names with a "." (gauze.1): those become "_" in a link's pin name. */
 const linkPin = (pinDir: string, h: Hook, dev: string) => join(pinDir, "links", `${h}-${dev.replaceAll(".", "_")}`);
@@ -151,7 +168,7 @@ function pickMode(m: DatapathOptions["mode"]): "tcx" | "clsact" {
 /** One hook of a device: a pinned tcx link (replaced when it is for another interface), or a named clsact filter. */
 function attachHook(prog: BpfProgram, h: Hook, dev: string, ifindex: number, o: DatapathOptions): void {
   if (pickMode(o.mode) === "clsact") {
-    attachClsact(prog, ifindex, INGRESS, { name: `${DATAPATH_FILTER_PREFIX}${h}`, priority: CLSACT_PRIORITY, handle: CLSACT_HANDLE, ...within(o.netns) });
+    attachClsact(prog, ifindex, dirOf(h), { name: `${DATAPATH_FILTER_PREFIX}${h}`, priority: CLSACT_PRIORITY, handle: CLSACT_HANDLE, ...within(o.netns) });
     return;
   }
   const path = linkPin(o.pinDir, h, dev);
@@ -159,7 +176,7 @@ function attachHook(prog: BpfProgram, h: Hook, dev: string, ifindex: number, o: 
   if (old) {
     try {
       const info = old.info();
-      if (info.ifindex === ifindex && info.direction === INGRESS) {
+      if (info.ifindex === ifindex && info.direction === dirOf(h)) {
         old.update(prog);
         return;
       }
@@ -170,7 +187,7 @@ function attachHook(prog: BpfProgram, h: Hook, dev: string, ifindex: number, o: 
     unpin(path);
   }
   // After what is there (the flow observer goes first, with BPF_F_BEFORE): a redirect ends the chain.
-  const link = attachTcx(prog, ifindex, INGRESS, o.netns);
+  const link = attachTcx(prog, ifindex, dirOf(h), o.netns);
   try {
     makePinDir(join(o.pinDir, "links"));
     link.pin(path);
@@ -191,7 +208,7 @@ function detachHook(h: Hook, dev: string, ifindex: number | undefined, o: Datapa
   }
   if (ifindex !== undefined && ifindex > 0) {
     try {
-      for (const f of clsactAttached(ifindex, INGRESS, o.netns)) {
+      for (const f of clsactAttached(ifindex, dirOf(h), o.netns)) {
         if (f.name !== `${DATAPATH_FILTER_PREFIX}${h}`) continue;
         detachClsact({ ...f, ...within(o.netns) });
         did = true;
@@ -210,8 +227,8 @@ function hookAttached(h: Hook, ifindex: number, o: DatapathOptions): boolean {
   if (!prog) return false;
   try {
     const id = prog.info().id;
-    if (pickMode(o.mode) === "tcx") return tcxAttached(ifindex, INGRESS, o.netns).progIds.includes(id);
-    return clsactAttached(ifindex, INGRESS, o.netns).some((f) => f.progId === id);
+    if (pickMode(o.mode) === "tcx") return tcxAttached(ifindex, dirOf(h), o.netns).progIds.includes(id);
+    return clsactAttached(ifindex, dirOf(h), o.netns).some((f) => f.progId === id);
   } catch {
     return false;
   } finally {
@@ -231,14 +248,14 @@ export class BpfDatapath {
     try {
       const dp = new BpfDatapath(obj, mode, { ...o, mode });
       makePinDir(join(o.pinDir, "prog"));
-      for (const h of ["pod", "net"] as const) {
+      for (const h of ["pod", "net", "watch"] as const) {
         const path = progPin(o.pinDir, h);
         unpin(path);
         obj.program(progOf(h)).pin(path);
       }
       // A restarted (or upgraded) agent: every pod keeps its link, now running this program.
       for (const rel of listPins(join(o.pinDir, "links"))) {
-        const h: Hook = rel.startsWith("pod-") ? "pod" : "net";
+        const h: Hook = rel.startsWith("pod-") ? "pod" : rel.startsWith("watch-") ? "watch" : "net";
         const l = BpfLink.fromPin(join(o.pinDir, "links", rel));
         if (!l) continue;
         try { l.update(obj.program(progOf(h))); } catch { /* defunct: its interface is gone; the agent's sweep unpins it */ }
@@ -280,6 +297,15 @@ export class BpfDatapath {
 
   netAttached(ifindex: number): boolean {
     return hookAttached("net", ifindex, this.o);
+  }
+
+  /** watch_nat at the egress of an underlay, tunnel or bridge device (idempotent). */
+  attachWatch(dev: string, ifindex: number): void {
+    attachHook(this.obj.program("watch_nat"), "watch", dev, ifindex, this.o);
+  }
+
+  watchAttached(ifindex: number): boolean {
+    return hookAttached("watch", ifindex, this.o);
   }
 
   /** Pinned links and their devices: "pod-<veth>" / "net-<dev>". */
@@ -342,11 +368,13 @@ export class BpfDatapath {
     try {
       for (const link of nl.links()) {
         let ours = false;
-        for (const f of clsactAttached(link.index, INGRESS, netns)) {
-          if (!f.name.startsWith(DATAPATH_FILTER_PREFIX)) continue;
-          detachClsact({ ...f, ...within(netns) });
-          removed.push(`clsact filter ${f.name} on ${link.name}`);
-          ours = true;
+        for (const d of ["ingress", "egress"] as const) {
+          for (const f of clsactAttached(link.index, d, netns)) {
+            if (!f.name.startsWith(DATAPATH_FILTER_PREFIX)) continue;
+            detachClsact({ ...f, ...within(netns) });
+            removed.push(`clsact filter ${f.name} on ${link.name}`);
+            ours = true;
+          }
         }
         if (ours && removeClsactIfEmpty(link.index, netns)) removed.push(`clsact qdisc on ${link.name}`);
       }
