@@ -73,6 +73,15 @@ export function startPiped(argv: readonly string[], opts: Omit<SpawnOptions, "in
   return here(opts.netns, () => cp.spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", "pipe", "pipe"], env: (opts.env ?? process.env) as NodeJS.ProcessEnv }));
 }
 
+/** A child with stdin, stdout and stderr piped (node's ChildProcess): an exec session's process. */
+export type InteractiveChild = import("node:child_process").ChildProcessByStdio<import("node:stream").Writable, import("node:stream").Readable, import("node:stream").Readable>;
+
+/** Starts argv with all three streams piped (the lab's pods/exec hands a client's stdin on). */
+export function startInteractive(argv: readonly string[], opts: Omit<SpawnOptions, "input"> = {}): InteractiveChild {
+  const cp = (process as unknown as { getBuiltinModule(id: "node:child_process"): typeof import("node:child_process") }).getBuiltinModule("node:child_process");
+  return here(opts.netns, () => cp.spawn(argv[0]!, argv.slice(1), { stdio: ["pipe", "pipe", "pipe"], env: (opts.env ?? process.env) as NodeJS.ProcessEnv }));
+}
+
 /**
  * Runs argv to its end without blocking the caller's event loop (a server answering others
  * meanwhile); past `timeoutMs` the process is killed and the result says so (status 124, as

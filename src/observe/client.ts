@@ -1,11 +1,14 @@
 // The relay: every node's agent API (a unix socket in the node's /run/gauze), asked in parallel
 // and merged. A node whose agent does not answer is named and left out; it never holds up the
 // others (each request has a deadline; a live stream that ends is reported and the rest go on).
-// Which nodes there are and where their agents listen comes from a source (source.ts).
+// Which nodes there are and where their agents listen comes from a source (source.ts); an
+// endpoint that carries a transport (transport.ts: a cluster's agents through pods/exec) is asked
+// through it, with the same deadlines and the same stream items.
 import { request } from "node:http";
 import { existsSync } from "node:fs";
 import type { FlowEvent, Sighting } from "../agent/flow-types.ts";
 import type { AgentEndpoint } from "./source.ts";
+import { transportOf } from "./transport.ts";
 
 export class AgentUnreachable extends Error {
   constructor(readonly node: string, why: string) {
@@ -22,6 +25,11 @@ function why(src: AgentEndpoint, e: Error & { code?: string }): string {
 
 /** One GET; the body as text. */
 export function get(src: AgentEndpoint, path: string, timeoutMs = 2000): Promise<string> {
+  const t = transportOf(src);
+  if (t) {
+    let body = "";
+    return t(path, (d) => { body += d; }, { timeoutMs }).done.then(() => body, (e: Error) => { throw new AgentUnreachable(src.node, e.message); });
+  }
   return new Promise((resolve, reject) => {
     const req = request({ socketPath: src.socket, path, method: "GET", timeout: timeoutMs }, (res) => {
       let body = "";
@@ -40,6 +48,23 @@ export type StreamItem = { node: string; event: FlowEvent } | { node: string; lo
 /** Live NDJSON from one node; calls back per line; resolves when the stream ends (or is cut). */
 export function follow(src: AgentEndpoint, path: string, onItem: (i: StreamItem) => void): { done: Promise<void>; stop: () => void } {
   let stopped = false;
+  const t = transportOf(src);
+  if (t) {
+    let rest = "";
+    const call = t(path, (d) => {
+      const lines = (rest + d).split("\n");
+      rest = lines.pop() ?? "";
+      for (const l of lines) {
+        if (!l) continue;
+        const v = JSON.parse(l) as FlowEvent | { lost: number };
+        onItem("lost" in v ? { node: src.node, lost: v.lost } : { node: src.node, event: v });
+      }
+    }, {});
+    const done = call.done.then(
+      () => { if (!stopped) onItem({ node: src.node, ended: "the agent closed the stream (restarted or stopped)" }); },
+      (e: Error) => { if (!stopped) onItem({ node: src.node, ended: e.message }); });
+    return { done, stop: () => { stopped = true; call.stop(); } };
+  }
   const req = request({ socketPath: src.socket, path, method: "GET" });
   const done = new Promise<void>((resolve) => {
     req.on("response", (res) => {

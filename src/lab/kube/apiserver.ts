@@ -12,12 +12,16 @@
 // authorized from their headers (rbac.ts) before any body is read; bodies stop at 1 MiB (413);
 // the last 1000 requests are kept for tests. The lab plays the controller manager and the
 // kubelets through the admin socket (cluster.ts), where requests are cluster-admin's.
+// pods/exec (exec.ts) is the kubelet's: authorized here (create on pods/exec, before the
+// upgrade), resolved and run by whoever sets `exec` (the lab: kubelet-api.ts, podman exec).
 //
 // The same class backs the tests' stand-in server (test/support/fake-nodes-api.ts) as NodesApi.
 import { createServer as createHttp, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createHttps } from "node:https";
 import { randomBytes, randomUUID } from "node:crypto";
 import type { Socket } from "node:net";
+import type { Duplex } from "node:stream";
+import { type Execer, execRequest, pickProtocol, serveExec } from "./exec.ts";
 import { isNamespaceName, isPodName } from "../../util/text.ts";
 import { type Attributes, type Grant, type PolicyRule, type StatusObject, allows, forbidden, grantOf, qualifiedResource, status, unauthorized } from "./rbac.ts";
 import { type ResourceType, RESOURCES, apiGroup, apiGroupList, apiResourceList, apiVersions, groupVersion, resourceAt, resourceOfKind, versionInfo } from "./resources.ts";
@@ -79,7 +83,7 @@ function parsePath(path: string): Target | undefined {
   const rt = resourceAt(group, version, rest[0]!);
   if (!rt || rest.length > 3 || (rt.namespaced && !namespace && rest.length > 1)) return undefined;
   const [, name, subresource] = rest;
-  if (subresource !== undefined && (subresource !== "status" || !rt.status)) return undefined;
+  if (subresource !== undefined && !((subresource === "status" && rt.status) || (subresource === "exec" && rt.resource === "pods"))) return undefined;
   return { rt, ...(namespace !== undefined ? { namespace } : {}), ...(name !== undefined ? { name } : {}), ...(subresource !== undefined ? { subresource } : {}) };
 }
 
@@ -115,6 +119,8 @@ export class KubeApi {
   private readonly sockets = new Set<Socket>();
   private readonly servers: Server[] = [];
   private readonly streams = new Map<ServerResponse, () => void>();
+  /** Runs pods/exec (the kubelet's part); unset: exec is answered 404 as for a pod without a kubelet. */
+  exec?: Execer;
 
   constructor(seed: KubeObject[] = [], resourceVersion = 1001) {
     this.store = new ObjectStore(resourceVersion);
@@ -238,6 +244,13 @@ export class KubeApi {
     }
     const t = parsePath(path);
     if (!t) return reply(404, status(404, "NotFound", "the server could not find the requested resource"));
+    if (t.subresource === "exec") {
+      req.resume();
+      return void this.execCheck(t, url, method, who).then((r) => {
+        if ("code" in r) return r.code === 403 ? refuse(r) : send(r.code, r);
+        send(400, status(400, "BadRequest", "Upgrade request required"));
+      });
+    }
     const watch = url.searchParams.get("watch") === "true" || url.searchParams.get("watch") === "1";
     const verb = method === "GET" ? (t.name ? "get" : watch ? "watch" : "list") : method === "POST" && !t.name ? "create" : method === "PUT" && t.name ? "update"
       : method === "PATCH" && t.name ? "patch" : method === "DELETE" ? (t.name ? "delete" : "deletecollection") : undefined;
@@ -276,6 +289,47 @@ export class KubeApi {
       send(code, body);
     });
   }
+
+  /**
+   * A pods/exec request up to the point of running it: authorized (create on pods/exec, as the
+   * API server asks of WebSocket GETs too), the pod known, the Execer's answer; else the Status.
+   */
+  private async execCheck(t: Target, url: URL, method: string, who: Subject): Promise<StatusObject | { request: import("./exec.ts").ExecRequest; start: () => import("./exec.ts").ExecSession }> {
+    if (method !== "GET" && method !== "POST") return status(405, "MethodNotAllowed", "the server does not allow this method on the requested resource (pods/exec: GET or POST)");
+    const attrs: Attributes = { verb: "create", group: "", resource: "pods", subresource: "exec", namespace: t.namespace!, name: t.name! };
+    if (who !== "anyone" && !allows(who.rules, attrs)) return forbidden(who.user, attrs);
+    if (!this.store.get("pods", t.namespace, t.name!)) return notFound(t, t.name!);
+    const r = execRequest(t.namespace!, t.name!, url.searchParams);
+    if ("code" in r) return r;
+    if (!this.exec) return status(404, "NotFound", `pod ${JSON.stringify(t.name)} has no kubelet that runs exec in this API`);
+    const start = await this.exec(r);
+    return typeof start === "function" ? { request: r, start } : start;
+  }
+
+  /** The server's 'upgrade' event: pods/exec over a WebSocket; anything else is refused as HTTP. */
+  readonly upgrade = (req: IncomingMessage, socket: Duplex, _head: Buffer): void => {
+    const url = new URL(req.url ?? "/", "http://x");
+    KubeApi.keep(this.requests, `${req.method} ${url.pathname}${url.search}`);
+    const answer = (s: StatusObject) => {
+      const body = JSON.stringify(s);
+      socket.end(`HTTP/1.1 ${s.code} ${s.reason}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+    };
+    socket.on("error", () => { /* the client went away */ });
+    let who: Subject = "anyone";
+    if (this.grants) {
+      const g = grantOf(this.grants, req.headers.authorization);
+      if (!g) return answer(unauthorized());
+      who = g;
+    }
+    const t = parsePath(url.pathname);
+    if (!t || t.subresource !== "exec") return answer(status(400, "BadRequest", "only pods/exec is served over a WebSocket here"));
+    void this.execCheck(t, url, req.method ?? "GET", who).then((r) => {
+      if ("code" in r) return answer(r);
+      const protocol = pickProtocol(req);
+      if (!protocol) return answer(status(400, "BadRequest", "none of the offered subprotocols is served: v5.channel.k8s.io or v4.channel.k8s.io"));
+      serveExec(req, socket, protocol, r.request, r.start);
+    }, (e: Error) => answer(status(500, "InternalError", e.message)));
+  };
 
   private discovery(path: string): { code: number; body: unknown } | undefined {
     if (path === "/api") return { code: 200, body: apiVersions(this.serverAddress) };
@@ -453,6 +507,7 @@ export class KubeApi {
   listen(o: { host?: string; port?: number; tls?: { cert: Buffer; key: Buffer } } = {}): Promise<string> {
     const server = o.tls ? createHttps({ cert: o.tls.cert, key: o.tls.key }, this.handle) : createHttp(this.handle);
     server.on("connection", (s: Socket) => { this.sockets.add(s); s.on("close", () => this.sockets.delete(s)); });
+    server.on("upgrade", this.upgrade);
     this.servers.push(server);
     const host = o.host ?? "127.0.0.1";
     return new Promise<string>((resolve, reject) => {

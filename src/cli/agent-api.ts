@@ -1,0 +1,67 @@
+// `gauze agent-api GET <path>` (hidden): one request to this node's agent API (its unix socket,
+// /run/gauze/agent.sock) with the body streamed to stdout. A cluster source runs it inside the
+// agent's container through the API server's pods/exec (observe/cluster-source.ts), so the
+// agent's API never listens on a TCP port and the API server's RBAC decides who may ask.
+//   exit 0: HTTP 200, the body on stdout
+//   exit 1: another status, "HTTP <code>: <body>" on stderr
+//   exit 2: the socket did not answer (the reason on stderr)
+// With --until-stdin-ends a live stream (follow=1) stops when stdin closes: the exec session's
+// end closes it, so a reader that goes away leaves no request behind on the agent.
+// `/local/links` is answered here, not by the agent: the node's interfaces (index to name), which
+// trace uses to name the hops it reports.
+import { request } from "node:http";
+import { withRtnl } from "../kernel/netlink/index.ts";
+import { nodePaths } from "../node/paths.ts";
+
+export interface AgentApiOptions { socket?: string; untilStdinEnds?: boolean }
+
+export function agentApi(method: string, path: string, o: AgentApiOptions): Promise<number> {
+  if (method !== "GET") {
+    process.stderr.write(`gauze agent-api: the agent's API answers GET only (not ${method})\n`);
+    return Promise.resolve(2);
+  }
+  if (!path.startsWith("/")) {
+    process.stderr.write(`gauze agent-api: ${JSON.stringify(path)} is not a path: give one such as /v1/flows?last=20\n`);
+    return Promise.resolve(2);
+  }
+  if (path === "/local/links") {
+    try {
+      const links = withRtnl({}, (nl) => Object.fromEntries(nl.links().map((l) => [String(l.index), l.name])));
+      process.stdout.write(JSON.stringify(links));
+      return Promise.resolve(0);
+    } catch (e) {
+      process.stderr.write(`gauze agent-api: cannot list this node's links: ${(e as Error).message}\n`);
+      return Promise.resolve(2);
+    }
+  }
+  const socket = o.socket ?? nodePaths("").apiSocket;
+  return new Promise((settle) => {
+    // Once answered, stdin must not hold the process open.
+    const resolve = (code: number) => { if (o.untilStdinEnds) process.stdin.destroy(); settle(code); };
+    const req = request({ socketPath: socket, path, method: "GET" }, (res) => {
+      if (res.statusCode !== 200) {
+        let body = "";
+        res.on("data", (d: Buffer) => { body += d.toString(); });
+        res.on("end", () => { process.stderr.write(`HTTP ${res.statusCode}: ${body.trim()}\n`); resolve(1); });
+        return;
+      }
+      res.pipe(process.stdout);
+      res.on("end", () => resolve(0));
+      res.on("error", (e) => { process.stderr.write(`the agent cut the stream: ${e.message}\n`); resolve(2); });
+    });
+    req.on("error", (e: Error & { code?: string }) => {
+      const why = e.code === "ENOENT" ? `no API socket at ${socket}: the agent is not running in this container`
+        : e.code === "ECONNREFUSED" ? `the API socket ${socket} refuses connections: the agent has stopped` : e.message;
+      process.stderr.write(`${why}\n`);
+      resolve(2);
+    });
+    req.end();
+    if (o.untilStdinEnds) {
+      process.stdin.on("end", () => { req.destroy(); resolve(0); });
+      process.stdin.on("error", () => { req.destroy(); resolve(0); });
+      process.stdin.resume();
+    }
+    // A reader that has gone away: stdout's pipe breaks at the next write.
+    process.stdout.on("error", () => { req.destroy(); resolve(0); });
+  });
+}
