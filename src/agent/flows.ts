@@ -45,6 +45,8 @@ interface TapFlow {
   /** The table was read once since the last event (a quiet flow's tail is reported once). */
   tailRead: boolean;
   ipLen: number;
+  /** ICMP echo: the last sequence number shown (a tail read adds its packets: a ping's sequence counts them). */
+  seq?: number;
 }
 
 /** The taps of the eBPF path: flows on every link, drops with their namespace. */
@@ -451,10 +453,12 @@ export class FlowObserver {
     const code = e.egress ? codes[1] : codes[0];
     const time = Number(e.timeNs / 1000n) / 1000;
     if (e.frame.length) this.keepSighting(time, e.ifindex, code, tapWireLen(e), e.frame);
-    const key = tapEventKey(e, this.vxlanPorts);
-    if (!key || isLinkChatter(key)) return;
     const id = tapFlowId(e);
     let fl = this.tapFlows.get(id);
+    // Past the cap on new flows a second (a pod spraying random ports): counted before any parsing.
+    if (!fl && this.newThisSecond >= (this.o.maxNewFlowsPerSecond ?? 2000)) { this.stats.shed++; this.stats.lost++; return; }
+    const key = tapEventKey(e, this.vxlanPorts);
+    if (!key || isLinkChatter(key)) return;
     let packets = e.packets, bytes = e.bytes;
     if (fl) {
       // What the table's read reported already is in the kernel's count again.
@@ -470,7 +474,6 @@ export class FlowObserver {
       if (packets === 0 && e.reason === "periodic") return;
     } else {
       // A flow the kernel saw first (new), or one a previous agent was told of (adopted flows).
-      if (this.newThisSecond >= (this.o.maxNewFlowsPerSecond ?? 2000)) { this.stats.shed++; this.stats.lost++; return; }
       this.newThisSecond++;
       if (this.tapFlows.size >= (this.o.maxFlows ?? 20000)) {
         const oldest = this.tapFlows.keys().next();
@@ -498,9 +501,13 @@ export class FlowObserver {
     const ev: FlowEvent = { ...base, time, packets, bytes, ipLen: fl.ipLen };
     if (key) {
       if (key.tcpFlags !== undefined) ev.tcpFlags = tcpFlagNames(key.tcpFlags);
+      if (key.icmpSeq !== undefined) fl.seq = key.icmpSeq;
       if (key.icmpSeq !== undefined && ev.icmp) ev.icmp = { ...ev.icmp, seq: key.icmpSeq };
       if (key.tunnel && ev.tunnel) ev.tunnel = { ...ev.tunnel, outerIpLen: key.tunnel.outerIpLen };
-    } else if (ev.tunnel) ev.tunnel = { ...ev.tunnel, outerIpLen: fl.ipLen + ev.tunnel.overheadBytes };
+    } else {
+      if (ev.tunnel) ev.tunnel = { ...ev.tunnel, outerIpLen: fl.ipLen + ev.tunnel.overheadBytes };
+      if (fl.seq !== undefined && ev.icmp?.seq !== undefined) { fl.seq = (fl.seq + packets) & 0xffff; ev.icmp = { ...ev.icmp, seq: fl.seq }; }
+    }
     this.emit(ev);
   }
 
