@@ -56,6 +56,8 @@ export interface AgentOptions {
   observer?: ObserverMode;
   /** NetworkPolicy: "auto" (on where the Kubernetes API is reachable: a kubeconfig, or in a cluster), "on", "off". */
   networkPolicy?: "auto" | "on" | "off";
+  /** What a policy change does to established connections: keep (default) or recheck. */
+  policyEstablished?: "keep" | "recheck";
   /** The Kubernetes API's kubeconfig (absent: the in-cluster config). */
   kubeconfig?: string;
   /** The datapath over the network config's Datapath (`--datapath`). */
@@ -264,6 +266,7 @@ export class Agent {
       node: this.o.node, ...(this.o.kubeconfig ? { kubeconfig: this.o.kubeconfig } : {}), log: this.o.log, registry: this.metrics.registry,
       nodeIps: () => [this.link?.ip, this.link6?.ip, ...this.gatewayIps()].filter((x): x is string => !!x),
       programmed: () => this.datapath?.reconcile(),
+      ...(this.o.policyEstablished ? { established: this.o.policyEstablished } : {}),
     });
     try {
       await p.start();

@@ -7,8 +7,10 @@
 // stops the others. The same evaluator names the policy behind a dropped packet and gives an
 // AUDIT verdict for what an audit-mode policy would deny (the observer asks `judge`).
 //
-// Established connections: conntrack lets a connection that was allowed when it began go on
-// after a policy changes (Calico's choice; the API leaves it to the implementation).
+// Established connections: by default conntrack lets a connection that was allowed when it began
+// go on after a policy changes (Calico's choice; the API leaves it to the implementation);
+// `--policy-established recheck` judges every packet of a connection's opening direction again,
+// so a change cuts what it now denies (replies still pass on conntrack alone).
 import type { Logger } from "pino";
 import type { KubeConfig, V1Namespace, V1NetworkPolicy, V1Pod } from "@kubernetes/client-node";
 import { Histogram, Gauge, Counter, type Registry } from "prom-client";
@@ -29,6 +31,8 @@ export interface PolicyOptions {
   nft?: { apply(text: string): void; has(table: string): boolean };
   /** Called once the rules are in, before the generation is published: the eBPF datapath moves newly isolated pods onto the classic path here. */
   programmed?: () => void;
+  /** What a policy change does to established connections (dataplane/policy-nft.ts); default keep. */
+  established?: "keep" | "recheck";
 }
 
 export interface PolicyStatus {
@@ -164,7 +168,7 @@ export class PolicyEnforcer {
       const namespaces = this.namespaces!.list().map((n) => nsInfoFromV1(n)).filter((n): n is NonNullable<typeof n> => !!n);
       const ix = compileWorld({ namespaces, pods, policies });
       const rules = nodeAllowRules(ix, this.o.node);
-      const model = compilePolicy(rules);
+      const model = compilePolicy(rules, { established: this.o.established ?? "keep" });
       const nft = this.o.nft ?? { apply: nftApply, has: nftHasTable };
       const text = this.applied ? changes(this.applied, model) : script(model, nft.has(POLICY_TABLE));
       if (text) nft.apply(text);

@@ -26,6 +26,7 @@ export interface AgentCliOptions extends StoreFlags {
   /** --observer auto|ebpf|ring */
   observer?: string;
   networkPolicy: string;
+  policyEstablished: string;
   /** --datapath classic|ebpf (over the network config's Datapath) */
   datapath?: string;
 }
@@ -55,6 +56,7 @@ export async function runAgent(o: AgentCliOptions): Promise<number> {
     ttl = parseDuration(o.leaseTtl, "--lease-ttl");
     resync = parseDuration(o.resync, "--resync");
     if (!["auto", "on", "off"].includes(o.networkPolicy)) throw new Error(`--network-policy ${o.networkPolicy}: use auto, on or off`);
+    if (!["keep", "recheck"].includes(o.policyEstablished)) throw new Error(`--policy-established ${o.policyEstablished}: use keep or recheck`);
     if (o.observer !== undefined && !(OBSERVER_MODES as readonly string[]).includes(o.observer)) throw new Error(`--observer ${o.observer}: use auto, ebpf or ring`);
     if (o.datapath !== undefined) parseDatapathFlag(o.datapath);
     if (o.mtu !== undefined && !(/^\d+$/.test(o.mtu) && Number(o.mtu) >= 576 && Number(o.mtu) <= 65535)) throw new Error(`--mtu ${o.mtu}: give a number from 576 to 65535`);
@@ -69,7 +71,7 @@ export async function runAgent(o: AgentCliOptions): Promise<number> {
   }
   log.info({ startupMs: +performance.now().toFixed(1) }, "registry open");
   const agent = new Agent({ node, ...(o.iface ? { iface: o.iface } : {}), ...(o.mtu ? { mtu: Number(o.mtu) } : {}), registry, root: o.root, ipMasq: o.ipMasq, healthAddr: o.healthAddr, leaseTtlMs: ttl, resyncMs: resync, bridge: o.bridge, log, observe: o.observe !== false, ...(o.observer ? { observer: o.observer as ObserverMode } : {}),
-    networkPolicy: o.networkPolicy as "auto", ...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}), ...(o.datapath ? { datapath: parseDatapathFlag(o.datapath) } : {}) });
+    networkPolicy: o.networkPolicy as "auto", policyEstablished: o.policyEstablished as "keep", ...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}), ...(o.datapath ? { datapath: parseDatapathFlag(o.datapath) } : {}) });
   try {
     await agent.start();
   } catch (e) {

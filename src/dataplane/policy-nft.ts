@@ -49,6 +49,12 @@ export interface NftModel {
    * policies say and the replicas of a Deployment share one chain.
    */
   self: { 4: Set<string>; 6: Set<string> };
+  /**
+   * Established connections after a policy change: "keep" (conntrack lets a connection allowed
+   * when it began go on; replies always pass) or "recheck" (only replies pass on their own: every
+   * packet of the opening direction meets the pod's rules again, so a change cuts what it denies).
+   */
+  established: "keep" | "recheck";
 }
 
 /** A short stable name from text (two 32-bit FNV-1a hashes): chain and set names stay within nft's limits. */
@@ -81,8 +87,8 @@ function portMatches(ports: PodRules["rules"][number]["ports"]): string[] {
 }
 
 /** Compiles the node's pods' rules (both directions) into the table's model. */
-export function compilePolicy(pods: readonly PodRules[]): NftModel {
-  const m: NftModel = { sets: new Map(), chains: new Map(), maps: { in4: new Map(), in6: new Map(), out4: new Map(), out6: new Map() }, tags: new Map(), self: { 4: new Set(), 6: new Set() } };
+export function compilePolicy(pods: readonly PodRules[], o: { established?: "keep" | "recheck" } = {}): NftModel {
+  const m: NftModel = { sets: new Map(), chains: new Map(), maps: { in4: new Map(), in6: new Map(), out4: new Map(), out6: new Map() }, tags: new Map(), self: { 4: new Set(), 6: new Set() }, established: o.established ?? "keep" };
   // A tag's name comes from what it stands for, so an unchanged chain compiles to the same text
   // (and keeps its counters) whatever else changed.
   const tag = (t: RuleTag) => {
@@ -172,11 +178,13 @@ export function compilePolicy(pods: readonly PodRules[]): NftModel {
 
 const MAPS = [["in4", "ipv4_addr"], ["in6", "ipv6_addr"], ["out4", "ipv4_addr"], ["out6", "ipv6_addr"]] as const;
 
-function baseChain(): string[] {
+function baseChain(established: NftModel["established"]): string[] {
   return [
     `add chain inet ${POLICY_TABLE} forward { type filter hook forward priority filter - 10; policy accept; }`,
-    // Replies, and connections allowed when they began (a policy change does not cut them).
-    `add rule inet ${POLICY_TABLE} forward ct state established,related accept`,
+    // keep: replies, and connections allowed when they began (a policy change does not cut them).
+    // recheck: replies and ICMP errors about a connection only; its opening direction is judged again.
+    ...(established === "keep" ? [`add rule inet ${POLICY_TABLE} forward ct state established,related accept`]
+      : [`add rule inet ${POLICY_TABLE} forward ct state established ct direction reply accept`, `add rule inet ${POLICY_TABLE} forward ct state related accept`]),
     // IPv6 neighbour discovery between pods on one bridge is never a policy's business.
     `add rule inet ${POLICY_TABLE} forward icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, nd-router-advert, nd-redirect } accept`,
     `add rule inet ${POLICY_TABLE} forward ip saddr . ip daddr @self4 accept`,
@@ -215,7 +223,7 @@ export function script(m: NftModel, exists: boolean): string {
   }
   for (const [name, type] of MAPS) out.push(`add map inet ${POLICY_TABLE} ${name} { type ${type} : verdict; }`, ...mapElements(name, m.maps[name]));
   for (const f of [4, 6] as const) out.push(`add set inet ${POLICY_TABLE} self${f} { type ${f === 4 ? "ipv4_addr . ipv4_addr" : "ipv6_addr . ipv6_addr"}; }`, ...selfElements("add", f, [...m.self[f]]));
-  out.push(...baseChain());
+  out.push(...baseChain(m.established));
   return out.join("\n") + "\n";
 }
 
@@ -226,6 +234,7 @@ export function script(m: NftModel, exists: boolean): string {
  */
 export function changes(prev: NftModel, next: NftModel): string {
   const out: string[] = [];
+  if (prev.established !== next.established) return script(next, true);
   for (const [name, s] of next.sets) if (!prev.sets.has(name)) out.push(setDecl(name, s.family), ...setElements(name, s));
   for (const [name, lines] of next.chains) {
     const old = prev.chains.get(name);

@@ -2,7 +2,7 @@
 // inside each node's namespace with the node's tree as its root, its status file read back, and
 // stopped or started again as `lab node stop-agent|start-agent` asks. An agent counts as running
 // only while its PID still runs a gauze executable (processes.ts).
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { gauzeExecutable } from "../kernel/spawn.ts";
 import { netnsPath } from "../kernel/netns.ts";
@@ -13,6 +13,7 @@ import { storeFlags } from "./registry.ts";
 import { loadNetwork, runtimeFor } from "./runtime.ts";
 import { isOurProcess, spawnInNetns, stopProcess } from "./processes.ts";
 import { runDaemonPod, stopDaemonPod, waitPodReady } from "./kube/kubelet.ts";
+import { agentKubeconfig } from "./kube/credentials.ts";
 import { AGENT_PORT, type LabNode, type LabState, findNode, saveLab, withLab } from "./state.ts";
 
 export function agentLog(n: LabNode): string {
@@ -21,9 +22,12 @@ export function agentLog(n: LabNode): string {
 
 // Resync every 5 minutes: registry events already apply at once; a long period keeps a fault
 // that `gauze lab break` injects in place long enough for doctor to find it.
+// With the lab's API (every lab but those of older gauze), the agent gets its kubeconfig: with
+// --store file or etcd it reads the API only for NetworkPolicy.
 export function startAgent(s: LabState, n: LabNode): void {
   const argv = [gauzeExecutable(), "agent", "--node", n.name, "--iface", "eth0", ...storeArgs(storeFlags(s)),
-    "--root", n.root, "--health-addr", `127.0.0.1:${AGENT_PORT}`, "--resync", "5m", ...(s.noObserve ? ["--no-observe"] : []), ...(s.observer ? ["--observer", s.observer] : []), ...(s.datapath ? ["--datapath", s.datapath] : [])];
+    "--root", n.root, "--health-addr", `127.0.0.1:${AGENT_PORT}`, "--resync", "5m", ...(s.noObserve ? ["--no-observe"] : []), ...(s.policyEstablished ? ["--policy-established", s.policyEstablished] : []), ...(s.observer ? ["--observer", s.observer] : []), ...(s.datapath ? ["--datapath", s.datapath] : []),
+    ...(s.kube && existsSync(agentKubeconfig(s.name)) ? ["--kubeconfig", agentKubeconfig(s.name)] : [])];
   n.agentPid = spawnInNetns(netnsPath(n.netns), argv, agentLog(n));
 }
 

@@ -1,6 +1,7 @@
 // The lab: a kind-like cluster made of network namespaces on this host. `lab up` readies the host
-// (host.ts), makes the underlay and the nodes (nodes.ts), the subnet registry or, in manifest
-// mode, the Kubernetes API (kube/), and installs gauze (install.ts); `lab down` takes all of it
+// (host.ts), makes the underlay and the nodes (nodes.ts), the lab's Kubernetes API (kube/: every
+// lab has one; in manifest mode it is also the subnet registry, else the lab's file registry or
+// etcd is), and installs gauze (install.ts); `lab down` takes all of it
 // away again. With CNI installed, each node runs the real gauze agent and the runtime stand-in
 // runs the real plugin. Nothing is added to the host's own network namespace.
 import { rmSync } from "node:fs";
@@ -20,6 +21,8 @@ import { installCni } from "./install.ts";
 import { initRegistry, startEtcd } from "./registry.ts";
 import { stopProcess } from "./processes.ts";
 import { startControlPlane, stopControlPlane } from "./kube/cluster.ts";
+import { makePki } from "./kube/credentials.ts";
+import { mirrorNode } from "./kube/mirror.ts";
 import { loadManifest, removePodmanState, writeConfigMaps } from "./kube/kubelet.ts";
 import { type LabBackend, type LabState, type Progress, LAB_POD_CIDR6, MACVLAN_POD_CIDR, UNDERLAY6, UNDERLAY_CIDR, labDir, labExists, loadLab, lockLab, nodeNames, saveLab, validateLabName } from "./state.ts";
 
@@ -43,6 +46,8 @@ export interface UpOptions {
   ipv6?: boolean;
   /** Agents without flow recording (--no-observe). */
   noObserve?: boolean;
+  /** Agents that judge established connections again after a policy change. */
+  policyRecheck?: boolean;
   /** The agents' --observer: auto, ebpf or ring. */
   observer?: "auto" | "ebpf" | "ring";
   /** The agents' --datapath: classic or ebpf. */
@@ -69,7 +74,7 @@ export async function labUp(o: UpOptions): Promise<LabState> {
     throw new Error(o.manifest ? "--ipv6 with --manifest: the lab's Kubernetes API gives Nodes IPv4 podCIDRs only; leave out one of them" : `--ipv6 with --backend ${o.backend}: dual-stack runs on vxlan, vxlan-direct and host-gw`);
   }
   const s: LabState = {
-    name: o.name, podCidr: o.podCidr, backend: o.backend, underlayNs: `gz-${o.name}-underlay`, underlayCidr: UNDERLAY_CIDR, ...(o.underlaySubnets === 2 ? { underlaySubnets: 2 } : {}), ...(o.ipv6 ? { podCidr6: LAB_POD_CIDR6 } : {}), ...(o.noObserve ? { noObserve: true as const } : {}), ...(o.observer ? { observer: o.observer } : {}), ...(o.datapath ? { datapath: o.datapath } : {}),
+    name: o.name, podCidr: o.podCidr, backend: o.backend, underlayNs: `gz-${o.name}-underlay`, underlayCidr: UNDERLAY_CIDR, ...(o.underlaySubnets === 2 ? { underlaySubnets: 2 } : {}), ...(o.ipv6 ? { podCidr6: LAB_POD_CIDR6 } : {}), ...(o.noObserve ? { noObserve: true as const } : {}), ...(o.policyRecheck ? { policyEstablished: "recheck" as const } : {}), ...(o.observer ? { observer: o.observer } : {}), ...(o.datapath ? { datapath: o.datapath } : {}),
     registryDir: join(labDir(o.name), "registry"), store: { kind: manifest ? "kube" : o.store ?? "file", ...(o.etcdEndpoints ? { endpoints: o.etcdEndpoints } : {}), ...(o.etcdAuth ? { etcdAuth: o.etcdAuth } : {}) }, cniInstalled: false, nodes: [], pods: [], createdAt: new Date().toISOString(),
   };
   // The lab is registered (its lab.json saved) under the host lock, so that a last `lab down`
@@ -78,16 +83,27 @@ export async function labUp(o: UpOptions): Promise<LabState> {
   try {
     const t0 = performance.now();
     createUnderlay(s, o);
+    // The control plane's keys are made (openssl, in other processes) while the nodes are.
+    const pki = makePki(s.name);
+    pki.catch(() => undefined); // awaited below; a failure meanwhile is not an unhandled one
     s.nodes = createNodes(s, nodeNames(o.name, o.nodes).map((n, idx) => ({ ...n, idx })));
     if (s.store.kind === "etcd" && !s.store.endpoints) await startEtcd(s, o.progress);
+    const tApi = performance.now();
+    await pki;
     if (manifest) {
       s.manifest = manifest.run;
       saveLab(s);
       writeConfigMaps(s, manifest.m);
-      await startControlPlane(s, manifest.m.objects);
+    }
+    await startControlPlane(s, manifest?.m.objects);
+    saveLab(s);
+    if (manifest) {
       for (const n of s.nodes) await registerKubeNode(s, n);
-      o.progress(`control plane: the Kubernetes API on https://172.18.0.1:6443, ${s.nodes.length} Node(s) registered with a podCIDR each`);
-    } else initRegistry(s, o.podCidr, o.backend);
+    } else {
+      initRegistry(s, o.podCidr, o.backend);
+      for (const n of s.nodes) await mirrorNode(s, n);
+    }
+    o.progress(`control plane: the Kubernetes API on https://172.18.0.1:6443 (and ${s.kube?.local} for this host's kubectl: gauze lab kubeconfig --name ${s.name}), ${s.nodes.length} Node(s) registered${manifest ? " with a podCIDR each" : ""} in ${(performance.now() - tApi).toFixed(0)} ms`);
     saveLab(s);
     o.progress(`lab ${o.name}: ${o.nodes} node(s) on underlay ${o.underlaySubnets === 2 ? "172.18.0.0/24 and 172.18.1.0/24 (routed)" : UNDERLAY_CIDR}${o.ipv6 ? ` and ${UNDERLAY6}::/${o.underlaySubnets === 2 ? "56 (two /64s)" : "64"}, pods dual-stack (IPv6 ${LAB_POD_CIDR6})` : ""} (${s.nodes.map((n) => `${n.name} ${n.ip}`).join(", ")}) in ${(performance.now() - t0).toFixed(0)} ms`);
     if (o.cni) await installCni(s, o.progress);
@@ -123,10 +139,8 @@ export async function labDown(name: string, progress: Progress): Promise<void> {
     const t0 = performance.now();
     await Promise.all([...s.pods.map((p) => stopProcess(p.serverPid, 300)), ...s.nodes.map((n) => stopProcess(n.agentPid, 1000))]);
     await stopProcess(s.store?.etcdPid, 2000, "SIGTERM", s.store?.etcdDir);
-    if (s.manifest) {
-      removePodmanState(name);
-      await stopControlPlane(s);
-    }
+    if (s.manifest) removePodmanState(name);
+    await stopControlPlane(s);
     // The agents' drop watchers (tracefs instances): an agent killed outright leaves its own.
     for (const n of s.nodes) DropWatch.removeStale(`gauze-${n.name}-`);
     // And their eBPF programs, links and maps, pinned to outlive them (while the node's namespace is there).

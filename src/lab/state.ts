@@ -83,6 +83,8 @@ export interface LabState {
   underlaySubnets?: 2;
   /** Agents run with --no-observe (benchmarks compare with and without flow recording). */
   noObserve?: true;
+  /** The agents' --policy-established (absent: keep). */
+  policyEstablished?: "recheck";
   /** The agents' --observer (absent: the agent's default, auto). */
   observer?: "auto" | "ebpf" | "ring";
   /** The agents' --datapath (absent: the network config's, classic). */

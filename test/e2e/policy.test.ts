@@ -11,6 +11,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { get } from "node:http";
+import { spawn } from "node:child_process";
 import { GAUZE, must, sh } from "./helpers.ts";
 
 const lab = `t${process.pid % 1000}np`;
@@ -215,5 +216,45 @@ test("over IPv6 (a dual-stack lab) the 48 cases pass too, the probes going to th
     assert.equal(out.passed, 48);
   } finally {
     sh([GAUZE, "lab", "down", "--name", v6]);
+  }
+});
+
+/** A 4 s iperf3 stream from client to web/server, a deny-all applied 1.5 s in: bytes per half second, in order. */
+async function streamAcrossAChange(name: string): Promise<number[]> {
+  const st = JSON.parse(must([GAUZE, "lab", "status", "--name", name, "--json"])) as { pods: { name: string; ip: string }[] };
+  const serverIp = st.pods.find((p) => p.name === "server")!.ip;
+  const server = spawn("nsenter", [`--net=/run/netns/gz-${name}-pod-web.server`, "iperf3", "-s", "-1"], { stdio: "ignore" });
+  try {
+    await wait(300);
+    const client = spawn("timeout", ["12", "nsenter", `--net=/run/netns/gz-${name}-pod-client`, "iperf3", "-c", serverIp, "-t", "4", "-i", "0.5", "--forceflush"], { stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    client.stdout.on("data", (d: Buffer) => { out += d.toString(); });
+    await wait(1500);
+    must([GAUZE, "lab", "apply", "-f", denyAll, "--name", name]);
+    must([GAUZE, "policy", "status", "--wait", "10", "--name", name]);
+    await new Promise((r) => client.on("close", r));
+    // "[  5]   1.50-2.00   sec  1.23 GBytes  ..." per interval, the sender's lines.
+    return [...out.matchAll(/^\[\s*\d+\]\s+[\d.]+-[\d.]+\s+sec\s+([\d.]+)\s+(\w?)Bytes/gm)].slice(0, 8).map((m) => Number(m[1]) * ({ K: 1e3, M: 1e6, G: 1e9 }[m[2] as "K"] ?? 1));
+  } finally {
+    server.kill();
+    sh([GAUZE, "lab", "delete", "-f", denyAll, "--name", name]);
+  }
+}
+
+test("established connections: kept across a policy change by default (conntrack), cut by it with --policy-established recheck", async () => {
+  const kept = await streamAcrossAChange(lab);
+  assert.ok(kept.length >= 7 && kept.every((b) => b > 0), `kept: every interval carries bytes: ${kept.join(", ")}`);
+  assert.equal(probe("client", "web/server", 80, "tcp"), "connected", "the deny-all is gone again");
+  const re = `${lab}r`;
+  sh([GAUZE, "lab", "down", "--name", re]);
+  try {
+    must([GAUZE, "lab", "up", "--name", re, "--policy-recheck"]);
+    must([GAUZE, "lab", "pod", "run", "web/server", "--node", wk.replace(lab, re), "--image", "agnhost", "--labels", "app=server", "--name", re]);
+    must([GAUZE, "lab", "pod", "run", "client", "--node", cp.replace(lab, re), "--image", "agnhost", "--labels", "app=client", "--name", re]);
+    const cut = await streamAcrossAChange(re);
+    assert.ok(cut.slice(0, 2).every((b) => b > 0), `the stream ran before the change: ${cut.join(", ")}`);
+    assert.ok(cut.slice(4).every((b) => b === 0), `recheck: nothing after the change: ${cut.join(", ")}`);
+  } finally {
+    sh([GAUZE, "lab", "down", "--name", re]);
   }
 });
