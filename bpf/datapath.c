@@ -7,7 +7,7 @@
  *                                    DirectRouting) or into the VXLAN device (the kernel still
  *                                    encapsulates), with the next hop the backend routes by;
  *  - from_net, at the ingress of the node's underlay link and of its VXLAN devices:
- *      to a pod on this node:        bpf_redirect_peer into it.
+ *      from another node's pod to a pod on this node: bpf_redirect_peer into it.
  *
  * Everything else (to the node itself, to other networks, to Service addresses, ARP and
  * neighbour discovery, a TTL about to expire, a source address that is not the sending pod's)
@@ -370,6 +370,14 @@ int from_net(struct __sk_buff *skb)
 		return count(S_PASS, GZ_NEXT); /* the node's own traffic, VXLAN before decapsulation */
 	if (ep->flags & GZ_EP_CLASSIC)
 		return count(S_CLASSIC, GZ_NEXT);
+	/* Only from another node's pod: a packet from anywhere else (a node, a NodePort client, the
+	 * world) gets a reply that leaves the pod network, which takes the classic path and this
+	 * node's masquerade; conntrack must have seen the way in too, or the reply is masqueraded
+	 * as a connection of its own. */
+	struct remote_key from = { .prefixlen = 32 + (family == 4 ? 32 : 128), .family = h.src.family };
+	__builtin_memcpy(from.addr, h.src.addr, 16);
+	if (!bpf_map_lookup_elem(&remotes, &from))
+		return count(S_PASS, GZ_NEXT);
 	if (h.ttl <= 1)
 		return count(S_TTL, GZ_NEXT);
 	if (natted(skb, &h))

@@ -63,6 +63,22 @@ for (const backend of ["host-gw", "vxlan"] as const) {
     const sum = (k: number) => stats.find((s) => s.key === k)!.values.reduce((a, v) => a + v.value, 0);
     assert.ok(sum(0) >= 20 && sum(3) >= 20, `worker: ${sum(0)} redirected between its pods, ${sum(3)} into a pod from the ${backend === "vxlan" ? "tunnel" : "underlay"}`);
 
+    // NAT, with kube-proxy's rule shapes on the control-plane node: a ClusterIP DNAT to b on the
+    // other node (its replies must be translated back by this node's conntrack: watch_nat sends
+    // them the classic way), a NodePort from the underlay (DNAT and masquerade), and pods
+    // masqueraded out to the underlay.
+    inNode(cp, ["iptables", "-w", "-t", "nat", "-A", "PREROUTING", "-d", "10.96.0.10/32", "-p", "tcp", "--dport", "5201", "-j", "DNAT", "--to-destination", `${ip("b")}:5201`]);
+    inNode(cp, ["iptables", "-w", "-t", "nat", "-A", "PREROUTING", "-d", st.nodes[0]!.ip, "-p", "tcp", "--dport", "30201", "-j", "DNAT", "--to-destination", `${ip("b")}:5202`]);
+    inNode(cp, ["iptables", "-w", "-t", "nat", "-A", "POSTROUTING", "-d", `${ip("b")}/32`, "-p", "tcp", "--dport", "5202", "!", "-s", "10.244.0.0/16", "-j", "MASQUERADE"]);
+    // One iperf3 server per case, each on its own port (a finishing one-shot server resets a newcomer).
+    const viaService = (clientNs: string, to: string, port: number, serverPort: number) => spawnSync("sh", ["-c", `nsenter --net=${podNs(lab, "b")} timeout 10 iperf3 -s -1 -p ${serverPort} -B ${ip("b")} >/dev/null 2>&1 & sleep 0.4; nsenter --net=${clientNs} timeout 8 iperf3 -c ${to} -p ${port} -t 1 -J; wait`], { encoding: "utf8" });
+    for (const [what, ns, to, port, serverPort] of [["ClusterIP from pod a", podNs(lab, "a"), "10.96.0.10", 5201, 5201], ["NodePort from the underlay", `/run/netns/gz-${lab}-underlay`, st.nodes[0]!.ip, 30201, 5202]] as const) {
+      const r = viaService(ns, to, port, serverPort);
+      assert.match(r.stdout, /"sum_received"/, `${what}: ${r.stdout.slice(-300)}${r.stderr}`);
+      assert.doesNotMatch(r.stdout, /"error"/, `${what}: ${r.stdout.slice(-300)}`);
+    }
+    assert.ok(ping(lab, "a", "172.18.0.1", 3), "masqueraded to the underlay");
+
     // Drift: the program taken off b's veth by hand (its link's pin removed) is back within ~1 s.
     const podLink = links.find((l) => l.startsWith("pod-"))!;
     rmSync(`${pinDir(worker)}/links/${podLink}`);
