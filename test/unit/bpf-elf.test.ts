@@ -17,7 +17,7 @@ import { embeddedObject, embeddedObjectNames } from "../../src/kernel/bpf/object
 import { ATTACH_TYPE, MAP_TYPE, PROG_TYPE } from "../../src/kernel/bpf/uapi.ts";
 
 const DIST = join(import.meta.dirname, "..", "..", "dist", "bpf");
-const OBJECTS = ["observe", "drops"];
+const OBJECTS = ["observe", "drops", "datapath"];
 const read = (name: string) => new Uint8Array(readFileSync(join(DIST, `${name}.o`)));
 
 function run(cmd: string, ...args: string[]): string {
