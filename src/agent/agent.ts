@@ -239,7 +239,7 @@ export class Agent {
   private startDatapath(): void {
     if (this.datapath || (this.o.datapath ?? this.net?.datapath) !== "ebpf" || !this.link || !this.backend) return;
     const k = new DatapathKeeper({
-      node: this.o.node, nodePinDir: pinDir(this.o.node, PIN_ROOT), paths: this.paths, bridge: this.o.bridge, log: this.o.log,
+      node: this.o.node, nodePinDir: pinDir(this.o.node, PIN_ROOT), paths: this.paths, bridge: this.o.bridge, log: this.o.log, registry: this.metrics.registry,
       // Fail closed: while the policies are not programmed yet, every pod goes the classic way.
       classic: () => (this.policy ? this.policy.classicIps() : new Set<string>()),
     });
@@ -250,6 +250,7 @@ export class Agent {
       ...(this.link6 ? { underlay6: { ip: this.link6.ip, ...(this.link6.prefixLen !== undefined ? { prefixLen: this.link6.prefixLen } : {}) } } : {}),
     });
     this.features.datapath = k.feature;
+    this.metrics.feature.set({ feature: "datapath" }, on ? 1 : 0);
     if (on) this.datapath = k;
   }
 

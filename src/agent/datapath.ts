@@ -17,6 +17,7 @@
 // the policies are not known yet): their entries carry the classic flag, so their packets go
 // through nftables both ways and the program never bypasses a policy.
 import type { Logger } from "pino";
+import { Gauge, type Registry } from "prom-client";
 import { existsSync, rmdirSync } from "node:fs";
 import { join } from "node:path";
 import type { Rtnl } from "../kernel/netlink/index.ts";
@@ -48,6 +49,8 @@ export interface DatapathKeeperOptions {
   log: Logger;
   /** Addresses to send the classic way (isolated by a policy), or "all". */
   classic: () => ReadonlySet<string> | "all";
+  /** The agent's metrics registry: the programs' decisions and the maps' sizes are read at each scrape. */
+  registry?: Registry;
 }
 
 export const DATAPATH_FIX = "run the agent as root (CAP_BPF and CAP_NET_ADMIN) on Linux 6.6 or later (tcx) with bpffs mounted at /sys/fs/bpf, or set \"Datapath\": \"classic\"";
@@ -71,6 +74,21 @@ export class DatapathKeeper {
 
   constructor(private readonly o: DatapathKeeperOptions) {
     this.pinDir = join(o.nodePinDir, "datapath");
+    if (o.registry) {
+      // Read from the kernel's per-CPU counters when scraped: nothing is counted in userspace.
+      const keeper = () => this;
+      new Gauge({
+        name: "gauze_datapath_packets", help: "packets bpf/datapath.c decided about since its maps were made, by decision (local, direct, tunnel, inbound: redirected; pass, classic, ttl, spoof, nat: left to the classic path)",
+        labelNames: ["decision"], registers: [o.registry],
+        collect() { const s = keeper().report().stats; if (s) for (const [k, v] of Object.entries(s)) this.set({ decision: k }, v); },
+      });
+      new Gauge({
+        name: "gauze_datapath_entries", help: "entries in the eBPF datapath's maps (endpoints: this node's pod addresses; remotes: other nodes' subnets)",
+        labelNames: ["map"], registers: [o.registry],
+        collect() { const r = keeper().report(); this.set({ map: "endpoints" }, r.endpoints ?? 0); this.set({ map: "remotes" }, r.remotes ?? 0); },
+      });
+      new Gauge({ name: "gauze_datapath_repairs", help: "drift the eBPF datapath's sweep put back (detached programs, changed map entries)", registers: [o.registry], collect() { this.set(keeper().repairs); } });
+    }
   }
 
   get running(): boolean {
