@@ -17,6 +17,10 @@ import { BpfDatapath, DNAT_MARK_NFT, EP_CLASSIC } from "../../src/kernel/bpf/dat
 import { endpointsFor, planMap, remotesFor } from "../../src/dataplane/ebpf-datapath.ts";
 import { ensureBpffs, listPins, removePins, unmountBpffs } from "../../src/kernel/bpf/pin.ts";
 import { tcxAttached } from "../../src/kernel/bpf/link.ts";
+import { DatapathKeeper } from "../../src/agent/datapath.ts";
+import { Rtnl } from "../../src/kernel/netlink/index.ts";
+import { nodePaths } from "../../src/node/paths.ts";
+import type { Logger } from "pino";
 
 const tag = `gz-hB${process.pid % 10000}`;
 const ROOT = `/run/gauze-test-bpfdp-${process.pid}`;
@@ -304,6 +308,23 @@ test("a Service's DNAT (kube-proxy's rule shape): its replies go back through co
   assert.ok(t.natSeen - s.natSeen > 10 && t.nat - s.nat > 10, `watch_nat saw ${t.natSeen - s.natSeen} DNATed packets leave, ${t.nat - s.nat} replies went to conntrack`);
   sh(["iptables", "-w", "-t", "nat", "-F", "PREROUTING"], N1);
   sh(["nft", "delete", "table", "inet", "gauze_datapath"], N1);
+});
+
+test("a node where the datapath cannot load stays classic, said once, with the fix", () => {
+  const said: string[] = [];
+  const log = { info: () => undefined, warn: () => undefined, error: (o: { err: string }, m: string) => { said.push(`${m}: ${o.err}`); } } as unknown as Logger;
+  const k = new DatapathKeeper({ node: "n", nodePinDir: join(ROOT, "not-bpffs"), paths: nodePaths(join(ROOT, "root")), bridge: "cni0", log, classic: () => new Set() });
+  const nl = Rtnl.open({ netns: netnsPath(N1) });
+  try {
+    assert.equal(k.start(nl, { backend: "host-gw", directRouting: false, underlay: { iface: "eth0", index: link(N1, "eth0").ifindex, ip: "192.168.77.1" }, tunnels: [] }), false);
+  } finally {
+    nl.close();
+  }
+  assert.equal(k.feature.on, false);
+  assert.match(k.feature.why ?? "", /bpffs is not mounted/);
+  assert.match(k.feature.fix ?? "", /Datapath.*classic/);
+  assert.equal(k.pluginConfig(), undefined, "the conflist gets no datapath block: pods attach the classic way");
+  assert.equal(said.length, 1, said.join("\n"));
 });
 
 test("detach and remove: nothing attached, nothing pinned", () => {
