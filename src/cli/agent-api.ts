@@ -8,12 +8,14 @@
 // With --until-stdin-ends a live stream (follow=1) stops when stdin closes: the exec session's
 // end closes it, so a reader that goes away leaves no request behind on the agent.
 // `/local/links` is answered here, not by the agent: the node's interfaces (index to name), which
-// trace uses to name the hops it reports.
+// trace uses to name the hops it reports; `/local/net-conf` the net-conf.json the agent reads
+// (the manifest's ConfigMap, /etc/gauze/net-conf.json), whose Network doctor checks podCIDRs against.
+import { readFileSync } from "node:fs";
 import { request } from "node:http";
 import { withRtnl } from "../kernel/netlink/index.ts";
 import { nodePaths } from "../node/paths.ts";
 
-export interface AgentApiOptions { socket?: string; untilStdinEnds?: boolean }
+export interface AgentApiOptions { socket?: string; netConf?: string; untilStdinEnds?: boolean }
 
 export function agentApi(method: string, path: string, o: AgentApiOptions): Promise<number> {
   if (method !== "GET") {
@@ -31,6 +33,15 @@ export function agentApi(method: string, path: string, o: AgentApiOptions): Prom
       return Promise.resolve(0);
     } catch (e) {
       process.stderr.write(`gauze agent-api: cannot list this node's links: ${(e as Error).message}\n`);
+      return Promise.resolve(2);
+    }
+  }
+  if (path === "/local/net-conf") {
+    try {
+      process.stdout.write(readFileSync(o.netConf ?? "/etc/gauze/net-conf.json", "utf8"));
+      return Promise.resolve(0);
+    } catch (e) {
+      process.stderr.write(`gauze agent-api: cannot read the agent's net-conf.json: ${(e as Error).message}\n`);
       return Promise.resolve(2);
     }
   }

@@ -1,5 +1,7 @@
 // `gauze doctor`: on a lab node it runs itself inside that node's namespace (where /proc/sys/net,
-// ip and iptables show the node), on a host it runs in place.
+// ip and iptables show the node), on a host it runs in place;
+// with --kubeconfig (and neither --node nor --host) it checks the cluster and runs every node's
+// doctor in its agent container (doctor/cluster.ts).
 import { gauzeExecutable, runInteractive } from "../kernel/spawn.ts";
 import { netnsPath } from "../kernel/netns.ts";
 import { loadLab, findNode, pickLab } from "../lab/state.ts";
@@ -14,6 +16,9 @@ export interface DoctorCliOptions {
   json?: boolean;
   fix?: boolean;
   kubeconfig?: string;
+  context?: string;
+  gauzeNamespace?: string;
+  daemonset?: string;
 }
 
 export async function doctorCli(o: DoctorCliOptions): Promise<number> {
@@ -26,6 +31,19 @@ export async function doctorCli(o: DoctorCliOptions): Promise<number> {
 }
 
 async function doctor(o: DoctorCliOptions): Promise<number> {
+  if ((o.kubeconfig || o.context) && !o.node && !o.host && !o.labNode) {
+    const { clusterSource } = await import("../observe/cluster-source.ts");
+    const { clusterOptions } = await import("./source.ts");
+    const { clusterDoctor, formatClusterReport } = await import("../doctor/cluster.ts");
+    const src = await clusterSource(clusterOptions(o));
+    try {
+      const r = await clusterDoctor(src, o.json ? undefined : (line) => process.stderr.write(`gauze doctor: ${line}\n`));
+      process.stdout.write(o.json ? JSON.stringify(r, null, 2) + "\n" : formatClusterReport(r, !!process.stdout.isTTY || process.env.GAUZE_COLOR === "1"));
+      return r.ok ? 0 : 1;
+    } finally {
+      src.close();
+    }
+  }
   if (o.node && !o.host) {
     const s = loadLab(pickLab(o.name));
     const n = findNode(s, o.node);

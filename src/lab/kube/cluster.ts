@@ -4,7 +4,8 @@
 // every node reaches it) and on https://127.0.0.1:<free port> in this host's namespace (where
 // kubectl with the admin kubeconfig reaches it: loopback only, TLS and a token), with an admin
 // socket for the lab CLI; and the controller manager's parts the lab plays: Nodes with a podCIDR,
-// the namespaces every cluster starts with, each namespace's default service account.
+// the namespaces every cluster starts with, each namespace's default service account; and in
+// manifest mode the kubelets' reports of the DaemonSet's pods and their pods/exec (kubelet-api.ts).
 import { existsSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:http";
 import { randomUUID } from "node:crypto";
@@ -20,6 +21,7 @@ import { API_HOST, API_PORT, AGENT_ACCOUNT, ADMIN_USER, adminKubeconfig, agentKu
 import { adminSocket, kubeCall } from "./client.ts";
 import { loadLab, type LabState } from "../state.ts";
 import { isOurProcess, spawnInNetns, stopProcess } from "../processes.ts";
+import { labExecer, startKubelets } from "./kubelet-api.ts";
 
 export { API_HOST, API_PORT, kubeDir, serviceAccountDir, adminKubeconfig, agentKubeconfig } from "./credentials.ts";
 /** Where kubelet mounts a pod's service-account token. */
@@ -111,6 +113,9 @@ export async function runApiServer(lab: string): Promise<void> {
   const persist = (resource: string) => writeAtomic(stateFile(lab, resource), JSON.stringify({ resourceVersion: api.resourceVersion, [resource]: api.store.list(resource) }));
   if (fresh) for (const r of RESOURCES) persist(r.resource);
   api.onChange = persist;
+  // Manifest mode: the DaemonSet's pods reported and exec'd into as kubelets would.
+  api.exec = labExecer(api, lab);
+  const stopKubelets = startKubelets(api, lab);
   const tls = { cert: readFileSync(join(dir, "server.crt")), key: readFileSync(join(dir, "server.key")) };
   // listen() opens its socket before it returns: opened while this thread is in the underlay namespace, it belongs there.
   const url = await inNetns(netnsPath(s.underlayNs), () => api.listen({ host: API_HOST, port: API_PORT, tls }));
@@ -144,6 +149,7 @@ export async function runApiServer(lab: string): Promise<void> {
     process.once("SIGTERM", () => resolve());
     process.once("SIGINT", () => resolve());
   });
+  stopKubelets();
   api.close();
   adminServer.close();
 }

@@ -27,6 +27,8 @@ export const RESOURCES: readonly ResourceType[] = [
   { group: "", version: "v1", resource: "pods", singular: "pod", kind: "Pod", namespaced: true, shortNames: ["po"], verbs: WRITE, status: true },
   // Read only: the lab makes the accounts it hands out tokens for (and each namespace's "default").
   { group: "", version: "v1", resource: "serviceaccounts", singular: "serviceaccount", kind: "ServiceAccount", namespaced: true, shortNames: ["sa"], verbs: READ, status: false },
+  // Read only: the lab's kubelet side (kubelet-api.ts) keeps the manifest's DaemonSet and its status.
+  { group: "apps", version: "v1", resource: "daemonsets", singular: "daemonset", kind: "DaemonSet", namespaced: true, shortNames: ["ds"], verbs: READ, status: false },
   { group: "networking.k8s.io", version: "v1", resource: "networkpolicies", singular: "networkpolicy", kind: "NetworkPolicy", namespaced: true, shortNames: ["netpol"], verbs: WRITE, status: false },
 ];
 
@@ -71,6 +73,7 @@ export function apiResourceList(group: string, version: string): Record<string, 
   const resources = rs.flatMap((r) => [
     { name: r.resource, singularName: r.singular, namespaced: r.namespaced, kind: r.kind, verbs: r.verbs, shortNames: r.shortNames },
     ...(r.status ? [{ name: `${r.resource}/status`, singularName: "", namespaced: r.namespaced, kind: r.kind, verbs: ["get", "patch", "update"] }] : []),
+    ...(r.resource === "pods" ? [{ name: "pods/exec", singularName: "", namespaced: true, kind: "PodExecOptions", verbs: ["create", "get"] }] : []),
   ]);
   return { kind: "APIResourceList", apiVersion: "v1", groupVersion: groupVersion({ group, version }), resources };
 }

@@ -101,6 +101,10 @@ const TABLES: Record<string, { columns: Column[]; cells: (x: Obj, now: number) =
     },
   },
   serviceaccounts: { columns: [col("Name", 0, "string", "name"), col("Secrets", 0, "integer"), col("Age")], cells: (x, now) => [s(o(x.metadata).name), a(x.secrets).length, age(x, now)] },
+  daemonsets: {
+    columns: [col("Name", 0, "string", "name"), col("Desired", 0, "integer"), col("Current", 0, "integer"), col("Ready", 0, "integer"), col("Up-to-date", 0, "integer"), col("Available", 0, "integer"), col("Node Selector"), col("Age")],
+    cells: (x, now) => { const st = o(x.status); const n = (k: string) => Number(st[k] ?? 0); return [s(o(x.metadata).name), n("desiredNumberScheduled"), n("currentNumberScheduled"), n("numberReady"), n("updatedNumberScheduled"), n("numberAvailable"), "<none>", age(x, now)]; },
+  },
   networkpolicies: { columns: [col("Name", 0, "string", "name"), col("Pod-Selector"), col("Age")], cells: (x, now) => [s(o(x.metadata).name), formatSelector(o(x.spec).podSelector), age(x, now)] },
 };
 
