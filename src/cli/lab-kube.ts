@@ -1,6 +1,7 @@
 // `gauze lab apply|delete|label|kubeconfig|probe|policy-test`: the lab's Kubernetes API and its
 // NetworkPolicy proof from the command line, plus the helpers the lab's agnhost image runs inside
 // pod namespaces (serve-ports, probe-once, probe-many).
+import { existsSync } from "node:fs";
 import type { Command } from "commander";
 import { netnsPath } from "../kernel/netns.ts";
 import { gauzeExecutable, runAsync } from "../kernel/spawn.ts";
@@ -43,12 +44,15 @@ export function registerLabKube(lab: Command, set: SetStatus): void {
   lab.command("kubeconfig")
     .description("the path of the lab API's admin kubeconfig (kubectl --kubeconfig $(gauze lab kubeconfig) get pods -A)")
     .option("--name <lab>", LAB_HELP)
+    .option("--as <user>", "another user's kubeconfig: observer (bound to gauze-observer) or viewer (reads, no pods/exec)")
     .option("--json", "JSON")
-    .action((o: { name?: string; json?: boolean }) => guard(set, async () => {
-      const { adminKubeconfig } = await import("../lab/kube/credentials.ts");
+    .action((o: { name?: string; json?: boolean; as?: string }) => guard(set, async () => {
+      const { adminKubeconfig, userKubeconfig, LAB_USERS } = await import("../lab/kube/credentials.ts");
       const s = loadLab(pickLab(o.name));
       if (!s.kube?.local) throw new Error(`lab ${s.name} has no Kubernetes API (made by an older gauze): gauze lab down --name ${s.name} && gauze lab up --name ${s.name}`);
-      const path = adminKubeconfig(s.name);
+      if (o.as !== undefined && !(LAB_USERS as readonly string[]).includes(o.as)) throw new Error(`--as ${o.as}: the lab's users are ${LAB_USERS.join(", ")} (and the admin, without --as)`);
+      const path = o.as ? userKubeconfig(s.name, o.as as (typeof LAB_USERS)[number]) : adminKubeconfig(s.name);
+      if (!existsSync(path)) throw new Error(`lab ${s.name} has no ${o.as} kubeconfig (made by an older gauze): gauze lab down --name ${s.name} && gauze lab up --name ${s.name}`);
       console.log(o.json ? JSON.stringify({ kubeconfig: path, server: s.kube.local }) : path);
     }));
 

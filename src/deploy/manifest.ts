@@ -13,6 +13,10 @@
 // - probes on 127.0.0.1 with `host:` set: the agent's health server listens on loopback only;
 // - RBAC exactly what the agent does: nodes get/list/watch, nodes/status patch (the kube store),
 //   pods, namespaces and networkpolicies list/watch (NetworkPolicy);
+// - who may observe (observe, doctor, ui, trace --kubeconfig) is RBAC's to say: the agent opens
+//   no TCP port, a client reaches it by pods/exec. The install render ships the ClusterRole
+//   gauze-observer for users to be bound to (OBSERVER_RULES), aggregated into the built-in admin
+//   role (namespace admins of gauze's namespace get it by their binding);
 // - the agent never removes the conflist, the plugin or the dataplane when it stops, so pods keep
 //   starting and running through a rolling update; only the uninstall manifest removes them.
 import type { EtcdFlags } from "../store/flags.ts";
@@ -25,6 +29,18 @@ export const DAEMONSET = "kube-gauze-ds";
 export const UNINSTALL_DAEMONSET = "kube-gauze-uninstall";
 export const CONFIGMAP = "kube-gauze-cfg";
 export const SERVICE_ACCOUNT = "gauze";
+export const OBSERVER_ROLE = "gauze-observer";
+/**
+ * What `--kubeconfig` clients ask (observe/cluster-source.ts): the DaemonSet, its pods and the
+ * nodes, pods in every namespace for their names, and exec into the agent's container. A
+ * ClusterRoleBinding grants exec in every namespace; to keep it to gauze's, bind the role twice:
+ * a ClusterRoleBinding to a copy without pods/exec, and a RoleBinding in the namespace (docs/observe.md).
+ */
+export const OBSERVER_RULES = [
+  { apiGroups: [""], resources: ["nodes", "pods"], verbs: ["get", "list"] },
+  { apiGroups: [""], resources: ["pods/exec"], verbs: ["create", "get"] },
+  { apiGroups: ["apps"], resources: ["daemonsets"], verbs: ["get", "list"] },
+];
 /** Where the image keeps the executable. */
 export const IMAGE_BINARY = "/usr/local/bin/gauze";
 export const HEALTH_PORT = 9317;
@@ -128,6 +144,10 @@ export function manifestObjects(opts: Partial<ManifestOptions> = {}): KubeObject
       subjects: [{ kind: "ServiceAccount", name: SERVICE_ACCOUNT, namespace: NAMESPACE }],
     },
   ] : [];
+  const observer: KubeObject[] = o.uninstall ? [] : [{
+    apiVersion: "rbac.authorization.k8s.io/v1", kind: "ClusterRole",
+    metadata: { name: OBSERVER_ROLE, labels: { ...labels, "rbac.authorization.k8s.io/aggregate-to-admin": "true" } }, rules: OBSERVER_RULES,
+  }];
   const cm: KubeObject[] = o.store === "kube" ? [{ apiVersion: "v1", kind: "ConfigMap", metadata: { name: CONFIGMAP, namespace: NAMESPACE, labels }, data: { "net-conf.json": JSON.stringify(netConf(o), null, 2) + "\n" } }] : [];
   const probe = (path: string, period: number, delay: number) => ({ httpGet: { host: "127.0.0.1", path, port: HEALTH_PORT }, periodSeconds: period, initialDelaySeconds: delay, timeoutSeconds: 2, failureThreshold: 3 });
   const agentSpec = podSpec(o, {
@@ -188,7 +208,7 @@ export function manifestObjects(opts: Partial<ManifestOptions> = {}): KubeObject
         },
       },
     };
-  return [ns, sa, ...rbac, ...cm, ds as KubeObject];
+  return [ns, sa, ...rbac, ...observer, ...cm, ds as KubeObject];
 }
 
 export function renderManifest(opts: Partial<ManifestOptions> = {}): string {

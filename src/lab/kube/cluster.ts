@@ -17,7 +17,7 @@ import type { KubeObject as ManifestObject } from "../../deploy/manifest.ts";
 import { KubeApi, type KubeObject, NAMESPACE_NAME_LABEL, type NodeCondition, type NodeObject, timestamp } from "./apiserver.ts";
 import type { Grant } from "./rbac.ts";
 import { RESOURCES, resourceOfKind } from "./resources.ts";
-import { API_HOST, API_PORT, AGENT_ACCOUNT, ADMIN_USER, adminKubeconfig, agentKubeconfig, kubeDir, makeCredentials, writeKubeconfig } from "./credentials.ts";
+import { API_HOST, API_PORT, AGENT_ACCOUNT, ADMIN_USER, LAB_USERS, adminKubeconfig, agentKubeconfig, kubeDir, makeCredentials, userKubeconfig, writeKubeconfig } from "./credentials.ts";
 import { adminSocket, kubeCall } from "./client.ts";
 import { loadLab, type LabState } from "../state.ts";
 import { isOurProcess, spawnInNetns, stopProcess } from "../processes.ts";
@@ -47,6 +47,7 @@ export async function startControlPlane(s: LabState, manifest?: ManifestObject[]
       const h = await kubeCall(s.name, "GET", "/admin/healthz") as { local: string };
       s.kube.local = h.local;
       writeKubeconfig(adminKubeconfig(s.name), s.name, { server: h.local, user: ADMIN_USER, token: creds.adminToken });
+      for (const u of LAB_USERS) writeKubeconfig(userKubeconfig(s.name, u), s.name, { server: h.local, user: u, token: creds.userTokens[u] });
       return;
     } catch (e) {
       if (Date.now() > until || !isOurProcess(s.kube.apiPid)) throw new Error(`the lab's API server did not start: ${(e as Error).message} (log: ${join(dir, "apiserver.log")})`);

@@ -18,6 +18,20 @@ export const API_PORT = 6443;
 export const kubeDir = (lab: string) => join(labDir(lab), "kube");
 export const adminKubeconfig = (lab: string) => join(kubeDir(lab), "admin.kubeconfig");
 export const agentKubeconfig = (lab: string) => join(kubeDir(lab), "agent.kubeconfig");
+/** Users besides the admin, each with a kubeconfig of its own (`gauze lab kubeconfig --as`). */
+export const LAB_USERS = ["observer", "viewer"] as const;
+export type LabUser = (typeof LAB_USERS)[number];
+export const userKubeconfig = (lab: string, user: LabUser) => join(kubeDir(lab), `${user}.kubeconfig`);
+/**
+ * observer: bound to the manifest's gauze-observer ClusterRole (what observe --kubeconfig needs);
+ * viewer: reads nodes, pods and DaemonSets but may not exec (the user an RBAC error is shown to).
+ */
+function userRules(user: LabUser, manifest?: ManifestObject[]): PolicyRule[] {
+  const read: PolicyRule[] = [{ apiGroups: [""], resources: ["nodes", "pods"], verbs: ["get", "list"] }, { apiGroups: ["apps"], resources: ["daemonsets"], verbs: ["get", "list"] }];
+  if (user === "viewer") return read;
+  const role = (manifest ?? manifestObjects()).find((o) => o.kind === "ClusterRole" && o.metadata.name === "gauze-observer") as unknown as { rules?: PolicyRule[] } | undefined;
+  return role?.rules ?? read;
+}
 
 export const ADMIN_USER = "kubernetes-admin";
 /** The agents' subject when the lab starts them directly (no manifest to say otherwise). */
@@ -92,13 +106,15 @@ function manifestGrants(lab: string, objects: ManifestObject[]): Grant[] {
   });
 }
 
-export interface Credentials { grants: Grant[]; adminToken: string; agentToken?: string }
+export interface Credentials { grants: Grant[]; adminToken: string; agentToken?: string; userTokens: Record<LabUser, string> }
 
 /** Tokens and grants: cluster-admin always; the manifest's accounts in manifest mode, gauze-agent otherwise. */
 export function makeCredentials(lab: string, manifest?: ManifestObject[]): Credentials {
   const adminToken = token();
   const grants: Grant[] = [{ token: adminToken, user: ADMIN_USER, rules: ADMIN_RULES }];
   let agentToken: string | undefined;
+  const userTokens = Object.fromEntries(LAB_USERS.map((u) => [u, token()])) as Record<LabUser, string>;
+  for (const u of LAB_USERS) grants.push({ token: userTokens[u], user: u, rules: userRules(u, manifest) });
   if (manifest) grants.push(...manifestGrants(lab, manifest));
   else {
     agentToken = token();
@@ -106,7 +122,7 @@ export function makeCredentials(lab: string, manifest?: ManifestObject[]): Crede
     grants.push({ token: agentToken, user: `system:serviceaccount:${AGENT_ACCOUNT.namespace}:${AGENT_ACCOUNT.name}`, rules: agentRules() });
   }
   writeAtomic(join(kubeDir(lab), "grants.json"), JSON.stringify(grants) + "\n", 0o600);
-  return { grants, adminToken, ...(agentToken ? { agentToken } : {}) };
+  return { grants, adminToken, userTokens, ...(agentToken ? { agentToken } : {}) };
 }
 
 /** A kubeconfig for one server and one token (0600: it holds the token). */
