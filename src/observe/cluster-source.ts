@@ -174,21 +174,20 @@ export async function clusterSource(o: ClusterSourceOptions = {}): Promise<KubeC
   };
   const transport = (node: string): AgentTransport => (path, onData, t) => {
     const follow = /[?&]follow=1(&|$)/.test(path);
-    const call = exec(node, ["gauze", "agent-api", "GET", path, ...(follow ? ["--until-stdin-ends"] : [])], path === "/v1/pods" ? () => { /* merged below */ } : onData, t.timeoutMs, follow);
-    if (path !== "/v1/pods") return call;
-    // The agent knows its pods by their CNI records; the API adds every other pod on the node
-    // (host-network ones too: the node's address, when one such pod alone runs there).
+    if (path !== "/v1/pods") return exec(node, ["gauze", "agent-api", "GET", path, ...(follow ? ["--until-stdin-ends"] : [])], onData, t.timeoutMs, follow);
+    // The agent knows its pods by their CNI records; the API adds every other pod (host-network
+    // ones too: a node's address, when one such pod alone runs on that node).
     let body = "";
     const inner = exec(node, ["gauze", "agent-api", "GET", path], (d) => { body += d; }, t.timeoutMs, false);
-    call.stop();
     return {
       stop: inner.stop,
       done: inner.done.then(() => {
         const names = JSON.parse(body || "{}") as Record<string, string>;
-        const here = snap.pods.filter((p) => p.spec?.nodeName === node);
-        const hostNet = here.filter((p) => p.spec?.hostNetwork);
-        for (const p of here) {
-          if (p.spec?.hostNetwork && hostNet.length !== 1) continue;
+        // Every pod of the cluster, not only this node's: a pod whose own node cannot be asked is named all the same.
+        const hostNet = new Map<string, number>();
+        for (const p of snap.pods) if (p.spec?.hostNetwork) hostNet.set(p.spec.nodeName ?? "", (hostNet.get(p.spec.nodeName ?? "") ?? 0) + 1);
+        for (const p of snap.pods) {
+          if (p.spec?.hostNetwork && hostNet.get(p.spec.nodeName ?? "") !== 1) continue;
           for (const ip of p.status?.podIPs?.map((x) => x.ip) ?? []) if (ip && !names[ip]) names[ip] = `${p.metadata!.namespace}/${p.metadata!.name}`;
         }
         onData(JSON.stringify(names));

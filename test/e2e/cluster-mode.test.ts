@@ -1,0 +1,60 @@
+// observe and doctor against a cluster through its Kubernetes API only: a manifest-mode lab's
+// API stand-in, with its kubeconfig, as a user would point them at a real cluster. The agents are
+// reached by pods/exec into their containers (no TCP port of theirs); flows come from both nodes
+// named by pod; a node whose agent container is stopped is named while the other answers; doctor
+// reports the cluster's checks and both nodes; a user without pods/exec is told which permission
+// is missing and which ClusterRole grants it; a bad context or namespace is one clear error.
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { GAUZE, ROOT, must, sh } from "./helpers.ts";
+
+const lab = `hd${process.pid % 1000}cm`;
+const MANIFEST = join(ROOT, "deploy", "kube-gauze.yml");
+after(() => { sh([GAUZE, "lab", "down", "--name", lab]); });
+
+const kubeconfig = (as?: string) => must([GAUZE, "lab", "kubeconfig", "--name", lab, ...(as ? ["--as", as] : [])]).trim();
+const podIp = (pod: string) => (JSON.parse(must([GAUZE, "lab", "status", "--name", lab, "--json"])) as { pods: { name: string; ip: string }[] }).pods.find((p) => p.name === pod)!.ip;
+
+test("observe and doctor --kubeconfig: flows by pod from both nodes through pods/exec; a stopped agent is named, the other answers", { timeout: 180_000 }, async () => {
+  sh([GAUZE, "lab", "down", "--name", lab]);
+  must([GAUZE, "lab", "up", "--name", lab, "--manifest", MANIFEST]);
+  must([GAUZE, "lab", "pod", "run", "a", "--node", `${lab}-control-plane`, "--name", lab]);
+  must([GAUZE, "lab", "pod", "run", "b", "--node", `${lab}-worker`, "--name", lab]);
+  must([GAUZE, "lab", "exec", "a", "--name", lab, "--", "ping", "-c", "2", "-W", "2", podIp("b")]);
+  const kc = kubeconfig("observer");
+  const r = sh([GAUZE, "observe", "--kubeconfig", kc, "--last", "500"]);
+  assert.equal(r.status, 0, r.stderr);
+  for (const node of [`${lab}-control-plane`, `${lab}-worker`]) {
+    assert.match(r.stdout, new RegExp(`\\[${node}\\] default/a -> default/b icmp echo-request`), `${node}'s flows, named by pod:\n${r.stdout}`);
+  }
+  assert.match(r.stdout, new RegExp(`kube-gauze/kube-gauze-ds-${lab}-(control-plane|worker)`), "the agents' hostNetwork pods are named from the API");
+
+  const doc = JSON.parse(sh([GAUZE, "doctor", "--kubeconfig", kc, "--json"]).stdout) as { checks: { id: string; status: string; evidence: string[] }[]; nodes: { node: string; report?: { checks: unknown[] }; error?: string }[] };
+  assert.deepEqual(doc.nodes.map((n) => n.node).sort(), [`${lab}-control-plane`, `${lab}-worker`]);
+  assert.ok(doc.nodes.every((n) => n.report && n.report.checks.length > 5), `each node's own doctor ran in its agent container: ${JSON.stringify(doc.nodes.map((n) => n.error))}`);
+  for (const id of ["cluster.daemonset", "cluster.agent-pods", "cluster.nodes-ready", "cluster.pod-cidrs"]) assert.equal(doc.checks.find((c) => c.id === id)?.status, "ok", `${id}: ${JSON.stringify(doc.checks.find((c) => c.id === id))}`);
+
+  // The worker's agent container stopped: named, and the control plane still answers.
+  must([GAUZE, "lab", "podman", "--name", lab, "--", "stop", "-t", "1", `gz-${lab}-${lab}-worker-gauze`]);
+  await new Promise((res) => setTimeout(res, 1500)); // the lab's kubelet reports each second
+  const down = sh([GAUZE, "observe", "--kubeconfig", kc, "--last", "500"]);
+  assert.match(down.stderr, new RegExp(`node ${lab}-worker: agent not reachable \\(agent pod kube-gauze/kube-gauze-ds-${lab}-worker is not ready`), down.stderr);
+  assert.match(down.stdout, new RegExp(`\\[${lab}-control-plane\\] default/a -> default/b`), "the other node answers");
+  const doc2 = JSON.parse(sh([GAUZE, "doctor", "--kubeconfig", kc, "--json"]).stdout) as { ok: boolean; checks: { id: string; status: string; evidence: string[] }[] };
+  assert.equal(doc2.ok, false);
+  assert.match(doc2.checks.find((c) => c.id === "cluster.agent-pods")!.evidence.join("\n"), new RegExp(`${lab}-worker: agent pod .* is not ready`));
+  must([GAUZE, "lab", "podman", "--name", lab, "--", "start", `gz-${lab}-${lab}-worker-gauze`]);
+});
+
+test("RBAC and bad input: a user without pods/exec is told the missing permission; a missing context or DaemonSet is one clear error", { timeout: 60_000 }, () => {
+  const viewer = kubeconfig("viewer");
+  const r = sh([GAUZE, "observe", "--kubeconfig", viewer, "--last", "5"]);
+  assert.match(r.stderr, /User "viewer" cannot create resource "pods\/exec" in API group "" in the namespace "kube-gauze": pods\/exec \(create\) is the permission missing; bind the gauze-observer ClusterRole/, r.stderr);
+  const ctx = sh([GAUZE, "observe", "--kubeconfig", viewer, "--context", "nope"]);
+  assert.equal(ctx.status, 2);
+  assert.match(ctx.stderr, new RegExp(`context "nope" is not in .*: it has ${lab}`));
+  const ns = sh([GAUZE, "doctor", "--kubeconfig", kubeconfig(), "--gauze-namespace", "default"]);
+  assert.equal(ns.status, 2);
+  assert.match(ns.stderr, /namespace default has no DaemonSet kube-gauze-ds: is gauze installed on this cluster/);
+});
