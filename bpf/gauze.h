@@ -15,6 +15,9 @@
 #define GZ_NEXT (-1)
 
 #define GZ_FRAME_MAX 128
+/* A flow event's frame: VXLAN over IPv6 with an inner IPv6 TCP header is 14 + 40 + 8 + 8 + 14 +
+ * 40 + 20 = 144 bytes; the trace and the packet view need the inner L4 header. */
+#define GZ_FLOW_FRAME_MAX 192
 
 /* One per-CPU slot: events the program could not put in the ring (bpf_ringbuf_reserve failed). */
 #define GZ_LOST_MAP(name)                        \

@@ -111,7 +111,7 @@ struct flow_event {
 	__u16 ethertype;
 	__u16 frame_len;
 	__u32 pad1;
-	__u8 frame[GZ_FRAME_MAX];
+	__u8 frame[GZ_FLOW_FRAME_MAX];
 };
 
 struct {
@@ -479,7 +479,7 @@ static __always_inline int observe(struct __sk_buff *skb, __u8 egress)
 	copy4(ev->outer_dst, p->outer_dst);
 	ev->ethertype = p->ethertype;
 	ev->pad1 = 0;
-	__u32 n = len < GZ_FRAME_MAX ? len : GZ_FRAME_MAX;
+	__u32 n = len < GZ_FLOW_FRAME_MAX ? len : GZ_FLOW_FRAME_MAX;
 	if (n == 0 || bpf_skb_load_bytes(skb, 0, ev->frame, n) < 0)
 		n = 0;
 	ev->frame_len = n;

@@ -13,7 +13,22 @@ import { type FlowKey, flowKey } from "../packet/flow-key.ts";
 /** The flow key of a tap event: read from its frame as the ring path reads a packet, else from the event's own fields. */
 export function tapEventKey(e: FlowTapEvent, vxlanPorts: ReadonlySet<number>): FlowKey | undefined {
   const fromFrame = e.frame.length ? flowKey(e.frame, vxlanPorts) : undefined;
-  if (fromFrame) return fromFrame;
+  if (fromFrame) {
+    // The frame is its first 128 bytes: VXLAN over IPv6 puts an inner ICMPv6 or L4 header past
+    // them (14 + 40 + 8 + 8 + 14 + 40 = 124), so what the frame could not show comes from the
+    // event, which the program parsed whole.
+    const echo = !!e.icmp && (e.icmp.type === 8 || e.icmp.type === 0 || e.icmp.type === 128 || e.icmp.type === 129);
+    if (e.icmp && (fromFrame.icmpType === undefined || (echo && fromFrame.icmpId === undefined))) {
+      fromFrame.icmpType = e.icmp.type;
+      fromFrame.icmpCode = e.icmp.code;
+      if (echo) { fromFrame.icmpId = e.icmp.id; fromFrame.icmpSeq = e.icmp.seq; }
+    } else if (!e.icmp && (e.proto === 6 || e.proto === 17 || e.proto === 132) && fromFrame.srcPort === 0 && fromFrame.dstPort === 0) {
+      fromFrame.srcPort = e.srcPort;
+      fromFrame.dstPort = e.dstPort;
+      if (e.proto === 6 && fromFrame.tcpFlags === undefined) fromFrame.tcpFlags = e.tcpFlags;
+    }
+    return fromFrame;
+  }
   if (e.family !== 4 && e.family !== 6) return undefined;
   const k: FlowKey = { family: e.family, src: e.src, dst: e.dst, proto: e.proto, srcPort: 0, dstPort: 0, ipLen: e.len - 14 };
   if (e.icmp) {

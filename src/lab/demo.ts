@@ -122,17 +122,17 @@ export async function runDemo(o: DemoOptions): Promise<number> {
         const udp = p.layers.find((l) => l.layer === "udp" && l.depth === 0)!;
         const innerIp = p.layers.find((l) => l.layer === "ipv4" && l.depth === 1);
         const icmp = p.layers.find((l) => l.layer === "icmp" && l.depth === 1);
-        check(outerIp.src === nodeIps[cp] && outerIp.dst === nodeIps[wk], `outer IP ${outerIp.src} > ${outerIp.dst}, expected the node IPs ${nodeIps[cp]} > ${nodeIps[wk]}`);
-        check(udp.dst_port === 8472, `outer UDP to port ${udp.dst_port}, expected 8472`);
-        check(!!innerIp && innerIp.src === client.ip && innerIp.dst === server.ip, `inner IP ${innerIp?.src} > ${innerIp?.dst}, expected the pod IPs ${client.ip} > ${server.ip}`);
+        check(outerIp.source === nodeIps[cp] && outerIp.destination === nodeIps[wk], `outer IP ${outerIp.source} > ${outerIp.destination}, expected the node IPs ${nodeIps[cp]} > ${nodeIps[wk]}`);
+        check(udp.destinationPort === 8472, `outer UDP to port ${udp.destinationPort}, expected 8472`);
+        check(!!innerIp && innerIp.source === client.ip && innerIp.destination === server.ip, `inner IP ${innerIp?.source} > ${innerIp?.destination}, expected the pod IPs ${client.ip} > ${server.ip}`);
         check(!!icmp && icmp.type === 8, "the inner packet is not an ICMP echo request");
         check(p.tunnel?.vni === 1, `VNI ${p.tunnel?.vni}, expected 1`);
-        check(p.tunnel?.outer_ip_len === 134 && p.tunnel.inner_ip_len === 84 && p.tunnel.encap_bytes === 50,
-          `sizes outer IP ${p.tunnel?.outer_ip_len}, inner IP ${p.tunnel?.inner_ip_len}, encapsulation ${p.tunnel?.encap_bytes}; expected 134, 84, 50`);
+        check(p.tunnel?.outerIpLen === 134 && p.tunnel.innerIpLen === 84 && p.tunnel.overheadBytes === 50,
+          `sizes outer IP ${p.tunnel?.outerIpLen}, inner IP ${p.tunnel?.innerIpLen}, encapsulation ${p.tunnel?.overheadBytes}; expected 134, 84, 50`);
         facts.push("verified: outer UDP between node IPs to 8472, inner ICMP between pod IPs, VNI 1; outer IP 134 bytes, inner IP 84, encapsulation 50 (IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14)");
       } else {
         const ip = p.layers.find((l) => l.layer === "ipv4")!;
-        check(!p.tunnel && ip.src === client.ip && ip.dst === server.ip && ip.total_len === 84, `expected a bare 84-byte ICMP packet between the pod IPs, got ${JSON.stringify(ip)}`);
+        check(!p.tunnel && ip.source === client.ip && ip.destination === server.ip && ip.totalLen === 84, `expected a bare 84-byte ICMP packet between the pod IPs, got ${JSON.stringify(ip)}`);
         facts.push("verified: the pod's packet itself on the wire, IP 84 bytes: 0 bytes of overhead");
       }
     });

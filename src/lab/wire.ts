@@ -6,13 +6,13 @@ import { captureLive } from "../capture/live.ts";
 import { DissectRun } from "../capture/run.ts";
 import { decodeOptions } from "../packet/dissect.ts";
 
-/** One packet as `gauze dissect --json` prints it (the fields the lab reads). */
+/** One packet as `gauze dissect --json` prints it (the fields the lab reads; docs/json.md). */
 export interface WirePacket {
-  wire_len: number;
-  layers: { layer: string; depth: number; src?: string; dst?: string; dst_port?: number; vni?: number; total_len?: number; payload_len?: number; type?: number }[];
-  tunnel?: { type?: string; vni?: number; outer_ip_len: number; inner_ip_len: number; encap_bytes: number };
+  wireLen: number;
+  layers: { layer: string; depth: number; source?: string; destination?: string; destinationPort?: number; vni?: number; totalLen?: number; payloadLen?: number; type?: number }[];
+  tunnel?: { protocol?: string; vni?: number; outerIpLen: number; innerIpLen: number; overheadBytes: number };
   /** An encrypted tunnel (WireGuard): the inner packet's length only as sealed (padded to 16). */
-  sealed?: { type: string; outer_ip_len: number; inner_padded_len: number; overhead_bytes: number };
+  sealed?: { protocol: string; outerIpLen: number; innerPaddedLen: number; overheadBytes: number };
 }
 
 /** Captures up to `count` packets matching `bpf` on `iface` in `netns` while `send` runs; also the text view. */
@@ -38,8 +38,8 @@ export async function captureDuring(o: { netns: string; iface: string; bpf: stri
 /** A packet's outer IP length, its inner (the pod's) IP length, and the difference: what the path adds. */
 export function sizes(p: WirePacket): { outerIp: number; innerIp: number; overhead: number; frame: number } {
   const outer = p.layers.find((l) => (l.layer === "ipv4" || l.layer === "ipv6") && l.depth === 0);
-  const outerIp = outer?.layer === "ipv6" ? (outer.payload_len ?? 0) + 40 : outer?.total_len ?? 0;
-  if (p.sealed) return { outerIp, innerIp: p.sealed.inner_padded_len, overhead: p.sealed.overhead_bytes, frame: p.wire_len };
-  const innerIp = p.tunnel ? p.tunnel.inner_ip_len : outerIp;
-  return { outerIp, innerIp, overhead: outerIp - innerIp, frame: p.wire_len };
+  const outerIp = outer?.layer === "ipv6" ? (outer.payloadLen ?? 0) + 40 : outer?.totalLen ?? 0;
+  if (p.sealed) return { outerIp, innerIp: p.sealed.innerPaddedLen, overhead: p.sealed.overheadBytes, frame: p.wireLen };
+  const innerIp = p.tunnel ? p.tunnel.innerIpLen : outerIp;
+  return { outerIp, innerIp, overhead: outerIp - innerIp, frame: p.wireLen };
 }

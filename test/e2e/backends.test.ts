@@ -67,9 +67,9 @@ for (const [backend, subnets] of [["vxlan", "1"], ["host-gw", "1"], ["vxlan-dire
       const capture = (filter: string, to: string) => captureOne(lab, me.name, filter, first.name, to);
       const bare = await capture(`icmp and host ${near.ip}`, near.ip);
       assert.equal(bare.tunnel, undefined);
-      assert.equal(bare.layers.find((l) => l.layer === "ipv4")!.total_len, 84);
+      assert.equal(bare.layers.find((l) => l.layer === "ipv4")!.totalLen, 84);
       const tunnelled = await capture("udp port 8472", other.ip);
-      assert.equal(tunnelled.tunnel?.encap_bytes, 50);
+      assert.equal(tunnelled.tunnel?.overheadBytes, 50);
     }
     if (backend === "wireguard") {
       const st = status(lab);
@@ -77,7 +77,7 @@ for (const [backend, subnets] of [["vxlan", "1"], ["host-gw", "1"], ["vxlan-dire
       // On the wire: only UDP to 51820 between node IPs; the pods' packet is sealed (84 bytes padded to 96), 60 bytes added.
       const wire = await captureOne(lab, first.node, "udp port 51820", first.name, other.ip);
       assert.deepEqual(wire.layers.map((l) => l.layer), ["eth", "ipv4", "udp", "wireguard"], "no inner IP or ICMP can be read");
-      assert.deepEqual(wire.sealed, { type: "wireguard", outer_ip_len: 156, inner_padded_len: 96, overhead_bytes: 60 });
+      assert.deepEqual(wire.sealed, { protocol: "wireguard", outerIpLen: 156, innerPaddedLen: 96, overheadBytes: 60 });
       // The private key stays on its node (0600); the public one is in the lease, and wg (the oracle) shows every peer.
       const root = `/var/lib/gauze/lab/${lab}/nodes/${first.node}`;
       assert.equal(statSync(`${root}/run/gauze/wireguard.key`).mode & 0o777, 0o600);
@@ -95,7 +95,7 @@ for (const [backend, subnets] of [["vxlan", "1"], ["host-gw", "1"], ["vxlan-dire
       const wire = await captureOne(lab, first.node, `icmp and host ${other.ip}`, first.name, other.ip);
       assert.equal(wire.tunnel, undefined);
       const ip = wire.layers.find((l) => l.layer === "ipv4")!;
-      assert.deepEqual([ip.src, ip.dst, ip.total_len], [first.ip, other.ip, 84], "the pod's own packet on the wire, 0 bytes added");
+      assert.deepEqual([ip.source, ip.destination, ip.totalLen], [first.ip, other.ip, 84], "the pod's own packet on the wire, 0 bytes added");
       // The node cannot reach its own macvlan pods: doctor says so, with the way around it.
       const report = JSON.parse(sh([GAUZE, "doctor", "--node", first.node, "--name", lab, "--json"]).stdout) as { checks: { id: string; status: string; evidence: string[]; fix?: string }[] };
       const c = report.checks.find((x) => x.id === "overlay.macvlan-host")!;

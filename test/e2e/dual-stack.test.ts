@@ -75,11 +75,11 @@ test("vxlan dual-stack: both families across 3 nodes, a second device over IPv6 
   const far = st.pods.find((p) => p.node !== me.name)!;
   // On the wire, from the capture: an IPv6 ping is 104 bytes inside, 70 added by VXLAN over IPv6; IPv4 still 50.
   const v6 = await captureOne(lab, me.name, "ip6 and udp port 8472", pod.name, far.ip6!);
-  assert.equal(v6.tunnel?.encap_bytes, 70);
+  assert.equal(v6.tunnel?.overheadBytes, 70);
   const [outer, inner] = v6.layers.filter((l) => l.layer === "ipv6");
-  assert.deepEqual([outer!.src, outer!.dst, outer!.payload_len! + 40, inner!.payload_len! + 40], [me.ip6, st.nodes.find((n) => n.name === far.node)!.ip6, 174, 104]);
+  assert.deepEqual([outer!.source, outer!.destination, outer!.payloadLen! + 40, inner!.payloadLen! + 40], [me.ip6, st.nodes.find((n) => n.name === far.node)!.ip6, 174, 104]);
   const v4 = await captureOne(lab, me.name, "ip and udp port 8472", pod.name, far.ip);
-  assert.equal(v4.tunnel?.encap_bytes, 50);
+  assert.equal(v4.tunnel?.overheadBytes, 50);
   // trace over IPv6: the same hops as over IPv4, 104 bytes on the pod links and 174 outside (+70).
   const tr = JSON.parse(must([GAUZE, "trace", pod.name, far.ip6!, "--name", lab, "--json"])) as { replied: boolean; hops: { observationPoint: string; direction: string; ipLen: number; interface: { name: string }; tunnel?: { outerIpLen: number; overheadBytes: number } }[] };
   assert.ok(tr.replied);
@@ -131,7 +131,7 @@ test("host-gw dual-stack: IPv6 subnets routed via the peers' IPv6 addresses, the
   const wire = await captureOne(lab, me.name, `icmp6 and host ${far.ip6}`, pod.name, far.ip6!);
   assert.equal(wire.tunnel, undefined);
   const ip = wire.layers.find((l) => l.layer === "ipv6")!;
-  assert.deepEqual([ip.src, ip.dst, ip.payload_len! + 40], [pod.ip6, far.ip6, 104], "0 bytes added");
+  assert.deepEqual([ip.source, ip.destination, ip.payloadLen! + 40], [pod.ip6, far.ip6, 104], "0 bytes added");
 });
 
 test("vxlan-direct dual-stack on two underlay subnets: same-subnet IPv6 peers routed bare, the others tunnelled", { timeout: 120_000 }, () => {

@@ -173,10 +173,11 @@ export async function lossDuring(lab: string, from: string, ip: string, during: 
   return { sent: Number(m[1]), lost: Number(m[1]) - Number(m[2]) };
 }
 
+/** A packet as `gauze capture --json` prints it (docs/json.md): the fields the tests read. */
 export interface CapturedPacket {
-  layers: { layer: string; total_len?: number; payload_len?: number; src?: string; dst?: string }[];
-  tunnel?: { encap_bytes: number };
-  sealed?: { type?: string; outer_ip_len: number; inner_padded_len: number; overhead_bytes: number };
+  layers: { layer: string; totalLen?: number; payloadLen?: number; source?: string; destination?: string }[];
+  tunnel?: { overheadBytes: number };
+  sealed?: { protocol?: string; outerIpLen: number; innerPaddedLen: number; overheadBytes: number };
 }
 
 /** The first packet `gauze capture` decodes on a lab node's eth0 while one ping goes from `fromPod` to `to`. */

@@ -99,25 +99,25 @@ test("BPF_PROG_TEST_RUN: a new TCP flow, more packets, a new flag, the end, a pe
     assert.equal(ev.length, 1);
     assert.deepEqual(pick(ev[0]!), { reason: "new", src: A, dst: B, srcPort: 40000, dstPort: 80, proto: 6, family: 4, egress: false, packets: 1, bytes: 54, tcpFlags: SYN, flagsSeen: SYN, len: 54 });
     assert.deepEqual(ev[0]!.frame, tcpFrame(SYN), "the whole 54-byte frame");
-    for (let i = 0; i < 3; i++) run(tcpFrame(ACK, 100));
+    for (let i = 0; i < 3; i++) run(tcpFrame(ACK, 150));
     ev = tap.poll();
     assert.equal(ev.length, 1, "only the first ACK is news");
-    assert.deepEqual(pick(ev[0]!), { reason: "flags", src: A, dst: B, srcPort: 40000, dstPort: 80, proto: 6, family: 4, egress: false, packets: 1, bytes: 154, tcpFlags: ACK, flagsSeen: SYN | ACK, len: 154 });
-    assert.equal(ev[0]!.frame.length, 128, "frames are cut at 128 bytes");
+    assert.deepEqual(pick(ev[0]!), { reason: "flags", src: A, dst: B, srcPort: 40000, dstPort: 80, proto: 6, family: 4, egress: false, packets: 1, bytes: 204, tcpFlags: ACK, flagsSeen: SYN | ACK, len: 204 });
+    assert.equal(ev[0]!.frame.length, 192, "frames are cut at 192 bytes");
     const key = { ifindex: 1, egress: false, family: 4, proto: 6, tunnel: false, src: addr16(A), dst: addr16(B), sport: 40000, dport: 80 };
     const st = tap.flows().lookup(key)!;
-    assert.deepEqual([st.packets, st.bytes, st.reportedPackets, st.reportedBytes, st.flagsSeen], [4, 54 + 3 * 154, 2, 54 + 154, SYN | ACK]);
+    assert.deepEqual([st.packets, st.bytes, st.reportedPackets, st.reportedBytes, st.flagsSeen], [4, 54 + 3 * 204, 2, 54 + 204, SYN | ACK]);
     // bpftool's view of the same map: raw bytes and BTF-formatted fields.
     const dump = JSON.parse(sh("bpftool", "-j", "map", "dump", "id", String(tap.obj.map("flows").info().id))) as { key: string[]; value: string[]; formatted: { key: Record<string, number>; value: Record<string, number> } }[];
     const hex = (b: Uint8Array) => [...b].map((x) => `0x${x.toString(16).padStart(2, "0")}`);
     const row = dump.find((d) => d.key.join() === hex(encode(flowKeyCodec, key)).join())!;
     assert.ok(row, "bpftool sees the flow under gauze's key bytes");
-    assert.deepEqual({ p: row.formatted.value.packets, b: row.formatted.value.bytes, f: row.formatted.value.flags_seen, sport: row.formatted.key.sport }, { p: 4, b: 54 + 3 * 154, f: SYN | ACK, sport: 40000 });
+    assert.deepEqual({ p: row.formatted.value.packets, b: row.formatted.value.bytes, f: row.formatted.value.flags_seen, sport: row.formatted.key.sport }, { p: 4, b: 54 + 3 * 204, f: SYN | ACK, sport: 40000 });
     assert.equal(Number(row.formatted.value.first_ns), st.firstNs);
     // The end of the flow, then a report after the interval with what it added since.
     run(tcpFrame(FIN | ACK));
     ev = tap.poll();
-    assert.deepEqual(ev.map((e) => [e.reason, e.packets, e.bytes]), [["end", 3, 154 * 2 + 54]]);
+    assert.deepEqual(ev.map((e) => [e.reason, e.packets, e.bytes]), [["end", 3, 204 * 2 + 54]]);
     tap.setConfig({ reportIntervalNs: 2_000_000 });
     run(tcpFrame(ACK));
     await new Promise((r) => setTimeout(r, 10));

@@ -58,7 +58,7 @@ export interface FlowTapEvent {
   reason: FlowReason;
   /** It matched the trace match (reason says why else it was reported). */
   traced: boolean;
-  /** The frame's first bytes (up to 128), from its Ethernet header. */
+  /** The frame's first bytes (up to 192: GZ_FLOW_FRAME_MAX), from its Ethernet header. */
   frame: Uint8Array;
 }
 
@@ -167,7 +167,7 @@ export const configCodec: Codec<FlowTapConfig> = {
   },
 };
 
-export const EVENT_SIZE = 272;
+export const EVENT_SIZE = 336;
 
 /** struct flow_event (observe.c) to an event; `offsetNs` is realtime minus monotonic. */
 export function decodeFlowEvent(rec: Uint8Array, offsetNs: bigint): FlowTapEvent {
@@ -175,7 +175,7 @@ export function decodeFlowEvent(rec: Uint8Array, offsetNs: bigint): FlowTapEvent
   const v = new DataView(rec.buffer, rec.byteOffset, rec.byteLength);
   const family = v.getUint8(41) as 0 | 4 | 6, proto = v.getUint8(42);
   const bytes16 = (o: number) => rec.subarray(o, o + 16);
-  const frameLen = Math.min(v.getUint16(138, true), 128);
+  const frameLen = Math.min(v.getUint16(138, true), 192);
   const e: FlowTapEvent = {
     timeNs: v.getBigUint64(0, true) + offsetNs, firstNs: v.getBigUint64(8, true) + offsetNs,
     packets: Number(v.getBigUint64(16, true)), bytes: Number(v.getBigUint64(24, true)),
