@@ -41,7 +41,8 @@ export async function startControlPlane(s: LabState, manifest?: ManifestObject[]
   if (creds.agentToken) writeKubeconfig(agentKubeconfig(s.name), s.name, { server: `https://${API_HOST}:${API_PORT}`, user: `${AGENT_ACCOUNT.name}`, token: creds.agentToken });
   // Started in this namespace: it opens its underlay listener from inside the underlay namespace.
   s.kube = { apiPid: spawnInNetns(undefined, [gauzeExecutable(), "lab", "apiserver", "--name", s.name], join(dir, "apiserver.log")) };
-  const until = Date.now() + 10_000;
+  // A loaded host (several labs starting at once) can take seconds to start a bun process.
+  const until = Date.now() + 30_000;
   for (;;) {
     try {
       const h = await kubeCall(s.name, "GET", "/admin/healthz") as { local: string };
