@@ -221,6 +221,19 @@ export async function clusterSource(o: ClusterSourceOptions = {}): Promise<KubeC
     const why = p.status?.containerStatuses?.find((c) => c.state?.waiting)?.state?.waiting?.reason ?? p.status?.reason;
     return { name: p.metadata!.name!, namespace: p.metadata!.namespace ?? "default", node: p.spec?.nodeName ?? "", ...(ip ? { ip } : {}), ...(ip6 ? { ip6 } : {}), phase: p.status?.phase ?? "Pending", ...(why ? { reason: why } : {}), ...(p.metadata?.labels ? { labels: p.metadata.labels } : {}) };
   };
+  // net-conf.json as the agents read it (the view's Network and backend), asked once, in the background.
+  let netConf: { Network?: string; Backend?: { Type?: string } } | undefined;
+  const netConfRead = (async () => {
+    for (const n of snap.agentPods.filter(podReady)) {
+      try {
+        netConf = JSON.parse(await collect(n.spec!.nodeName!, ["agent-api", "GET", "/local/net-conf"], 5000)) as typeof netConf;
+        if (netConf?.Network) return netConf;
+      } catch {
+        // the next node's agent
+      }
+    }
+    return undefined;
+  })();
   const self: KubeClusterSource = {
     label: `cluster ${kc.getCurrentContext()} (${server})`,
     namespace, daemonSet,
@@ -237,7 +250,7 @@ export async function clusterSource(o: ClusterSourceOptions = {}): Promise<KubeC
         return { name: n.metadata!.name!, ip: addrOf(n), ready: r?.status === "True", reason: r?.status === "True" ? "" : `${r?.reason ?? "no Ready condition"}${r?.message ? `: ${r.message}` : ""}`, subnet: n.spec?.podCIDR ?? null, vtepMac: null, agentUp: !!pod && podReady(pod), podMtu: null, overhead: null };
       });
       const cidrs = snap.nodes.flatMap((n) => n.spec?.podCIDRs ?? (n.spec?.podCIDR ? [n.spec.podCIDR] : []));
-      return { name: kc.getCurrentContext(), backend: "", podCidr: cidrs.find((c) => !c.includes(":")) ?? "", nodes, pods: snap.pods.map(sourcePod) };
+      return { name: kc.getCurrentContext(), backend: netConf?.Backend?.Type ?? "", podCidr: netConf?.Network ?? cidrs.find((c) => !c.includes(":")) ?? "", nodes, pods: snap.pods.map(sourcePod) };
     },
     findPod(ref: string): SourcePod {
       const [ns, name] = ref.includes("/") ? ref.split("/", 2) as [string, string] : ["default", ref];
@@ -246,7 +259,8 @@ export async function clusterSource(o: ClusterSourceOptions = {}): Promise<KubeC
       return sourcePod(p);
     },
     spawnInPod(pod: SourcePod): PipedChild {
-      throw new Error(`pod ${pod.namespace}/${pod.name}: an active probe from a pod's network namespace needs the agent to enter it (CAP_SYS_ADMIN for setns, and the host's /run/netns), which the DaemonSet does not have: gauze manifests --trace-probes adds it`);
+      // Not offered yet: the manifest would need an opt-in that adds both, and trace a passive mode for without.
+      throw new Error(`pod ${pod.namespace}/${pod.name}: a probe sent from a pod's network namespace needs the agent to enter it (CAP_SYS_ADMIN for setns, and the host's /run/netns or hostPID to find it), which gauze's DaemonSet does not have; until trace follows a pod's own packets instead, send the traffic yourself and watch it: gauze observe --kubeconfig <file> --pod ${pod.namespace}/${pod.name} --follow`);
     },
     interfaceNames: (node) => interfaces.get(node) ?? new Map(),
     async doctorJson(node: string, timeoutMs = 30_000) {
@@ -266,17 +280,7 @@ export async function clusterSource(o: ClusterSourceOptions = {}): Promise<KubeC
       });
     },
     execGauze: (node, args, timeoutMs) => collect(node, args, timeoutMs),
-    async network() {
-      for (const n of snap.nodes) {
-        try {
-          const doc = JSON.parse(await collect(n.metadata!.name!, ["agent-api", "GET", "/local/net-conf"], 5000)) as { Network?: string };
-          if (doc.Network) return doc.Network;
-        } catch {
-          // the next node's agent
-        }
-      }
-      return undefined;
-    },
+    network: async () => (await netConfRead)?.Network,
     close: () => clearInterval(timer),
   };
   return self;
