@@ -6,6 +6,7 @@
 // is missing and which ClusterRole grants it; a bad context or namespace is one clear error.
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { GAUZE, ROOT, must, sh } from "./helpers.ts";
 
@@ -45,6 +46,28 @@ test("observe and doctor --kubeconfig: flows by pod from both nodes through pods
   assert.equal(doc2.ok, false);
   assert.match(doc2.checks.find((c) => c.id === "cluster.agent-pods")!.evidence.join("\n"), new RegExp(`${lab}-worker: agent pod .* is not ready`));
   must([GAUZE, "lab", "podman", "--name", lab, "--", "start", `gz-${lab}-${lab}-worker-gauze`]);
+});
+
+test("observe --kubeconfig --follow: an agent container restarting mid-stream is followed again, through the API", { timeout: 90_000 }, async () => {
+  const kc = kubeconfig("observer");
+  const obs = spawn(GAUZE, ["observe", "--kubeconfig", kc, "--last", "0", "--follow", "--protocol", "icmp"], { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "", err = "";
+  obs.stdout.on("data", (d: Buffer) => { out += d.toString(); });
+  obs.stderr.on("data", (d: Buffer) => { err += d.toString(); });
+  const until = async (what: () => boolean, ms: number, why: string) => {
+    const end = Date.now() + ms;
+    while (!what()) { if (Date.now() > end) throw new Error(`${why}\nstdout:\n${out}\nstderr:\n${err}`); await new Promise((r) => setTimeout(r, 100)); }
+  };
+  try {
+    const worker = new RegExp(`\\[${lab}-worker\\] default/a -> default/b icmp echo-request`);
+    await until(() => { must([GAUZE, "lab", "exec", "a", "--name", lab, "--", "ping", "-c", "1", "-W", "1", podIp("b")]); return worker.test(out); }, 20_000, "the worker's flows on the live stream");
+    must([GAUZE, "lab", "podman", "--name", lab, "--", "restart", "-t", "1", `gz-${lab}-${lab}-worker-gauze`]);
+    await until(() => /node .*-worker: following again/.test(err), 30_000, "the stream followed again after the restart");
+    const before = out.length;
+    await until(() => { must([GAUZE, "lab", "exec", "a", "--name", lab, "--", "ping", "-c", "1", "-W", "1", podIp("b")]); return worker.test(out.slice(before)); }, 20_000, "the worker's flows after its agent restarted");
+  } finally {
+    obs.kill("SIGINT");
+  }
 });
 
 test("RBAC and bad input: a user without pods/exec is told the missing permission; a missing context or DaemonSet is one clear error", { timeout: 60_000 }, () => {
