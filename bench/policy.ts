@@ -12,7 +12,7 @@
 //     and p99. Target: p99 under 1 s.
 //  3. the dataplane: iperf3 throughput and sockperf TCP request-response latency pod to pod with
 //     0 (A), 10, 1000 policies in force and 0 again (A'), the A/A pair showing the noise band.
-//   node_modules/.bin/bun bench/policy.ts [--updates 20] [--seconds 3] [--rounds 3] [--json] [--skip-lab]
+//   node_modules/.bin/bun bench/policy.ts [--updates 20] [--seconds 3] [--rounds 3] [--json] [--skip-lab] [--skip-dataplane]
 // (under bun, the runtime the agent runs: the pass costs what it costs on a node)
 import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -165,11 +165,12 @@ async function lab(): Promise<{ latency: { policies: number; pods: number; updat
     const deleteAll = async (file: string) => { cli("lab", "delete", "-f", file, "--name", LAB); await new Promise((r) => setTimeout(r, 300)); };
 
     // 3. the dataplane, phases interleaved per round.
-    say(`dataplane: ${rounds} round(s) of ${seconds} s iperf3 and sockperf per phase`);
+    const skipDataplane = args.includes("--skip-dataplane");
+    say(skipDataplane ? "dataplane: skipped" : `dataplane: ${rounds} round(s) of ${seconds} s iperf3 and sockperf per phase`);
     const phases = ["0 (A)", "10", "1000", "0 (A')"] as const;
     const samples = new Map<string, { gbps: number[]; p50: number[]; p99: number[] }>(phases.map((p) => [p, { gbps: [], p50: [], p99: [] }]));
     await waitAll(applyRv(bulkFile));
-    for (let r = 0; r < rounds; r++) {
+    for (let r = 0; r < (skipDataplane ? 0 : rounds); r++) {
       for (const ph of phases) {
         if (ph === "10") await waitAll(applyRv(tenFile));
         if (ph === "1000") await waitAll(applyRv(thousandFile));
@@ -183,7 +184,7 @@ async function lab(): Promise<{ latency: { policies: number; pods: number; updat
     }
     const med = (xs: number[]) => percentile([...xs].sort((a, b) => a - b), 50);
     const base = med(samples.get("0 (A)")!.gbps);
-    const dataplane = phases.map((ph) => {
+    const dataplane = skipDataplane ? [] : phases.map((ph) => {
       const s = samples.get(ph)!;
       return { phase: ph, policies: ph.startsWith("0") ? 0 : Number(ph), gbps: +med(s.gbps).toFixed(2), ratio: +(med(s.gbps) / base).toFixed(3), rrP50Us: +med(s.p50).toFixed(1), rrP99Us: +med(s.p99).toFixed(1) };
     });
