@@ -35,6 +35,8 @@ export interface ClusterSourceOptions {
 
 /** How often nodes and pods are read again while a command runs (observe --follow, ui). */
 const REFRESH_MS = 5000;
+/** The shortest deadline of one request through pods/exec. */
+const EXEC_DEADLINE_MS = 5000;
 /** The agent's container in the DaemonSet's pods. */
 const AGENT_CONTAINER = "gauze";
 
@@ -172,7 +174,11 @@ export async function clusterSource(o: ClusterSourceOptions = {}): Promise<KubeC
     });
     return { done, stop: () => { stopped = true; stdin?.end(); ws?.close(); } };
   };
-  const transport = (node: string): AgentTransport => (path, onData, t) => {
+  const transport = (node: string): AgentTransport => (path, onData, given) => {
+    // The relay's deadlines are a socket's (2 s); an exec session alone takes about 150 ms and
+    // more on a busy node, so a request gets at least EXEC_DEADLINE_MS (each node apart: a hung
+    // one holds up only its own answer).
+    const t = { timeoutMs: given.timeoutMs === undefined ? undefined : Math.max(given.timeoutMs, EXEC_DEADLINE_MS) };
     const follow = /[?&]follow=1(&|$)/.test(path);
     if (path !== "/v1/pods") return exec(node, ["gauze", "agent-api", "GET", path, ...(follow ? ["--until-stdin-ends"] : [])], onData, t.timeoutMs, follow);
     // The agent knows its pods by their CNI records; the API adds every other pod (host-network
