@@ -493,7 +493,8 @@ export class Agent {
           ...(l.ipv6Subnet ? { ipv6Subnet: l.ipv6Subnet } : {}), ...(l.publicIpv6 ? { publicIpv6: l.publicIpv6 } : {}), ...(l.backendData.v6VtepMac ? { v6VtepMac: l.backendData.v6VtepMac } : {}),
         })),
       invalidLeases: this.invalid, healthAddr: this.o.healthAddr, iface: this.link?.iface ?? this.o.iface, vni: opts?.vni, port: opts?.port, ipMasq: this.o.ipMasq, bridge: this.o.bridge,
-      ...(Object.keys(this.features).length ? { features: this.features } : {}), ...(this.policy ? { policy: this.policy.status } : {}), updatedAt: Date.now(),
+      ...(Object.keys(this.features).length ? { features: this.features } : {}), ...(this.policy ? { policy: this.policy.status } : {}),
+      ...(this.datapath ? { datapath: (({ stats: _s, ...r }) => r)(this.datapath.report()) } : {}), updatedAt: Date.now(),
     };
   }
 

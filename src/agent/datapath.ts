@@ -61,6 +61,15 @@ export function parseDatapathFlag(v: string): DatapathKind {
   throw new Error(`--datapath ${JSON.stringify(v)}: use classic (the bridge and the node's routing) or ebpf (pod packets redirected by eBPF)`);
 }
 
+/** The keeper's report (status file, metrics, doctor). */
+export interface DatapathReport {
+  on: boolean; why?: string; pinDir: string; stats?: Record<string, number>; endpoints?: number; remotes?: number; repairs: number; links?: string[];
+  /** tcx or clsact. */
+  mode?: "tcx" | "clsact";
+  /** The devices from_net belongs on (underlay, tunnels). */
+  netDevices?: string[];
+}
+
 export class DatapathKeeper {
   private dp?: BpfDatapath;
   private nl?: Rtnl;
@@ -226,12 +235,13 @@ export class DatapathKeeper {
   }
 
   /** For status, metrics and doctor: counters, entries and what is attached. */
-  report(): { on: boolean; why?: string; pinDir: string; stats?: Record<string, number>; endpoints?: number; remotes?: number; repairs: number; links?: string[] } {
+  report(): DatapathReport {
     if (!this.dp) return { on: false, ...(this.feature.why ? { why: this.feature.why } : {}), pinDir: this.pinDir, repairs: this.repairs };
     const eps: [string, Endpoint][] = [...this.dp.endpoints().entries()];
     return {
       on: true, pinDir: this.pinDir, stats: this.dp.stats(), endpoints: eps.length, remotes: [...this.dp.remotes().keys()].length, repairs: this.repairs,
-      links: this.dp.pinnedLinks(),
+      links: this.dp.pinnedLinks(), mode: this.dp.mode,
+      ...(this.devices ? { netDevices: [this.devices.underlay.iface, ...this.devices.tunnels] } : {}),
     };
   }
 

@@ -55,6 +55,8 @@ export interface AgentStatus {
   features?: Record<string, Feature>;
   /** NetworkPolicy on this node: what is programmed, from which generation, and the policies that failed closed. */
   policy?: PolicyStatus;
+  /** The eBPF datapath, when the agent runs it (DatapathKeeper.report()). */
+  datapath?: { on: boolean; why?: string; pinDir: string; endpoints?: number; remotes?: number; repairs: number; links?: string[]; mode?: "tcx" | "clsact"; netDevices?: string[] };
   updatedAt: number;
 }
 

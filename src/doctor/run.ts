@@ -6,13 +6,14 @@ import { type DoctorContext, type DoctorOptions, gatherContext } from "./context
 import { kernelChecks } from "./checks/kernel.ts";
 import { cniChecks } from "./checks/cni.ts";
 import { agentChecks } from "./checks/agent.ts";
+import { datapathChecks } from "./checks/datapath.ts";
 import { overlayChecks } from "./checks/overlay.ts";
 import { filteringChecks } from "./checks/filtering.ts";
 import { ipamChecks } from "./checks/ipam.ts";
 import { kubeChecks } from "./checks/kube.ts";
 import { Rtnl } from "../kernel/netlink/index.ts";
 
-export const ALL_CHECKS: Check[] = [...kernelChecks, ...cniChecks, ...agentChecks, ...overlayChecks, ...filteringChecks, ...ipamChecks];
+export const ALL_CHECKS: Check[] = [...kernelChecks, ...cniChecks, ...agentChecks, ...datapathChecks, ...overlayChecks, ...filteringChecks, ...ipamChecks];
 
 export interface DoctorReport {
   node?: string;

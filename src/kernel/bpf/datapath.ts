@@ -351,6 +351,11 @@ export class BpfDatapath {
     return hookAttached("pod", ifindex, o);
   }
 
+  /** Whether from_net is attached at a device's ingress, from the pins (doctor). */
+  static netAttachedPinned(o: DatapathOptions, ifindex: number): boolean {
+    return hookAttached("net", ifindex, o);
+  }
+
   /**
    * Removes what any datapath left under `pinDir` and in `netns`: pinned links detached and
    * unpinned, programs and maps unpinned, gauze-datapath clsact filters deleted. In words.
