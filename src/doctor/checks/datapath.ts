@@ -44,8 +44,10 @@ export const datapathChecks: Check[] = [
         return { status: "fail", evidence: [(e as Error).message], fix: `${fixCommands(ctx).restartAgent} (it loads and pins the datapath at start)` };
       }
       const problems: string[] = [];
+      let count = 0;
       try {
         const have = new Map(eps.map.entries());
+        count = have.size;
         const want = new Set<string>();
         for (const r of readPodRecords(podRecordDir(ctx.paths.subnetFile))) {
           if (!r.hostIface) continue;
@@ -67,7 +69,7 @@ export const datapathChecks: Check[] = [
       const peers = ctx.agent?.peerLeases?.length;
       if (peers !== undefined && d.remotes !== undefined && d.remotes < peers) problems.push(`remotes holds ${d.remotes} subnet(s), the registry has ${peers} peer lease(s)`);
       if (problems.length) return { status: "fail", evidence: problems, fix: `${fixCommands(ctx).restartAgent} (it rewrites both maps from the pod records and the leases; a running agent puts drift back within a second)` };
-      return ok(`${d.endpoints ?? 0} endpoint(s) as the pod records say, ${d.remotes ?? 0} remote(s) for ${peers ?? 0} peer lease(s)`);
+      return ok(`${count} endpoint(s) as the pod records say, ${d.remotes ?? 0} remote(s) for ${peers ?? 0} peer lease(s)`);
     },
   },
 ];
