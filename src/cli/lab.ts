@@ -9,6 +9,9 @@ import { nodeAdd, nodeRm } from "../lab/nodes.ts";
 import { podRm, podRun, refresh, waitServing } from "../lab/pods.ts";
 import { agentStop, agentStart } from "../lab/agents.ts";
 import { nodeView } from "../lab/view.ts";
+import { registerLabKube } from "./lab-kube.ts";
+import { registerLabLogs } from "./lab-logs.ts";
+import { FAULTS } from "../lab/faults.ts";
 
 type SetStatus = (code: number) => void;
 
@@ -62,6 +65,8 @@ function printStatus(s: LabState): void {
 
 export function registerLab(program: Command, set: SetStatus): void {
   const lab = program.command("lab").description("a Kubernetes-like cluster made of network namespaces on this host");
+  registerLabKube(lab, set);
+  registerLabLogs(lab, set);
 
   const up = lab.command("up")
     .description("create a lab cluster (nodes <name>-control-plane, <name>-worker, ...) and install gauze on it")
@@ -73,6 +78,7 @@ export function registerLab(program: Command, set: SetStatus): void {
     .option("--ipv6", "dual-stack: an IPv6 pod network (fd47:10:244::/56) next to the IPv4 one, over IPv6 on the underlay (vxlan, vxlan-direct, host-gw)")
     .option("--no-cni", "leave the nodes without a CNI (NotReady), as a fresh kubeadm cluster is")
     .option("--no-observe", "agents without flow recording (gauze observe, trace and ui then have nothing to show; for comparisons)")
+    .option("--policy-recheck", "agents judge established connections again after a NetworkPolicy change (gauze agent --policy-established recheck)")
     .option("--observer <mode>", "what the agents observe with: auto (eBPF where the kernel allows it), ebpf, or ring (the packet ring and tracefs)")
     .option("--datapath <kind>", "how pod packets move: classic (the bridge and the node's routing) or ebpf (redirected by tc programs past both)")
     .option("--store <kind>", "subnet registry: file (embedded) or etcd (a real etcd server the lab starts)", "file")
@@ -80,13 +86,13 @@ export function registerLab(program: Command, set: SetStatus): void {
     .option("--manifest <file>", "install gauze by running this manifest's DaemonSet on every node with podman, as a kubelet would (e.g. deploy/kube-gauze.yml); the lab serves the Kubernetes API")
     .option("--json", "print the lab's status as JSON");
   for (const d of ETCD_AUTH) up.option(d.flag, `with --etcd-endpoints: ${d.help}`);
-  up.action((o: { name: string; nodes: string; podCidr: string; backend: string; underlaySubnets: string; ipv6?: boolean; observe?: boolean; observer?: string; datapath?: string; cni: boolean; store: string; manifest?: string; etcdEndpoints?: string; json?: boolean } & EtcdAuthFlags) => guard(set, async () => {
+  up.action((o: { name: string; nodes: string; podCidr: string; backend: string; underlaySubnets: string; ipv6?: boolean; observe?: boolean; policyRecheck?: boolean; observer?: string; datapath?: string; cni: boolean; store: string; manifest?: string; etcdEndpoints?: string; json?: boolean } & EtcdAuthFlags) => guard(set, async () => {
       if (!(LAB_BACKENDS as readonly string[]).includes(o.backend)) throw new Error(`--backend ${o.backend}: use ${LAB_BACKENDS.join(", ")}`);
       if (o.underlaySubnets !== "1" && o.underlaySubnets !== "2") throw new Error(`--underlay-subnets ${o.underlaySubnets}: use 1 or 2`);
       if (o.store !== "file" && o.store !== "etcd") throw new Error(`--store ${o.store}: use file or etcd`);
       if (o.observer !== undefined && !["auto", "ebpf", "ring"].includes(o.observer)) throw new Error(`--observer ${o.observer}: use auto, ebpf or ring`);
       if (o.datapath !== undefined && o.datapath !== "classic" && o.datapath !== "ebpf") throw new Error(`--datapath ${o.datapath}: use classic or ebpf`);
-      const s = await labUp({ ...(o.observer ? { observer: o.observer as "auto" } : {}), ...(o.datapath ? { datapath: o.datapath as "ebpf" } : {}), name: o.name, nodes: Number(o.nodes), podCidr: o.podCidr, backend: o.backend as LabBackend, underlaySubnets: o.underlaySubnets === "2" ? 2 : 1, ...(o.ipv6 ? { ipv6: true } : {}), ...(o.observe === false ? { noObserve: true } : {}), cni: o.cni, store: o.store, ...(o.etcdEndpoints ? { etcdEndpoints: o.etcdEndpoints } : {}),
+      const s = await labUp({ ...(o.observer ? { observer: o.observer as "auto" } : {}), ...(o.datapath ? { datapath: o.datapath as "ebpf" } : {}), name: o.name, nodes: Number(o.nodes), podCidr: o.podCidr, backend: o.backend as LabBackend, underlaySubnets: o.underlaySubnets === "2" ? 2 : 1, ...(o.ipv6 ? { ipv6: true } : {}), ...(o.observe === false ? { noObserve: true } : {}), ...(o.policyRecheck ? { policyRecheck: true } : {}), cni: o.cni, store: o.store, ...(o.etcdEndpoints ? { etcdEndpoints: o.etcdEndpoints } : {}),
         etcdAuth: Object.fromEntries(ETCD_AUTH.map((d) => [d.key, o[d.key]]).filter(([, v]) => v)) as EtcdAuthFlags,
         ...(o.manifest ? { manifest: o.manifest } : {}), progress: say(!!o.json) });
       if (o.json) console.log(JSON.stringify(statusReport(s), null, 2));
@@ -100,8 +106,10 @@ export function registerLab(program: Command, set: SetStatus): void {
     .option("--seconds <n>", "length of each iperf3 run", "3")
     .option("--rounds <n>", "rounds, interleaved across backends (medians reported)", "3")
     .option("--plot <file.svg>", "also draw the results as an SVG chart")
+    .option("--name <prefix>", "what the run's labs are named: <prefix>-vx, <prefix>-hg, ... (two runs on one host need two prefixes)", "gzb")
     .option("--json", "JSON report")
-    .action((o: { backends: string; streams: string; seconds: string; rounds: string; plot?: string; json?: boolean }) => guard(set, async () => {
+    .action((o: { backends: string; streams: string; seconds: string; rounds: string; plot?: string; name: string; json?: boolean }) => guard(set, async () => {
+      if (!/^[a-z0-9][a-z0-9-]{0,16}$/.test(o.name)) throw new Error(`--name ${JSON.stringify(o.name)}: 1-17 lowercase letters, digits and '-' (the labs add -vx, -hg, ...)`);
       const { BENCH_BACKENDS, runBench, formatBench } = await import("../lab/bench/bench.ts");
       const backends = o.backends.split(",").map((b) => b.trim()).filter(Boolean);
       const unknown = backends.filter((b) => !(BENCH_BACKENDS as readonly string[]).includes(b));
@@ -111,7 +119,7 @@ export function registerLab(program: Command, set: SetStatus): void {
       const seconds = Number(o.seconds);
       const rounds = Number(o.rounds);
       if (!(seconds >= 1 && seconds <= 60) || !(Number.isInteger(rounds) && rounds >= 1 && rounds <= 20)) throw new Error("--seconds 1..60 and --rounds 1..20");
-      const r = await runBench({ backends: backends as import("../lab/bench/bench.ts").BenchBackend[], streams, seconds, rounds, progress: say(!!o.json) });
+      const r = await runBench({ backends: backends as import("../lab/bench/bench.ts").BenchBackend[], streams, seconds, rounds, prefix: o.name, progress: say(!!o.json) });
       if (o.plot) {
         const { renderBenchSvg } = await import("../lab/bench/chart.ts");
         const { writeFileSync } = await import("node:fs");
@@ -123,7 +131,7 @@ export function registerLab(program: Command, set: SetStatus): void {
 
   lab.command("backend")
     .description("switch the lab's backend: the network config changes, then each node's agent restarts and moves over (old devices and routes removed)")
-    .argument("<type>", "vxlan, host-gw or vxlan-direct")
+    .argument("<type>", LAB_BACKENDS.join(", "))
     .option("--name <lab>", LAB_HELP)
     .action((type: string, o: { name?: string }) => guard(set, async () => {
       const { labSetBackend } = await import("../lab/install.ts");
@@ -178,40 +186,79 @@ export function registerLab(program: Command, set: SetStatus): void {
 
   const pod = lab.command("pod").description("pods");
   pod.command("run")
-    .argument("<pod>")
+    .description("run a pod on a node: the node's runtime stand-in calls the CNI (ADD), as kubelet and containerd do")
+    .argument("<pod>", "[namespace/]name")
     .requiredOption("--node <node>", "node to run on (full name, or e.g. worker)")
-    .option("--image <image>", "nginx (HTTP on :80) or netshoot (a pod to exec into)", "netshoot")
+    .option("--image <image>", "nginx (HTTP on :80), agnhost (serves every --ports entry on TCP and UDP, SCTP through a raw socket, as the upstream NetworkPolicy suite's pods) or netshoot (a pod to exec into)", "netshoot")
+    .option("--namespace <ns>", "the pod's Kubernetes namespace (made when missing)")
+    .option("--labels <k=v,...>", "the pod's labels (NetworkPolicy selects by them; gauze lab label changes them live)")
+    .option("--ports <list>", "the container's ports, name:port/PROTOCOL,... (agnhost default: serve-80-tcp:80/TCP,serve-80-udp:80/UDP,serve-81-tcp:81/TCP,serve-81-udp:81/UDP)")
     .option("--name <lab>", LAB_HELP)
     .option("--json", "JSON")
-    .action((name: string, o: { node: string; image: string; name?: string; json?: boolean }) => guard(set, async () => {
-      if (o.image !== "nginx" && o.image !== "netshoot") throw new Error(`--image ${o.image}: use nginx or netshoot`);
-      const p = await podRun(pickLab(o.name), name, o.node, o.image);
-      if (p.phase === "Running" && p.image === "nginx") await waitServing(p);
-      if (o.json) console.log(JSON.stringify({ name: p.name, node: p.node, phase: p.phase, ip: p.ip ?? null, ...(p.ip6 ? { ip6: p.ip6 } : {}), ...(p.reason ? { reason: p.reason } : {}) }));
-      else console.log(`${p.name} on ${p.node}: ${p.phase}${p.ip ? ` ${p.ip}` : ""}${p.ip6 ? ` ${p.ip6}` : ""}${p.reason ? `\n  ${p.reason}` : ""}`);
+    .action((ref: string, o: { node: string; image: string; namespace?: string; labels?: string; ports?: string; name?: string; json?: boolean }) => guard(set, async () => {
+      const { LAB_IMAGES, splitPodRef } = await import("../lab/state.ts");
+      const { parseLabels, parsePorts } = await import("../lab/pods.ts");
+      if (!(LAB_IMAGES as readonly string[]).includes(o.image)) throw new Error(`--image ${o.image}: use ${LAB_IMAGES.join(", ")}`);
+      const split = ref.includes("/") ? splitPodRef(ref) : { namespace: o.namespace ?? "default", name: ref };
+      if (o.namespace && ref.includes("/") && split.namespace !== o.namespace) throw new Error(`${ref} and --namespace ${o.namespace} disagree: give one`);
+      const p = await podRun(pickLab(o.name), split.name, o.node, o.image as "nginx", {
+        namespace: split.namespace, ...(o.labels ? { labels: parseLabels(o.labels) } : {}), ...(o.ports ? { ports: parsePorts(o.ports) } : {}),
+      });
+      if (p.phase === "Running" && p.image !== "netshoot") await waitServing(p);
+      const who = split.namespace === "default" ? p.name : `${split.namespace}/${p.name}`;
+      if (o.json) console.log(JSON.stringify({ name: p.name, namespace: split.namespace, node: p.node, phase: p.phase, ip: p.ip ?? null, ...(p.ip6 ? { ip6: p.ip6 } : {}), ...(p.labels ? { labels: p.labels } : {}), ...(p.reason ? { reason: p.reason } : {}) }));
+      else console.log(`${who} on ${p.node}: ${p.phase}${p.ip ? ` ${p.ip}` : ""}${p.ip6 ? ` ${p.ip6}` : ""}${p.reason ? `\n  ${p.reason}` : ""}`);
       return p.phase === "Running" ? 0 : 1;
     }));
   pod.command("rm")
-    .argument("<pod>")
+    .description("delete a pod: the runtime's CNI DEL, its address released")
+    .argument("<pod>", "[namespace/]name")
     .option("--name <lab>", LAB_HELP)
-    .action((name: string, o: { name?: string }) => guard(set, () => podRm(pickLab(o.name), name)));
+    .action((name: string, o: { name?: string }) => guard(set, async () => {
+      const l = pickLab(o.name);
+      await podRm(l, name);
+      console.log(`pod ${name} deleted from lab ${l}`);
+    }));
 
   const node = lab.command("node").description("nodes joining and leaving");
-  node.command("add").option("--name <lab>", LAB_HELP).option("--node <name>", "node name").option("--json", "JSON")
-    .action((o: { name?: string; node?: string; json?: boolean }) => guard(set, async () => {
-      const n = await nodeAdd(pickLab(o.name), say(!!o.json), o.node);
-      if (o.json) console.log(JSON.stringify({ name: n.name, ip: n.ip }));
+  // `node add <node>` as `node rm <node>`; --node stays for the scripts that used it.
+  node.command("add")
+    .description("join a new node: its namespace on the underlay, its agent, Ready once it leased a subnet")
+    .argument("[node]", "node name (default: <lab>-worker<N>)")
+    .option("--node <name>", "the same as the argument (older spelling)")
+    .option("--name <lab>", LAB_HELP).option("--json", "JSON")
+    .action((arg: string | undefined, o: { name?: string; node?: string; json?: boolean }) => guard(set, async () => {
+      if (arg && o.node && arg !== o.node) throw new Error(`node ${arg} and --node ${o.node} disagree: give one`);
+      const n = await nodeAdd(pickLab(o.name), say(!!o.json), arg ?? o.node);
+      if (o.json) console.log(JSON.stringify({ name: n.name, ip: n.ip })); // (its progress already said "node ... joined")
     }));
-  node.command("rm").argument("<node>").option("--name <lab>", LAB_HELP)
-    .action((n: string, o: { name?: string }) => guard(set, () => nodeRm(pickLab(o.name), n)));
+  node.command("rm")
+    .description("remove a node: its pods, its agent (its lease released), its namespace")
+    .argument("<node>").option("--name <lab>", LAB_HELP)
+    .action((n: string, o: { name?: string }) => guard(set, async () => {
+      const l = pickLab(o.name);
+      const s = loadLab(l);
+      const full = findNode(s, n).name;
+      const pods = s.pods.filter((p) => p.node === full).map((p) => p.name);
+      await nodeRm(l, n);
+      console.log(`node ${full} removed from lab ${l}${pods.length ? `, and its ${pods.length === 1 ? "pod" : "pods"} with it: ${pods.join(", ")}` : " (it ran no pods)"}`);
+    }));
   node.command("stop-agent").argument("<node>").option("--name <lab>", LAB_HELP).option("--kill", "SIGKILL instead of SIGTERM")
     .description("stop the node's agent (its lease and dataplane stay)")
-    .action((n: string, o: { name?: string; kill?: boolean }) => guard(set, () => agentStop(pickLab(o.name), n, o.kill ? "SIGKILL" : "SIGTERM")));
+    .action((n: string, o: { name?: string; kill?: boolean }) => guard(set, async () => {
+      await agentStop(pickLab(o.name), n, o.kill ? "SIGKILL" : "SIGTERM");
+      console.log(`agent on ${findNode(loadLab(pickLab(o.name)), n).name} stopped${o.kill ? " (SIGKILL)" : ""}; its dataplane stays`);
+    }));
   const etcd = lab.command("etcd").description("the lab's own etcd (lab up --store etcd)");
-  etcd.command("stop").option("--name <lab>", LAB_HELP).action((o: { name?: string }) => guard(set, async () => { const { etcdStop } = await import("../lab/registry.ts"); await etcdStop(pickLab(o.name)); }));
-  etcd.command("start").option("--name <lab>", LAB_HELP).action((o: { name?: string }) => guard(set, async () => { const { etcdStart } = await import("../lab/registry.ts"); await etcdStart(pickLab(o.name)); }));
-  node.command("start-agent").argument("<node>").option("--name <lab>", LAB_HELP)
-    .action((n: string, o: { name?: string }) => guard(set, () => agentStart(pickLab(o.name), n)));
+  etcd.command("stop").description("stop the lab's etcd (an outage: agents keep the dataplane, report not ready)").option("--name <lab>", LAB_HELP)
+    .action((o: { name?: string }) => guard(set, async () => { const { etcdStop } = await import("../lab/registry.ts"); const l = pickLab(o.name); await etcdStop(l); console.log(`etcd of lab ${l} stopped: gauze lab etcd start --name ${l} brings it back`); }));
+  etcd.command("start").description("start the lab's etcd again (agents reconcile and report ready)").option("--name <lab>", LAB_HELP)
+    .action((o: { name?: string }) => guard(set, async () => { const { etcdStart } = await import("../lab/registry.ts"); const l = pickLab(o.name); await etcdStart(l); console.log(`etcd of lab ${l} started`); }));
+  node.command("start-agent").description("start the node's agent again (it adopts its lease and dataplane)").argument("<node>").option("--name <lab>", LAB_HELP)
+    .action((n: string, o: { name?: string }) => guard(set, async () => {
+      await agentStart(pickLab(o.name), n);
+      console.log(`agent on ${findNode(loadLab(pickLab(o.name)), n).name} started`);
+    }));
 
   lab.command("install")
     .description("install gauze on a lab made with --no-cni (kubectl apply of the DaemonSet)")
@@ -230,28 +277,32 @@ export function registerLab(program: Command, set: SetStatus): void {
     .option("--name <lab>", LAB_HELP)
     .action((target: string, cmd: string[], o: { name?: string }) => guard(set, async () => {
       const s = loadLab(pickLab(o.name));
-      const ns = s.pods.find((p) => p.name === target)?.netns ?? findNode(s, target).netns;
+      const ns = s.pods.find((p) => p.name === target || `${p.namespace ?? "default"}/${p.name}` === target)?.netns
+        ?? s.nodes.find((n) => n.name === target || n.name === `${s.name}-${target}`)?.netns;
+      if (!ns) throw new Error(`no pod or node named ${target} in lab ${s.name} (pods: ${s.pods.map((p) => p.name).join(", ") || "none"}; nodes: ${s.nodes.map((n) => n.name).join(", ")})`);
       return runInteractive(cmd, { netns: netnsPath(ns) });
     }));
 
   lab.command("capture")
-    .description("tcpdump on a node's eth0, decoded by gauze (see gauze capture)")
+    .description("tcpdump on a node's interface (eth0 unless --iface), decoded by gauze (see gauze capture)")
     .argument("<node>")
     .option("--name <lab>", LAB_HELP)
-    .option("--filter <bpf>", "capture filter, e.g. \"udp port 8472\"")
+    .option("--iface <name>", "the node's interface: eth0 (the underlay), cni0 (the pod bridge), gauze.1 (VXLAN, inner packets), a pod's veth", "eth0")
+    .option("--filter <bpf>", "tcpdump's capture filter, e.g. \"udp port 8472\", \"host 10.244.1.2 and tcp port 80\" (Wireshark's tcp.port == 80, ip.addr == A read too)")
     .option("--count <n>", "stop after n packets")
     .option("--duration <seconds>", "stop after this long")
     .option("-w, --write <file>", "also write the pcap")
     .option("--json", "JSON lines").option("--summary", "one row per flow (tunnelled or not) at the end instead of each packet")
-    .action((n: string, o: { name?: string; filter?: string; count?: string; duration?: string; write?: string; json?: boolean; summary?: boolean }) => guard(set, async () => {
+    .action((n: string, o: { name?: string; iface: string; filter?: string; count?: string; duration?: string; write?: string; json?: boolean; summary?: boolean }) => guard(set, async () => {
       const s = loadLab(pickLab(o.name));
       const { runCapture } = await import("./dissect.ts");
-      return runCapture({ iface: "eth0", netns: findNode(s, n).netns, ...(o.filter ? { filter: o.filter } : {}), ...(o.count ? { count: o.count } : {}), ...(o.duration ? { duration: o.duration } : {}), ...(o.write ? { write: o.write } : {}), ...(o.json ? { json: true } : {}), ...(o.summary ? { summary: true } : {}) });
+      return runCapture({ iface: o.iface, netns: findNode(s, n).netns, ...(o.filter ? { filter: o.filter } : {}), ...(o.count ? { count: o.count } : {}), ...(o.duration ? { duration: o.duration } : {}), ...(o.write ? { write: o.write } : {}), ...(o.json ? { json: true } : {}), ...(o.summary ? { summary: true } : {}) });
     }));
 
   lab.command("break")
-    .description("inject a known failure into a lab node (see gauze lab break --help for the list)")
+    .description("inject a known failure into a lab node (the faults are listed below; gauze doctor finds each, gauze lab fix undoes it)")
     .argument("<fault>", "no-br-netfilter, no-cni-config, missing-plugin, ip-forward-off, mtu-mismatch, stale-fdb, agent-down, forward-drop, vxlan-port-blocked")
+    .addHelpText("after", () => `\nFaults:\n${Object.entries(FAULTS).map(([f, what]) => `  ${f.padEnd(20)} ${what}`).join("\n")}\n`)
     .option("--node <node>", "node to break", "control-plane")
     .option("--name <lab>", LAB_HELP)
     .option("--json", "JSON")

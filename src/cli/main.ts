@@ -10,6 +10,14 @@ function withStoreOptions(c: Command): Command {
   return c;
 }
 
+/** A cluster through its Kubernetes API instead of a lab (cli/source.ts, observe/cluster-source.ts). */
+function withKubeOptions(c: Command): Command {
+  return c.option("--kubeconfig <path>", "a cluster through its Kubernetes API (each agent reached by pods/exec; else $KUBECONFIG, the in-cluster config)")
+    .option("--context <name>", "the kubeconfig's context to use")
+    .option("--gauze-namespace <ns>", "gauze's namespace on the cluster", "kube-gauze")
+    .option("--daemonset <name>", "gauze's DaemonSet on the cluster", "kube-gauze-ds");
+}
+
 export async function runCli(argv: string[]): Promise<number> {
   let status = 0;
   const program = new Command()
@@ -88,6 +96,7 @@ export async function runCli(argv: string[]): Promise<number> {
         .option("--no-observe", "do not record flows and drops (gauze observe, trace and ui read them from the agent)")
         .option("--observer <mode>", "what flows and drops are observed with: ebpf (tc programs and kfree_skb), ring (a packet ring and tracefs), auto (eBPF where the kernel and capabilities allow it)", "auto")
         .option("--network-policy <mode>", "enforce NetworkPolicy on this node's pods: auto (where the Kubernetes API is reachable: --kubeconfig, or in a cluster), on, off", "auto")
+        .option("--policy-established <mode>", "what a policy change does to established connections: keep (they go on, as conntrack allowed them) or recheck (every packet of the opening direction is judged again: a change cuts what it denies)", "keep")
         .option("--datapath <kind>", "how pod packets move: classic (the bridge and the node's routing) or ebpf (redirected by tc programs past both); default: the network config's Datapath, else classic")
         .option("--uninstall", "remove the device, routes, rules, subnet file and conflist, release the lease, and exit")
         .action(async (opts: import("./agent.ts").AgentCliOptions) => {
@@ -175,7 +184,10 @@ export async function runCli(argv: string[]): Promise<number> {
         .option("--host", "this host (the default without --node)")
         .option("--root <dir>", "prefix of the node's paths (as the agent's --root)", "")
         .addOption(new Option("--lab-node <node>", "the lab node this runs for (set by --node)").hideHelp())
-        .option("--kubeconfig <path>", "also check the cluster: agent pods in every namespace, CrashLoops, NotReady nodes")
+        .option("--kubeconfig <path>", "check the cluster through its Kubernetes API: the DaemonSet, podCIDRs, NotReady nodes, and every node's doctor in its agent container (with --host or --node: that node's checks plus the cluster's pods)")
+        .option("--context <name>", "the kubeconfig's context to use")
+        .option("--gauze-namespace <ns>", "gauze's namespace on the cluster")
+        .option("--daemonset <name>", "gauze's DaemonSet on the cluster")
         .option("--json", "JSON report")
         .option("--fix", "repair what is safe to repair, then check again")
         .action(async (o: import("./doctor.ts").DoctorCliOptions) => {
@@ -184,7 +196,29 @@ export async function runCli(argv: string[]): Promise<number> {
         });
     }],
     ["observe", () => {
-      program.command("observe")
+      const collect = (v: string, prev: string[] = []) => [...prev, v];
+      const observe = program.command("observe");
+      observe.command("status")
+        .description("what each node's observer sees, like hubble status: flows, events seen and lost, packets, drops, features off")
+        .option("--name <lab>", "the lab (default: the only lab, or $GAUZE_LAB)")
+        .option("--node <node>", "only this node")
+        .option("--host", "this host's own agent (a real node) instead of a lab")
+        .option("--json", "JSON")
+        .action(async (own: { name?: string; node?: string; host?: boolean; json?: boolean }) => {
+          // observe's own options come before "status" too (commander hands them to the parent).
+          const o = { ...(observe.opts() as { name?: string; node?: string; host?: boolean }), ...own };
+          const { observeStatus, formatObserveStatus } = await import("../observe/status.ts");
+          const { pickSource } = await import("./source.ts");
+          try {
+            const r = await observeStatus(await pickSource(o), o.node);
+            console.log(o.json ? JSON.stringify(r, null, 2) : formatObserveStatus(r));
+            status = r.totals.reachable === r.totals.nodes ? 0 : 1;
+          } catch (e) {
+            process.stderr.write(`gauze observe status: ${(e as Error).message}\n`);
+            status = 2;
+          }
+        });
+      withKubeOptions(observe)
         .description("pod traffic as flows from every node: who talks to whom, where each packet was seen, what the tunnel adds, and where packets were dropped with the kernel's reason")
         .option("--name <lab>", "the lab (default: the only lab, or $GAUZE_LAB)")
         .option("--node <node>", "only this node")
@@ -193,15 +227,23 @@ export async function runCli(argv: string[]): Promise<number> {
         .option("--from-pod <pod>", "flows from this pod")
         .option("--to-pod <pod>", "flows to this pod")
         .option("--protocol <p>", "icmp, tcp or udp")
-        .option("--verdict <v>", "forwarded or dropped")
+        .option("--verdict <v>", "forwarded, dropped or audit (an audit-mode NetworkPolicy would drop it)")
+        .option("--ip <addr>", "flows from or to this address (repeat or comma-separate for any of several)", collect)
+        .option("--port <n>", "flows from or to this port (repeat for any of several)", collect)
+        .option("--namespace <ns>", "flows from or to a pod in this namespace (repeat for any of several)", collect)
+        .option("--label <selector>", "flows from or to a pod with these labels: app=web,tier!=db,canary,!legacy (commas: all of them; repeat: any selector)", collect)
+        .option("--since <when>", "flows from then on: a duration back from now (30s, 5m, 1h30m) or an RFC 3339 time")
+        .option("--until <when>", "flows up to then: a duration back from now or an RFC 3339 time (not with --follow)")
         .option("--last <n>", "the last n flow events (merged across nodes)", "20")
         .option("-f, --follow", "then print live events until interrupted")
         .option("-o, --output <format>", "compact or json (JSON lines; field names in docs/observe.md)", "compact")
-        .action(async (o: { name?: string; node?: string; host?: boolean; pod?: string; fromPod?: string; toPod?: string; protocol?: string; verdict?: string; last: string; follow?: boolean; output: string }) => {
+        .action(async (o: { name?: string; node?: string; host?: boolean; pod?: string; fromPod?: string; toPod?: string; protocol?: string; verdict?: string; last: string; follow?: boolean; output: string; ip?: string[]; port?: string[]; namespace?: string[]; label?: string[]; since?: string; until?: string }) => {
           const { runObserve } = await import("../observe/observe.ts");
+          const { parseFilters } = await import("../observe/filters.ts");
           const { pickSource } = await import("./source.ts");
           try {
-            status = await runObserve(await pickSource(o), {
+            const filters = parseFilters(o);
+            status = await runObserve(await pickSource(o), { filters,
               ...(o.node ? { node: o.node } : {}), ...(o.pod ? { pod: o.pod } : {}),
               ...(o.fromPod ? { fromPod: o.fromPod } : {}), ...(o.toPod ? { toPod: o.toPod } : {}), ...(o.protocol ? { protocol: o.protocol as "icmp" } : {}),
               ...(o.verdict ? { verdict: o.verdict as "forwarded" } : {}), last: Number(o.last), follow: !!o.follow, output: o.output as "compact",
@@ -222,17 +264,32 @@ export async function runCli(argv: string[]): Promise<number> {
         .option("--port <n>", "with tcp or udp: the destination port")
         .option("--size <bytes>", "ICMP payload (56: an 84-byte IPv4 packet)", "56")
         .option("--json", "JSON report")
-        .action(async (from: string, to: string, o: { name?: string; protocol: string; port?: string; size: string; json?: boolean }) => {
-          const { runTrace, formatTrace } = await import("../observe/trace.ts");
+        .option("--kubeconfig <path>", "a cluster through its Kubernetes API").option("--context <name>", "the kubeconfig's context")
+        .option("--gauze-namespace <ns>", "gauze's namespace on the cluster").option("--daemonset <name>", "gauze's DaemonSet on the cluster")
+        .action(async (from: string, to: string, o: { name?: string; protocol: string; port?: string; size: string; json?: boolean } & import("./source.ts").KubeFlags) => {
+          const { runTrace, formatTrace, traceJson } = await import("../observe/trace.ts");
           const { pickSource } = await import("./source.ts");
           try {
-            const r = await runTrace(await pickSource(o), { from, to, protocol: o.protocol as "icmp", ...(o.port ? { port: Number(o.port) } : {}), size: Number(o.size) });
-            console.log(o.json ? JSON.stringify(r, null, 2) : formatTrace(r));
+            const source = await pickSource(o, { interfaces: true });
+            const progress = o.json ? undefined : (line: string) => process.stderr.write(`gauze trace: ${line}\n`);
+            const r = await runTrace(source, { from, to, protocol: o.protocol as "icmp", ...(o.port ? { port: Number(o.port) } : {}), size: Number(o.size), ...(progress ? { progress } : {}) });
+            console.log(o.json ? JSON.stringify(traceJson(r), null, 2) : formatTrace(r));
             status = r.replied ? 0 : 1;
           } catch (e) {
             process.stderr.write(`gauze trace: ${(e as Error).message}\n`);
             status = 2;
           }
+        });
+    }],
+    ["agent-api", () => {
+      program.command("agent-api", { hidden: true }).description("(internal) one GET to this node's agent API, the body on stdout (what observe --kubeconfig runs in the agent's container through pods/exec)")
+        .argument("<method>").argument("<path>")
+        .option("--socket <path>", "the agent's API socket (default /run/gauze/agent.sock)")
+        .option("--net-conf <path>", "the agent's net-conf.json (default /etc/gauze/net-conf.json)")
+        .option("--until-stdin-ends", "stop a live stream when stdin closes")
+        .action(async (method: string, path: string, o: import("./agent-api.ts").AgentApiOptions) => {
+          const { agentApi } = await import("./agent-api.ts");
+          status = await agentApi(method, path, o);
         });
     }],
     ["probe", () => {
@@ -250,11 +307,13 @@ export async function runCli(argv: string[]): Promise<number> {
         .option("--port <n>", "port to listen on", "12000")
         .option("--host <addr>", "address to listen on", "127.0.0.1")
         .option("--bench <file.svg>", "also show this gauze lab bench chart (lab bench --plot)")
-        .action(async (o: { name?: string; port: string; host: string; bench?: string }) => {
+        .option("--kubeconfig <path>", "a cluster through its Kubernetes API").option("--context <name>", "the kubeconfig's context")
+        .option("--gauze-namespace <ns>", "gauze's namespace on the cluster").option("--daemonset <name>", "gauze's DaemonSet on the cluster")
+        .action(async (o: { name?: string; port: string; host: string; bench?: string } & import("./source.ts").KubeFlags) => {
           const { serveUi } = await import("../ui/server.ts");
           const { pickSource } = await import("./source.ts");
           try {
-            const ui = await serveUi(await pickSource({ ...(o.name ? { name: o.name } : {}) }), { port: Number(o.port), host: o.host, ...(o.bench ? { benchSvg: o.bench } : {}) }, (l: string) => console.log(l));
+            const ui = await serveUi(await pickSource({ ...(o.name ? { name: o.name } : {}), ...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}), ...(o.context ? { context: o.context } : {}), ...(o.gauzeNamespace ? { gauzeNamespace: o.gauzeNamespace } : {}), ...(o.daemonset ? { daemonset: o.daemonset } : {}) }), { port: Number(o.port), host: o.host, ...(o.bench ? { benchSvg: o.bench } : {}) }, (l: string) => console.log(l));
             await new Promise<void>((resolve) => {
               const stop = () => { ui.close(); resolve(); };
               process.once("SIGINT", stop);
@@ -282,6 +341,10 @@ export async function runCli(argv: string[]): Promise<number> {
         const { storeLeases } = await import("./store.ts");
         status = await storeLeases(o);
       });
+    }],
+    ["policy", async () => {
+      const { registerPolicy } = await import("./policy.ts");
+      registerPolicy(program, (code) => { status = code; });
     }],
     ["lab", async () => {
       const { registerLab } = await import("./lab.ts");

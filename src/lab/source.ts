@@ -30,7 +30,7 @@ export function labSource(name?: string) {
       });
       return {
         name: s.name, backend: s.backend, podCidr: s.podCidr, ...(s.podCidr6 ? { podCidr6: s.podCidr6 } : {}), nodes,
-        pods: s.pods.map((p) => ({ name: p.name, namespace: podNamespace(p), node: p.node, ...(p.ip ? { ip: p.ip } : {}), ...(p.ip6 ? { ip6: p.ip6 } : {}), phase: p.phase, ...(p.reason ? { reason: p.reason } : {}) })),
+        pods: s.pods.map((p) => ({ name: p.name, namespace: podNamespace(p), node: p.node, ...(p.ip ? { ip: p.ip } : {}), ...(p.ip6 ? { ip6: p.ip6 } : {}), phase: p.phase, ...(p.reason ? { reason: p.reason } : {}), ...(p.labels ? { labels: p.labels } : {}) })),
       };
     },
     findPod(ref: string) {

@@ -23,7 +23,7 @@ before(() => {
 after(() => { sh([GAUZE, "lab", "down", "--name", lab]); });
 
 interface Flow {
-  time: number; node: string; source: { ip: string; pod?: string }; destination: { ip: string; pod?: string }; protocol: string;
+  time: string; node: string; source: { ip: string; pod?: string }; destination: { ip: string; pod?: string }; protocol: string;
   icmp?: { type: number; seq?: number }; verdict: string; dropReason?: string; observationPoint: string; interface: { name: string };
   packets: number; bytes: number; ipLen: number; tunnel?: { vni: number; outer: { source: string; destination: string }; outerIpLen: number; overheadBytes: number };
 }
@@ -129,18 +129,18 @@ test("observe: a node whose agent is down is named, the other still answers", as
 });
 
 interface Trace {
-  hops: { node: string; point: string; interface: string; direction: string; ipLen: number; tcpFlags?: string[]; tunnel?: { outerIpLen: number; overheadBytes: number } }[];
-  replied: boolean; stopped?: { node: string; after: string; reason?: string; check?: string; why: string }; doctor: { node: string; id: string; status: string }[]; unobserved: { node: string }[];
+  hops: { node: string; observationPoint: string; interface: { index?: number; name: string }; direction: string; ipLen: number; tcpFlags?: string[]; tunnel?: { outerIpLen: number; overheadBytes: number } }[];
+  replied: boolean; stopped?: { node: string; observationPoint: string; reason?: string; check?: string; why: string }; doctor: { node: string; id: string; status: string }[]; unobserved: { node: string }[];
 }
 const trace = (...args: string[]) => JSON.parse(sh([GAUZE, "trace", "a", "b", "--name", lab, "--json", ...args]).stdout) as Trace;
 
 test("trace: every hop in order with its size: 84 on the pod links, 134 outside on the underlay, 84 again at the far pod", () => {
   const t = trace();
   assert.ok(t.replied);
-  const req = t.hops.filter((h) => h.direction === "request").map((h) => `${h.node === cp ? "cp" : "wk"} ${h.point} ${h.tunnel ? h.tunnel.outerIpLen : h.ipLen}`);
+  const req = t.hops.filter((h) => h.direction === "request").map((h) => `${h.node === cp ? "cp" : "wk"} ${h.observationPoint} ${h.tunnel ? h.tunnel.outerIpLen : h.ipLen}`);
   assert.deepEqual(req, ["cp from-pod 84", "cp from-bridge 84", "cp to-overlay 84", "cp to-network 134", "wk from-network 134", "wk from-overlay 84", "wk to-bridge 84", "wk to-pod 84"]);
-  assert.ok(t.hops.some((h) => h.direction === "reply" && h.node === cp && h.point === "to-pod"));
-  assert.equal(t.hops.find((h) => h.point === "to-network")!.interface, "eth0");
+  assert.ok(t.hops.some((h) => h.direction === "reply" && h.node === cp && h.observationPoint === "to-pod"));
+  assert.equal(t.hops.find((h) => h.observationPoint === "to-network")!.interface.name, "eth0");
 });
 
 // Each fault on its node, and what trace must say: where the probe stopped with the kernel's
@@ -167,7 +167,7 @@ for (const f of FAULTS) {
         assert.equal(t.replied, false);
         assert.ok(t.stopped, "a stop is named");
         assert.equal(t.stopped!.node, f.stop.node);
-        if (f.stop.after) assert.equal(t.stopped!.after, f.stop.after);
+        if (f.stop.after) assert.equal(t.stopped!.observationPoint, f.stop.after);
         if (f.stop.reason) assert.match(t.stopped!.reason ?? "", f.stop.reason);
         assert.equal(t.stopped!.check, f.stop.check);
         assert.ok(failing.some((x) => x.endsWith(f.stop!.check)), `doctor agrees: ${failing.join(", ")}`);
@@ -190,7 +190,7 @@ test("trace over TCP and UDP from a port of its own: a refused connection comes 
   assert.ok(tcp.hops.find((h) => h.direction === "reply")!.tcpFlags!.includes("RST"));
   const udp = JSON.parse(sh([GAUZE, "trace", "a", "b", "--name", lab, "--json", "--protocol", "udp", "--port", "9"]).stdout) as Trace;
   assert.equal(udp.replied, false);
-  assert.deepEqual([udp.stopped!.node, udp.stopped!.after, udp.stopped!.reason], [wk, "to-pod", "NO_SOCKET"]);
+  assert.deepEqual([udp.stopped!.node, udp.stopped!.observationPoint, udp.stopped!.reason], [wk, "to-pod", "NO_SOCKET"]);
 });
 
 test("trace's conclusions say what the address is: a refused TCP port is refused, not reached; no pod has an address in the pod network; outside the lab nothing answers", () => {
@@ -227,7 +227,8 @@ test("observe --follow --last N prints the last N, in time order, then follows (
     assert.ok(lines.length <= Number(last), `--last ${last} printed ${lines.length} lines of history before anything new happened`);
   }
   const hist = flows();
-  assert.deepEqual(hist.map((f) => f.time), [...hist.map((f) => f.time)].sort((x, y) => x - y), "in time order");
+  // RFC 3339 with nanoseconds in UTC: text order is time order.
+  assert.deepEqual(hist.map((f) => f.time), [...hist.map((f) => f.time)].sort(), "in time order");
 });
 
 /** A flow's time in ms, whether the JSON gives milliseconds or RFC 3339 text. */
