@@ -5,20 +5,10 @@ import { existsSync } from "node:fs";
 import type { Command } from "commander";
 import { netnsPath } from "../kernel/netns.ts";
 import { gauzeExecutable, runAsync } from "../kernel/spawn.ts";
-import { findPod, loadLab, pickLab, type Progress } from "../lab/state.ts";
+import { findPod, loadLab, pickLab } from "../lab/state.ts";
+import { LAB_HELP, type SetStatus, guard, say } from "./lab-common.ts";
 
-type SetStatus = (code: number) => void;
-const LAB_HELP = "lab name (default: the only lab, or $GAUZE_LAB)";
-const say = (json: boolean): Progress => (line) => { if (!json) process.stderr.write(`${line}\n`); };
 
-async function guard(set: SetStatus, fn: () => Promise<number | void>): Promise<void> {
-  try {
-    set((await fn()) ?? 0);
-  } catch (e) {
-    process.stderr.write(`gauze lab: ${(e as Error).message}\n`);
-    set(1);
-  }
-}
 
 /** "1s", "500ms" or a bare number of milliseconds. */
 function parseTimeout(t: string): number {

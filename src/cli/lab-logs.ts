@@ -4,19 +4,10 @@ import type { Command } from "commander";
 import { readFileSync } from "node:fs";
 import { runInteractive } from "../kernel/spawn.ts";
 import { loadLab, pickLab } from "../lab/state.ts";
+import { LAB_HELP, type SetStatus, guard } from "./lab-common.ts";
 
-type SetStatus = (code: number) => void;
 
-const LAB_HELP = "lab name (default: the only lab, or $GAUZE_LAB)";
 
-async function guard(set: SetStatus, fn: () => Promise<number | void>): Promise<void> {
-  try {
-    set((await fn()) ?? 0);
-  } catch (e) {
-    process.stderr.write(`gauze lab: ${(e as Error).message}\n`);
-    set(1);
-  }
-}
 
 export function registerLabLogs(lab: Command, set: SetStatus): void {
   lab.command("logs")

@@ -3,7 +3,7 @@ import type { Command } from "commander";
 import { runInteractive } from "../kernel/spawn.ts";
 import { netnsPath } from "../kernel/netns.ts";
 import { ETCD_FLAGS, type EtcdAuthFlags } from "../store/flags.ts";
-import { LAB_BACKENDS, type LabBackend, findNode, listLabs, loadLab, pickLab, type LabState, type Progress } from "../lab/state.ts";
+import { LAB_BACKENDS, type LabBackend, findNode, listLabs, loadLab, pickLab, type LabState } from "../lab/state.ts";
 import { labDown, labUp } from "../lab/lab.ts";
 import { nodeAdd, nodeRm } from "../lab/nodes.ts";
 import { podRm, podRun, refresh, waitServing } from "../lab/pods.ts";
@@ -12,25 +12,14 @@ import { nodeView } from "../lab/view.ts";
 import { registerLabKube } from "./lab-kube.ts";
 import { registerLabLogs } from "./lab-logs.ts";
 import { FAULTS } from "../lab/faults.ts";
+import { LAB_HELP, type SetStatus, guard, say } from "./lab-common.ts";
 
-type SetStatus = (code: number) => void;
 
-/** --name on commands that act on an existing lab: optional when there is one lab (or GAUZE_LAB names it). */
-const LAB_HELP = "lab name (default: the only lab, or $GAUZE_LAB)";
 
 /** The etcd client flags `lab up --etcd-endpoints` passes on to its agents. */
 const ETCD_AUTH = ETCD_FLAGS.filter((d): d is (typeof ETCD_FLAGS)[number] & { key: keyof EtcdAuthFlags } => d.key !== "etcdEndpoints" && d.key !== "etcdPrefix");
 
-const say = (json: boolean): Progress => (line) => { if (!json) process.stderr.write(`${line}\n`); };
 
-async function guard(set: SetStatus, fn: () => Promise<number | void>): Promise<void> {
-  try {
-    set((await fn()) ?? 0);
-  } catch (e) {
-    process.stderr.write(`gauze lab: ${(e as Error).message}\n`);
-    set(1);
-  }
-}
 
 export function statusReport(s: LabState) {
   return {
