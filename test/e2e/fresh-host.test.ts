@@ -77,7 +77,7 @@ test("a fresh host: lab up mounts tracefs and bpffs, drops are seen with their r
   assert.equal(run(["ls", "/var/lib/gauze"]).status, 2, "and leaves nothing of gauze's in /var/lib");
 });
 
-test("an agent that may not mount tracefs says drops are off and the command that fixes it, everywhere", async () => {
+test("an agent that may not mount tracefs: the eBPF observer keeps drops on; the ring observer says drops are off and the command that fixes it, everywhere", async () => {
   assert.equal(g("lab", "up", "--name", lab, "--nodes", "2").status, 0);
   const status = () => JSON.parse(ok([GAUZE, "lab", "status", "--name", lab, "--json"])) as { nodes: { name: string; agent?: { pid?: number } }[] };
   const pid = status().nodes.find((n) => n.name === wk)!.agent!.pid!;
@@ -88,15 +88,28 @@ test("an agent that may not mount tracefs says drops are off and the command tha
   assert.equal(run(["umount", "-l", "/sys/kernel/tracing"]).status, 0);
   const logFile = `${varLib}/gauze/lab/${lab}/nodes/${wk}/var/log/gauze-agent.log`;
   const logFd = openSync(logFile, "a");
-  manual = spawn("nsenter", [`--mount=/proc/${holder.pid}/ns/mnt`, "--", "nsenter", `--net=/run/netns/gz-${wk}`, "--",
-    "setpriv", "--bounding-set=-sys_admin", "--", ...argv], { stdio: ["ignore", logFd, logFd], detached: true });
-  closeSync(logFd);
+  const startAgent = (extra: string[]) => {
+    manual = spawn("nsenter", [`--mount=/proc/${holder.pid}/ns/mnt`, "--", "nsenter", `--net=/run/netns/gz-${wk}`, "--",
+      "setpriv", "--bounding-set=-sys_admin", "--", ...argv, ...extra], { stdio: ["ignore", logFd, logFd], detached: true });
+  };
   const readyz = () => run(["nsenter", `--net=/run/netns/gz-${wk}`, GAUZE, "lab", "http-get", "http://127.0.0.1:9317/readyz", "--timeout", "500"]).stdout;
+  const metricsText = () => run(["nsenter", `--net=/run/netns/gz-${wk}`, GAUZE, "lab", "http-get", "http://127.0.0.1:9317/metrics"]).stdout;
   let r = "";
+  // The eBPF observer takes drops from tp_btf/kfree_skb, which needs no tracefs: drops stay on.
+  startAgent(["--observer", "ebpf"]);
+  for (let i = 0; i < 100 && !r.startsWith("200"); i++) { r = readyz(); await wait(100); }
+  assert.equal(r, "200 ready\n", "the eBPF observer needs no tracefs");
+  assert.match(metricsText(), /gauze_agent_feature_enabled\{[^}]*feature="drops"[^}]*\} 1/);
+  process.kill(-manual!.pid!, "SIGKILL");
+  for (let i = 0; i < 50 && readyz().startsWith("200"); i++) await wait(100);
+  // The ring observer reads drops from a tracefs instance: without one it says so, with the fix.
+  startAgent(["--observer", "ring"]);
+  closeSync(logFd);
+  r = "";
   for (let i = 0; i < 100 && !r.startsWith("200"); i++) { r = readyz(); await wait(100); }
   assert.match(r, /^200 ready \(degraded: drops off: tracefs is not mounted at \/sys\/kernel\/tracing, and mounting it failed: operation not permitted \(EPERM\); fix: mount -t tracefs nodev \/sys\/kernel\/tracing\)/);
   assert.equal(mountType("/sys/kernel/tracing"), "", "the agent could not mount it");
-  const metrics = run(["nsenter", `--net=/run/netns/gz-${wk}`, GAUZE, "lab", "http-get", "http://127.0.0.1:9317/metrics"]).stdout;
+  const metrics = metricsText();
   assert.match(metrics, /gauze_agent_feature_enabled\{[^}]*feature="drops"[^}]*\} 0/);
   assert.match(metrics, /gauze_agent_feature_enabled\{[^}]*feature="flows"[^}]*\} 1/);
   const log = readFileSync(logFile, "utf8");
@@ -108,7 +121,7 @@ test("an agent that may not mount tracefs says drops are off and the command tha
   assert.equal(check.status, "warn");
   assert.match(check.fix ?? "", /^mount -t tracefs nodev \/sys\/kernel\/tracing/);
   assert.match(check.evidence.join(" "), /the agent reports: drops off: tracefs is not mounted/);
-  process.kill(-manual.pid!, "SIGKILL");
+  process.kill(-manual!.pid!, "SIGKILL");
   manual = undefined;
   assert.equal(g("lab", "down", "--name", lab).status, 0);
 });

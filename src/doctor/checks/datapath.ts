@@ -4,8 +4,33 @@
 // count against the leases, and a warn when the agent wanted the datapath and fell back.
 import { BpfDatapath } from "../../kernel/bpf/datapath.ts";
 import { podRecordDir, readPodRecords } from "../../node/pod-record.ts";
-import { type Check, ok, skip } from "../check.ts";
-import { fixCommands } from "../context.ts";
+import { type Check, type Outcome, ok, skip } from "../check.ts";
+import { type DoctorContext, fixCommands } from "../context.ts";
+
+/**
+ * On a classic node: no datapath program left on a pod veth or the node's links (an agent that
+ * switched back, or one killed before it cleaned up), since one would move pod packets past the
+ * bridge, netfilter and NetworkPolicy.
+ */
+function classicLeftovers(ctx: DoctorContext): Outcome {
+  if (!ctx.agent) return skip("no agent report: which datapath the node runs is unknown");
+  const left: string[] = [];
+  const ifaces = new Set<string>(readPodRecords(podRecordDir(ctx.paths.subnetFile)).flatMap((r) => (r.hostIface ? [r.hostIface] : [])));
+  for (const l of ctx.nl.links()) if (!l.name.startsWith("lo")) ifaces.add(l.name);
+  for (const name of ifaces) {
+    const l = ctx.nl.link(name);
+    if (!l) continue;
+    let progs: string[];
+    try {
+      progs = BpfDatapath.programsAt(l.index);
+    } catch (e) {
+      return skip(`cannot list the programs on ${name}: ${(e as Error).message}`);
+    }
+    if (progs.length) left.push(`${progs.join(", ")} at the ingress of ${name}: its packets skip the bridge and netfilter, NetworkPolicy included`);
+  }
+  if (left.length) return { status: "fail", evidence: left, fix: `${fixCommands(ctx).restartAgent} (an agent on the classic datapath takes the eBPF datapath's programs off at start)` };
+  return ok(`Datapath classic: no eBPF datapath program on any of ${ifaces.size} link(s)`);
+}
 
 export const datapathChecks: Check[] = [
   {
@@ -13,7 +38,7 @@ export const datapathChecks: Check[] = [
     run(ctx) {
       const f = ctx.agent?.features?.datapath, d = ctx.agent?.datapath;
       if (f && !f.on) return { status: "warn", evidence: [`the agent wanted the eBPF datapath and stays classic: ${f.why ?? "off"}`], fix: f.fix ?? "see the agent's log" };
-      if (!d?.on) return skip("the agent does not run the eBPF datapath (Datapath classic)");
+      if (!d?.on) return classicLeftovers(ctx);
       const o = { pinDir: d.pinDir, ...(d.mode ? { mode: d.mode } : {}) };
       const missing: string[] = [];
       for (const dev of d.netDevices ?? []) {
@@ -36,7 +61,7 @@ export const datapathChecks: Check[] = [
     id: "datapath.maps", group: "datapath", title: "the eBPF datapath's maps agree with the pod records and the leases",
     run(ctx) {
       const d = ctx.agent?.datapath;
-      if (!d?.on) return skip("the agent does not run the eBPF datapath");
+      if (!d?.on) return ok("Datapath classic: no maps to keep");
       let eps;
       try {
         eps = BpfDatapath.endpointsPinned(d.pinDir);

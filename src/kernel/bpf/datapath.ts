@@ -13,7 +13,7 @@ import { formatMac, parseMac } from "../netlink/wire.ts";
 import { Rtnl } from "../netlink/index.ts";
 import { formatIPBytes, ipBytes, prefixBytes } from "../../net/cidr.ts";
 import { tcx } from "./features.ts";
-import { BpfLink, type Direction, attachClsact, attachTcx, clsactAttached, detachClsact, removeClsactIfEmpty, tcxAttached } from "./link.ts";
+import { BpfLink, type Direction, attachClsact, attachTcx, clsactAttached, detachClsact, ingressProgramNames, removeClsactIfEmpty, tcxAttached } from "./link.ts";
 import { type Codec, type TypedMap, BpfMap, u32, u64 } from "./map.ts";
 import { type BpfObject, loadObject } from "./object.ts";
 import { embeddedObject } from "./objects.ts";
@@ -354,6 +354,15 @@ export class BpfDatapath {
   /** Whether from_net is attached at a device's ingress, from the pins (doctor). */
   static netAttachedPinned(o: DatapathOptions, ifindex: number): boolean {
     return hookAttached("net", ifindex, o);
+  }
+
+  /**
+   * The datapath programs at an interface's ingress, by name, from the kernel (tcx and clsact):
+   * on a node that runs classic, any of them is one left behind, and it redirects past netfilter.
+   */
+  static programsAt(ifindex: number, netns?: string): string[] {
+    const ours = new Set(["from_pod", "from_net", `${DATAPATH_FILTER_PREFIX}pod`, `${DATAPATH_FILTER_PREFIX}net`]);
+    return ingressProgramNames(ifindex, netns).filter((n) => ours.has(n));
   }
 
   /**

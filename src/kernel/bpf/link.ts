@@ -8,7 +8,7 @@
 // PROG_QUERY for tcx, a filter dump for clsact.
 import { NetlinkSocket } from "../netlink/index.ts";
 import { inNetns } from "../netns.ts";
-import type { BpfProgram } from "./program.ts";
+import { BpfProgram } from "./program.ts";
 import { type QueryResult, closeFd, infoName, linkCreate, linkDetach, linkUpdate, objGet, objInfo, objPin, progQuery, rawTracepointOpen } from "./sys.ts";
 import { type Direction, type TcFilter, addBpfFilter, addClsact, delBpfFilter, delClsact, listBpfFilters, runTc } from "./tc.ts";
 import { ATTACH_TYPE, INFO, LINK_TYPE, PROG_TYPE, TCX_FLAG } from "./uapi.ts";
@@ -156,4 +156,24 @@ export function removeClsactIfEmpty(ifindex: number, netns?: string): boolean {
   } finally {
     sock.close();
   }
+}
+
+/**
+ * The names of the programs on an interface's ingress, tcx and clsact both (a doctor's look for
+ * programs left behind); a kernel without tcx lists only clsact's.
+ */
+export function ingressProgramNames(ifindex: number, netns?: string): string[] {
+  const names: string[] = [];
+  let ids: number[] = [];
+  try {
+    ids = tcxAttached(ifindex, "ingress", netns).progIds;
+  } catch { /* no tcx on this kernel */ }
+  for (const id of ids) {
+    const p = BpfProgram.fromId(id);
+    if (!p) continue;
+    names.push(p.name);
+    p.close();
+  }
+  for (const f of clsactAttached(ifindex, "ingress", netns)) names.push(f.name);
+  return names;
 }

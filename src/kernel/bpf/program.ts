@@ -3,7 +3,7 @@
 // grows to what the kernel says it needed, up to 16 MiB), BPF_PROG_TEST_RUN, pins and info.
 // Unreadable verifier errors are the most common complaint about eBPF datapaths: this error
 // carries the kernel's text as it is, with the program's name and type.
-import { BpfError, type ProgLoad, addr, type TestRun, type TestRunResult, closeFd, infoName, objGet, objInfo, objPin, progLoadRaw, progTestRun } from "./sys.ts";
+import { BpfError, type ProgLoad, addr, type TestRun, type TestRunResult, closeFd, fdById, infoName, objGet, objInfo, objPin, progLoadRaw, progTestRun } from "./sys.ts";
 import { INFO, progTypeName } from "./uapi.ts";
 
 const ENOSPC = 28;
@@ -66,6 +66,15 @@ export class BpfProgram {
     const p = new BpfProgram(fd, name, 0);
     const info = p.info();
     return new BpfProgram(fd, info.name || name, info.type);
+  }
+
+  /** A loaded program by its kernel id (what PROG_QUERY lists), or undefined when it is gone. */
+  static fromId(id: number): BpfProgram | undefined {
+    const fd = fdById("PROG", id);
+    if (fd === undefined) return undefined;
+    const p = new BpfProgram(fd, `program ${id}`, 0);
+    const info = p.info();
+    return new BpfProgram(fd, info.name || `program ${id}`, info.type);
   }
 
   private get what(): string {
