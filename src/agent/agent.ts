@@ -32,7 +32,7 @@ import { describeEvent, removeOtherDevices } from "./kernel-events.ts";
 import { type AgentStatus, type Feature, degradedLine, writeStatusFile } from "./status.ts";
 import { type ObserverMode, startObserving } from "./observing.ts";
 import { PolicyEnforcer } from "./policy.ts";
-import { DatapathKeeper } from "./datapath.ts";
+import { DatapathKeeper, removeDatapathPins } from "./datapath.ts";
 import { PIN_ROOT, pinDir } from "../kernel/bpf/pin.ts";
 
 export interface AgentOptions {
@@ -141,8 +141,11 @@ export class Agent {
     this.server = await serveHealth(this.o.healthAddr, this.metrics, () => this.readiness());
     if (this.o.observe === false) this.observeProblem = "the agent runs with --no-observe";
     try {
-      this.api = await serveApi(this.paths.apiSocket, () => this.observer, () => this.observeProblem ?? "the agent is starting", () => this.features, () => this.policy?.status,
-        (src, dst, proto, port) => this.policy?.judge(src, dst, proto, port, { count: false }));
+      this.api = await serveApi(this.paths.apiSocket, {
+        observer: () => this.observer, unavailable: () => this.observeProblem ?? "the agent is starting", features: () => this.features, policy: () => this.policy?.status,
+        judge: (src, dst, proto, port) => this.policy?.judge(src, dst, proto, port, { count: false }),
+        decide: (hook, src, dst) => this.datapath?.decide(hook, src, dst),
+      });
     } catch (e) {
       this.o.log.warn({ socket: this.paths.apiSocket, err: (e as Error).message }, "no local API: gauze observe cannot read this node");
     }
@@ -237,7 +240,13 @@ export class Agent {
    * off with why (the node stays classic: the conflist then has no datapath block).
    */
   private startDatapath(): void {
-    if (this.datapath || (this.o.datapath ?? this.net?.datapath) !== "ebpf" || !this.link || !this.backend) return;
+    if (this.datapath || !this.link || !this.backend) return;
+    if ((this.o.datapath ?? this.net?.datapath) !== "ebpf") {
+      // A switch to classic (or a node that ran ebpf before): nothing of the other datapath stays,
+      // or the old programs would go on redirecting pods past the bridge this node now uses.
+      for (const r of removeDatapathPins(this.o.node)) this.o.log.info({ removed: r }, "classic datapath: removed what the eBPF datapath had left");
+      return;
+    }
     const k = new DatapathKeeper({
       node: this.o.node, nodePinDir: pinDir(this.o.node, PIN_ROOT), paths: this.paths, bridge: this.o.bridge, log: this.o.log, registry: this.metrics.registry,
       // Fail closed: while the policies are not programmed yet, every pod goes the classic way.

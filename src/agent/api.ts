@@ -8,12 +8,14 @@
 //   GET /v1/observer                           the observer's counters, and which features are off (why, fix)
 //   GET /v1/policy                             NetworkPolicy on this node: generation programmed, rules, failed-closed policies
 //   GET /v1/policy/judge?src=&dst=&proto=&port= what this node's policies say of one connection (trace asks after a netfilter drop)
+//   GET /v1/datapath/decide?src=&dst=&hook=     what the eBPF datapath's program at that hook does with such a packet (trace names the redirect)
 import { createServer, type Server } from "node:http";
 import { chmodSync, mkdirSync, rmSync } from "node:fs";
 import { dirname } from "node:path";
 import type { FlowObserver } from "./flows.ts";
 import type { Feature } from "./status.ts";
 import type { Judgement, PolicyStatus } from "./policy.ts";
+import type { DatapathHook, Decision } from "../dataplane/ebpf-datapath.ts";
 
 /** Live streams one agent serves at once. */
 export const MAX_FOLLOWERS = 16;
@@ -24,8 +26,20 @@ export interface Api {
   close(): void;
 }
 
-export function serveApi(path: string, observer: () => FlowObserver | undefined, unavailable: () => string, features: () => Record<string, Feature> = () => ({}), policy: () => PolicyStatus | undefined = () => undefined,
-  judge: (src: string, dst: string, proto: number, port: number) => Judgement | undefined = () => undefined): Promise<Api> {
+/** What the API reads from the agent, each when a request asks. */
+export interface ApiSources {
+  observer: () => FlowObserver | undefined;
+  /** Why flows are not observed (while `observer` gives none). */
+  unavailable: () => string;
+  features: () => Record<string, Feature>;
+  policy: () => PolicyStatus | undefined;
+  judge: (src: string, dst: string, proto: number, port: number) => Judgement | undefined;
+  /** The eBPF datapath's decision for one packet at one hook, from the maps in the kernel; undefined while it is off. */
+  decide: (hook: DatapathHook, src: string, dst: string) => Decision | undefined;
+}
+
+export function serveApi(path: string, a: ApiSources): Promise<Api> {
+  const { observer, unavailable, features, policy, judge } = a;
   mkdirSync(dirname(path), { recursive: true });
   rmSync(path, { force: true });
   const live = new Set<import("node:http").ServerResponse>();
@@ -39,6 +53,12 @@ export function serveApi(path: string, observer: () => FlowObserver | undefined,
       if (!src || !dst || proto === undefined) return void res.writeHead(400, { "content-type": "text/plain" }).end("give src, dst and proto (and port)\n");
       if (!policy()) return void res.writeHead(404, { "content-type": "application/json" }).end(JSON.stringify({ error: "NetworkPolicy is not enforced by this agent" }));
       return void res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(judge(src, dst, proto, port) ?? { verdict: "allowed", reason: "no policy concerns it" }));
+    }
+    if (url.pathname === "/v1/datapath/decide") {
+      const src = q("src"), dst = q("dst"), hook = q("hook") ?? "from-pod";
+      if (!src || !dst || (hook !== "from-pod" && hook !== "from-net")) return void res.writeHead(400, { "content-type": "text/plain" }).end("give src, dst and hook (from-pod or from-net)\n");
+      const d = a.decide(hook, src, dst);
+      return void res.writeHead(d ? 200 : 404, { "content-type": "application/json" }).end(JSON.stringify(d ?? { error: "the eBPF datapath is not running on this node" }));
     }
     if (url.pathname === "/v1/policy") {
       const p = policy();

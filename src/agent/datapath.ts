@@ -25,7 +25,7 @@ import { BpfDatapath, DNAT_MARK_NFT, DNAT_MARK_TABLE, EP_CLASSIC, type Endpoint 
 import { nftApply, nftDeleteTable, nftHasTable } from "../kernel/nft.ts";
 import { PIN_ROOT, bpffsMounted, pinDir } from "../kernel/bpf/pin.ts";
 import { tcPrograms } from "../kernel/bpf/features.ts";
-import { type DatapathKind, endpointsFor, planMap, remotesFor } from "../dataplane/ebpf-datapath.ts";
+import { type DatapathHook, type DatapathKind, type Decision, decide, endpointsFor, planMap, remotesFor } from "../dataplane/ebpf-datapath.ts";
 import { podRecordDir, readPodRecords } from "../node/pod-record.ts";
 import type { NodePaths } from "../node/paths.ts";
 import type { Lease } from "../store/registry.ts";
@@ -243,6 +243,12 @@ export class DatapathKeeper {
       links: this.dp.pinnedLinks(), mode: this.dp.mode,
       ...(this.devices ? { netDevices: [this.devices.underlay.iface, ...this.devices.tunnels] } : {}),
     };
+  }
+
+  /** What the programs do with one packet, from the maps in the kernel (trace's redirect hop). */
+  decide(hook: DatapathHook, src: string, dst: string): Decision | undefined {
+    if (!this.dp) return undefined;
+    return decide(hook, src, dst, new Map(this.dp.endpoints().entries()), new Map(this.dp.remotes().entries()));
   }
 
   /** Endpoints the classic flag sends through the node. */

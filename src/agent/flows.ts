@@ -291,7 +291,10 @@ export class FlowObserver {
 
   /** This node's pods by address (for the relay: names of pods elsewhere come from their node). */
   podNames(): Record<string, string> {
+    // A reader (the relay, the ui) asking right after a pod's ADD gets it: the records' directory
+    // is looked at, not only the 2 s timer.
     if (Date.now() - this.lastPodsRead > 2000) this.readPods();
+    else this.recordsChanged();
     return Object.fromEntries(this.pods);
   }
 
@@ -627,7 +630,14 @@ export class FlowObserver {
   private freshPods(key: FlowKey): void {
     const now = Date.now();
     if (now - this.lastPodsRead > 2000) return this.readPods();
-    if ((this.pods.has(key.src) && this.pods.has(key.dst)) || now - this.lastDirCheck < 50) return;
+    if (this.pods.has(key.src) && this.pods.has(key.dst)) return;
+    this.recordsChanged();
+  }
+
+  /** Reads the pods again when their records' directory changed (a stat, at most every 50 ms). */
+  private recordsChanged(): void {
+    const now = Date.now();
+    if (now - this.lastDirCheck < 50) return;
     this.lastDirCheck = now;
     let stamp = 0;
     try { stamp = statSync(this.o.podRecords).mtimeMs; } catch { /* no records yet */ }

@@ -1,9 +1,9 @@
 // `gauze manifests` and `gauze image`: what a cluster installs gauze from.
-import { ManifestError, renderManifest } from "../deploy/manifest.ts";
+import { DEFAULT_IPV6_NETWORK, ManifestError, renderManifest } from "../deploy/manifest.ts";
 import { ImageError, buildImage } from "../deploy/image.ts";
 import type { EtcdFlags } from "../store/flags.ts";
 
-export interface ManifestsCliOptions extends Pick<EtcdFlags, "etcdEndpoints"> { podCidr: string; backend: string; image?: string; store: string; mtu?: string; datapath?: string; uninstall?: boolean }
+export interface ManifestsCliOptions extends Pick<EtcdFlags, "etcdEndpoints"> { podCidr: string; backend: string; image?: string; store: string; mtu?: string; datapath?: string; ipv6?: string | boolean; uninstall?: boolean }
 
 export function manifestsCli(o: ManifestsCliOptions): number {
   try {
@@ -11,6 +11,7 @@ export function manifestsCli(o: ManifestsCliOptions): number {
       podCidr: o.podCidr, backend: o.backend, store: o.store as "kube" | "etcd",
       ...(o.image ? { image: o.image } : {}), ...(o.etcdEndpoints ? { etcdEndpoints: o.etcdEndpoints } : {}),
       ...(o.mtu !== undefined ? { mtu: Number(o.mtu) } : {}), ...(o.uninstall ? { uninstall: true } : {}), ...(o.datapath ? { datapath: o.datapath as "ebpf" } : {}),
+      ...(o.ipv6 ? { ipv6Network: o.ipv6 === true ? DEFAULT_IPV6_NETWORK : o.ipv6 } : {}),
     }));
     return 0;
   } catch (e) {

@@ -12,6 +12,7 @@ export interface DoctorCliOptions {
   name?: string;
   host?: boolean;
   root?: string;
+  binDir?: string;
   labNode?: string;
   json?: boolean;
   fix?: boolean;
@@ -59,7 +60,7 @@ async function doctor(o: DoctorCliOptions): Promise<number> {
   } : undefined;
   // Progress on stderr for people (a slow check is named while it runs); JSON stays quiet.
   const progress = o.json ? undefined : (line: string) => process.stderr.write(`gauze doctor: ${line}\n`);
-  const report = await runDoctor({ root: o.root ?? "", ...(lab ?? {}), ...(restartAgent ? { restartAgent } : {}), ...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}), fix: !!o.fix, ...(progress ? { progress } : {}) });
+  const report = await runDoctor({ root: o.root ?? "", ...(o.binDir ? { binDir: o.binDir } : {}), ...(lab ?? {}), ...(restartAgent ? { restartAgent } : {}), ...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}), fix: !!o.fix, ...(progress ? { progress } : {}) });
   process.stdout.write(o.json ? JSON.stringify(report, null, 2) + "\n" : formatReport(report, !!process.stdout.isTTY || process.env.GAUZE_COLOR === "1"));
   return report.ok ? 0 : 1;
 }

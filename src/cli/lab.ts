@@ -128,6 +128,16 @@ export function registerLab(program: Command, set: SetStatus): void {
       await labSetBackend(pickLab(o.name), type as LabBackend, say(false));
     }));
 
+  lab.command("datapath")
+    .description("switch the lab's datapath on running nodes: each node's agent restarts on it (ebpf attaches to the pods already there; classic removes every eBPF program, map and pin)")
+    .argument("<kind>", "classic or ebpf")
+    .option("--name <lab>", LAB_HELP)
+    .action((kind: string, o: { name?: string }) => guard(set, async () => {
+      if (kind !== "classic" && kind !== "ebpf") throw new Error(`datapath ${kind}: use classic (the bridge and the node's routing) or ebpf (pod packets redirected by tc programs)`);
+      const { labSetDatapath } = await import("../lab/install.ts");
+      await labSetDatapath(pickLab(o.name), kind, say(false));
+    }));
+
   lab.command("rollout")
     .description("manifest mode: change the DaemonSet's image and replace its pods one node at a time, each waited for until ready (kubectl set image)")
     .requiredOption("--image <ref>", "the new image (localhost/gauze:<tag> is built from this executable when podman does not have it)")

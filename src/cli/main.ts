@@ -108,7 +108,8 @@ export async function runCli(argv: string[]): Promise<number> {
       program.command("manifests")
         .description("print the Kubernetes manifest that installs gauze (kubectl apply -f -); deploy/kube-gauze.yml is the default")
         .option("--pod-cidr <cidr>", "pod network (the cluster CIDR the controller manager allocates node podCIDRs from)", "10.244.0.0/16")
-        .option("--backend <type>", "vxlan or host-gw", "vxlan")
+        .option("--backend <type>", "vxlan, host-gw, vxlan-direct (vxlan with DirectRouting), macvlan or wireguard", "vxlan")
+        .option("--ipv6 [cidr]", "dual-stack: EnableIPv6 with this IPv6Network (default fd00:10:244::/56, kind's)")
         .option("--image <ref>", "gauze's image (npm run image builds localhost/gauze:<version>)")
         .option("--store <kind>", "subnet registry: kube (the Kubernetes API) or etcd", "kube")
         .option(ETCD_FLAGS[0]!.flag, `with --store etcd: ${ETCD_FLAGS[0]!.help}`)
@@ -183,6 +184,7 @@ export async function runCli(argv: string[]): Promise<number> {
         .option("--name <lab>", "the lab of --node (default: the only lab, or $GAUZE_LAB)")
         .option("--host", "this host (the default without --node)")
         .option("--root <dir>", "prefix of the node's paths (as the agent's --root)", "")
+        .option("--bin-dir <dir>", "the node's CNI bin dir (default: <root>/opt/cni/bin; in the agent's container the node's is /host/opt/cni/bin)")
         .addOption(new Option("--lab-node <node>", "the lab node this runs for (set by --node)").hideHelp())
         .option("--kubeconfig <path>", "check the cluster through its Kubernetes API: the DaemonSet, podCIDRs, NotReady nodes, and every node's doctor in its agent container (with --host or --node: that node's checks plus the cluster's pods)")
         .option("--context <name>", "the kubeconfig's context to use")
@@ -263,16 +265,20 @@ export async function runCli(argv: string[]): Promise<number> {
         .option("--protocol <p>", "icmp, tcp or udp", "icmp")
         .option("--port <n>", "with tcp or udp: the destination port")
         .option("--size <bytes>", "ICMP payload (56: an 84-byte IPv4 packet)", "56")
+        .option("--wait <seconds>", "with --kubeconfig (passive: the pod's own next ping or connection is followed): how long to wait for it", "10")
         .option("--json", "JSON report")
         .option("--kubeconfig <path>", "a cluster through its Kubernetes API").option("--context <name>", "the kubeconfig's context")
         .option("--gauze-namespace <ns>", "gauze's namespace on the cluster").option("--daemonset <name>", "gauze's DaemonSet on the cluster")
-        .action(async (from: string, to: string, o: { name?: string; protocol: string; port?: string; size: string; json?: boolean } & import("./source.ts").KubeFlags) => {
+        .action(async (from: string, to: string, o: { name?: string; protocol: string; port?: string; size: string; wait: string; json?: boolean } & import("./source.ts").KubeFlags) => {
           const { runTrace, formatTrace, traceJson } = await import("../observe/trace.ts");
           const { pickSource } = await import("./source.ts");
           try {
+            const waitSeconds = Number(o.wait);
+            if (!(waitSeconds >= 1 && waitSeconds <= 300)) throw new Error(`--wait ${o.wait}: give 1 to 300 seconds`);
             const source = await pickSource(o, { interfaces: true });
-            const progress = o.json ? undefined : (line: string) => process.stderr.write(`gauze trace: ${line}\n`);
-            const r = await runTrace(source, { from, to, protocol: o.protocol as "icmp", ...(o.port ? { port: Number(o.port) } : {}), size: Number(o.size), ...(progress ? { progress } : {}) });
+            // A passive trace says what it waits for even with --json (stderr): the user must start the traffic.
+            const progress = o.json && !source.probeUnavailable ? undefined : (line: string) => process.stderr.write(`gauze trace: ${line}\n`);
+            const r = await runTrace(source, { from, to, protocol: o.protocol as "icmp", ...(o.port ? { port: Number(o.port) } : {}), size: Number(o.size), waitSeconds, ...(progress ? { progress } : {}) });
             console.log(o.json ? JSON.stringify(traceJson(r), null, 2) : formatTrace(r));
             status = r.replied ? 0 : 1;
           } catch (e) {

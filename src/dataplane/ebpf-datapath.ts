@@ -89,3 +89,59 @@ export function planMap<V extends object>(have: ReadonlyMap<string, V>, want: Re
   }
   return { put, del: [...have.keys()].filter((k) => !want.has(k)) };
 }
+
+/** The two programs pod packets meet: at a pod veth's ingress, and at the underlay's or tunnel's. */
+export type DatapathHook = "from-pod" | "from-net";
+
+/** What bpf/datapath.c does with one packet, as the maps say it will. */
+export interface Decision {
+  hook: DatapathHook;
+  /** redirect-peer: straight into a pod's namespace; redirect-neigh: out of a device to a next hop; classic: on through the bridge and the node's routing. */
+  action: "redirect-peer" | "redirect-neigh" | "classic";
+  /** The program's counter this packet lands in (gauze_datapath_packets{decision}). */
+  stat: "local" | "direct" | "tunnel" | "inbound" | "pass" | "classic" | "spoof";
+  /** The device redirected to (the pod's host veth for a peer redirect). */
+  ifindex?: number;
+  nexthop?: string;
+  why: string;
+}
+
+/**
+ * The programs' decision, in TypeScript, for trace and doctor to name a redirect as a hop: the
+ * same lookups in the same order as bpf/datapath.c's from_pod and from_net (TTL and the DNAT
+ * flows are per packet and left out: a probe has a fresh TTL and no Service in its way).
+ * `ifindex`: the link the packet came in on, when known (from_pod refuses another pod's source).
+ */
+export function decide(hook: DatapathHook, src: string, dst: string, endpoints: ReadonlyMap<string, Endpoint>, remotes: ReadonlyMap<string, Remote>, ifindex?: number): Decision {
+  const remoteOf = (ip: string): Remote | undefined => {
+    let best: { bits: number; r: Remote } | undefined;
+    for (const [prefix, r] of remotes) {
+      const c = parseCIDR(prefix);
+      if (c && prefixMatcher(c.prefix)(ip) && (!best || c.prefix.bits > best.bits)) best = { bits: c.prefix.bits, r };
+    }
+    return best?.r;
+  };
+  const classic = (stat: Decision["stat"], why: string): Decision => ({ hook, action: "classic", stat, why });
+  const ep = endpoints.get(dst);
+  if (hook === "from-net") {
+    if (!ep) return classic("pass", `${dst} is no pod of this node: the node's own traffic`);
+    if (ep.flags & EP_CLASSIC) return classic("classic", `a NetworkPolicy isolates ${dst}: its rules are in nftables`);
+    if (!remoteOf(src)) return classic("pass", `${src} is no other node's pod: the reply must meet conntrack and masquerade`);
+    return { hook, action: "redirect-peer", stat: "inbound", ifindex: ep.ifindex, why: "bpf_redirect_peer into the pod's namespace, past the bridge and netfilter" };
+  }
+  const self = endpoints.get(src);
+  if (!self) return classic("pass", `${src} is no pod of this node`);
+  if (ifindex !== undefined && self.ifindex !== ifindex) return classic("spoof", `${src} is another pod's address`);
+  if (self.flags & EP_CLASSIC) return classic("classic", `a NetworkPolicy isolates ${src}: its rules are in nftables`);
+  if (ep) {
+    if (ep.flags & EP_CLASSIC) return classic("classic", `a NetworkPolicy isolates ${dst}: its rules are in nftables`);
+    if (ep.ifindex === self.ifindex) return classic("pass", "to itself: the bridge hairpins it");
+    return { hook, action: "redirect-peer", stat: "local", ifindex: ep.ifindex, why: "bpf_redirect_peer into the other pod's namespace, past the bridge and netfilter" };
+  }
+  const r = remoteOf(dst);
+  if (!r) return classic("pass", `${dst} is in no other node's pod subnet: the node, a Service or the world`);
+  return {
+    hook, action: "redirect-neigh", stat: r.mode, ifindex: r.ifindex, nexthop: r.nexthop,
+    why: `bpf_redirect_neigh to ${r.nexthop}${r.mode === "tunnel" ? " into the tunnel device (the kernel encapsulates)" : " out of the underlay"}, past the bridge and netfilter`,
+  };
+}

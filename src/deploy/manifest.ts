@@ -23,6 +23,7 @@ import type { EtcdFlags } from "../store/flags.ts";
 import { parseAllDocuments, stringify } from "yaml";
 import { GAUZE_VERSION } from "../version.ts";
 import { parseCIDR } from "../net/cidr.ts";
+import { BACKEND_CHOICES, backendBlock } from "../store/registry.ts";
 
 export const NAMESPACE = "kube-gauze";
 export const DAEMONSET = "kube-gauze-ds";
@@ -41,6 +42,8 @@ export const OBSERVER_RULES = [
   { apiGroups: [""], resources: ["pods/exec"], verbs: ["create", "get"] },
   { apiGroups: ["apps"], resources: ["daemonsets"], verbs: ["get", "list"] },
 ];
+/** Where the agent's container sees the node's CNI bin dir (read-only: doctor's cni.plugins looks there). */
+export const AGENT_CNI_BIN = "/host/opt/cni/bin";
 /** Where the image keeps the executable. */
 export const IMAGE_BINARY = "/usr/local/bin/gauze";
 export const HEALTH_PORT = 9317;
@@ -54,9 +57,14 @@ export interface ManifestOptions {
   mtu?: number;
   /** net-conf.json's Datapath (absent: classic, the agent's default). */
   datapath?: "classic" | "ebpf";
+  /** Dual-stack: net-conf.json's EnableIPv6 with this IPv6Network (kind's dual-stack default is fd00:10:244::/56). */
+  ipv6Network?: string;
   /** The uninstall DaemonSet instead of the agent's. */
   uninstall?: boolean;
 }
+
+/** kind's IPv6 podSubnet: what `gauze manifests --ipv6` writes when given no network. */
+export const DEFAULT_IPV6_NETWORK = "fd00:10:244::/56";
 
 export const DEFAULT_MANIFEST: ManifestOptions = { podCidr: "10.244.0.0/16", backend: "vxlan", image: `localhost/gauze:${GAUZE_VERSION}`, store: "kube" };
 
@@ -68,7 +76,13 @@ export type KubeObject = { apiVersion: string; kind: string; metadata: { name: s
 function validate(o: ManifestOptions): void {
   const c = parseCIDR(o.podCidr);
   if (!c || c.prefix.ip.family !== 4 || c.prefix.bits > 24) throw new ManifestError(`--pod-cidr ${o.podCidr}: give an IPv4 network of /24 or wider, e.g. 10.244.0.0/16 (kind's default podSubnet)`);
-  if (!["vxlan", "host-gw"].includes(o.backend)) throw new ManifestError(`--backend ${o.backend}: use vxlan or host-gw`);
+  if (!(BACKEND_CHOICES as readonly string[]).includes(o.backend)) throw new ManifestError(`--backend ${o.backend}: use ${BACKEND_CHOICES.join(", ")}`);
+  if (o.ipv6Network !== undefined) {
+    const v6 = parseCIDR(o.ipv6Network);
+    if (!v6 || v6.prefix.ip.family !== 6 || v6.prefix.bits > 64) throw new ManifestError(`--ipv6 ${o.ipv6Network}: give an IPv6 network of /64 or wider, e.g. fd00:10:244::/56 (kind's dual-stack podSubnet)`);
+    if (o.store !== "kube") throw new ManifestError("--ipv6 goes into the ConfigMap's net-conf.json (--store kube); with --store etcd, put EnableIPv6 and IPv6Network into etcd's network config (gauze store init --ipv6-network)");
+    if (o.backend === "macvlan" || o.backend === "wireguard") throw new ManifestError(`--ipv6 with --backend ${o.backend}: dual-stack runs on vxlan, vxlan-direct and host-gw`);
+  }
   if (!/^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9._-]+)?(@sha256:[a-f0-9]{64})?$/.test(o.image)) throw new ManifestError(`--image ${o.image}: not an image reference (e.g. localhost/gauze:${GAUZE_VERSION})`);
   if (o.store === "etcd" && !o.etcdEndpoints) throw new ManifestError("--store etcd needs --etcd-endpoints, e.g. https://10.0.0.1:2379");
   if (o.store !== "etcd" && o.store !== "kube") throw new ManifestError(`--store ${String(o.store)}: use kube or etcd`);
@@ -78,7 +92,9 @@ function validate(o: ManifestOptions): void {
 
 /** flannel's net-conf.json for the ConfigMap: same keys, read by the agent with flannel's rules. */
 export function netConf(o: ManifestOptions): Record<string, unknown> {
-  return { Network: o.podCidr, Backend: { Type: o.backend }, ...(o.datapath === "ebpf" ? { Datapath: "ebpf" } : {}) };
+  return {
+    Network: o.podCidr, ...(o.ipv6Network ? { EnableIPv6: true, IPv6Network: o.ipv6Network } : {}), Backend: backendBlock(o.backend), ...(o.datapath === "ebpf" ? { Datapath: "ebpf" } : {}),
+  };
 }
 
 const labels = { "app.kubernetes.io/name": "gauze", "k8s-app": "gauze" };
@@ -197,6 +213,7 @@ export function manifestObjects(opts: Partial<ManifestOptions> = {}): KubeObject
           metadata: { labels: { ...labels, app: "gauze" } },
           spec: {
             ...agentSpec,
+            containers: agentSpec.containers.map((c) => ({ ...c, volumeMounts: [...c.volumeMounts, { name: "cni-bin", mountPath: AGENT_CNI_BIN, readOnly: true }] })),
             initContainers: [{
               name: "install-cni", image: o.image, command: [IMAGE_BINARY, "install-cni"], args: ["--bin-dir", "/host/opt/cni/bin"],
               securityContext: { privileged: false, allowPrivilegeEscalation: false, capabilities: { drop: ["ALL"] } },
@@ -215,7 +232,7 @@ export function renderManifest(opts: Partial<ManifestOptions> = {}): string {
   const o = { ...DEFAULT_MANIFEST, ...opts };
   const head = [
     `# gauze ${GAUZE_VERSION}: ${o.uninstall ? "removes gauze from every node (run after deleting the kube-gauze-ds DaemonSet)" : "pod networking for every node"}.`,
-    `# Rendered by: gauze manifests${o.podCidr !== DEFAULT_MANIFEST.podCidr ? ` --pod-cidr ${o.podCidr}` : ""}${o.backend !== "vxlan" ? ` --backend ${o.backend}` : ""}${o.image !== DEFAULT_MANIFEST.image ? ` --image ${o.image}` : ""}${o.store !== "kube" ? ` --store ${o.store} --etcd-endpoints ${o.etcdEndpoints}` : ""}${o.mtu ? ` --mtu ${o.mtu}` : ""}${o.datapath === "ebpf" ? " --datapath ebpf" : ""}${o.uninstall ? " --uninstall" : ""}`,
+    `# Rendered by: gauze manifests${o.podCidr !== DEFAULT_MANIFEST.podCidr ? ` --pod-cidr ${o.podCidr}` : ""}${o.backend !== "vxlan" ? ` --backend ${o.backend}` : ""}${o.image !== DEFAULT_MANIFEST.image ? ` --image ${o.image}` : ""}${o.store !== "kube" ? ` --store ${o.store} --etcd-endpoints ${o.etcdEndpoints}` : ""}${o.mtu ? ` --mtu ${o.mtu}` : ""}${o.ipv6Network ? ` --ipv6 ${o.ipv6Network}` : ""}${o.datapath === "ebpf" ? " --datapath ebpf" : ""}${o.uninstall ? " --uninstall" : ""}`,
   ];
   return head.join("\n") + "\n" + manifestObjects(o).map((x) => "---\n" + stringify(x, { lineWidth: 0 })).join("");
 }

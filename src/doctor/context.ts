@@ -29,6 +29,8 @@ export interface DoctorContext {
 
 export interface DoctorOptions {
   root: string;
+  /** The node's CNI bin dir (default: <root>/opt/cni/bin; the agent's container sees the node's at /host/opt/cni/bin). */
+  binDir?: string;
   lab?: string;
   node?: string;
   kubeconfig?: string;
@@ -43,7 +45,7 @@ export function gatherContext(o: DoctorOptions, nl: Rtnl): DoctorContext {
   } catch {
     // no agent report
   }
-  const ctx: DoctorContext = { nl, root: o.root, paths, ...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}), binDir: join(o.root || "/", "opt/cni/bin"), ...(o.lab ? { lab: o.lab } : {}), ...(o.node ? { node: o.node } : {}), ...(o.restartAgent ? { restartAgent: o.restartAgent } : {}), ...(agent ? { agent } : {}),
+  const ctx: DoctorContext = { nl, root: o.root, paths, ...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}), binDir: o.binDir ?? join(o.root || "/", "opt/cni/bin"), ...(o.lab ? { lab: o.lab } : {}), ...(o.node ? { node: o.node } : {}), ...(o.restartAgent ? { restartAgent: o.restartAgent } : {}), ...(agent ? { agent } : {}),
     healthUrl: `http://127.0.0.1:${(agent?.healthAddr ?? "127.0.0.1:9317").split(":").pop()}` };
   try {
     ctx.network = loadNetwork(paths.confDir);

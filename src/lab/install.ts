@@ -117,16 +117,37 @@ export async function labSetBackend(lab: string, backend: LabBackend, progress: 
     initRegistry(s, s.podCidr, backend);
     s.backend = backend;
     saveLab(s);
-    if (!s.cniInstalled) return;
-    for (const n of s.nodes) {
-      const t0 = performance.now();
-      await stopProcess(n.agentPid, 1000);
-      startAgent(s, n);
-      saveLab(s);
-      await waitReady([n]);
-      progress(`${n.name}: agent restarted on ${backend} in ${(performance.now() - t0).toFixed(0)} ms`);
-    }
+    await restartAgents(s, backend, progress);
   });
+}
+
+/**
+ * Switches the lab's datapath on running nodes (`--datapath` of every agent, then each agent
+ * restarted one node at a time). On ebpf the agent attaches to the pods already there; on
+ * classic it removes every program, link, map and pin the eBPF datapath had made, so nothing of
+ * the other datapath stays behind.
+ */
+export async function labSetDatapath(lab: string, datapath: "classic" | "ebpf", progress: Progress): Promise<void> {
+  await withLab(lab, async (s) => {
+    if (s.manifest) throw new Error(`lab ${lab} runs a manifest: set "Datapath" in its ConfigMap's net-conf.json and roll the DaemonSet instead`);
+    if (s.backend === "macvlan" && datapath === "ebpf") throw new Error("macvlan pods live on the underlay, not behind a veth: the eBPF datapath has nothing to redirect there (use host-gw or vxlan)");
+    s.datapath = datapath;
+    saveLab(s);
+    await restartAgents(s, `the ${datapath} datapath`, progress);
+  });
+}
+
+/** The agents restarted one node at a time, each waited for until ready (a DaemonSet's rolling update). */
+async function restartAgents(s: LabState, what: string, progress: Progress): Promise<void> {
+  if (!s.cniInstalled) return;
+  for (const n of s.nodes) {
+    const t0 = performance.now();
+    await stopProcess(n.agentPid, 1000);
+    startAgent(s, n);
+    saveLab(s);
+    await waitReady([n]);
+    progress(`${n.name}: agent restarted on ${what} in ${(performance.now() - t0).toFixed(0)} ms`);
+  }
 }
 
 /**

@@ -19,7 +19,7 @@ export function labSource(name?: string) {
     agents(node?: string) {
       const s = loadLab(lab);
       const nodes = node ? [findNode(s, node)] : s.nodes;
-      return nodes.map((n) => ({ node: n.name, socket: nodePaths(n.root).apiSocket }));
+      return nodes.map((n) => ({ node: n.name, socket: nodePaths(n.root).apiSocket, startHint: s.manifest ? `its DaemonSet pod is not running; see why: gauze lab logs ${n.name} --name ${s.name}` : `start it: gauze lab node start-agent ${n.name} --name ${s.name}` }));
     },
     view() {
       const s = loadLab(lab);

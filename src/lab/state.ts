@@ -2,6 +2,7 @@
 // trees under nodes/<node>/, the embedded subnet registry under registry/. Changes happen under
 // a flock on the lab's lock file, so lab commands may run side by side. The types every lab
 // module shares live here, so that no two lab modules need each other for a type.
+import { BACKEND_CHOICES, type BackendChoice, backendBlock } from "../store/registry.ts";
 import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
@@ -118,14 +119,10 @@ export interface FaultRecord {
 /** Long lab steps report as they go (one line each, to stderr in the CLI). */
 export type Progress = (line: string) => void;
 
-/** The backends a lab runs: vxlan-direct is vxlan with DirectRouting. */
-export type LabBackend = "vxlan" | "host-gw" | "vxlan-direct" | "macvlan" | "wireguard";
-export const LAB_BACKENDS: readonly LabBackend[] = ["vxlan", "host-gw", "vxlan-direct", "macvlan", "wireguard"];
-
-/** The network config's Backend block for a lab backend. */
-export function backendBlock(b: string): { Type: string; DirectRouting?: boolean } {
-  return b === "vxlan-direct" ? { Type: "vxlan", DirectRouting: true } : { Type: b };
-}
+/** The backends a lab runs (the names `gauze manifests` takes too): vxlan-direct is vxlan with DirectRouting. */
+export type LabBackend = BackendChoice;
+export const LAB_BACKENDS: readonly LabBackend[] = BACKEND_CHOICES;
+export { backendBlock };
 
 /** The lab's underlay: kind's network, with the underlay namespace's bridge as its gateway. */
 export const UNDERLAY_CIDR = "172.18.0.0/16";

@@ -18,7 +18,7 @@ export class AgentUnreachable extends Error {
 }
 
 function why(src: AgentEndpoint, e: Error & { code?: string }): string {
-  if (!existsSync(src.socket) || e.code === "ENOENT") return `no API socket at ${src.socket}: the agent is not running (gauze lab node start-agent, or check the DaemonSet)`;
+  if (!existsSync(src.socket) || e.code === "ENOENT") return `no API socket at ${src.socket}: the agent is not running (${src.startHint ?? "start it: gauze agent, or check the DaemonSet's pod on this node"})`;
   if (e.code === "ECONNREFUSED") return "its API socket refuses connections: the agent has stopped";
   return e.message;
 }

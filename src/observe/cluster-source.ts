@@ -17,10 +17,13 @@ import { request as httpRequest } from "node:http";
 import { request } from "node:https";
 import { PassThrough, Writable } from "node:stream";
 import type { V1DaemonSet, V1Node, V1Pod, V1Status } from "@kubernetes/client-node";
-import { DAEMONSET, NAMESPACE } from "../deploy/manifest.ts";
+import { AGENT_CNI_BIN, DAEMONSET, NAMESPACE } from "../deploy/manifest.ts";
 import type { PipedChild } from "../kernel/spawn.ts";
 import type { ClusterSource, ClusterView, SourceNode, SourcePod } from "./source.ts";
 import type { AgentTransport, RemoteAgentEndpoint } from "./transport.ts";
+
+/** Why trace sends no probe on a cluster: entering a pod's network namespace is more than the DaemonSet may do. */
+const PROBE_NEEDS = "a probe sent from a pod's network namespace needs the agent to enter it (CAP_SYS_ADMIN for setns, and hostPID or the runtime's netns paths to find it), which gauze's DaemonSet does not have";
 
 export interface ClusterSourceOptions {
   /** A kubeconfig file; else $KUBECONFIG, the in-cluster config in a pod, ~/.kube/config. */
@@ -264,19 +267,20 @@ export async function clusterSource(o: ClusterSourceOptions = {}): Promise<KubeC
       if (!p) throw new Error(`pod ${ns}/${name} is not in the cluster (kubectl get pods -n ${ns}); give <namespace>/<pod>`);
       return sourcePod(p);
     },
+    // The DaemonSet stays unprivileged: trace follows the pod's own next packet (passive).
+    probeUnavailable: PROBE_NEEDS,
     spawnInPod(pod: SourcePod): PipedChild {
-      // Not offered yet: the manifest would need an opt-in that adds both, and trace a passive mode for without.
-      throw new Error(`pod ${pod.namespace}/${pod.name}: a probe sent from a pod's network namespace needs the agent to enter it (CAP_SYS_ADMIN for setns, and the host's /run/netns or hostPID to find it), which gauze's DaemonSet does not have; until trace follows a pod's own packets instead, send the traffic yourself and watch it: gauze observe --kubeconfig <file> --pod ${pod.namespace}/${pod.name} --follow`);
+      throw new Error(`pod ${pod.namespace}/${pod.name}: ${PROBE_NEEDS}`);
     },
     interfaceNames: (node) => interfaces.get(node) ?? new Map(),
     async doctorJson(node: string, timeoutMs = 30_000) {
       try {
-        return await collect(node, ["doctor", "--host", "--json"], timeoutMs, true);
+        return await collect(node, ["doctor", "--host", "--bin-dir", AGENT_CNI_BIN, "--json"], timeoutMs, true);
       } catch (e) {
         return JSON.stringify({ error: (e as Error).message });
       }
     },
-    doctorCommand: (node) => `kubectl -n ${namespace} exec ${agentPod(node)?.metadata?.name ?? `<${daemonSet} pod on ${node}>`} -c ${AGENT_CONTAINER} -- gauze doctor --host`,
+    doctorCommand: (node) => `kubectl -n ${namespace} exec ${agentPod(node)?.metadata?.name ?? `<${daemonSet} pod on ${node}>`} -c ${AGENT_CONTAINER} -- gauze doctor --host --bin-dir ${AGENT_CNI_BIN}`,
     problems() {
       return snap.nodes.flatMap((n) => {
         const pod = agentPod(n.metadata!.name!);

@@ -52,10 +52,13 @@ export async function runObserve(source: ClusterSource, o: ObserveOptions, write
   readLabels();
   const pass = (e: FlowEvent) => matches(e, o) && filtersMatch(e, f, (pod) => labels.get(pod));
   const print = (e: FlowEvent) => write(o.output === "json" ? JSON.stringify(flowJson(e)) : compact(e));
+  let answered = 0;
   const lists = await Promise.all(srcs.map(async (s) => {
     try {
-      return (await get(s, `/v1/flows?last=${filtered ? 10_000 : o.last}`)).split("\n").filter(Boolean).map((l) => JSON.parse(l) as FlowEvent | { lost: number })
+      const got = (await get(s, `/v1/flows?last=${filtered ? 10_000 : o.last}`)).split("\n").filter(Boolean).map((l) => JSON.parse(l) as FlowEvent | { lost: number })
         .filter((x): x is FlowEvent => !("lost" in x));
+      answered++;
+      return got;
     } catch (e) {
       warn(e instanceof AgentUnreachable ? e.message : `node ${s.node}: ${(e as Error).message}`);
       return [];
@@ -63,6 +66,11 @@ export async function runObserve(source: ClusterSource, o: ObserveOptions, write
   }));
   const recent = lists.flat().map((e) => named(e, pods)).filter(pass).sort((a, b) => a.time - b.time).slice(-o.last || undefined);
   if (o.last > 0) for (const e of recent) print(e);
+  // Nothing answered: no flows is not an answer (a script must not read an empty list as a quiet cluster).
+  if (!o.follow && srcs.length > 0 && answered === 0) {
+    warn(`no node's agent answered (${srcs.length} asked): nothing is observed`);
+    return 1;
+  }
   if (!o.follow) return 0;
   let names = pods;
   let refreshed = Date.now();

@@ -9,6 +9,8 @@ import type { PipedChild } from "../kernel/spawn.ts";
 export interface AgentEndpoint {
   node: string;
   socket: string;
+  /** What to do when this node's agent is not running: a command to paste. */
+  startHint?: string;
 }
 
 export interface SourceNode {
@@ -63,6 +65,8 @@ export interface ClusterSource {
   findPod(ref: string): SourcePod;
   /** Runs a command (a probe) from inside a pod's network namespace. */
   spawnInPod(pod: SourcePod, argv: string[]): PipedChild;
+  /** Why no probe can be sent from a pod here (trace then follows the pod's own next packet); absent where it can. */
+  readonly probeUnavailable?: string;
   /** A node's interfaces, index to name (empty when the node cannot be asked). */
   interfaceNames(node: string): Map<number, string>;
   /** Doctor's report on a node, as its JSON (a JSON {"error"} when it did not run, or not within `timeoutMs`). */

@@ -12,6 +12,7 @@ import { parseCIDR, parseIP, prefixContains } from "../net/cidr.ts";
 import { tcpFlagNames } from "../packet/flow-key.ts";
 import { printableLines } from "../util/text.ts";
 import { get, sightings } from "./client.ts";
+import type { DatapathHook, Decision } from "../dataplane/ebpf-datapath.ts";
 import { type ClusterSource, type DoctorFinding, type SourcePod, doctorFindings, podRef } from "./source.ts";
 
 export interface TraceOptions {
@@ -23,6 +24,8 @@ export interface TraceOptions {
   size: number;
   /** Told before the long waits (late drops, doctor on the nodes crossed): seconds of silence read as a hang. */
   progress?: (line: string) => void;
+  /** Passive trace (no probe can be sent): how long to wait for the pod's next matching packet, in seconds. */
+  waitSeconds?: number;
 }
 
 export interface Hop {
@@ -40,13 +43,16 @@ export interface Hop {
   /** TCP: the segment's flags (a refused connection comes back as RST). */
   tcpFlags?: string[];
   tunnel?: { vni: number; outerSource: string; outerDestination: string; outerIpLen: number; overheadBytes: number };
+  /** The eBPF datapath redirected the packet here, past the bridge and netfilter (its next hop is not seen by a tc hook when it is a pod's namespace). */
+  redirect?: { helper: "bpf_redirect_peer" | "bpf_redirect_neigh"; to: string; why: string };
 }
 
 export interface TraceReport {
   from: { pod: string; ip: string; node: string };
   to: { pod?: string; ip: string; node?: string };
   protocol: string;
-  probe: { icmpId?: number; sourcePort?: number; port?: number; size: number; exit: number };
+  /** `exit`: the probe's exit status (absent in a passive trace, which sends nothing: `passive` says why). */
+  probe: { icmpId?: number; sourcePort?: number; port?: number; size: number; exit?: number; passive?: string };
   hops: Hop[];
   reachedDestination: boolean;
   replied: boolean;
@@ -110,6 +116,7 @@ export async function runTrace(source: ClusterSource, o: TraceOptions): Promise<
   const sport = o.protocol === "icmp" ? undefined : 40000 + Math.floor(Math.random() * 20000);
   const proto = o.protocol === "icmp" ? (v6 ? 58 : 1) : o.protocol === "tcp" ? 6 : 17;
 
+  if (source.probeUnavailable) return passiveTrace(source, o, { from, toPod, dst, srcIp, proto, kind, why: source.probeUnavailable });
   let dropsUnknown: string | undefined;
   const watch = (() => {
     try {
@@ -150,7 +157,7 @@ export async function runTrace(source: ClusterSource, o: TraceOptions): Promise<
   const icmpId = first?.s.key.icmpId;
   const mine = (xs: typeof all) => (o.protocol === "icmp" ? xs.filter((x) => x.s.key.icmpId === icmpId) : xs);
   all = mine(all);
-  const replied = all.some((x) => x.s.key.src === dst && x.s.key.dst === srcIp && (x.s.point === "to-pod"));
+  let replied = all.some((x) => x.s.key.src === dst && x.s.key.dst === srcIp && (x.s.point === "to-pod"));
   const rst = all.find((x) => x.s.key.src === dst && x.s.key.dst === srcIp && x.s.key.tcpFlags !== undefined && (x.s.key.tcpFlags & 0x04) !== 0);
   let drops: DropEvent[] = watch?.read() ?? [];
   if (!replied && exit !== 0 && !drops.some((d) => d.pid === pid)) {
@@ -167,7 +174,13 @@ export async function runTrace(source: ClusterSource, o: TraceOptions): Promise<
     ...(x.s.key.tunnel ? { tunnel: { vni: x.s.key.tunnel.vni, outerSource: x.s.key.tunnel.outerSrc, outerDestination: x.s.key.tunnel.outerDst, outerIpLen: x.s.key.tunnel.outerIpLen, overheadBytes: x.s.key.tunnel.overhead } } : {}),
   }));
   nameInterfaces(hops, source);
-  const reachedDestination = all.some((x) => x.s.key.src === srcIp && (toPod ? x.s.point === "to-pod" && x.node === toPod.node : x.s.point === "to-network" || x.s.point === "host"));
+  await nameRedirects(hops, source, srcs, srcIp, dst);
+  // A packet bpf_redirect_peer puts into a pod's namespace meets no tc hook of the node on its
+  // way in: the redirect into that pod is its arrival.
+  const redirectedInto = (node: string | undefined, direction: Hop["direction"]) => hops.some((h) => h.node === node && h.direction === direction && h.redirect?.helper === "bpf_redirect_peer");
+  replied ||= redirectedInto(from.node, "reply");
+  const reachedDestination = all.some((x) => x.s.key.src === srcIp && (toPod ? x.s.point === "to-pod" && x.node === toPod.node : x.s.point === "to-network" || x.s.point === "host"))
+    || (!!toPod && redirectedInto(toPod.node, "request"));
   const report: TraceReport = {
     from: { pod: podRef(from), ip: srcIp, node: from.node }, to: { ...(toPod ? { pod: podRef(toPod), node: toPod.node } : {}), ip: dst },
     protocol: o.protocol, probe: { ...(icmpId !== undefined ? { icmpId } : {}), ...(sport ? { sourcePort: sport } : {}), ...(o.port ? { port: o.port } : {}), size: o.size, exit }, hops, reachedDestination, replied,
@@ -226,6 +239,76 @@ export async function runTrace(source: ClusterSource, o: TraceOptions): Promise<
   return report;
 }
 
+/**
+ * Where no probe can be sent (a cluster whose DaemonSet may not enter pod namespaces), the next
+ * flow the pod itself opens to the destination is followed instead: its first packet is an
+ * event at every point it passes on every node (a new flow always is, on both observers), so
+ * each point's first sighting of that flow, request and reply, is the path. Nothing is sent;
+ * drops are not watched (the kernel's drops are the nodes', not this machine's).
+ */
+async function passiveTrace(source: ClusterSource, o: TraceOptions, t: { from: SourcePod; toPod: SourcePod | undefined; dst: string; srcIp: string; proto: number; kind: ReturnType<typeof classify>; why: string }): Promise<TraceReport> {
+  const { from, toPod, dst, srcIp, proto, kind } = t;
+  const wait = o.waitSeconds ?? 10;
+  const srcs = source.agents();
+  const what = o.protocol === "icmp" ? "ping" : `${o.protocol} connection to :${o.port}`;
+  o.progress?.(`${t.why}: following ${podRef(from)}'s next ${what} to ${dst} instead (up to ${wait} s: start it now)`);
+  const t0 = Date.now();
+  const unobserved = new Map<string, string>();
+  const seen = async (): Promise<{ node: string; s: Sighting }[]> => (await Promise.all(srcs.map(async (src) => {
+    try {
+      return (await sightings(src, { src: srcIp, dst, proto, since: t0 - 5 })).map((x) => ({ node: src.node, s: x }));
+    } catch (e) {
+      unobserved.set(src.node, (e as Error).message.replace(/^node \S+: /, ""));
+      return [];
+    }
+  }))).flat().filter((x) => o.protocol === "icmp" || (x.s.key.src === srcIp ? x.s.key.dstPort === o.port : x.s.key.srcPort === o.port)).sort((a, b) => a.s.time - b.s.time);
+  const isFirst = (x: { node: string; s: Sighting }) => x.node === from.node && x.s.point === "from-pod" && x.s.key.src === srcIp
+    && (o.protocol !== "icmp" || x.s.key.icmpType === 8 || x.s.key.icmpType === 128);
+  let all: { node: string; s: Sighting }[] = [];
+  let first: { node: string; s: Sighting } | undefined;
+  while (!first && Date.now() - t0 < wait * 1000) {
+    await new Promise((r) => setTimeout(r, 300));
+    all = await seen();
+    first = all.find(isFirst);
+  }
+  if (!first) throw new TraceError(`no ${what} from ${podRef(from)} to ${dst} in ${wait} s: nothing to follow (start one from the pod, e.g. kubectl exec ${podRef(from).replace("/", " ").replace(/^(\S+) /, "-n $1 ")} -- ping -c 3 ${dst}; or wait longer: --wait <seconds>)`);
+  // Its reply and the far hops come within a moment.
+  await new Promise((r) => setTimeout(r, 1000));
+  all = await seen();
+  const same = (x: { s: Sighting }) => (o.protocol === "icmp" ? x.s.key.icmpId === first!.s.key.icmpId : x.s.key.src === srcIp ? x.s.key.srcPort === first!.s.key.srcPort : x.s.key.dstPort === first!.s.key.srcPort);
+  const once = new Set<string>();
+  const path = all.filter((x) => x.s.time >= first!.s.time && same(x)).filter((x) => {
+    const k = `${x.node} ${x.s.point} ${x.s.ifindex} ${x.s.key.src === srcIp ? "request" : "reply"}`;
+    if (once.has(k)) return false;
+    once.add(k);
+    return true;
+  });
+  const hops: Hop[] = path.map((x, i) => ({
+    n: i + 1, us: Math.round((x.s.time - first!.s.time) * 1000), node: x.node, point: x.s.point, interface: String(x.s.ifindex), ifindex: x.s.ifindex,
+    direction: x.s.key.src === srcIp ? "request" : "reply", ipLen: x.s.key.ipLen, frameLen: x.s.len, ...(x.s.key.tcpFlags !== undefined ? { tcpFlags: tcpFlagNames(x.s.key.tcpFlags) } : {}),
+    ...(x.s.key.tunnel ? { tunnel: { vni: x.s.key.tunnel.vni, outerSource: x.s.key.tunnel.outerSrc, outerDestination: x.s.key.tunnel.outerDst, outerIpLen: x.s.key.tunnel.outerIpLen, overheadBytes: x.s.key.tunnel.overhead } } : {}),
+  }));
+  nameInterfaces(hops, source);
+  await nameRedirects(hops, source, srcs, srcIp, dst);
+  const redirectedInto = (node: string | undefined, direction: Hop["direction"]) => hops.some((h) => h.node === node && h.direction === direction && h.redirect?.helper === "bpf_redirect_peer");
+  const replied = hops.some((h) => h.direction === "reply" && h.point === "to-pod" && h.node === from.node) || redirectedInto(from.node, "reply");
+  const reachedDestination = hops.some((h) => h.direction === "request" && (toPod ? h.point === "to-pod" && h.node === toPod.node : h.point === "to-network" || h.point === "host"))
+    || (!!toPod && redirectedInto(toPod.node, "request"));
+  const last = hops.at(-1)!;
+  const rst = path.find((x) => x.s.key.src === dst && x.s.key.tcpFlags !== undefined && (x.s.key.tcpFlags & 0x04) !== 0);
+  const report: TraceReport = {
+    from: { pod: podRef(from), ip: srcIp, node: from.node }, to: { ...(toPod ? { pod: podRef(toPod), node: toPod.node } : {}), ip: dst }, protocol: o.protocol,
+    probe: { ...(first.s.key.icmpId !== undefined && o.protocol === "icmp" ? { icmpId: first.s.key.icmpId } : {}), ...(o.protocol !== "icmp" ? { sourcePort: first.s.key.srcPort } : {}), ...(o.port ? { port: o.port } : {}), size: Math.max(0, first.s.key.ipLen - (dst.includes(":") ? 48 : 28)), passive: t.why },
+    hops, reachedDestination, replied, ...(rst && replied ? { refused: { by: toPod ? podRef(toPod) : dst } } : {}), destination: kind.kind, doctor: [],
+    unobserved: [...unobserved].map(([node, why]) => ({ node, why })), dropsUnknown: "a passive trace does not watch the kernel's drops (nothing was sent from here)",
+    ...(!replied ? { stopped: { node: last.node, after: last.point, interface: last.interface, why: kind.why ?? "no node saw it after this (a passive trace does not watch drops: gauze observe --kubeconfig <file> --verdict dropped shows them)" } } : {}),
+  };
+  const crossed = [...new Set([from.node, ...(report.stopped ? [report.stopped.node] : []), ...(toPod ? [toPod.node] : [])])];
+  for (const f of await Promise.all(crossed.map((n) => doctorFindings(source, n)))) report.doctor.push(...f);
+  if (report.stopped) report.doctorCommand = source.doctorCommand(report.stopped.node);
+  return report;
+}
+
 /** What a destination address is to this cluster, and for those where the address itself is the answer, the words. */
 function classify(source: ClusterSource, ip: string, isPod: boolean): { kind: TraceReport["destination"]; why?: string } {
   if (isPod) return { kind: "pod" };
@@ -238,6 +321,38 @@ function classify(source: ClusterSource, ip: string, isPod: boolean): { kind: Tr
     return { kind: "no-pod", why: `no pod has ${ip}: it is in the pod network${owner ? ` (${owner.name}'s subnet ${owner.subnet})` : ", in no node's subnet"}, and nothing there answers (pods: ${v.pods.map((p) => `${podRef(p)} ${p.ip ?? "-"}`).join(", ") || "none"})` };
   }
   return { kind: "outside", ...(source.outside ? { why: `${ip} is outside the cluster: ${source.outside}` } : {}) };
+}
+
+/**
+ * Where a node runs the eBPF datapath, the hops its programs act at (a pod veth's ingress; the
+ * underlay's or the tunnel's ingress for a packet already decapsulated) ask that node's agent
+ * what the program does with such a packet, from the maps in its kernel; a redirect is named on
+ * the hop. A node on the classic datapath answers 404 and its hops stay as observed.
+ */
+async function nameRedirects(hops: Hop[], source: ClusterSource, agents: ReturnType<ClusterSource["agents"]>, srcIp: string, dst: string): Promise<void> {
+  const asked = new Map<string, Promise<Decision | undefined>>();
+  const ask = (node: string, hook: DatapathHook, src: string, to: string): Promise<Decision | undefined> => {
+    const k = `${node} ${hook} ${src} ${to}`;
+    if (!asked.has(k)) {
+      const agent = agents.find((a) => a.node === node);
+      asked.set(k, !agent ? Promise.resolve(undefined) : get(agent, `/v1/datapath/decide?hook=${hook}&src=${encodeURIComponent(src)}&dst=${encodeURIComponent(to)}`)
+        .then((t) => JSON.parse(t) as Decision).catch(() => undefined));
+    }
+    return asked.get(k)!;
+  };
+  const pods = source.view().pods;
+  for (const h of hops) {
+    const hook: DatapathHook | undefined = h.point === "from-pod" ? "from-pod" : h.point === "from-overlay" || (h.point === "from-network" && !h.tunnel) ? "from-net" : undefined;
+    if (!hook) continue;
+    const [src, to] = h.direction === "request" ? [srcIp, dst] : [dst, srcIp];
+    const d = await ask(h.node, hook, src, to);
+    if (!d || d.action === "classic" || typeof d.why !== "string") continue;
+    const pod = pods.find((p) => p.node === h.node && (p.ip === to || p.ip6 === to));
+    const dev = d.ifindex !== undefined ? source.interfaceNames(h.node).get(d.ifindex) : undefined;
+    h.redirect = d.action === "redirect-peer"
+      ? { helper: "bpf_redirect_peer", to: pod ? podRef(pod) : dev ?? String(d.ifindex), why: d.why }
+      : { helper: "bpf_redirect_neigh", to: dev ?? String(d.ifindex), why: d.why };
+  }
 }
 
 /** Interface names for the hops, from each node's link list (one netlink dump per node crossed). */
@@ -269,10 +384,12 @@ export function traceJson(r: TraceReport): Record<string, unknown> {
 export function formatTrace(r: TraceReport): string {
   const what = r.protocol === "icmp" ? `icmp${r.probe.icmpId !== undefined ? ` echo id ${r.probe.icmpId}` : ""}, ${r.probe.size}-byte payload`
     : r.protocol === "tcp" ? `tcp SYN to :${r.probe.port} from port ${r.probe.sourcePort}` : `udp datagram to :${r.probe.port} from port ${r.probe.sourcePort}`;
-  const out = [`trace ${r.from.pod} (${r.from.ip}, ${r.from.node}) -> ${r.to.pod ?? r.to.ip} (${r.to.ip}${r.to.node ? `, ${r.to.node}` : ""}), ${what}`, ""];
+  const out = [`trace ${r.from.pod} (${r.from.ip}, ${r.from.node}) -> ${r.to.pod ?? r.to.ip} (${r.to.ip}${r.to.node ? `, ${r.to.node}` : ""}), ${what}`,
+    ...(r.probe.passive ? [`(passive: the pod's own ${r.protocol === "icmp" ? "ping" : "connection"} followed, nothing sent; ${r.probe.passive})`] : []), ""];
   for (const h of r.hops) {
     const t = h.tunnel ? `  vxlan vni ${h.tunnel.vni} ${h.tunnel.outerSource} -> ${h.tunnel.outerDestination}: outer IP ${h.tunnel.outerIpLen} B (+${h.tunnel.overheadBytes})` : "";
     out.push(`${String(h.n).padStart(3)}  ${`+${h.us} us`.padStart(10)}  ${h.direction.padEnd(8)} ${h.node.padEnd(26)} ${h.point.padEnd(13)} ${h.interface.padEnd(16)} IP ${h.ipLen} B, frame ${h.frameLen} B${h.tcpFlags ? ` [${h.tcpFlags.join(",")}]` : ""}${t}`);
+    if (h.redirect) out.push(`${" ".repeat(17)}└ eBPF ${h.redirect.helper} -> ${h.redirect.to}: ${h.redirect.why.replace(/^bpf_redirect_\w+ /, "")}`);
   }
   if (!r.hops.length) out.push("  (no node saw the probe)");
   out.push("");

@@ -17,6 +17,8 @@ export interface EtcdFailure {
 /** What keeps working while etcd is away: said with every unreachable failure. */
 export const MEANWHILE = "meanwhile the dataplane stays as last programmed (pods keep talking) and the agent tries again, reconciling once etcd answers";
 
+const TLS_WORDS = /certificate|self[ -]signed|\bSSL\b|\bTLS\b|handshake|unable to verify/i;
+
 /** The cause of a reach failure, short ("connection refused"); undefined when etcd did answer. */
 export function reachCause(e: unknown): string | undefined {
   if (isBrokenCircuitError(e)) return "no answer to the last attempts: the client waits before trying again";
@@ -28,6 +30,8 @@ export function reachCause(e: unknown): string | undefined {
     ENETUNREACH: "network unreachable", ENOTFOUND: "the name does not resolve", EAI_AGAIN: "the name does not resolve (yet)", ECONNRESET: "connection reset",
   };
   if (os) return words[os];
+  // grpc reports a refused certificate as UNAVAILABLE too: that etcd answered, and said no.
+  if (TLS_WORDS.test(text)) return undefined;
   if (/DEADLINE_EXCEEDED|deadline/i.test(text)) return "no answer before the deadline";
   if (/UNAVAILABLE|No connection established|circuit breaker/i.test(text)) return "no connection";
   if (e instanceof Error && isRecoverableError(e)) return "no connection";
@@ -38,5 +42,7 @@ export function describeEtcdFailure(e: unknown, what: string, endpoints: string[
   const where = endpoints.join(",");
   const cause = reachCause(e);
   if (cause) return { message: `etcd ${where} unreachable (${cause}) while ${what}; ${MEANWHILE}`, fix: "check that etcd runs and that this node reaches it", unreachable: true };
-  return { message: `etcd ${where}: ${what}: ${e instanceof Error ? e.message : String(e)}`, fix: "check that etcd runs and that this node can reach it", unreachable: false };
+  const text = e instanceof Error ? e.message : String(e);
+  const fix = TLS_WORDS.test(text) ? "give the CA that signed etcd's certificate (--etcd-cafile) and, when etcd asks for one, a client certificate and key (--etcd-certfile, --etcd-keyfile)" : "check that etcd runs and that this node can reach it";
+  return { message: `etcd ${where}: ${what}: ${text}`, fix, unreachable: false };
 }

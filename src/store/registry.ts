@@ -103,6 +103,15 @@ export interface ResolvedNetwork {
   datapath: "classic" | "ebpf";
 }
 
+/** The backends by the names users give them (`lab up --backend`, `gauze manifests --backend`): vxlan-direct is vxlan with DirectRouting. */
+export type BackendChoice = "vxlan" | "host-gw" | "vxlan-direct" | "macvlan" | "wireguard";
+export const BACKEND_CHOICES: readonly BackendChoice[] = ["vxlan", "host-gw", "vxlan-direct", "macvlan", "wireguard"];
+
+/** net-conf.json's Backend block for one of those names. */
+export function backendBlock(b: string): { Type: string; DirectRouting?: boolean } {
+  return b === "vxlan-direct" ? { Type: "vxlan", DirectRouting: true } : { Type: b };
+}
+
 /** Validates a network config's addressing and fills flannel's defaults (SubnetLen 24 for IPv4, backend vxlan). */
 export function resolveNetwork(c: NetworkConfig): ResolvedNetwork {
   if (c.EnableIPv4 === false) throw new RegistryError("network config: EnableIPv4 is false, and gauze runs an IPv4 pod network always (IPv6 comes next to it)", "leave EnableIPv4 out or set it to true");

@@ -6,6 +6,7 @@ export const PAGE = `<!doctype html>
 <head>
 <meta charset="utf-8">
 <title>gauze</title>
+<link rel="icon" href="data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'%3E%3Ccircle cx='4' cy='8' r='3' fill='%230969da'/%3E%3Ccircle cx='12' cy='8' r='3' fill='%230969da'/%3E%3Cpath d='M4 8h8' stroke='%231a7f37' stroke-width='2'/%3E%3C/svg%3E">
 <style>
   :root { --ok: #1a7f37; --bad: #cf222e; --muted: #6e7781; --edge: #8c959f; --wire: #0969da; }
   body { font: 13px/1.4 system-ui, sans-serif; margin: 0; color: #1f2328; display: grid; grid-template-columns: 1fr 440px; grid-template-rows: auto 1fr auto; height: 100vh; }
@@ -16,6 +17,7 @@ export const PAGE = `<!doctype html>
   #flowsbox { grid-column: 1; border-top: 1px solid #d0d7de; max-height: 34vh; overflow: auto; }
   table { border-collapse: collapse; width: 100%; font: 12px ui-monospace, monospace; }
   td, th { padding: 2px 6px; text-align: left; white-space: nowrap; }
+  td.tun { white-space: normal; min-width: 12em; }
   tr.flow { cursor: pointer; }
   tr.flow:hover { background: #f6f8fa; }
   tr.dropped td { color: var(--bad); font-weight: 600; }
@@ -58,9 +60,27 @@ const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&l
 function el(tag, attrs, parent) { const e = document.createElementNS(NS, tag); for (const k in attrs) e.setAttribute(k, attrs[k]); if (parent) parent.appendChild(e); return e; }
 function human(n) { return n >= 1e9 ? (n / 1e9).toFixed(1) + " G" : n >= 1e6 ? (n / 1e6).toFixed(1) + " M" : n >= 1e3 ? (n / 1e3).toFixed(1) + " k" : String(Math.round(n)) + " "; }
 
+/**
+ * Where an edge's label goes: along the edge (the middle first, then either side), on a spot
+ * that overlaps no label placed before it and no node with its pods; undefined when there is none.
+ */
+let placed = [];
+function labelSpot(x1, y1, x2, y2, w, n) {
+  const h = 12, nodeR = n > 6 ? 60 : 90;
+  for (const t of [0.5, 0.38, 0.62, 0.28, 0.72]) {
+    const x = x1 + (x2 - x1) * t, y = y1 + (y2 - y1) * t - 4;
+    const box = [x - w / 2, y - h + 2, x + w / 2, y + 2];
+    const hits = placed.some((b) => box[0] < b[2] && b[0] < box[2] && box[1] < b[3] && b[1] < box[3])
+      || [...pos.values()].some(([px, py]) => Math.hypot(Math.max(box[0], Math.min(px, box[2])) - px, Math.max(box[1], Math.min(py, box[3])) - py) < nodeR);
+    if (!hits) { placed.push(box); return [x, y]; }
+  }
+  return undefined;
+}
+
 function draw() {
   if (!state) return;
   svg.textContent = "";
+  placed = [];
   const n = state.nodes.length, cx = 450, cy = 280, R = n <= 1 ? 0 : Math.min(230, 90 + n * 14);
   const small = n > 12;
   state.nodes.forEach((node, i) => { const a = (2 * Math.PI * i) / Math.max(1, n) - Math.PI / 2; pos.set(node.name, [cx + R * Math.cos(a), cy + R * Math.sin(a)]); });
@@ -74,8 +94,16 @@ function draw() {
     // Every pair has a path; with many nodes the idle ones fade so that the live ones stand out.
     el("line", { class: cls, x1, y1, x2, y2, "data-edge": key, "data-pps": live ? seen.pps : 0, "data-drops": live ? seen.drops : 0, ...(!live && n > 6 ? { "stroke-opacity": String(Math.max(0.08, 6 / (n * n))) } : {}) }, edges);
     if (live && !small) {
-      const t = el("text", { class: "edge-label " + (seen.drops ? "dropping" : "active"), x: (x1 + x2) / 2, y: (y1 + y2) / 2 - 4, "data-edge": key }, edges);
-      t.textContent = seen.drops ? seen.drops + " dropped/s" : seen.pps + " pkt/s, " + human(seen.outer) + "B/s wire, " + human(seen.inner) + "B/s pods" + (seen.outer > seen.inner ? ", +" + ((100 * (seen.outer - seen.inner)) / seen.outer).toFixed(1) + "%" : "");
+      const text = seen.drops ? seen.drops + " dropped/s" : seen.pps + " pkt/s, " + human(seen.outer) + "B/s wire, " + human(seen.inner) + "B/s pods" + (seen.outer > seen.inner ? ", +" + ((100 * (seen.outer - seen.inner)) / seen.outer).toFixed(1) + "%" : "");
+      const at = labelSpot(x1, y1, x2, y2, text.length * 5.6, n);
+      const line = edges.lastChild;
+      if (at) {
+        const t = el("text", { class: "edge-label " + (seen.drops ? "dropping" : "active"), x: at[0], y: at[1], "data-edge": key }, edges);
+        t.textContent = text;
+      } else {
+        // No free spot on this edge: the figures stay on the line's tooltip.
+        const title = el("title", {}, line); title.textContent = text;
+      }
     }
   }
   for (const node of state.nodes) {
@@ -93,7 +121,8 @@ function draw() {
     }
     const pods = state.pods.filter((p) => p.node === node.name);
     pods.slice(0, small ? 0 : 8).forEach((p, j) => {
-      const a = (2 * Math.PI * j) / Math.max(1, pods.length) + Math.PI / 4, r = 70;
+      // Around the node, the bottom sector left free for the VTEP line.
+      const gap = Math.PI / 2.5, a = Math.PI / 2 + gap / 2 + ((2 * Math.PI - gap) * (j + 0.5)) / Math.max(1, Math.min(8, pods.length)), r = 70;
       const pg = el("g", { class: "pod", "data-pod": p.name, "data-node": node.name, transform: "translate(" + (x + r * Math.cos(a)) + "," + (y + r * Math.sin(a)) + ")" }, svg);
       el("circle", { r: 13 }, pg);
       const pt = el("text", { y: 3 }, pg); pt.textContent = p.name.slice(0, 6);
@@ -113,8 +142,8 @@ function addFlow(f) {
   tr.className = "flow " + f.verdict;
   tr.dataset.srcPod = f.source.pod || ""; tr.dataset.dstPod = f.destination.pod || ""; tr.dataset.reason = f.dropReason || ""; tr.dataset.policy = f.policy ? f.policy.name || "" : ""; tr.dataset.point = f.observationPoint; tr.dataset.node = f.node;
   const t = new Date(f.time).toISOString().slice(11, 23);
-  const tun = f.tunnel ? "vni " + f.tunnel.vni + " " + f.tunnel.outer.source + "→" + f.tunnel.outer.destination + " outer " + f.tunnel.outerIpLen + " B +" + f.tunnel.overheadBytes : "";
-  tr.innerHTML = "<td>" + t + "</td><td>" + esc(f.node.replace(state ? state.lab + "-" : "", "")) + "</td><td>" + esc(f.source.pod || f.source.ip) + "</td><td>" + esc(f.destination.pod || f.destination.ip) + "</td><td>" + esc(what(f)) + "</td><td>" + esc(f.observationPoint + " " + f.interface.name) + "</td><td>" + (f.verdict === "dropped" ? "DROPPED " + esc(f.policy ? f.policy.reason : f.dropReason || "") : f.verdict === "audit" ? "AUDIT " + esc(f.policy ? f.policy.reason : "") : "forwarded") + "</td><td>" + f.bytes + "</td><td>" + esc(tun) + "</td>";
+  const tun = f.tunnel ? "vni " + f.tunnel.vni + " " + f.tunnel.outer.source + "→" + f.tunnel.outer.destination + " +" + f.tunnel.overheadBytes + " B" : "";
+  tr.innerHTML = "<td>" + t + "</td><td>" + esc(f.node.replace(state ? state.lab + "-" : "", "")) + "</td><td>" + esc(f.source.pod || f.source.ip) + "</td><td>" + esc(f.destination.pod || f.destination.ip) + "</td><td>" + esc(what(f)) + "</td><td>" + esc(f.observationPoint + " " + f.interface.name) + "</td><td>" + (f.verdict === "dropped" ? "DROPPED " + esc(f.policy ? f.policy.reason : f.dropReason || "") : f.verdict === "audit" ? "AUDIT " + esc(f.policy ? f.policy.reason : "") : "forwarded") + "</td><td>" + f.bytes + "</td><td class='tun'>" + esc(tun) + "</td>";
   tr.addEventListener("click", () => showPackets(f));
   rows.insertBefore(tr, rows.firstChild);
   while (rows.children.length > 200) rows.removeChild(rows.lastChild);
@@ -140,7 +169,7 @@ async function runDoctor(node) {
   box.textContent = "running doctor on " + node + "…";
   const r = await (await fetch("/api/doctor?node=" + encodeURIComponent(node) + "&token=" + encodeURIComponent(TOKEN))).json();
   if (!r.checks) { box.textContent = r.error || "doctor gave no report"; return; }
-  box.innerHTML = "<div class='muted'>" + esc(node) + "</div>" + r.checks.filter((c) => c.status !== "skip").map((c) => "<div class='check " + c.status + "' data-check='" + c.id + "'>" + (c.status === "ok" ? "✔" : c.status === "warn" ? "!" : "✖") + " " + esc(c.id) + ": " + esc((c.evidence || [])[0] || "") + "</div>").join("");
+  box.innerHTML = "<div class='muted'>" + esc(node) + "</div>" + r.checks.filter((c) => c.status !== "skip").sort((a, b) => ({ fail: 0, warn: 1, ok: 2 })[a.status] - ({ fail: 0, warn: 1, ok: 2 })[b.status]).map((c) => "<div class='check " + c.status + "' data-check='" + c.id + "'>" + (c.status === "ok" ? "✔" : c.status === "warn" ? "!" : "✖") + " " + esc(c.id) + ": " + esc((c.evidence || [])[0] || "") + "</div>").join("");
 }
 
 // The per-run token gauze ui printed with the URL: every API call carries it.

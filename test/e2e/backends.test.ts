@@ -26,12 +26,15 @@ function fullMesh(lab: string): void {
 
 
 
-for (const [backend, subnets] of [["vxlan", "1"], ["host-gw", "1"], ["vxlan-direct", "2"], ["macvlan", "1"], ["wireguard", "1"]] as const) {
-  test(`${backend}${subnets === "2" ? " on two underlay subnets" : ""}: full mesh of 4 nodes x 2 pods; join and leave; an agent restart loses nothing beyond 1 s`, { timeout: 180_000 }, async () => {
-    const lab = `${base}${({ vxlan: "bv", "host-gw": "bh", "vxlan-direct": "bd", macvlan: "bm", wireguard: "bw" } as const)[backend]}`;
+const CASES = [["vxlan", "1", "classic"], ["host-gw", "1", "classic"], ["vxlan-direct", "2", "classic"], ["macvlan", "1", "classic"], ["wireguard", "1", "classic"],
+  // The same on the eBPF datapath, for the backends it redirects for.
+  ["vxlan", "1", "ebpf"], ["host-gw", "1", "ebpf"], ["vxlan-direct", "2", "ebpf"]] as const;
+for (const [backend, subnets, datapath] of CASES) {
+  test(`${backend}${subnets === "2" ? " on two underlay subnets" : ""}${datapath === "ebpf" ? " on the eBPF datapath" : ""}: full mesh of 4 nodes x 2 pods; join and leave; an agent restart loses nothing beyond 1 s`, { timeout: 180_000 }, async () => {
+    const lab = `${base}${({ vxlan: "bv", "host-gw": "bh", "vxlan-direct": "bd", macvlan: "bm", wireguard: "bw" } as const)[backend]}${datapath === "ebpf" ? "e" : ""}`;
     labs.push(lab);
     sh([GAUZE, "lab", "down", "--name", lab]);
-    must([GAUZE, "lab", "up", "--name", lab, "--nodes", "4", "--backend", backend, "--underlay-subnets", subnets]);
+    must([GAUZE, "lab", "up", "--name", lab, "--nodes", "4", "--backend", backend, "--underlay-subnets", subnets, "--datapath", datapath]);
     const nodes = status(lab).nodes.map((n) => n.name);
     for (const n of nodes) for (const i of [1, 2]) must([GAUZE, "lab", "pod", "run", `${n.slice(lab.length + 1)}-${i}`, "--node", n, "--name", lab]);
     fullMesh(lab);
@@ -52,6 +55,19 @@ for (const [backend, subnets] of [["vxlan", "1"], ["host-gw", "1"], ["vxlan-dire
     must([GAUZE, "lab", "node", "rm", `${lab}-late`, "--name", lab]);
     for (let i = 0; i < 30 && nodes.some((n) => routes(n).some((r) => r.dst === lateSubnet)); i++) await new Promise((r) => setTimeout(r, 100));
     for (const n of nodes) assert.ok(!routes(n).some((r) => r.dst === lateSubnet), `${n}: the departed node's route is gone`);
+    if (datapath === "ebpf") {
+      // The remotes map follows the leases too (bpftool, the oracle: no key for the departed
+      // subnet), and doctor finds every program attached and the maps agreeing on every node.
+      for (const n of nodes) {
+        // Each key: prefix length (4 bytes), family (1), padding (3), then the address.
+        const entries = JSON.parse(must(["bpftool", "-j", "map", "dump", "pinned", `/sys/fs/bpf/gauze/${n}/datapath/remotes`])) as { key: string[] }[];
+        const subnets = entries.map((e) => `${e.key.slice(8, 12).map((x) => parseInt(x, 16)).join(".")}/${parseInt(e.key[0]!, 16) - 32}`);
+        assert.equal(subnets.filter((s) => !s.includes(":")).length, nodes.length - 1, `${n}: one remote per other node: ${subnets.join(" ")}`);
+        assert.ok(!subnets.includes(lateSubnet), `${n}: no remote entry for ${lateSubnet} left: ${subnets.join(" ")}`);
+        const report = JSON.parse(sh([GAUZE, "doctor", "--node", n, "--name", lab, "--json"]).stdout) as { checks: { id: string; status: string; evidence: string[] }[] };
+        for (const id of ["datapath.programs", "datapath.maps"]) assert.equal(report.checks.find((x) => x.id === id)?.status, "ok", `${n} ${id}: ${JSON.stringify(report.checks.find((x) => x.id === id))}`);
+      }
+    }
 
     if (backend === "vxlan-direct") {
       const st = status(lab);

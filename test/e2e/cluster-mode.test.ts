@@ -34,7 +34,33 @@ test("observe and doctor --kubeconfig: flows by pod from both nodes through pods
   const doc = JSON.parse(sh([GAUZE, "doctor", "--kubeconfig", kc, "--json"]).stdout) as { checks: { id: string; status: string; evidence: string[] }[]; nodes: { node: string; report?: { checks: unknown[] }; error?: string }[] };
   assert.deepEqual(doc.nodes.map((n) => n.node).sort(), [`${lab}-control-plane`, `${lab}-worker`]);
   assert.ok(doc.nodes.every((n) => n.report && n.report.checks.length > 5), `each node's own doctor ran in its agent container: ${JSON.stringify(doc.nodes.map((n) => n.error))}`);
+  // In the container, cni.plugins reads the node's bin dir (mounted read-only), so the installed plugin is found.
+  for (const n of doc.nodes) {
+    const c = (n.report!.checks as { id: string; status: string; evidence: string[] }[]).find((x) => x.id === "cni.plugins");
+    assert.equal(c?.status, "ok", `${n.node}: ${JSON.stringify(c)}`);
+  }
   for (const id of ["cluster.daemonset", "cluster.agent-pods", "cluster.nodes-ready", "cluster.pod-cidrs"]) assert.equal(doc.checks.find((c) => c.id === id)?.status, "ok", `${id}: ${JSON.stringify(doc.checks.find((c) => c.id === id))}`);
+
+  // trace --kubeconfig sends nothing (the DaemonSet may not enter pod namespaces): it follows the
+  // pod's own next ping, hop by hop on both nodes, through the API.
+  const tr = spawn(GAUZE, ["trace", "--kubeconfig", kc, "default/a", "default/b", "--wait", "20", "--json"], { stdio: ["ignore", "pipe", "pipe"] });
+  let trOut = "", trErr = "";
+  tr.stdout.on("data", (d: Buffer) => { trOut += d.toString(); });
+  tr.stderr.on("data", (d: Buffer) => { trErr += d.toString(); });
+  const trDone = new Promise<number>((res) => tr.on("close", (c) => res(c ?? 1)));
+  for (let i = 0; i < 100 && !/following default\/a's next ping/.test(trErr); i++) await new Promise((res) => setTimeout(res, 100));
+  assert.match(trErr, /needs the agent to enter it .* following default\/a's next ping to/, trErr);
+  must([GAUZE, "lab", "exec", "a", "--name", lab, "--", "ping", "-c", "3", "-i", "0.3", "-W", "2", podIp("b")]);
+  assert.equal(await trDone, 0, trErr + trOut);
+  const trace = JSON.parse(trOut) as { replied: boolean; reachedDestination: boolean; probe: { passive?: string; icmpId?: number }; hops: { node: string; observationPoint: string; direction: string; ipLen: number }[] };
+  assert.ok(trace.probe.passive && trace.probe.icmpId !== undefined && trace.replied && trace.reachedDestination, trOut);
+  for (const node of [`${lab}-control-plane`, `${lab}-worker`]) {
+    for (const dir of ["request", "reply"]) assert.ok(trace.hops.some((h) => h.node === node && h.direction === dir), `${node} ${dir}: ${trOut}`);
+  }
+  assert.ok(trace.hops.filter((h) => h.observationPoint === "from-pod" || h.observationPoint === "to-pod").every((h) => h.ipLen === 84), "a 64-byte ping is 84 bytes in the pods");
+  const none = sh([GAUZE, "trace", "--kubeconfig", kc, "default/a", "default/b", "--wait", "1"]);
+  assert.equal(none.status, 2);
+  assert.match(none.stderr, /no ping from default\/a to .* in 1 s: nothing to follow \(start one from the pod, e\.g\. kubectl exec -n default a -- ping/);
 
   // The worker's agent container stopped: named, and the control plane still answers.
   must([GAUZE, "lab", "podman", "--name", lab, "--", "stop", "-t", "1", `gz-${lab}-${lab}-worker-gauze`]);

@@ -44,6 +44,16 @@ for (const backend of ["host-gw", "vxlan"] as const) {
     for (const a of st.pods) for (const b of st.pods) if (a !== b && !ping(lab, a.name, b.ip)) failed.push(`${a.name} -> ${b.name}`);
     assert.deepEqual(failed, [], "every pod reaches every other pod");
 
+    // trace names the redirects as hops: out of a's veth by bpf_redirect_neigh (into the tunnel
+    // device on VXLAN, out of eth0 on host-gw), into b by bpf_redirect_peer on arrival (no to-pod
+    // hop exists: no tc hook of the node sees that), and the same way back.
+    const tr = JSON.parse(must([GAUZE, "trace", "a", "b", "--name", lab, "--json"])) as { replied: boolean; reachedDestination: boolean; hops: { node: string; direction: string; observationPoint: string; redirect?: { helper: string; to: string } }[] };
+    assert.ok(tr.replied && tr.reachedDestination, JSON.stringify(tr.hops));
+    const redirects = tr.hops.filter((h) => h.redirect).map((h) => `${h.direction} ${h.node === cp ? "cp" : "wk"} ${h.observationPoint} ${h.redirect!.helper} ${h.redirect!.to}`);
+    const out = backend === "vxlan" ? "gauze.1" : "eth0", inp = backend === "vxlan" ? "from-overlay" : "from-network";
+    assert.deepEqual(redirects, [`request cp from-pod bpf_redirect_neigh ${out}`, `request wk ${inp} bpf_redirect_peer default/b`, `reply wk from-pod bpf_redirect_neigh ${out}`, `reply cp ${inp} bpf_redirect_peer default/a`]);
+    assert.ok(!tr.hops.some((h) => h.observationPoint === "from-bridge" || h.observationPoint === "to-bridge"), "no hop on the bridge");
+
     // The conflist hands the plugin the datapath; the plugin attached from_pod to each pod's veth.
     const links = readdirSync(`${pinDir(worker)}/links`).sort();
     assert.equal(links.filter((l) => l.startsWith("pod-")).length, 2, links.join(" "));
@@ -99,3 +109,60 @@ for (const backend of ["host-gw", "vxlan"] as const) {
     for (const n of [cp, worker]) assert.ok(!existsSync(`/sys/fs/bpf/gauze/${n}`) || readdirSync(`/sys/fs/bpf/gauze/${n}`).length === 0, `${n}: no pin left`);
   });
 }
+
+/**
+ * The datapath's links on a node as bpftool sees them (the oracle): each pinned link's id and its
+ * program's name. (Debian's bpftool 7.1 lists tcx links without their device, so the pins say
+ * which link is whose, and `bpftool link list` says whether a link still exists at all.)
+ */
+function datapathLinks(node: string): { pin: string; id: number; prog: string }[] {
+  const dir = `${pinDir(node)}/links`;
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir).map((pin) => {
+    const l = JSON.parse(must(["bpftool", "-j", "link", "show", "pinned", `${dir}/${pin}`])) as { id: number; prog_id: number };
+    const p = JSON.parse(must(["bpftool", "-j", "prog", "show", "id", String(l.prog_id)])) as { name: string };
+    return { pin, id: l.id, prog: p.name };
+  });
+}
+const liveLinkIds = () => new Set(must(["bpftool", "link", "list"]).split("\n").filter((l) => /^\d+:/.test(l)).map((l) => Number(l.split(":")[0])));
+
+test("lab datapath on a running lab: classic to ebpf (the pods already there get from_pod and skip netfilter) and back (no program, map, pin or table left), pings passing throughout", { timeout: 180_000 }, async () => {
+  const lab = `${base}s`;
+  labs.push(lab);
+  sh([GAUZE, "lab", "down", "--name", lab]);
+  must([GAUZE, "lab", "up", "--name", lab, "--nodes", "2"]);
+  const [cp, worker] = status(lab).nodes.map((n) => n.name) as [string, string];
+  must([GAUZE, "lab", "pod", "run", "a", "--node", cp, "--name", lab]);
+  must([GAUZE, "lab", "pod", "run", "b", "--node", worker, "--name", lab]);
+  must([GAUZE, "lab", "pod", "run", "c", "--node", worker, "--name", lab]);
+  const st = status(lab);
+  const ip = (p: string) => st.pods.find((x) => x.name === p)!.ip;
+  assert.deepEqual([...datapathLinks(cp), ...datapathLinks(worker)], [], "classic: no datapath link yet");
+
+  const toEbpf = await lossDuring(lab, "a", ip("b"), () => { must([GAUZE, "lab", "datapath", "ebpf", "--name", lab]); });
+  assert.ok(toEbpf.lost <= 2, `classic -> ebpf: ${toEbpf.lost} of ${toEbpf.sent} pings lost`);
+  // The agent attached from_pod to the veths of the pods that were there before the switch.
+  const made = [...datapathLinks(cp), ...datapathLinks(worker)];
+  const podLinks = datapathLinks(worker).filter((l) => l.pin.startsWith("pod-"));
+  assert.deepEqual(podLinks.map((l) => l.prog), ["from_pod", "from_pod"], JSON.stringify(made));
+  const counters = [forwardCounter(cp), forwardCounter(worker)];
+  assert.ok(ping(lab, "a", ip("b"), 10) && ping(lab, "c", ip("b"), 10));
+  assert.deepEqual(counters.map((c) => c()), [0, 0], "on ebpf the old pods' packets skip the forward hook");
+
+  const toClassic = await lossDuring(lab, "a", ip("b"), () => { must([GAUZE, "lab", "datapath", "classic", "--name", lab]); });
+  assert.ok(toClassic.lost <= 2, `ebpf -> classic: ${toClassic.lost} of ${toClassic.sent} pings lost`);
+  const live = liveLinkIds();
+  assert.deepEqual(made.filter((l) => live.has(l.id)), [], "bpftool link list: none of the datapath's links is left");
+  for (const n of [cp, worker]) {
+    assert.ok(!existsSync(pinDir(n)), `${n}: no datapath pin left`);
+    assert.doesNotMatch(inNode(n, ["nft", "list", "tables"]), /gauze_datapath/, `${n}: the DNAT mark table is gone`);
+  }
+  const failed: string[] = [];
+  for (const a of st.pods) for (const b of st.pods) if (a !== b && !ping(lab, a.name, b.ip)) failed.push(`${a.name} -> ${b.name}`);
+  assert.deepEqual(failed, [], "classic again: every pod reaches every other pod");
+  assert.ok(counters.some((c) => c() > 0), "classic again: pod packets cross the forward hook");
+  // A pod made after the switch gets no program either (the conflist lost its datapath block).
+  must([GAUZE, "lab", "pod", "run", "d", "--node", worker, "--name", lab]);
+  assert.deepEqual(datapathLinks(worker), []);
+  assert.ok(ping(lab, "d", ip("a")));
+});

@@ -164,11 +164,16 @@ export async function lossDuring(lab: string, from: string, ip: string, during: 
   const p = spawn("nsenter", [`--net=/run/netns/gz-${lab}-pod-${from}`, "ping", "-n", "-i", "0.1", "-W", "1", ip]);
   let out = "";
   p.stdout.on("data", (d: Buffer) => { out += d.toString(); });
-  await new Promise((r) => setTimeout(r, 400));
-  during();
-  await new Promise((r) => setTimeout(r, 1500));
-  p.kill("SIGINT");
-  await new Promise((r) => p.on("close", r));
+  const closed = new Promise((r) => p.on("close", r));
+  try {
+    await new Promise((r) => setTimeout(r, 400));
+    during();
+    await new Promise((r) => setTimeout(r, 1500));
+  } finally {
+    // Also when `during` throws: a ping left running keeps the test file from ever ending.
+    p.kill("SIGINT");
+    await closed;
+  }
   const m = /(\d+) packets transmitted, (\d+) received/.exec(out)!;
   return { sent: Number(m[1]), lost: Number(m[1]) - Number(m[2]) };
 }

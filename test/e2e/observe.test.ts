@@ -122,9 +122,17 @@ test("observe: a node whose agent is down is named, the other still answers", as
     assert.equal(r.status, 0);
     assert.ok(Date.now() - t0 < 5000);
     assert.match(r.stderr, new RegExp(`node ${wk}: agent not reachable \\(no API socket`));
+    // The hint is a command for this lab, --name included (there may be several labs).
+    assert.ok(r.stderr.includes(`start it: gauze lab node start-agent ${wk} --name ${lab}`), r.stderr);
     assert.ok(r.stdout.includes(`[${cp}]`));
+    // Every agent down: not an empty answer with exit 0, an error.
+    must([GAUZE, "lab", "node", "stop-agent", cp, "--name", lab]);
+    const none = sh([GAUZE, "observe", "--name", lab, "--last", "5"]);
+    assert.equal(none.status, 1, none.stderr);
+    assert.match(none.stderr, /no node's agent answered \(2 asked\)/);
   } finally {
     must([GAUZE, "lab", "node", "start-agent", wk, "--name", lab]);
+    sh([GAUZE, "lab", "node", "start-agent", cp, "--name", lab]);
   }
 });
 

@@ -45,4 +45,9 @@ test("causes: the OS's words, deadlines; an answer from etcd (permission) keeps 
   const denied = describeEtcdFailure(new Error("etcdserver: permission denied"), "reading the network config", ["https://10.0.0.1:2379"]);
   assert.equal(denied.unreachable, false);
   assert.equal(denied.message, "etcd https://10.0.0.1:2379: reading the network config: etcdserver: permission denied");
+  // grpc calls a refused certificate UNAVAILABLE: etcd was reached, and the certificate is the answer.
+  const tls = describeEtcdFailure(new Error("14 UNAVAILABLE: No connection established. Last error: Error: self-signed certificate in certificate chain"), "reading the network config", ["https://10.0.0.1:2379"]);
+  assert.equal(tls.unreachable, false);
+  assert.match(tls.message, /reading the network config: .*self-signed certificate/);
+  assert.match(tls.fix, /--etcd-cafile/);
 });

@@ -70,6 +70,8 @@ test("the DaemonSet: host network, node-critical, every taint, not privileged, N
   for (const p of [agent.livenessProbe, agent.readinessProbe]) assert.equal(p.httpGet.host, "127.0.0.1");
   assert.deepEqual([agent.livenessProbe.httpGet.path, agent.readinessProbe.httpGet.path], ["/healthz", "/readyz"]);
   assert.deepEqual(pod.initContainers.map((c) => c.command.slice(1)), [["install-cni"]]);
+  // The node's CNI bin dir, read-only in the agent's container (doctor's cni.plugins looks there).
+  assert.deepEqual((agent as unknown as { volumeMounts: { name: string; mountPath: string; readOnly?: boolean }[] }).volumeMounts.find((m) => m.name === "cni-bin"), { name: "cni-bin", mountPath: "/host/opt/cni/bin", readOnly: true });
   assert.deepEqual(pod.initContainers[0]!.securityContext.capabilities, { drop: ["ALL"] });
   const vols = Object.fromEntries(pod.volumes.map((v) => [v.name, v.hostPath ? `${v.hostPath.path} ${v.hostPath.type}` : "configMap"]));
   assert.deepEqual(vols, { "cni-conf": "/etc/cni/net.d DirectoryOrCreate", "run-gauze": "/run/gauze DirectoryOrCreate", "xtables-lock": "/run/xtables.lock FileOrCreate", "net-conf": "configMap", "tracing": "/sys/kernel/tracing Directory", "bpffs": "/sys/fs/bpf Directory", "cni-bin": "/opt/cni/bin DirectoryOrCreate" });
@@ -84,9 +86,22 @@ test("the ConfigMap's net-conf.json is what the agent reads, by flannel's rules"
   assert.throws(() => resolveNetwork({ Network: "10.42.0.0/16", EnableIPv6: true }), /EnableIPv6 is true and IPv6Network undefined is not an IPv6 CIDR/);
 });
 
+test("every backend a lab runs renders, by the same names; --ipv6 makes the ConfigMap dual-stack", () => {
+  const conf = (o: Parameters<typeof manifestObjects>[0]) => resolveNetwork(JSON.parse((manifestObjects(o).find((x) => x.kind === "ConfigMap") as unknown as { data: Record<string, string> }).data["net-conf.json"]!));
+  for (const b of ["vxlan", "host-gw", "vxlan-direct", "macvlan", "wireguard"]) {
+    const n = conf({ backend: b });
+    assert.equal(n.backendType, b === "vxlan-direct" ? "vxlan" : b);
+    assert.equal((n.backendConfig as { DirectRouting?: boolean }).DirectRouting, b === "vxlan-direct" ? true : undefined, b);
+  }
+  const dual = conf({ ipv6Network: "fd00:10:244::/56" });
+  assert.equal(dual.ipv6 && `${dual.ipv6.subnetLen}`, "64", "IPv6 subnets of /64 by default");
+  assert.throws(() => manifestObjects({ ipv6Network: "10.0.0.0/8" }), /--ipv6 10.0.0.0\/8: give an IPv6 network/);
+  assert.throws(() => manifestObjects({ ipv6Network: "fd00::/56", backend: "wireguard" }), /dual-stack runs on vxlan, vxlan-direct and host-gw/);
+});
+
 test("bad options are clear errors", () => {
   assert.throws(() => manifestObjects({ podCidr: "10.244.0.0/25" }), (e: Error) => e instanceof ManifestError && /\/24 or wider/.test(e.message));
-  assert.throws(() => manifestObjects({ backend: "flannel" }), /use vxlan or host-gw/);
+  assert.throws(() => manifestObjects({ backend: "flannel" }), /use vxlan, host-gw, vxlan-direct, macvlan, wireguard/);
   assert.throws(() => manifestObjects({ store: "etcd" }), /needs --etcd-endpoints/);
   assert.throws(() => manifestObjects({ image: "Not An Image" }), /not an image reference/);
   assert.throws(() => manifestObjects({ mtu: 70000 }), /576 to 65535/);
