@@ -23,7 +23,7 @@ export const PAGE = `<!doctype html>
   tr.dropped td { color: var(--bad); font-weight: 600; }
   .node circle { fill: #fff; stroke: var(--ok); stroke-width: 3; }
   .node[data-ready="false"] circle { stroke: var(--bad); stroke-dasharray: 5 3; }
-  .node text { font-size: 12px; text-anchor: middle; }
+  .node text, text.name { font-size: 12px; text-anchor: middle; }
   .node .sub { fill: var(--muted); font-size: 10px; }
   .pod circle { fill: #ddf4ff; stroke: var(--wire); }
   .pod text { font-size: 10px; text-anchor: middle; }
@@ -61,30 +61,36 @@ function el(tag, attrs, parent) { const e = document.createElementNS(NS, tag); f
 function human(n) { return n >= 1e9 ? (n / 1e9).toFixed(1) + " G" : n >= 1e6 ? (n / 1e6).toFixed(1) + " M" : n >= 1e3 ? (n / 1e3).toFixed(1) + " k" : String(Math.round(n)) + " "; }
 
 /**
- * Where an edge's label goes: along the edge (the middle first, then either side), on a spot
- * that overlaps no label placed before it and no node with its pods; undefined when there is none.
+ * Text placed where it overlaps nothing placed before it: the first candidate spot whose
+ * measured box (getBBox, the font as drawn) is free, or none (the text is removed; the caller
+ * keeps the words in a tooltip). taken holds the boxes of what is on the map, in map units.
  */
-let placed = [];
-function labelSpot(x1, y1, x2, y2, w, n) {
-  const h = 12, nodeR = n > 6 ? 60 : 90;
-  for (const t of [0.5, 0.38, 0.62, 0.28, 0.72]) {
-    const x = x1 + (x2 - x1) * t, y = y1 + (y2 - y1) * t - 4;
-    const box = [x - w / 2, y - h + 2, x + w / 2, y + 2];
-    const hits = placed.some((b) => box[0] < b[2] && b[0] < box[2] && box[1] < b[3] && b[1] < box[3])
-      || [...pos.values()].some(([px, py]) => Math.hypot(Math.max(box[0], Math.min(px, box[2])) - px, Math.max(box[1], Math.min(py, box[3])) - py) < nodeR);
-    if (!hits) { placed.push(box); return [x, y]; }
+function placeText(parent, attrs, text, spots, taken) {
+  const t = el("text", attrs, parent);
+  t.textContent = text;
+  for (const [x, y, anchor] of spots) {
+    t.setAttribute("x", x); t.setAttribute("y", y); t.style.textAnchor = anchor;
+    const b = t.getBBox(), box = [b.x - 2, b.y - 1, b.x + b.width + 2, b.y + b.height + 1];
+    if (!taken.some((o) => box[0] < o[2] && o[0] < box[2] && box[1] < o[3] && o[1] < box[3])) { taken.push(box); return t; }
   }
+  t.remove();
   return undefined;
 }
+/** A drawn element's box in map units (its group's translation added). */
+function boxOf(e, dx, dy) { const b = e.getBBox(); return [b.x + dx, b.y + dy, b.x + b.width + dx, b.y + b.height + dy]; }
 
 function draw() {
   if (!state) return;
   svg.textContent = "";
-  placed = [];
-  const n = state.nodes.length, cx = 450, cy = 280, R = n <= 1 ? 0 : Math.min(230, 90 + n * 14);
-  const small = n > 12;
+  const small = state.nodes.length > 12;
+  // Many small nodes: a taller map, so that the ring has room for each name beside its node.
+  svg.setAttribute("viewBox", small ? "0 0 900 720" : "0 0 900 560");
+  const n = state.nodes.length, cx = 450, cy = small ? 360 : 280, R = n <= 1 ? 0 : small ? 265 : Math.min(230, 90 + n * 14);
   state.nodes.forEach((node, i) => { const a = (2 * Math.PI * i) / Math.max(1, n) - Math.PI / 2; pos.set(node.name, [cx + R * Math.cos(a), cy + R * Math.sin(a)]); });
-  const edges = el("g", {}, svg);
+  // Lines under the nodes; the nodes drawn first, so that labels can keep clear of them.
+  const edges = el("g", {}, svg), nodesLayer = el("g", {}, svg), labels = el("g", {}, svg);
+  const taken = [];
+  drawNodes(nodesLayer, small, cx, cy, taken);
   for (const e of state.edges) {
     const [x1, y1] = pos.get(e.a), [x2, y2] = pos.get(e.b);
     const key = e.a < e.b ? e.a + "|" + e.b : e.b + "|" + e.a;
@@ -92,42 +98,58 @@ function draw() {
     const live = seen && Date.now() - seen.at < 4000;
     const cls = "edge" + (live && seen.drops ? " dropping" : live ? " active" : "");
     // Every pair has a path; with many nodes the idle ones fade so that the live ones stand out.
-    el("line", { class: cls, x1, y1, x2, y2, "data-edge": key, "data-pps": live ? seen.pps : 0, "data-drops": live ? seen.drops : 0, ...(!live && n > 6 ? { "stroke-opacity": String(Math.max(0.08, 6 / (n * n))) } : {}) }, edges);
+    const line = el("line", { class: cls, x1, y1, x2, y2, "data-edge": key, "data-pps": live ? seen.pps : 0, "data-drops": live ? seen.drops : 0, ...(!live && n > 6 ? { "stroke-opacity": String(Math.max(0.08, 6 / (n * n))) } : {}) }, edges);
     if (live && !small) {
-      const text = seen.drops ? seen.drops + " dropped/s" : seen.pps + " pkt/s, " + human(seen.outer) + "B/s wire, " + human(seen.inner) + "B/s pods" + (seen.outer > seen.inner ? ", +" + ((100 * (seen.outer - seen.inner)) / seen.outer).toFixed(1) + "%" : "");
-      const at = labelSpot(x1, y1, x2, y2, text.length * 5.6, n);
-      const line = edges.lastChild;
-      if (at) {
-        const t = el("text", { class: "edge-label " + (seen.drops ? "dropping" : "active"), x: at[0], y: at[1], "data-edge": key }, edges);
-        t.textContent = text;
-      } else {
-        // No free spot on this edge: the figures stay on the line's tooltip.
-        const title = el("title", {}, line); title.textContent = text;
-      }
+      const tax = seen.outer > seen.inner ? "+" + ((100 * (seen.outer - seen.inner)) / seen.outer).toFixed(1) + "%" : "";
+      const full = seen.drops ? seen.drops + " dropped/s" : seen.pps + " pkt/s, " + human(seen.outer) + "B/s wire, " + human(seen.inner) + "B/s pods" + (tax ? ", " + tax : "");
+      // The whole figures on the line's tooltip; on the map, short ones where many edges share it.
+      const title = el("title", {}, line); title.textContent = full;
+      const text = n <= 4 || seen.drops ? full : seen.pps + " pkt/s " + tax;
+      const spots = [0.5, 0.4, 0.6, 0.32, 0.68].map((t) => [x1 + (x2 - x1) * t, y1 + (y2 - y1) * t - 4, "middle"]);
+      placeText(labels, { class: "edge-label " + (seen.drops ? "dropping" : "active"), "data-edge": key }, text, spots, taken);
     }
   }
+}
+
+function drawNodes(layer, small, cx, cy, taken) {
+  const later = [];
   for (const node of state.nodes) {
     const [x, y] = pos.get(node.name);
-    const g = el("g", { class: "node", "data-node": node.name, "data-ready": String(node.ready), transform: "translate(" + x + "," + y + ")" }, svg);
+    const g = el("g", { class: "node", "data-node": node.name, "data-ready": String(node.ready), transform: "translate(" + x + "," + y + ")" }, layer);
     g.addEventListener("click", () => runDoctor(node.name));
-    el("circle", { r: small ? 16 : 42 }, g);
+    taken.push(boxOf(el("circle", { r: small ? 16 : 42 }, g), x, y));
     const podCount = state.pods.filter((p) => p.node === node.name).length;
-    const t = el("text", { y: small ? 28 : -48 }, g); t.textContent = node.name.replace(state.lab + "-", "") + (small && podCount ? " (" + podCount + ")" : "");
-    if (!small) {
-      const s1 = el("text", { class: "sub", y: -2 }, g); s1.textContent = node.subnet || "no subnet";
-      const s2 = el("text", { class: "sub", y: 11 }, g); s2.textContent = node.ready ? "Ready" : "NotReady";
-      if (node.vtepMac) { const s3 = el("text", { class: "sub", y: 58 }, g); s3.textContent = "VTEP " + node.vtepMac; }
-      if (!node.agentUp) { const s4 = el("text", { class: "sub", y: 70, fill: "#cf222e" }, g); s4.textContent = "agent down"; }
+    const label = node.name.replace(state.lab + "-", "") + (small && podCount ? " (" + podCount + ")" : "");
+    if (small) later.push({ node, g, x, y, label });
+    else {
+      const texts = [[label, -48, ""], [node.subnet || "no subnet", -2, "sub"], [node.ready ? "Ready" : "NotReady", 11, "sub"]];
+      // The VTEP line where the ring leaves room for it (up to 6 nodes); the node's tooltip always.
+      if (node.vtepMac && state.nodes.length <= 6) texts.push(["VTEP " + node.vtepMac, 58, "sub"]);
+      const tip = el("title", {}, g); tip.textContent = node.name + " " + (node.subnet || "no subnet") + (node.vtepMac ? ", VTEP " + node.vtepMac : "");
+      if (!node.agentUp) texts.push(["agent down", 70, "sub down"]);
+      for (const [words, ty, cls] of texts) {
+        const t = el("text", { y: ty, ...(cls ? { class: cls } : {}), ...(cls === "sub down" ? { fill: "#cf222e" } : {}) }, g);
+        t.textContent = words;
+        taken.push(boxOf(t, x, y));
+      }
     }
     const pods = state.pods.filter((p) => p.node === node.name);
     pods.slice(0, small ? 0 : 8).forEach((p, j) => {
-      // Around the node, the bottom sector left free for the VTEP line.
-      const gap = Math.PI / 2.5, a = Math.PI / 2 + gap / 2 + ((2 * Math.PI - gap) * (j + 0.5)) / Math.max(1, Math.min(8, pods.length)), r = 70;
-      const pg = el("g", { class: "pod", "data-pod": p.name, "data-node": node.name, transform: "translate(" + (x + r * Math.cos(a)) + "," + (y + r * Math.sin(a)) + ")" }, svg);
-      el("circle", { r: 13 }, pg);
+      // Left and right of the node: the name is above it and the VTEP line below.
+      const k = Math.min(8, pods.length), side = j % 2, per = Math.ceil(k / 2), idx = Math.floor(j / 2), spread = (Math.PI * 0.55) * (per <= 1 ? 0 : idx / (per - 1) - 0.5);
+      const a = (side ? Math.PI : 0) + spread, r = 70, px = x + r * Math.cos(a), py = y + r * Math.sin(a);
+      const pg = el("g", { class: "pod", "data-pod": p.name, "data-node": node.name, transform: "translate(" + px + "," + py + ")" }, layer);
+      taken.push(boxOf(el("circle", { r: 13 }, pg), px, py));
       const pt = el("text", { y: 3 }, pg); pt.textContent = p.name.slice(0, 6);
       const title = el("title", {}, pg); title.textContent = p.name + " " + (p.ip || "") + " " + p.phase;
     });
+  }
+  // Small nodes: each name outside the ring, beside, then further out along the radius, where
+  // it overlaps no other name or node; a name with no free spot is the node's tooltip.
+  for (const { node, g, x, y, label } of later) {
+    const a = Math.atan2(y - cy, x - cx), c = Math.cos(a), s = Math.sin(a);
+    const spots = [[x + (c >= 0 ? 20 : -20), y + 4, c >= 0 ? "start" : "end"], ...[26, 40, 54, 68].map((d) => [x + d * c, y + d * s + 4, Math.abs(c) < 0.35 ? "middle" : c > 0 ? "start" : "end"])];
+    if (!placeText(layer, { class: "name", "data-node": node.name }, label, spots, taken)) { const title = el("title", {}, g); title.textContent = node.name; }
   }
   document.getElementById("labinfo").textContent = "lab " + state.lab + ": " + state.nodes.length + " nodes, " + state.pods.length + " pods, backend " + state.backend + ", pod network " + state.podCidr;
 }

@@ -51,7 +51,13 @@ export async function startControlPlane(s: LabState, manifest?: ManifestObject[]
       for (const u of LAB_USERS) writeKubeconfig(userKubeconfig(s.name, u), s.name, { server: h.local, user: u, token: creds.userTokens[u] });
       return;
     } catch (e) {
-      if (Date.now() > until || !isOurProcess(s.kube.apiPid)) throw new Error(`the lab's API server did not start: ${(e as Error).message} (log: ${join(dir, "apiserver.log")})`);
+      if (Date.now() > until || !isOurProcess(s.kube.apiPid)) {
+        // Its last words, since the lab (and the log with it) may be gone by the time anyone looks.
+        let tail = "";
+        try { tail = readFileSync(join(dir, "apiserver.log"), "utf8").trim().split("\n").slice(-4).join(" | "); } catch { /* no log */ }
+        const died = isOurProcess(s.kube.apiPid) ? "" : ", and its process has exited";
+        throw new Error(`the lab's API server did not start: ${(e as Error).message}${died} (log: ${join(dir, "apiserver.log")}${tail ? `: ${tail}` : ""})`);
+      }
       await new Promise((r) => setTimeout(r, 10));
     }
   }
