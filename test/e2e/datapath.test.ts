@@ -166,3 +166,31 @@ test("lab datapath on a running lab: classic to ebpf (the pods already there get
   assert.deepEqual(datapathLinks(worker), []);
   assert.ok(ping(lab, "d", ip("a")));
 });
+
+test("dual-stack on the eBPF datapath: IPv6 pods redirected too (VXLAN over IPv6 into gauze6.1, bpf_redirect_peer on arrival), past the bridge and netfilter", { timeout: 180_000 }, async () => {
+  const lab = `${base}6`;
+  labs.push(lab);
+  sh([GAUZE, "lab", "down", "--name", lab]);
+  must([GAUZE, "lab", "up", "--name", lab, "--nodes", "2", "--ipv6", "--datapath", "ebpf"]);
+  const [cp, worker] = status(lab).nodes.map((n) => n.name) as [string, string];
+  must([GAUZE, "lab", "pod", "run", "a", "--node", cp, "--name", lab]);
+  must([GAUZE, "lab", "pod", "run", "b", "--node", worker, "--name", lab]);
+  must([GAUZE, "lab", "pod", "run", "c", "--node", worker, "--name", lab]);
+  const pods = (JSON.parse(must([GAUZE, "lab", "status", "--name", lab, "--json"])) as { pods: { name: string; ip: string; ip6?: string }[] }).pods;
+  assert.ok(pods.every((p) => p.ip6), JSON.stringify(pods));
+  const failed: string[] = [];
+  for (const a of pods) for (const b of pods) if (a !== b && !ping(lab, a.name, b.ip6!)) failed.push(`${a.name} -> ${b.name} (${b.ip6})`);
+  assert.deepEqual(failed, [], "every pod reaches every other pod over IPv6");
+  // An IPv6 counter on each node's forward hook stays at 0 while 20 pings cross and 10 stay on the worker.
+  for (const n of [cp, worker]) inNode(n, ["nft", "add table inet gzhb6; add chain inet gzhb6 gzfwd6 { type filter hook forward priority -300; policy accept; }; add rule inet gzhb6 gzfwd6 ip6 saddr fd47:10:244::/56 ip6 daddr fd47:10:244::/56 counter"]);
+  const ip6 = (p: string) => pods.find((x) => x.name === p)!.ip6!;
+  assert.ok(ping(lab, "a", ip6("b"), 20) && ping(lab, "c", ip6("b"), 10));
+  const count = (n: string) => Number(/packets (\d+)/.exec(inNode(n, ["nft", "list", "chain", "inet", "gzhb6", "gzfwd6"]))?.[1] ?? -1);
+  assert.deepEqual([count(cp), count(worker)], [0, 0], "no IPv6 pod packet crossed either node's forward hook");
+  // trace over IPv6: 104 bytes in the pods, the redirects named, into the IPv6 tunnel device.
+  const tr = JSON.parse(must([GAUZE, "trace", "a", ip6("b"), "--name", lab, "--json"])) as { replied: boolean; hops: { direction: string; ipLen: number; observationPoint: string; redirect?: { helper: string; to: string } }[] };
+  assert.ok(tr.replied, JSON.stringify(tr.hops));
+  assert.deepEqual(tr.hops.filter((h) => h.redirect).map((h) => `${h.direction} ${h.redirect!.helper} ${h.redirect!.to}`),
+    ["request bpf_redirect_neigh gauze6.1", "request bpf_redirect_peer default/b", "reply bpf_redirect_neigh gauze6.1", "reply bpf_redirect_peer default/a"]);
+  assert.ok(tr.hops.filter((h) => h.observationPoint === "from-pod").every((h) => h.ipLen === 104));
+});

@@ -42,7 +42,7 @@ test("lab up --manifest: NotReady until the DaemonSet's pods run; then agents in
   const c = (JSON.parse(podman(name, "inspect", `gz-${name}-${name}-worker-gauze`)) as { Config: { Env: string[]; Entrypoint: string | string[] }; Args: string[]; EffectiveCaps: string[]; Mounts: { Destination: string }[] }[])[0]!;
   assert.ok(c.Config.Env.includes(`NODE_NAME=${name}-worker`));
   assert.deepEqual([...c.EffectiveCaps].sort(), ["CAP_BPF", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_PERFMON"]);
-  assert.deepEqual(c.Mounts.map((m) => m.Destination).sort(), ["/etc/cni/net.d", "/etc/gauze", "/run/gauze", "/run/xtables.lock", "/sys/fs/bpf", "/sys/kernel/tracing", "/var/run/secrets/kubernetes.io/serviceaccount"]);
+  assert.deepEqual(c.Mounts.map((m) => m.Destination).sort(), ["/etc/cni/net.d", "/etc/gauze", "/host/opt/cni/bin", "/run/gauze", "/run/xtables.lock", "/sys/fs/bpf", "/sys/kernel/tracing", "/var/run/secrets/kubernetes.io/serviceaccount"]);
   // The plugin the init container installed, the conflist the agent wrote, into the node's own tree.
   assert.ok(existsSync(`${labDir(name)}/nodes/${name}-worker/opt/cni/bin/gauze`));
   assert.ok(existsSync(`${labDir(name)}/nodes/${name}-worker/etc/cni/net.d/10-gauze.conflist`));
