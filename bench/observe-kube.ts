@@ -1,6 +1,6 @@
 // bench/observe-kube: what reaching the agents through the Kubernetes API costs against the
 // lab's direct unix socket, on a running manifest-mode lab (gauze lab up --manifest
-// deploy/kube-gauze.yml). One GET (/v1/pods) through pods/exec (the cluster source: WebSocket to
+// deploy/kube-gauze.yml). One GET (/v1/observer: pod names come from the API itself) through pods/exec (the cluster source: WebSocket to
 // the API server, podman exec of `gauze agent-api` in the agent container) and through the socket,
 // interleaved; then the delay of a flow line on a follow stream: a ping from a pod, and the time
 // from sending it to its flow line arriving, through each path at once (both streams open).
@@ -27,7 +27,7 @@ const src = await clusterSource({ kubeconfig });
 const viaApi = src.agents(node)[0]!;
 const direct: AgentEndpoint = { node, socket: `/var/lib/gauze/lab/${lab}/nodes/${node}/run/gauze/agent.sock` };
 
-const t = async (ep: AgentEndpoint) => { const t0 = performance.now(); await get(ep, "/v1/pods", 10_000); return performance.now() - t0; };
+const t = async (ep: AgentEndpoint) => { const t0 = performance.now(); await get(ep, "/v1/observer", 10_000); return performance.now() - t0; };
 const api: number[] = [], sock: number[] = [];
 for (let i = 0; i < gets; i++) { api.push(await t(viaApi)); sock.push(await t(direct)); }
 
@@ -63,8 +63,8 @@ const report = {
 };
 if (args.includes("--json")) console.log(JSON.stringify(report, null, 2));
 else {
-  console.log(`GET /v1/pods through pods/exec: ${fmt(api)}`);
-  console.log(`GET /v1/pods on the socket:      ${fmt(sock)}`);
+  console.log(`GET /v1/observer through pods/exec: ${fmt(api)}`);
+  console.log(`GET /v1/observer on the socket:      ${fmt(sock)}`);
   console.log(`ping to flow line, pods/exec:    ${fmt(delays.api)}`);
   console.log(`ping to flow line, socket:       ${fmt(delays.socket)}`);
 }

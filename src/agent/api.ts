@@ -1,7 +1,8 @@
 // The agent's local API, on a unix socket in the node's /run/gauze (root only: flows say who
 // talks to whom): what `gauze observe`, `gauze trace` and `gauze ui` read from every node.
-//   GET /v1/flows?last=N&since=MS[&follow=1]   recent flow events, then (follow) live ones; NDJSON,
-//                                              with {"lost": n} lines when events were pushed out
+//   GET /v1/flows?last=N&since=MS[&follow=1][&features=1]   recent flow events, then (follow) live
+//                                              ones; NDJSON, with {"lost": n} lines when events were
+//                                              pushed out, first a {"features": ...} line when asked
 //   GET /v1/sightings?src=&dst=&proto=&srcPort=&icmpId=&since=   one packet's sightings (trace)
 //   GET /v1/packets?src=&dst=&proto=&point=&last=3   a flow's last packets, dissected (packet-in-packet)
 //   GET /v1/pods                               this node's pods by address
@@ -73,6 +74,8 @@ export function serveApi(path: string, a: ApiSources): Promise<Api> {
         // does not read loses events, counted in its stream, and never grows the agent).
         if (follow && live.size >= MAX_FOLLOWERS) return void res.writeHead(503, { "content-type": "text/plain" }).end(`too many live readers on this node (${MAX_FOLLOWERS}): stop one (gauze observe --follow, gauze ui)\n`);
         res.writeHead(200, { "content-type": "application/x-ndjson", "cache-control": "no-store" });
+        // &features=1: first a {"features"} line (what is off, why, the fix), so a reader needs one request, not two.
+        if (q("features") === "1") res.write(JSON.stringify({ features: features() }) + "\n");
         for (const e of o.recent(Math.min(num("last") ?? 20, 10_000), num("since") ?? 0)) res.write(JSON.stringify(e) + "\n");
         if (!follow) return void res.end();
         const stop = o.listen({ write: (t) => { res.write(t); }, backlog: () => res.writableLength });

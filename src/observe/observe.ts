@@ -43,7 +43,6 @@ export async function runObserve(source: ClusterSource, o: ObserveOptions, write
   const srcs = source.agents(o.node);
   const pods = await podNames(srcs);
   checkOptions(o, pods, source);
-  await warnFeaturesOff(srcs, warn);
   const f = o.filters ?? {};
   const filtered = o.pod || o.fromPod || o.toPod || o.protocol || o.verdict || hasFilters(f);
   // Labels are the source's (the agents know addresses and names only), looked up by namespace/name.
@@ -55,8 +54,10 @@ export async function runObserve(source: ClusterSource, o: ObserveOptions, write
   let answered = 0;
   const lists = await Promise.all(srcs.map(async (s) => {
     try {
-      const got = (await get(s, `/v1/flows?last=${filtered ? 10_000 : o.last}`)).split("\n").filter(Boolean).map((l) => JSON.parse(l) as FlowEvent | { lost: number })
-        .filter((x): x is FlowEvent => !("lost" in x));
+      // One request a node: the features that are off come first in the same answer.
+      const items = (await get(s, `/v1/flows?last=${filtered ? 10_000 : o.last}&features=1`)).split("\n").filter(Boolean).map((l) => JSON.parse(l) as FlowEvent | { lost: number } | { features: Features });
+      for (const x of items) if ("features" in x) warnFeaturesOff(s.node, x.features, warn);
+      const got = items.filter((x): x is FlowEvent => !("lost" in x) && !("features" in x));
       answered++;
       return got;
     } catch (e) {
@@ -117,15 +118,10 @@ export async function runObserve(source: ClusterSource, o: ObserveOptions, write
 }
 
 /** Says, once per node, what its agent cannot observe (drops without tracefs, say) and the fix. */
-async function warnFeaturesOff(srcs: AgentEndpoint[], warn: (line: string) => void): Promise<void> {
-  await Promise.all(srcs.map(async (s) => {
-    try {
-      const st = JSON.parse(await get(s, "/v1/observer")) as { features?: Record<string, { on: boolean; why?: string; fix?: string }> };
-      for (const [name, f] of Object.entries(st.features ?? {})) {
-        if (!f.on) warn(`node ${s.node}: ${name} off: ${f.why ?? "unavailable"}${f.fix ? `; fix: ${f.fix}` : ""}`);
-      }
-    } catch {
-      // an unreachable node is named by the flow request
-    }
-  }));
+type Features = Record<string, { on: boolean; why?: string; fix?: string }>;
+
+function warnFeaturesOff(node: string, features: Features, warn: (line: string) => void): void {
+  for (const [name, f] of Object.entries(features)) {
+    if (!f.on) warn(`node ${node}: ${name} off: ${f.why ?? "unavailable"}${f.fix ? `; fix: ${f.fix}` : ""}`);
+  }
 }
