@@ -96,6 +96,17 @@ for (const backend of ["host-gw", "vxlan"] as const) {
     for (let i = 0; i < 30 && !back; i++) { await new Promise((r) => setTimeout(r, 100)); back = existsSync(`${pinDir(worker)}/links/${podLink}`); }
     assert.ok(back, "the agent re-attached from_pod");
     assert.ok(ping(lab, "a", ip("b")) && ping(lab, "b", ip("c")));
+    // A map entry deleted by hand (bpftool, the oracle, on the pinned endpoints map) is back within ~1 s, the same.
+    type Entry = { key: string[]; value: string[] };
+    const endpoints = () => JSON.parse(must(["bpftool", "-j", "map", "dump", "pinned", `${pinDir(worker)}/endpoints`])) as Entry[];
+    const ofB = (es: Entry[]) => es.find((e) => e.key.slice(4, 8).map((x) => parseInt(x, 16)).join(".") === ip("b"));
+    const before = ofB(endpoints());
+    assert.ok(before, "b's endpoint is in the map");
+    must(["bpftool", "map", "delete", "pinned", `${pinDir(worker)}/endpoints`, "key", "hex", ...before.key.map((x) => x.slice(2))]);
+    assert.equal(ofB(endpoints()), undefined, "deleted");
+    let again: Entry | undefined;
+    for (let i = 0; i < 30 && !again; i++) { await new Promise((r) => setTimeout(r, 100)); again = ofB(endpoints()); }
+    assert.deepEqual(again, before, "the agent put b's endpoint back as it was");
 
     // An agent restart: the pinned programs and maps carry the traffic meanwhile.
     const r = await lossDuring(lab, "a", ip("b"), () => {
