@@ -38,6 +38,7 @@ export const PAGE = `<!doctype html>
   .check.fail { color: var(--bad); } .check.warn { color: #9a6700; } .check.ok { color: var(--ok); }
   h2 { font-size: 13px; margin: 12px 0 4px; }
   .muted { color: var(--muted); }
+  .why { color: var(--bad); font-weight: 600; margin-bottom: 4px; }
 </style>
 </head>
 <body>
@@ -180,8 +181,13 @@ async function showPackets(f) {
   q.set("token", TOKEN);
   const r = await fetch("/api/packets?" + q);
   const list = await r.json();
-  if (!Array.isArray(list) || !list.length) { box.textContent = list.error || "no packets of this flow are kept any more"; return; }
-  box.innerHTML = list.map((p) => "<div class='pkt'><div class='muted'>" + new Date(p.time).toISOString().slice(11, 23) + " " + esc(p.point + " " + p.interface) + ", " + p.wireLen + " B on the wire" +
+  // A dropped flow says first why, and where the kernel (or which policy) dropped it.
+  const why = f.verdict === "dropped" || f.verdict === "audit"
+    ? "<div class='why' data-verdict='" + f.verdict + "'>" + (f.verdict === "dropped" ? "dropped" : "audit: would be dropped") + " at " + esc(f.node + " " + f.observationPoint + " " + f.interface.name) + ": " +
+      esc(f.policy ? "policy " + f.policy.name + " (" + f.policy.reason + ")" : (f.dropReason || "?") + (f.dropLocation ? " in " + f.dropLocation.replace(/\\+0x.*$/, "") : "")) + "</div>"
+    : "";
+  if (!Array.isArray(list) || !list.length) { box.innerHTML = why + esc(list.error || "no packets of this flow are kept any more"); return; }
+  box.innerHTML = why + list.map((p) => "<div class='pkt'><div class='muted'>" + new Date(p.time).toISOString().slice(11, 23) + " " + esc(p.point + " " + p.interface) + ", " + p.wireLen + " B on the wire" +
     (p.tunnel ? ", <b>outer IP " + p.tunnel.outerIpLen + " B, inner IP " + p.tunnel.innerIpLen + " B, +" + p.tunnel.overheadBytes + " B (" + ((100 * p.tunnel.overheadBytes) / p.tunnel.outerIpLen).toFixed(1) + "%)</b>" : "") + "</div>" +
     p.layers.map((l) => "<div class='layer' data-layer='" + l.layer + "' style='--depth:" + l.depth + "'><b>" + esc(l.layer) + "</b> " + l.headerBytes + " B &nbsp; " + esc(l.text) + "</div>").join("") + "</div>").join("<hr>");
 }

@@ -21,6 +21,8 @@ let ui: ChildProcess;
 let uiUrl = "";
 let browser: Browser;
 let page: Page;
+/** Script errors on the page (the view would go stale without a word): the last test checks there were none. */
+const pageErrors: string[] = [];
 
 before(async () => {
   sh([GAUZE, "lab", "down", "--name", lab]);
@@ -36,6 +38,7 @@ before(async () => {
   mkdirSync(shots, { recursive: true });
   browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--no-sandbox"] });
   page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  page.on("pageerror", (e) => { pageErrors.push(e.message); });
 });
 after(async () => {
   await browser?.close();
@@ -109,6 +112,10 @@ test("lab break forward-drop: a red dropped flow with the kernel's reason; docto
     assert.match(await row.textContent() ?? "", /DROPPED NETFILTER_DROP/);
     // Red, as the page's style says (the browser's computed colour; tests have no DOM types).
     assert.equal(await row.$eval("td", (td) => (globalThis as unknown as { getComputedStyle(e: unknown): { color: string } }).getComputedStyle(td).color), "rgb(207, 34, 46)");
+    // Its detail pane says why first: the kernel's reason and where.
+    await row.click();
+    const why = await page.waitForSelector("#packet .why[data-verdict='dropped']", { timeout: 3000 });
+    assert.match(await why.textContent() ?? "", new RegExp(`dropped at ${wk} \\S+ \\S+: NETFILTER_DROP`));
     await page.screenshot({ path: join(shots, "4-dropped.png") });
     await page.click(`g.node[data-node="${wk}"]`);
     await page.waitForSelector("#doctor .check.fail[data-check='filtering.forward']", { timeout: 10_000 });
@@ -116,4 +123,8 @@ test("lab break forward-drop: a red dropped flow with the kernel's reason; docto
   } finally {
     must([GAUZE, "lab", "fix", "--name", lab]);
   }
+});
+
+test("the page ran without a script error through all of the above", () => {
+  assert.deepEqual(pageErrors, []);
 });
