@@ -10,10 +10,12 @@
 // `/local/links` is answered here, not by the agent: the node's interfaces (index to name), which
 // trace uses to name the hops it reports; `/local/net-conf` the net-conf.json the agent reads
 // (the manifest's ConfigMap, /etc/gauze/net-conf.json), whose Network doctor checks podCIDRs against.
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { request } from "node:http";
 import { withRtnl } from "../kernel/netlink/index.ts";
+import { gauzeExecutable, runInteractive } from "../kernel/spawn.ts";
 import { nodePaths } from "../node/paths.ts";
+import { podRecordDir, readPodRecords } from "../node/pod-record.ts";
 
 export interface AgentApiOptions { socket?: string; netConf?: string; untilStdinEnds?: boolean }
 
@@ -75,4 +77,35 @@ export function agentApi(method: string, path: string, o: AgentApiOptions): Prom
     // A reader that has gone away: stdout's pipe breaks at the next write.
     process.stdout.on("error", () => { req.destroy(); resolve(0); });
   });
+}
+
+/**
+ * `gauze agent-api in-pod --ip <pod IP> -- <argv>` (hidden): runs argv (a trace probe) inside the
+ * network namespace of this node's pod that has that address, found by its CNI record (the
+ * runtime's netns path). Needs CAP_SYS_ADMIN (setns) and the host's /run/netns in the container:
+ * the manifest's `--trace-probes` opt-in gives both. argv[0] "gauze" is this executable.
+ */
+export function inPod(ip: string, argv: string[]): number {
+  const records = readPodRecords(podRecordDir(nodePaths("").subnetFile));
+  const r = records.find((x) => x.ips.some((a) => a.split("/")[0] === ip));
+  if (!r) {
+    process.stderr.write(`gauze agent-api: no pod of this node has ${ip} (${records.length} pod record(s) here)\n`);
+    return 2;
+  }
+  // containerd names /var/run/netns/cni-…; /var/run is /run on the host, and only /run/netns is mounted.
+  const netns = r.netns.replace(/^\/var\/run\//, "/run/");
+  if (!existsSync(netns)) {
+    process.stderr.write(`gauze agent-api: the pod's network namespace ${r.netns} is not visible here: the agent's container needs the host's /run/netns (gauze manifests --trace-probes)\n`);
+    return 2;
+  }
+  const cmd = argv[0] === "gauze" ? [gauzeExecutable(), ...argv.slice(1)] : argv;
+  try {
+    const code = runInteractive(cmd, { netns });
+    // The exec's caller tells "ran, no answer" from "could not run" by this line (cluster-source.ts).
+    if (code === 1) process.stderr.write("gauze probe: no answer\n");
+    return code;
+  } catch (e) {
+    process.stderr.write(`gauze agent-api: cannot enter ${netns}: ${(e as Error).message} (entering a pod's namespace needs CAP_SYS_ADMIN: gauze manifests --trace-probes)\n`);
+    return 2;
+  }
 }

@@ -3,7 +3,7 @@ import { DEFAULT_IPV6_NETWORK, ManifestError, renderManifest } from "../deploy/m
 import { ImageError, buildImage } from "../deploy/image.ts";
 import type { EtcdFlags } from "../store/flags.ts";
 
-export interface ManifestsCliOptions extends Pick<EtcdFlags, "etcdEndpoints"> { podCidr: string; backend: string; image?: string; store: string; mtu?: string; datapath?: string; ipv6?: string | boolean; uninstall?: boolean }
+export interface ManifestsCliOptions extends Pick<EtcdFlags, "etcdEndpoints"> { podCidr: string; backend: string; image?: string; store: string; mtu?: string; datapath?: string; ipv6?: string | boolean; traceProbes?: boolean; uninstall?: boolean }
 
 export function manifestsCli(o: ManifestsCliOptions): number {
   try {
@@ -11,7 +11,7 @@ export function manifestsCli(o: ManifestsCliOptions): number {
       podCidr: o.podCidr, backend: o.backend, store: o.store as "kube" | "etcd",
       ...(o.image ? { image: o.image } : {}), ...(o.etcdEndpoints ? { etcdEndpoints: o.etcdEndpoints } : {}),
       ...(o.mtu !== undefined ? { mtu: Number(o.mtu) } : {}), ...(o.uninstall ? { uninstall: true } : {}), ...(o.datapath ? { datapath: o.datapath as "ebpf" } : {}),
-      ...(o.ipv6 ? { ipv6Network: o.ipv6 === true ? DEFAULT_IPV6_NETWORK : o.ipv6 } : {}),
+      ...(o.ipv6 ? { ipv6Network: o.ipv6 === true ? DEFAULT_IPV6_NETWORK : o.ipv6 } : {}), ...(o.traceProbes ? { traceProbes: true } : {}),
     }));
     return 0;
   } catch (e) {

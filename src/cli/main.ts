@@ -115,6 +115,7 @@ export async function runCli(argv: string[]): Promise<number> {
         .option(ETCD_FLAGS[0]!.flag, `with --store etcd: ${ETCD_FLAGS[0]!.help}`)
         .option("--mtu <n>", "pod MTU (default: the underlay's minus the backend's overhead)")
         .option("--datapath <kind>", "net-conf.json's Datapath: classic (the bridge, the default) or ebpf (pod packets redirected by eBPF)")
+        .option("--trace-probes", "let gauze trace --kubeconfig send its probe from a pod (the agent gets CAP_SYS_ADMIN and the host's /run/netns); without it trace follows the pod's own next packet")
         .option("--uninstall", "the DaemonSet that removes gauze from every node instead")
         .action(async (o: import("./deploy.ts").ManifestsCliOptions) => {
           const { manifestsCli } = await import("./deploy.ts");
@@ -297,12 +298,19 @@ export async function runCli(argv: string[]): Promise<number> {
           const { agentApi } = await import("./agent-api.ts");
           status = await agentApi(method, path, o);
         });
+      program.command("agent-api-in-pod", { hidden: true }).description("(internal) run a trace probe inside the network namespace of this node's pod with --ip (trace --kubeconfig, with the manifest's --trace-probes)")
+        .requiredOption("--ip <addr>").argument("<argv...>")
+        .action(async (argv: string[], o: { ip: string }) => {
+          const { inPod } = await import("./agent-api.ts");
+          status = inPod(o.ip, argv);
+        });
     }],
     ["probe", () => {
-      program.command("probe", { hidden: true }).description("(internal) one TCP connect or UDP datagram from a chosen source port, for trace")
-        .option("--tcp").option("--udp").requiredOption("--to <ip>").requiredOption("--port <n>").requiredOption("--source-port <n>").option("--timeout <ms>", "", "2000")
-        .action(async (o: { tcp?: boolean; udp?: boolean; to: string; port: string; sourcePort: string; timeout: string }) => {
-          const { probe } = await import("../observe/probe.ts");
+      program.command("probe", { hidden: true }).description("(internal) one TCP connect or UDP datagram from a chosen source port, or one ICMP echo, for trace")
+        .option("--tcp").option("--udp").option("--icmp").requiredOption("--to <ip>").option("--port <n>").option("--source-port <n>").option("--size <bytes>", "", "56").option("--timeout <ms>", "", "2000")
+        .action(async (o: { tcp?: boolean; udp?: boolean; icmp?: boolean; to: string; port?: string; sourcePort?: string; size: string; timeout: string }) => {
+          const { probe, probeIcmp } = await import("../observe/probe.ts");
+          if (o.icmp) { status = await probeIcmp({ to: o.to, size: Number(o.size), timeoutMs: Number(o.timeout) }); return; }
           status = await probe({ protocol: o.udp ? "udp" : "tcp", to: o.to, port: Number(o.port), sourcePort: Number(o.sourcePort), timeoutMs: Number(o.timeout) });
         });
     }],

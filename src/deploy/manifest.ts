@@ -59,6 +59,12 @@ export interface ManifestOptions {
   datapath?: "classic" | "ebpf";
   /** Dual-stack: net-conf.json's EnableIPv6 with this IPv6Network (kind's dual-stack default is fd00:10:244::/56). */
   ipv6Network?: string;
+  /**
+   * The opt-in for trace's active probes on a cluster: the agent may enter its pods' network
+   * namespaces (CAP_SYS_ADMIN for setns, the host's /run/netns where the runtime pins them).
+   * Without it trace follows a pod's own next packet instead.
+   */
+  traceProbes?: boolean;
   /** The uninstall DaemonSet instead of the agent's. */
   uninstall?: boolean;
 }
@@ -108,15 +114,17 @@ function storeArgs(o: ManifestOptions): string[] {
 }
 
 const NODE_NAME_ENV = [{ name: "NODE_NAME", valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } } }];
+/** What --trace-probes adds: setns into a pod's network namespace. */
+export const TRACE_PROBE_CAP = "SYS_ADMIN";
 const AGENT_CAPS = { privileged: false, allowPrivilegeEscalation: false, capabilities: { add: ["NET_ADMIN", "NET_RAW", "BPF", "PERFMON"], drop: ["ALL"] } };
 
-function podSpec(o: ManifestOptions, container: Record<string, unknown>, extraVolumes: { name: string; mountPath: string; hostPath: string; type: string }[]) {
+function podSpec(o: ManifestOptions, container: Record<string, unknown>, extraVolumes: { name: string; mountPath: string; hostPath: string; type: string; mountPropagation?: string }[]) {
   const mounts = [
     { name: "cni-conf", mountPath: "/etc/cni/net.d" },
     { name: "run-gauze", mountPath: "/run/gauze" },
     { name: "xtables-lock", mountPath: "/run/xtables.lock" },
     ...(o.store === "kube" ? [{ name: "net-conf", mountPath: "/etc/gauze", readOnly: true }] : []),
-    ...extraVolumes.map((v) => ({ name: v.name, mountPath: v.mountPath })),
+    ...extraVolumes.map((v) => ({ name: v.name, mountPath: v.mountPath, ...(v.mountPropagation ? { mountPropagation: v.mountPropagation } : {}) })),
   ];
   return {
     hostNetwork: true,
@@ -169,7 +177,7 @@ export function manifestObjects(opts: Partial<ManifestOptions> = {}): KubeObject
   const agentSpec = podSpec(o, {
     name: "gauze", image: o.image, command: [IMAGE_BINARY, "agent"],
     args: [...storeArgs(o), "--health-addr", `127.0.0.1:${HEALTH_PORT}`, ...(o.mtu ? ["--mtu", String(o.mtu)] : [])],
-    env: NODE_NAME_ENV, securityContext: AGENT_CAPS,
+    env: NODE_NAME_ENV, securityContext: o.traceProbes ? { ...AGENT_CAPS, capabilities: { ...AGENT_CAPS.capabilities, add: [...AGENT_CAPS.capabilities.add, TRACE_PROBE_CAP] } } : AGENT_CAPS,
     livenessProbe: probe("/healthz", 30, 10),
     readinessProbe: probe("/readyz", 5, 2),
     resources: { requests: { cpu: "100m", memory: "100Mi" } },
@@ -180,6 +188,8 @@ export function manifestObjects(opts: Partial<ManifestOptions> = {}): KubeObject
     // The eBPF observer's programs, links and flow table are pinned in the host's bpffs, so an
     // agent's restart (a rolling update, a crash) keeps them and the next agent adopts them.
     { name: "bpffs", mountPath: "/sys/fs/bpf", hostPath: "/sys/fs/bpf", type: "Directory" },
+    // --trace-probes: the runtime's pinned pod namespaces, those made after the agent too.
+    ...(o.traceProbes ? [{ name: "netns", mountPath: "/run/netns", hostPath: "/run/netns", type: "DirectoryOrCreate", mountPropagation: "HostToContainer" }] : []),
   ]);
   const ds = o.uninstall
     ? {
@@ -232,7 +242,7 @@ export function renderManifest(opts: Partial<ManifestOptions> = {}): string {
   const o = { ...DEFAULT_MANIFEST, ...opts };
   const head = [
     `# gauze ${GAUZE_VERSION}: ${o.uninstall ? "removes gauze from every node (run after deleting the kube-gauze-ds DaemonSet)" : "pod networking for every node"}.`,
-    `# Rendered by: gauze manifests${o.podCidr !== DEFAULT_MANIFEST.podCidr ? ` --pod-cidr ${o.podCidr}` : ""}${o.backend !== "vxlan" ? ` --backend ${o.backend}` : ""}${o.image !== DEFAULT_MANIFEST.image ? ` --image ${o.image}` : ""}${o.store !== "kube" ? ` --store ${o.store} --etcd-endpoints ${o.etcdEndpoints}` : ""}${o.mtu ? ` --mtu ${o.mtu}` : ""}${o.ipv6Network ? ` --ipv6 ${o.ipv6Network}` : ""}${o.datapath === "ebpf" ? " --datapath ebpf" : ""}${o.uninstall ? " --uninstall" : ""}`,
+    `# Rendered by: gauze manifests${o.podCidr !== DEFAULT_MANIFEST.podCidr ? ` --pod-cidr ${o.podCidr}` : ""}${o.backend !== "vxlan" ? ` --backend ${o.backend}` : ""}${o.image !== DEFAULT_MANIFEST.image ? ` --image ${o.image}` : ""}${o.store !== "kube" ? ` --store ${o.store} --etcd-endpoints ${o.etcdEndpoints}` : ""}${o.mtu ? ` --mtu ${o.mtu}` : ""}${o.ipv6Network ? ` --ipv6 ${o.ipv6Network}` : ""}${o.datapath === "ebpf" ? " --datapath ebpf" : ""}${o.traceProbes ? " --trace-probes" : ""}${o.uninstall ? " --uninstall" : ""}`,
   ];
   return head.join("\n") + "\n" + manifestObjects(o).map((x) => "---\n" + stringify(x, { lineWidth: 0 })).join("");
 }

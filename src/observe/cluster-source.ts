@@ -15,15 +15,25 @@
 // agent pod is missing, not ready or unreachable is named by the relay and the rest go on.
 import { request as httpRequest } from "node:http";
 import { request } from "node:https";
+import { EventEmitter } from "node:events";
 import { PassThrough, Writable } from "node:stream";
 import type { V1DaemonSet, V1Node, V1Pod, V1Status } from "@kubernetes/client-node";
-import { AGENT_CNI_BIN, DAEMONSET, NAMESPACE } from "../deploy/manifest.ts";
+import { AGENT_CNI_BIN, DAEMONSET, NAMESPACE, TRACE_PROBE_CAP } from "../deploy/manifest.ts";
 import type { PipedChild } from "../kernel/spawn.ts";
 import type { ClusterSource, ClusterView, SourceNode, SourcePod } from "./source.ts";
 import type { AgentTransport, RemoteAgentEndpoint } from "./transport.ts";
 
+/** What `gauze agent-api-in-pod` says when the probe ran and got no answer (exit 1, not an error). */
+export const PROBE_NO_ANSWER = "gauze probe: no answer";
+
+/** Whether the DaemonSet's agent may enter its pods' namespaces (the manifest's --trace-probes). */
+function probesAllowed(ds: V1DaemonSet): boolean {
+  const c = ds.spec?.template.spec?.containers.find((x) => x.name === AGENT_CONTAINER);
+  return !!c?.securityContext?.capabilities?.add?.includes(TRACE_PROBE_CAP) && !!c.volumeMounts?.some((m) => m.mountPath === "/run/netns");
+}
+
 /** Why trace sends no probe on a cluster: entering a pod's network namespace is more than the DaemonSet may do. */
-const PROBE_NEEDS = "a probe sent from a pod's network namespace needs the agent to enter it (CAP_SYS_ADMIN for setns, and hostPID or the runtime's netns paths to find it), which gauze's DaemonSet does not have";
+const PROBE_NEEDS = "a probe sent from a pod's network namespace needs the agent to enter it (CAP_SYS_ADMIN for setns, and the host's /run/netns where the runtime pins it), which gauze's DaemonSet has only with gauze manifests --trace-probes";
 
 export interface ClusterSourceOptions {
   /** A kubeconfig file; else $KUBECONFIG, the in-cluster config in a pod, ~/.kube/config. */
@@ -267,10 +277,23 @@ export async function clusterSource(o: ClusterSourceOptions = {}): Promise<KubeC
       if (!p) throw new Error(`pod ${ns}/${name} is not in the cluster (kubectl get pods -n ${ns}); give <namespace>/<pod>`);
       return sourcePod(p);
     },
-    // The DaemonSet stays unprivileged: trace follows the pod's own next packet (passive).
-    probeUnavailable: PROBE_NEEDS,
-    spawnInPod(pod: SourcePod): PipedChild {
-      throw new Error(`pod ${pod.namespace}/${pod.name}: ${PROBE_NEEDS}`);
+    // Unless the DaemonSet opted in (gauze manifests --trace-probes), trace follows the pod's own next packet.
+    get probeUnavailable() { return probesAllowed(snap.ds) ? undefined : PROBE_NEEDS; },
+    spawnInPod(pod: SourcePod, argv: string[]): PipedChild {
+      if (!probesAllowed(snap.ds)) throw new Error(`pod ${pod.namespace}/${pod.name}: ${PROBE_NEEDS}`);
+      // The image has no ping: an ICMP probe is gauze's own (a raw socket, as ping's).
+      const dst = argv[argv.length - 1]!;
+      const probe = argv[0] === "ping"
+        ? ["gauze", "probe", "--icmp", "--to", dst, "--size", argv[argv.indexOf("-s") + 1] ?? "56", "--timeout", "2000"]
+        : ["gauze", ...argv.slice(1)];
+      const child = new EventEmitter() as unknown as PipedChild;
+      let stderr = "";
+      // Exit 0: answered; 1: no answer (exec reports a non-zero exit as a failure); anything the
+      // exec itself could not do (no agent pod, no namespace to enter) is an error.
+      exec(pod.node, ["gauze", "agent-api-in-pod", "--ip", pod.ip ?? "", "--", ...probe], (d) => { stderr += d; }, 10_000, false).done.then(
+        () => child.emit("close", 0),
+        (e: Error) => (e.message.includes(PROBE_NO_ANSWER) ? child.emit("close", 1) : child.emit("error", new Error(`probe from ${pod.namespace}/${pod.name}: ${e.message}${stderr ? ` (${stderr.trim()})` : ""}`))));
+      return child;
     },
     interfaceNames: (node) => interfaces.get(node) ?? new Map(),
     async doctorJson(node: string, timeoutMs = 30_000) {

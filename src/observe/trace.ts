@@ -135,7 +135,7 @@ export async function runTrace(source: ClusterSource, o: TraceOptions): Promise<
       : [gauzeExecutable(), "probe", `--${o.protocol}`, "--to", dst, "--port", String(o.port), "--source-port", String(sport), "--timeout", "2000"];
     const child = source.spawnInPod(from, argv);
     pid = child.pid ?? 0;
-    exit = await new Promise<number>((res) => child.on("close", (c) => res(c ?? 1)));
+    exit = await new Promise<number>((res, rej) => { child.on("close", (c) => res(c ?? 1)); child.on("error", rej); });
   } catch (e) {
     watch?.close();
     throw e;

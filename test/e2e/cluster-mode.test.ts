@@ -7,6 +7,7 @@
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { GAUZE, ROOT, must, sh } from "./helpers.ts";
 
@@ -106,4 +107,35 @@ test("RBAC and bad input: a user without pods/exec is told the missing permissio
   const ns = sh([GAUZE, "doctor", "--kubeconfig", kubeconfig(), "--gauze-namespace", "default"]);
   assert.equal(ns.status, 2);
   assert.match(ns.stderr, /namespace default has no DaemonSet kube-gauze-ds: is gauze installed on this cluster/);
+});
+
+test("trace --kubeconfig with the manifest's --trace-probes opt-in: the probe leaves the pod (ICMP and TCP), hop by hop on both nodes", { timeout: 180_000 }, async () => {
+  const opt = `${lab}tp`;
+  const file = join(ROOT, "artifacts", `kube-gauze-trace-probes-${process.pid}.yml`);
+  mkdirSync(join(ROOT, "artifacts"), { recursive: true });
+  writeFileSync(file, must([GAUZE, "manifests", "--trace-probes"]));
+  try {
+    sh([GAUZE, "lab", "down", "--name", opt]);
+    must([GAUZE, "lab", "up", "--name", opt, "--manifest", file]);
+    must([GAUZE, "lab", "pod", "run", "a", "--node", `${opt}-control-plane`, "--name", opt]);
+    must([GAUZE, "lab", "pod", "run", "web", "--node", `${opt}-worker`, "--image", "nginx", "--name", opt]);
+    const kc = must([GAUZE, "lab", "kubeconfig", "--name", opt, "--as", "observer"]).trim();
+    const icmp = sh([GAUZE, "trace", "--kubeconfig", kc, "default/a", "default/web", "--json"]);
+    assert.equal(icmp.status, 0, icmp.stderr + icmp.stdout);
+    const t = JSON.parse(icmp.stdout) as { replied: boolean; probe: { passive?: string; exit?: number }; hops: { node: string; direction: string; ipLen: number; observationPoint: string }[] };
+    assert.equal(t.probe.passive, undefined, "an active probe, not a passive trace");
+    assert.equal(t.probe.exit, 0);
+    assert.ok(t.replied);
+    for (const node of [`${opt}-control-plane`, `${opt}-worker`]) for (const dir of ["request", "reply"]) assert.ok(t.hops.some((h) => h.node === node && h.direction === dir), `${node} ${dir}`);
+    assert.ok(t.hops.filter((h) => h.observationPoint === "from-pod").every((h) => h.ipLen === 84), "gauze's own echo: 84 bytes, as ping's");
+    const tcp = sh([GAUZE, "trace", "--kubeconfig", kc, "default/a", "default/web", "--protocol", "tcp", "--port", "80"]);
+    assert.equal(tcp.status, 0, tcp.stderr + tcp.stdout);
+    assert.match(tcp.stdout, /reached default\/web and back/);
+    // Refused where the pod does not listen: an answer, so the trace says so.
+    const closed = sh([GAUZE, "trace", "--kubeconfig", kc, "default/a", "default/web", "--protocol", "tcp", "--port", "81"]);
+    assert.match(closed.stdout, /refused: RST from default\/web/);
+  } finally {
+    sh([GAUZE, "lab", "down", "--name", opt]);
+    rmSync(file, { force: true });
+  }
 });

@@ -86,6 +86,18 @@ test("the ConfigMap's net-conf.json is what the agent reads, by flannel's rules"
   assert.throws(() => resolveNetwork({ Network: "10.42.0.0/16", EnableIPv6: true }), /EnableIPv6 is true and IPv6Network undefined is not an IPv6 CIDR/);
 });
 
+test("--trace-probes adds exactly CAP_SYS_ADMIN and the host's /run/netns (HostToContainer) to the agent, nothing by default", () => {
+  type C = { name: string; securityContext: { capabilities: { add: string[] } }; volumeMounts: { name: string; mountPath: string; mountPropagation?: string }[] };
+  const agent = (o: Parameters<typeof manifestObjects>[0]) => ((manifestObjects(o).find((x) => x.kind === "DaemonSet") as unknown as { spec: { template: { spec: { containers: C[]; volumes: { name: string; hostPath?: { path: string } }[] } } } }).spec.template.spec);
+  const plain = agent({}), opted = agent({ traceProbes: true });
+  assert.deepEqual(plain.containers[0]!.securityContext.capabilities.add, ["NET_ADMIN", "NET_RAW", "BPF", "PERFMON"]);
+  assert.ok(!plain.containers[0]!.volumeMounts.some((m) => m.mountPath === "/run/netns"));
+  assert.deepEqual(opted.containers[0]!.securityContext.capabilities.add, ["NET_ADMIN", "NET_RAW", "BPF", "PERFMON", "SYS_ADMIN"]);
+  assert.deepEqual(opted.containers[0]!.volumeMounts.find((m) => m.mountPath === "/run/netns"), { name: "netns", mountPath: "/run/netns", mountPropagation: "HostToContainer" });
+  assert.equal(opted.volumes.find((v) => v.name === "netns")?.hostPath?.path, "/run/netns");
+  assert.match(renderManifest({ traceProbes: true }), /# Rendered by: gauze manifests --trace-probes/);
+});
+
 test("every backend a lab runs renders, by the same names; --ipv6 makes the ConfigMap dual-stack", () => {
   const conf = (o: Parameters<typeof manifestObjects>[0]) => resolveNetwork(JSON.parse((manifestObjects(o).find((x) => x.kind === "ConfigMap") as unknown as { data: Record<string, string> }).data["net-conf.json"]!));
   for (const b of ["vxlan", "host-gw", "vxlan-direct", "macvlan", "wireguard"]) {

@@ -19,7 +19,7 @@ import { API_HOST, API_PORT, SA_MOUNT, kubeDir, serviceAccountDir } from "./clus
 import { labDir, type DaemonPod, type LabNode, type LabState } from "../state.ts";
 
 interface EnvVar { name: string; value?: string; valueFrom?: { fieldRef?: { fieldPath?: string } } }
-interface Mount { name: string; mountPath: string; readOnly?: boolean }
+interface Mount { name: string; mountPath: string; readOnly?: boolean; mountPropagation?: string }
 interface HttpProbe { httpGet?: { host?: string; path?: string; port?: number | string; scheme?: string }; periodSeconds?: number; initialDelaySeconds?: number; timeoutSeconds?: number }
 interface Container {
   name: string; image: string; command?: string[]; args?: string[]; env?: EnvVar[]; volumeMounts?: Mount[];
@@ -137,7 +137,8 @@ function fieldValue(path: string | undefined, s: LabState, n: LabNode, pod: stri
  * own interfaces under /sys (tracefs) are the host's: the lab's nodes share one kernel.
  */
 function hostDir(n: LabNode, v: Volume): string {
-  if (v.hostPath!.path.startsWith("/sys/")) {
+  // The host's pseudo filesystems, and the pod namespaces the lab pins in the host's /run/netns.
+  if (v.hostPath!.path.startsWith("/sys/") || v.hostPath!.path === "/run/netns") {
     if (!existsSync(v.hostPath!.path)) throw new Error(`hostPath ${v.hostPath!.path} does not exist on this host`);
     return v.hostPath!.path;
   }
@@ -171,7 +172,9 @@ function containerArgs(s: LabState, n: LabNode, t: PodTemplate, c: Container, po
     if (!v) throw new ManifestError(`container ${c.name} mounts ${m.name}, which no volume of the pod defines`);
     const src = v.hostPath ? hostDir(n, v) : v.configMap ? join(kubeDir(s.name), "configmaps", v.configMap.name) : undefined;
     if (!src) throw new ManifestError(`volume ${v.name}: the lab mounts hostPath and configMap volumes only`);
-    a.push("-v", `${src}:${m.mountPath}${m.readOnly || v.configMap ? ":ro" : ""}`);
+    // HostToContainer: mounts made on the host later (a new pod's namespace) show up inside.
+    const opts = [...(m.readOnly || v.configMap ? ["ro"] : []), ...(m.mountPropagation === "HostToContainer" ? ["rslave"] : m.mountPropagation === "Bidirectional" ? ["rshared"] : [])];
+    a.push("-v", `${src}:${m.mountPath}${opts.length ? `:${opts.join(",")}` : ""}`);
   }
   if (t.serviceAccountName && t.automountServiceAccountToken !== false) a.push("-v", `${serviceAccountDir(s.name, s.manifest!.namespace, t.serviceAccountName)}:${SA_MOUNT}:ro`);
   if (c.command) a.push("--entrypoint", JSON.stringify(c.command));
