@@ -9,7 +9,8 @@
 // the node's link (node-link.ts) live beside this file; this one runs bring-up and the passes.
 import type { Logger } from "pino";
 import type { Server } from "node:http";
-import { type FSWatcher, watch } from "node:fs";
+import { type FSWatcher, existsSync, watch } from "node:fs";
+import { join } from "node:path";
 import { checkBrNetfilter } from "./prereq.ts";
 import { type Link, Rtnl } from "../kernel/netlink/index.ts";
 import { type KernelEvent, type KernelWatch, watchKernel } from "../kernel/netlink/monitor.ts";
@@ -244,7 +245,10 @@ export class Agent {
     if ((this.o.datapath ?? this.net?.datapath) !== "ebpf") {
       // A switch to classic (or a node that ran ebpf before): nothing of the other datapath stays,
       // or the old programs would go on redirecting pods past the bridge this node now uses.
-      for (const r of removeDatapathPins(this.o.node)) this.o.log.info({ removed: r }, "classic datapath: removed what the eBPF datapath had left");
+      // Only where it ran: the pins are its trace (the nft table alone would cost a spawn on every start).
+      if (existsSync(join(pinDir(this.o.node, PIN_ROOT), "datapath"))) {
+        for (const r of removeDatapathPins(this.o.node)) this.o.log.info({ removed: r }, "classic datapath: removed what the eBPF datapath had left");
+      }
       return;
     }
     const k = new DatapathKeeper({

@@ -168,19 +168,10 @@ export async function runTrace(source: ClusterSource, o: TraceOptions): Promise<
   }
   watch?.close();
 
-  const hops: Hop[] = all.map((x, i) => ({
-    n: i + 1, us: Math.round((x.s.time - (all[0]?.s.time ?? t0)) * 1000), node: x.node, point: x.s.point, interface: String(x.s.ifindex), ifindex: x.s.ifindex,
-    direction: x.s.key.src === srcIp ? "request" : "reply", ipLen: x.s.key.ipLen, frameLen: x.s.len, ...(x.s.key.tcpFlags !== undefined ? { tcpFlags: tcpFlagNames(x.s.key.tcpFlags) } : {}),
-    ...(x.s.key.tunnel ? { tunnel: { vni: x.s.key.tunnel.vni, outerSource: x.s.key.tunnel.outerSrc, outerDestination: x.s.key.tunnel.outerDst, outerIpLen: x.s.key.tunnel.outerIpLen, overheadBytes: x.s.key.tunnel.overhead } } : {}),
-  }));
-  nameInterfaces(hops, source);
-  await nameRedirects(hops, source, srcs, srcIp, dst);
-  // A packet bpf_redirect_peer puts into a pod's namespace meets no tc hook of the node on its
-  // way in: the redirect into that pod is its arrival.
-  const redirectedInto = (node: string | undefined, direction: Hop["direction"]) => hops.some((h) => h.node === node && h.direction === direction && h.redirect?.helper === "bpf_redirect_peer");
-  replied ||= redirectedInto(from.node, "reply");
+  const hops = await hopsOf(all, all[0]?.s.time ?? t0, source, srcs, srcIp, dst);
+  replied ||= redirectedInto(hops, from.node, "reply");
   const reachedDestination = all.some((x) => x.s.key.src === srcIp && (toPod ? x.s.point === "to-pod" && x.node === toPod.node : x.s.point === "to-network" || x.s.point === "host"))
-    || (!!toPod && redirectedInto(toPod.node, "request"));
+    || (!!toPod && redirectedInto(hops, toPod.node, "request"));
   const report: TraceReport = {
     from: { pod: podRef(from), ip: srcIp, node: from.node }, to: { ...(toPod ? { pod: podRef(toPod), node: toPod.node } : {}), ip: dst },
     protocol: o.protocol, probe: { ...(icmpId !== undefined ? { icmpId } : {}), ...(sport ? { sourcePort: sport } : {}), ...(o.port ? { port: o.port } : {}), size: o.size, exit }, hops, reachedDestination, replied,
@@ -283,17 +274,10 @@ async function passiveTrace(source: ClusterSource, o: TraceOptions, t: { from: S
     once.add(k);
     return true;
   });
-  const hops: Hop[] = path.map((x, i) => ({
-    n: i + 1, us: Math.round((x.s.time - first!.s.time) * 1000), node: x.node, point: x.s.point, interface: String(x.s.ifindex), ifindex: x.s.ifindex,
-    direction: x.s.key.src === srcIp ? "request" : "reply", ipLen: x.s.key.ipLen, frameLen: x.s.len, ...(x.s.key.tcpFlags !== undefined ? { tcpFlags: tcpFlagNames(x.s.key.tcpFlags) } : {}),
-    ...(x.s.key.tunnel ? { tunnel: { vni: x.s.key.tunnel.vni, outerSource: x.s.key.tunnel.outerSrc, outerDestination: x.s.key.tunnel.outerDst, outerIpLen: x.s.key.tunnel.outerIpLen, overheadBytes: x.s.key.tunnel.overhead } } : {}),
-  }));
-  nameInterfaces(hops, source);
-  await nameRedirects(hops, source, srcs, srcIp, dst);
-  const redirectedInto = (node: string | undefined, direction: Hop["direction"]) => hops.some((h) => h.node === node && h.direction === direction && h.redirect?.helper === "bpf_redirect_peer");
-  const replied = hops.some((h) => h.direction === "reply" && h.point === "to-pod" && h.node === from.node) || redirectedInto(from.node, "reply");
+  const hops = await hopsOf(path, first.s.time, source, srcs, srcIp, dst);
+  const replied = hops.some((h) => h.direction === "reply" && h.point === "to-pod" && h.node === from.node) || redirectedInto(hops, from.node, "reply");
   const reachedDestination = hops.some((h) => h.direction === "request" && (toPod ? h.point === "to-pod" && h.node === toPod.node : h.point === "to-network" || h.point === "host"))
-    || (!!toPod && redirectedInto(toPod.node, "request"));
+    || (!!toPod && redirectedInto(hops, toPod.node, "request"));
   const last = hops.at(-1)!;
   const rst = path.find((x) => x.s.key.src === dst && x.s.key.tcpFlags !== undefined && (x.s.key.tcpFlags & 0x04) !== 0);
   const report: TraceReport = {
@@ -321,6 +305,26 @@ function classify(source: ClusterSource, ip: string, isPod: boolean): { kind: Tr
     return { kind: "no-pod", why: `no pod has ${ip}: it is in the pod network${owner ? ` (${owner.name}'s subnet ${owner.subnet})` : ", in no node's subnet"}, and nothing there answers (pods: ${v.pods.map((p) => `${podRef(p)} ${p.ip ?? "-"}`).join(", ") || "none"})` };
   }
   return { kind: "outside", ...(source.outside ? { why: `${ip} is outside the cluster: ${source.outside}` } : {}) };
+}
+
+/** The sightings as hops (times from `start`), their interfaces named and the eBPF datapath's redirects on them. */
+async function hopsOf(list: { node: string; s: Sighting }[], start: number, source: ClusterSource, agents: ReturnType<ClusterSource["agents"]>, srcIp: string, dst: string): Promise<Hop[]> {
+  const hops: Hop[] = list.map((x, i) => ({
+    n: i + 1, us: Math.round((x.s.time - start) * 1000), node: x.node, point: x.s.point, interface: String(x.s.ifindex), ifindex: x.s.ifindex,
+    direction: x.s.key.src === srcIp ? "request" : "reply", ipLen: x.s.key.ipLen, frameLen: x.s.len, ...(x.s.key.tcpFlags !== undefined ? { tcpFlags: tcpFlagNames(x.s.key.tcpFlags) } : {}),
+    ...(x.s.key.tunnel ? { tunnel: { vni: x.s.key.tunnel.vni, outerSource: x.s.key.tunnel.outerSrc, outerDestination: x.s.key.tunnel.outerDst, outerIpLen: x.s.key.tunnel.outerIpLen, overheadBytes: x.s.key.tunnel.overhead } } : {}),
+  }));
+  nameInterfaces(hops, source);
+  await nameRedirects(hops, source, agents, srcIp, dst);
+  return hops;
+}
+
+/**
+ * Whether a packet of that direction was put into a pod's namespace on `node` by bpf_redirect_peer:
+ * it meets no tc hook of the node on its way in, so the redirect into the pod is its arrival.
+ */
+function redirectedInto(hops: Hop[], node: string | undefined, direction: Hop["direction"]): boolean {
+  return hops.some((h) => h.node === node && h.direction === direction && h.redirect?.helper === "bpf_redirect_peer");
 }
 
 /**

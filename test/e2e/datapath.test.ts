@@ -28,21 +28,34 @@ function forwardCounter(node: string): () => number {
   return () => Number(/packets (\d+)/.exec(inNode(node, ["nft", "list", "chain", "inet", "gzhb", "gzfwd"]))?.[1] ?? -1);
 }
 
+/**
+ * A fresh 2-node lab (`lab up` with `upArgs`) with pod a on the control plane and b and c on the
+ * worker: the nodes, the pods as status lists them, and a pod's IPv4 address by name.
+ */
+function threePods(lab: string, upArgs: string[]) {
+  labs.push(lab);
+  sh([GAUZE, "lab", "down", "--name", lab]);
+  must([GAUZE, "lab", "up", "--name", lab, "--nodes", "2", ...upArgs]);
+  const [cp, worker] = status(lab).nodes.map((n) => n.name) as [string, string];
+  must([GAUZE, "lab", "pod", "run", "a", "--node", cp, "--name", lab]);
+  must([GAUZE, "lab", "pod", "run", "b", "--node", worker, "--name", lab]);
+  must([GAUZE, "lab", "pod", "run", "c", "--node", worker, "--name", lab]);
+  const st = status(lab);
+  return { cp, worker, st, ip: (p: string) => st.pods.find((x) => x.name === p)!.ip };
+}
+
+/** Pods that do not reach each other (one ping each way, at the address `addr` picks). */
+function meshFailures(lab: string, pods: { name: string }[], addr: (p: { name: string }) => string): string[] {
+  const failed: string[] = [];
+  for (const a of pods) for (const b of pods) if (a !== b && !ping(lab, a.name, addr(b))) failed.push(`${a.name} -> ${b.name} (${addr(b)})`);
+  return failed;
+}
+
 for (const backend of ["host-gw", "vxlan"] as const) {
   test(`${backend} on the eBPF datapath: full mesh; past the bridge and netfilter; drift put back; a restart loses nothing; down leaves no pin`, { timeout: 180_000 }, async () => {
     const lab = `${base}${backend === "host-gw" ? "h" : "v"}`;
-    labs.push(lab);
-    sh([GAUZE, "lab", "down", "--name", lab]);
-    must([GAUZE, "lab", "up", "--name", lab, "--nodes", "2", "--backend", backend, "--datapath", "ebpf"]);
-    const [cp, worker] = status(lab).nodes.map((n) => n.name) as [string, string];
-    must([GAUZE, "lab", "pod", "run", "a", "--node", cp, "--name", lab]);
-    must([GAUZE, "lab", "pod", "run", "b", "--node", worker, "--name", lab]);
-    must([GAUZE, "lab", "pod", "run", "c", "--node", worker, "--name", lab]);
-    const st = status(lab);
-    const ip = (p: string) => st.pods.find((x) => x.name === p)!.ip;
-    const failed: string[] = [];
-    for (const a of st.pods) for (const b of st.pods) if (a !== b && !ping(lab, a.name, b.ip)) failed.push(`${a.name} -> ${b.name}`);
-    assert.deepEqual(failed, [], "every pod reaches every other pod");
+    const { cp, worker, st, ip } = threePods(lab, ["--backend", backend, "--datapath", "ebpf"]);
+    assert.deepEqual(meshFailures(lab, st.pods, (p) => ip(p.name)), [], "every pod reaches every other pod");
 
     // trace names the redirects as hops: out of a's veth by bpf_redirect_neigh (into the tunnel
     // device on VXLAN, out of eth0 on host-gw), into b by bpf_redirect_peer on arrival (no to-pod
@@ -139,15 +152,7 @@ const liveLinkIds = () => new Set(must(["bpftool", "link", "list"]).split("\n").
 
 test("lab datapath on a running lab: classic to ebpf (the pods already there get from_pod and skip netfilter) and back (no program, map, pin or table left), pings passing throughout", { timeout: 180_000 }, async () => {
   const lab = `${base}s`;
-  labs.push(lab);
-  sh([GAUZE, "lab", "down", "--name", lab]);
-  must([GAUZE, "lab", "up", "--name", lab, "--nodes", "2"]);
-  const [cp, worker] = status(lab).nodes.map((n) => n.name) as [string, string];
-  must([GAUZE, "lab", "pod", "run", "a", "--node", cp, "--name", lab]);
-  must([GAUZE, "lab", "pod", "run", "b", "--node", worker, "--name", lab]);
-  must([GAUZE, "lab", "pod", "run", "c", "--node", worker, "--name", lab]);
-  const st = status(lab);
-  const ip = (p: string) => st.pods.find((x) => x.name === p)!.ip;
+  const { cp, worker, st, ip } = threePods(lab, []);
   assert.deepEqual([...datapathLinks(cp), ...datapathLinks(worker)], [], "classic: no datapath link yet");
 
   const toEbpf = await lossDuring(lab, "a", ip("b"), () => { must([GAUZE, "lab", "datapath", "ebpf", "--name", lab]); });
@@ -168,9 +173,7 @@ test("lab datapath on a running lab: classic to ebpf (the pods already there get
     assert.ok(!existsSync(pinDir(n)), `${n}: no datapath pin left`);
     assert.doesNotMatch(inNode(n, ["nft", "list", "tables"]), /gauze_datapath/, `${n}: the DNAT mark table is gone`);
   }
-  const failed: string[] = [];
-  for (const a of st.pods) for (const b of st.pods) if (a !== b && !ping(lab, a.name, b.ip)) failed.push(`${a.name} -> ${b.name}`);
-  assert.deepEqual(failed, [], "classic again: every pod reaches every other pod");
+  assert.deepEqual(meshFailures(lab, st.pods, (p) => ip(p.name)), [], "classic again: every pod reaches every other pod");
   assert.ok(counters.some((c) => c() > 0), "classic again: pod packets cross the forward hook");
   // A pod made after the switch gets no program either (the conflist lost its datapath block).
   must([GAUZE, "lab", "pod", "run", "d", "--node", worker, "--name", lab]);
@@ -180,21 +183,13 @@ test("lab datapath on a running lab: classic to ebpf (the pods already there get
 
 test("dual-stack on the eBPF datapath: IPv6 pods redirected too (VXLAN over IPv6 into gauze6.1, bpf_redirect_peer on arrival), past the bridge and netfilter", { timeout: 180_000 }, async () => {
   const lab = `${base}6`;
-  labs.push(lab);
-  sh([GAUZE, "lab", "down", "--name", lab]);
-  must([GAUZE, "lab", "up", "--name", lab, "--nodes", "2", "--ipv6", "--datapath", "ebpf"]);
-  const [cp, worker] = status(lab).nodes.map((n) => n.name) as [string, string];
-  must([GAUZE, "lab", "pod", "run", "a", "--node", cp, "--name", lab]);
-  must([GAUZE, "lab", "pod", "run", "b", "--node", worker, "--name", lab]);
-  must([GAUZE, "lab", "pod", "run", "c", "--node", worker, "--name", lab]);
+  const { cp, worker } = threePods(lab, ["--ipv6", "--datapath", "ebpf"]);
   const pods = (JSON.parse(must([GAUZE, "lab", "status", "--name", lab, "--json"])) as { pods: { name: string; ip: string; ip6?: string }[] }).pods;
   assert.ok(pods.every((p) => p.ip6), JSON.stringify(pods));
-  const failed: string[] = [];
-  for (const a of pods) for (const b of pods) if (a !== b && !ping(lab, a.name, b.ip6!)) failed.push(`${a.name} -> ${b.name} (${b.ip6})`);
-  assert.deepEqual(failed, [], "every pod reaches every other pod over IPv6");
+  const ip6 = (p: string) => pods.find((x) => x.name === p)!.ip6!;
+  assert.deepEqual(meshFailures(lab, pods, (p) => ip6(p.name)), [], "every pod reaches every other pod over IPv6");
   // An IPv6 counter on each node's forward hook stays at 0 while 20 pings cross and 10 stay on the worker.
   for (const n of [cp, worker]) inNode(n, ["nft", "add table inet gzhb6; add chain inet gzhb6 gzfwd6 { type filter hook forward priority -300; policy accept; }; add rule inet gzhb6 gzfwd6 ip6 saddr fd47:10:244::/56 ip6 daddr fd47:10:244::/56 counter"]);
-  const ip6 = (p: string) => pods.find((x) => x.name === p)!.ip6!;
   assert.ok(ping(lab, "a", ip6("b"), 20) && ping(lab, "c", ip6("b"), 10));
   const count = (n: string) => Number(/packets (\d+)/.exec(inNode(n, ["nft", "list", "chain", "inet", "gzhb6", "gzfwd6"]))?.[1] ?? -1);
   assert.deepEqual([count(cp), count(worker)], [0, 0], "no IPv6 pod packet crossed either node's forward hook");
