@@ -11,7 +11,7 @@ import type { AgentStatus } from "../agent/status.ts";
 import { storeArgs } from "../store/flags.ts";
 import { storeFlags } from "./registry.ts";
 import { loadNetwork, runtimeFor } from "./runtime.ts";
-import { isOurProcess, spawnInNetns, stopProcess } from "./processes.ts";
+import { agentRunning, spawnInNetns, stopAgentProcess } from "./processes.ts";
 import { runDaemonPod, stopDaemonPod, waitPodReady } from "./kube/kubelet.ts";
 import { agentKubeconfig } from "./kube/credentials.ts";
 import { AGENT_PORT, type LabNode, type LabState, findNode, saveLab, withLab } from "./state.ts";
@@ -65,7 +65,7 @@ export async function agentStop(lab: string, name: string, signal: NodeJS.Signal
   await withLab(lab, async (s) => {
     const n = findNode(s, name);
     if (s.manifest) return stopDaemonPod(s, n);
-    await stopProcess(n.agentPid, 1000, signal);
+    await stopAgentProcess(n, 1000, signal);
     n.agentPid = undefined;
   });
 }
@@ -78,7 +78,7 @@ export async function agentStart(lab: string, name: string): Promise<void> {
       saveLab(s);
       return waitPodReady(s, [n]);
     }
-    if (isOurProcess(n.agentPid)) return; // a zombie or a recycled PID is not our agent
+    if (agentRunning(n)) return; // a zombie or a recycled PID is not our agent
     startAgent(s, n);
     saveLab(s);
     await waitReady([n]);

@@ -11,7 +11,7 @@ import { CONFLIST_NAME } from "../node/paths.ts";
 import { ensureMasquerade } from "../agent/masquerade.ts";
 import { type Fault, type FaultRecord, type LabNode, type LabState, findNode, labDir, withLab } from "./state.ts";
 import { agentStatus, startAgent } from "./agents.ts";
-import { isOurProcess, stopProcess } from "./processes.ts";
+import { agentRunning, stopAgentProcess } from "./processes.ts";
 import { gauzeExecutable } from "../kernel/spawn.ts";
 
 export const FAULTS: Record<Fault, string> = {
@@ -73,13 +73,13 @@ async function apply(s: LabState, n: LabNode, f: Fault): Promise<FaultRecord> {
       const ghost = "172.18.255.250"; // inside the lab's underlay: no node has it
       // A running agent repairs hand-made drift at once (it watches the kernel): stop it first,
       // as an upgrade or a crash would, so the stale entries stay for doctor to find.
-      await stopProcess(n.agentPid, 1000);
+      await stopAgentProcess(n, 1000);
       n.agentPid = undefined;
       setFdb(n, peers.map((p) => [p.vtepMac!, ghost]));
       rec.detail = Object.fromEntries(peers.map((p) => [p.vtepMac!, p.publicIp]));
       break;
     }
-    case "agent-down": await stopProcess(n.agentPid, 500, "SIGKILL"); n.agentPid = undefined; break;
+    case "agent-down": await stopAgentProcess(n, 500, "SIGKILL"); n.agentPid = undefined; break;
     case "forward-drop": {
       iptablesIn(n, ["-P", "FORWARD", "DROP"]);
       // Delete gauze's jumps by rule number (highest first), no shell and no re-quoting.
@@ -117,10 +117,10 @@ async function undo(s: LabState, r: FaultRecord): Promise<void> {
     case "mtu-mismatch": quiet(() => setSwitchPortMtu(s, n, 1500)); break;
     case "stale-fdb":
       quiet(() => setFdb(n, Object.entries(r.detail ?? {})));
-      if (!isOurProcess(n.agentPid)) startAgent(s, n);
+      if (!agentRunning(n)) startAgent(s, n);
       break;
     case "agent-down":
-      if (!isOurProcess(n.agentPid)) startAgent(s, n);
+      if (!agentRunning(n)) startAgent(s, n);
       break;
     case "forward-drop":
       quiet(() => iptablesIn(n, ["-P", "FORWARD", "ACCEPT"]));

@@ -11,7 +11,7 @@ import { manifestObjects } from "../deploy/manifest.ts";
 import { storeArgs } from "../store/flags.ts";
 import { agentStatus, startAgent, waitReady } from "./agents.ts";
 import { initRegistry, storeFlags } from "./registry.ts";
-import { stopProcess } from "./processes.ts";
+import { stopAgentProcess } from "./processes.ts";
 import { containerLogs, ensureImage, manifestOf, podman, runDaemonPod, runPod, runningContainers, stopDaemonPod, waitPodReady } from "./kube/kubelet.ts";
 import { mirrorNode, mirrorPodStatus } from "./kube/mirror.ts";
 import { type LabBackend, type LabNode, type LabState, type Progress, findNode, saveLab, withLab } from "./state.ts";
@@ -81,7 +81,7 @@ export async function labUninstall(lab: string, progress: Progress, only?: strin
       return;
     }
     for (const n of nodes) {
-      await stopProcess(n.agentPid, 1000);
+      await stopAgentProcess(n, 1000);
       n.agentPid = undefined;
       const endpoints = s.store.endpoints;
       const argv = [gauzeExecutable(), "uninstall", "--node", n.name, "--root", n.root, "--bin-dir", join(n.root, "opt/cni/bin"), ...storeArgs({ ...storeFlags(s), ...(endpoints ? { etcdEndpoints: endpoints } : {}) })];
@@ -142,7 +142,7 @@ async function restartAgents(s: LabState, what: string, progress: Progress): Pro
   if (!s.cniInstalled) return;
   for (const n of s.nodes) {
     const t0 = performance.now();
-    await stopProcess(n.agentPid, 1000);
+    await stopAgentProcess(n, 1000);
     startAgent(s, n);
     saveLab(s);
     await waitReady([n]);

@@ -19,12 +19,12 @@ import { cleanHost, prepareHost } from "./host.ts";
 import { createNodes, createUnderlay, registerKubeNode } from "./nodes.ts";
 import { installCni } from "./install.ts";
 import { initRegistry, startEtcd } from "./registry.ts";
-import { stopProcess } from "./processes.ts";
+import { stopAgentProcess, stopPodServer, stopProcess } from "./processes.ts";
 import { startControlPlane, stopControlPlane } from "./kube/cluster.ts";
 import { makePki } from "./kube/credentials.ts";
 import { mirrorNode } from "./kube/mirror.ts";
 import { loadManifest, removePodmanState, writeConfigMaps } from "./kube/kubelet.ts";
-import { type LabBackend, type LabState, type Progress, LAB_POD_CIDR6, MACVLAN_POD_CIDR, UNDERLAY6, UNDERLAY_CIDR, labDir, labExists, loadLab, lockLab, nodeNames, saveLab, validateLabName } from "./state.ts";
+import { type LabBackend, type LabState, type Progress, LAB_POD_CIDR6, MACVLAN_POD_CIDR, UNDERLAY6, UNDERLAY_CIDR, labDir, labExists, loadLab, lockLab, nodeNames, saveLab, validateLabName, podServerName } from "./state.ts";
 
 export interface UpOptions {
   store?: "file" | "etcd";
@@ -137,7 +137,7 @@ export async function labDown(name: string, progress: Progress): Promise<void> {
   try {
     s = loadLab(name);
     const t0 = performance.now();
-    await Promise.all([...s.pods.map((p) => stopProcess(p.serverPid, 300)), ...s.nodes.map((n) => stopProcess(n.agentPid, 1000))]);
+    await Promise.all([...s.pods.map((p) => stopPodServer(p.serverPid, podServerName(p), 300)), ...s.nodes.map((n) => stopAgentProcess(n, 1000))]);
     await stopProcess(s.store?.etcdPid, 2000, "SIGTERM", s.store?.etcdDir);
     if (s.manifest) removePodmanState(name);
     await stopControlPlane(s);

@@ -16,7 +16,7 @@ import { agentStatus, startAgent, waitReady } from "./agents.ts";
 import { installBinary } from "./install.ts";
 import { tearDownPod } from "./pods.ts";
 import { releaseNodeLease } from "./registry.ts";
-import { stopProcess } from "./processes.ts";
+import { stopAgentProcess } from "./processes.ts";
 import { deleteNode, registerNode } from "./kube/cluster.ts";
 import { hasApi, mirrorNode, nodeDetails } from "./kube/mirror.ts";
 import { runDaemonPod, stopDaemonPod, waitPodReady } from "./kube/kubelet.ts";
@@ -145,7 +145,7 @@ export async function nodeRm(lab: string, name: string): Promise<void> {
     const n = findNode(s, name);
     for (const p of s.pods.filter((x) => x.node === n.name)) await tearDownPod(s, p);
     s.pods = s.pods.filter((x) => x.node !== n.name);
-    await stopProcess(n.agentPid);
+    await stopAgentProcess(n);
     if (s.manifest) stopDaemonPod(s, n);
     else await releaseNodeLease(s, n.name);
     if (hasApi(s)) await deleteNode(s.name, n.name);

@@ -10,9 +10,9 @@ import { gauzeExecutable, runSync } from "../kernel/spawn.ts";
 import { addNetns, delNetns, netnsPath } from "../kernel/netns.ts";
 import { isNamespaceName } from "../util/text.ts";
 import { RuntimeError, addPod, delPod, loadNetwork, runtimeFor } from "./runtime.ts";
-import { spawnInNetns, stopProcess } from "./processes.ts";
+import { spawnInNetns, stopPodServer } from "./processes.ts";
 import { mirrorPodCreate, mirrorPodDelete, mirrorPodStatus, podsInApi } from "./kube/mirror.ts";
-import { type LabImage, type LabPod, type LabState, type PodPort, findNode, findPod, labDir, podLabel, podNamespace, podNetnsName, withLab } from "./state.ts";
+import { type LabImage, type LabPod, type LabState, type PodPort, findNode, findPod, labDir, podLabel, podNamespace, podNetnsName, podServerName, withLab } from "./state.ts";
 
 function podRef(p: LabPod) {
   return { name: p.name, namespace: podNamespace(p), uid: p.uid, containerId: p.containerId, netns: p.netns };
@@ -86,10 +86,10 @@ function trySetUp(s: LabState, p: LabPod): void {
     p.phase = "Running";
     delete p.reason;
     if (p.image === "nginx" && !p.serverPid) {
-      p.serverPid = spawnInNetns(netnsPath(p.netns), [gauzeExecutable(), "lab", "serve-http", "--port", "80", "--pod", p.name], podLog(s, p));
+      p.serverPid = spawnInNetns(netnsPath(p.netns), [gauzeExecutable(), "lab", "serve-http", "--port", "80", "--pod", podServerName(p)], podLog(s, p));
     }
     if (p.image === "agnhost" && !p.serverPid && p.ports?.length) {
-      p.serverPid = spawnInNetns(netnsPath(p.netns), [gauzeExecutable(), "lab", "serve-ports", "--ports", formatPorts(p.ports), "--pod", podLabel(p)], podLog(s, p));
+      p.serverPid = spawnInNetns(netnsPath(p.netns), [gauzeExecutable(), "lab", "serve-ports", "--ports", formatPorts(p.ports), "--pod", podServerName(p)], podLog(s, p));
     }
   } catch (e) {
     if (!(e instanceof RuntimeError)) throw e;
@@ -157,7 +157,7 @@ export async function tearDownPod(s: LabState, p: LabPod): Promise<void> {
 }
 
 async function removeSandbox(s: LabState, p: LabPod): Promise<void> {
-  await stopProcess(p.serverPid, 500);
+  await stopPodServer(p.serverPid, podServerName(p), 500);
   const n = s.nodes.find((x) => x.name === p.node);
   if (n) {
     try {

@@ -51,3 +51,20 @@ export async function stopProcess(pid: number | undefined, graceMs = 1000, signa
   }
   return true;
 }
+
+// What only one of the lab's processes has on its command line, each a whole argument (the
+// command line is NUL-separated): a PID recycled by another gauze process, another lab's agent or
+// API server, is never taken for ours (a lab down once stopped a newer lab's API server that way).
+const arg = (...words: string[]) => `\0${words.join("\0")}\0`;
+
+/** A node's agent: its --root is the node's own tree. */
+export const agentRunning = (n: { agentPid?: number; root: string }): boolean => isOurProcess(n.agentPid, arg("--root", n.root));
+export const stopAgentProcess = (n: { agentPid?: number; root: string }, graceMs = 1000, signal: NodeJS.Signals = "SIGTERM"): Promise<boolean> =>
+  stopProcess(n.agentPid, graceMs, signal, arg("--root", n.root));
+
+/** The lab's API server: `gauze lab apiserver --name <lab>`. */
+export const apiServerRunning = (lab: string, pid: number | undefined): boolean => isOurProcess(pid, arg("apiserver", "--name", lab));
+export const stopApiServer = (lab: string, pid: number | undefined): Promise<boolean> => stopProcess(pid, 1000, "SIGTERM", arg("apiserver", "--name", lab));
+
+/** A pod's server (serve-http, serve-ports): the pod it serves, and the pod's namespace it runs in. */
+export const stopPodServer = (pid: number | undefined, pod: string, graceMs: number): Promise<boolean> => stopProcess(pid, graceMs, "SIGTERM", arg("--pod", pod));

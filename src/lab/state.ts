@@ -230,6 +230,8 @@ export function findNode(s: LabState, name: string): LabNode {
 export const podNamespace = (p: LabPod): string => p.namespace ?? "default";
 
 /** How a lab command names a pod: "web" for default/web, "x/web" elsewhere. */
+/** What a pod's server is told it serves (its --pod): the name that stopping it finds it by. */
+export const podServerName = (p: LabPod): string => (p.image === "agnhost" ? podLabel(p) : p.name);
 export const podLabel = (p: LabPod): string => (podNamespace(p) === "default" ? p.name : `${podNamespace(p)}/${p.name}`);
 
 /** `[namespace/]name` (a bare name is in default) as its two parts. */

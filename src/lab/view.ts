@@ -2,7 +2,7 @@
 // reason (the runtime's view of net.d), the agent's status (subnet, VTEP MAC, peers), and in
 // manifest mode the DaemonSet pod and its readiness probe's answer.
 import { agentStatus } from "./agents.ts";
-import { isOurProcess } from "./processes.ts";
+import { agentRunning } from "./processes.ts";
 import { loadNetwork, runtimeFor } from "./runtime.ts";
 import { podReady, runningContainers } from "./kube/kubelet.ts";
 import type { LabNode, LabState } from "./state.ts";
@@ -40,7 +40,7 @@ export function nodeView(s: LabState, n: LabNode): NodeView {
     reason = (e as Error).message;
   }
   const a = agentStatus(n);
-  const running = s.manifest ? !!n.pod && containersUp(s.name).has(n.pod.containers[0] ?? "") : isOurProcess(n.agentPid);
+  const running = s.manifest ? !!n.pod && containersUp(s.name).has(n.pod.containers[0] ?? "") : agentRunning(n);
   return {
     name: n.name, role: n.role, ready, ...(reason ? { reason } : {}), ip: n.ip,
     ...(a?.subnet ? { subnet: a.subnet } : {}), ...(a?.vtepMac ? { vtepMac: a.vtepMac } : {}),

@@ -20,7 +20,7 @@ import { RESOURCES, resourceOfKind } from "./resources.ts";
 import { API_HOST, API_PORT, AGENT_ACCOUNT, ADMIN_USER, LAB_USERS, adminKubeconfig, agentKubeconfig, kubeDir, makeCredentials, userKubeconfig, writeKubeconfig } from "./credentials.ts";
 import { adminSocket, kubeCall } from "./client.ts";
 import { loadLab, type LabState } from "../state.ts";
-import { isOurProcess, spawnInNetns, stopProcess } from "../processes.ts";
+import { apiServerRunning, spawnInNetns, stopApiServer } from "../processes.ts";
 import { labExecer, startKubelets } from "./kubelet-api.ts";
 
 export { API_HOST, API_PORT, kubeDir, serviceAccountDir, adminKubeconfig, agentKubeconfig } from "./credentials.ts";
@@ -51,11 +51,11 @@ export async function startControlPlane(s: LabState, manifest?: ManifestObject[]
       for (const u of LAB_USERS) writeKubeconfig(userKubeconfig(s.name, u), s.name, { server: h.local, user: u, token: creds.userTokens[u] });
       return;
     } catch (e) {
-      if (Date.now() > until || !isOurProcess(s.kube.apiPid)) {
+      if (Date.now() > until || !apiServerRunning(s.name, s.kube.apiPid)) {
         // Its last words, since the lab (and the log with it) may be gone by the time anyone looks.
         let tail = "";
         try { tail = readFileSync(join(dir, "apiserver.log"), "utf8").trim().split("\n").slice(-4).join(" | "); } catch { /* no log */ }
-        const died = isOurProcess(s.kube.apiPid) ? "" : ", and its process has exited";
+        const died = apiServerRunning(s.name, s.kube.apiPid) ? "" : ", and its process has exited";
         throw new Error(`the lab's API server did not start: ${(e as Error).message}${died} (log: ${join(dir, "apiserver.log")}${tail ? `: ${tail}` : ""})`);
       }
       await new Promise((r) => setTimeout(r, 10));
@@ -64,11 +64,11 @@ export async function startControlPlane(s: LabState, manifest?: ManifestObject[]
 }
 
 export async function stopControlPlane(s: LabState): Promise<void> {
-  await stopProcess(s.kube?.apiPid, 1000);
+  await stopApiServer(s.name, s.kube?.apiPid);
 }
 
 export function controlPlaneRunning(s: LabState): boolean {
-  return isOurProcess(s.kube?.apiPid);
+  return apiServerRunning(s.name, s.kube?.apiPid);
 }
 
 /** A kubelet registering its Node (or updating it), and the controller manager giving it a podCIDR. */
