@@ -59,6 +59,8 @@ test("8 nodes: pings between every pair light the edges; no edge label overlaps 
   // Every pair at once (each ping in the background), twice over 3 s so the edges stay lit.
   const script = pods.flatMap((a) => pods.filter((b) => b !== a).map((b) => `nsenter --net=/run/netns/gz-${lab}-pod-${a.name} ping -c 3 -i 0.5 -W 1 ${b.ip} >/dev/null &`)).join(" ") + " wait";
   const pinging = spawn("sh", ["-c", script]);
+  // Listened for at once: the pings may end while the checks below run.
+  const pinged = new Promise((r) => pinging.on("close", r));
   await page.waitForFunction(() => ((globalThis as unknown as { document: { querySelectorAll(s: string): { length: number } } }).document.querySelectorAll("line.edge.active").length >= 20), undefined, { timeout: 8000 });
   await page.screenshot({ path: join(shots, "8-nodes.png") });
   assert.deepEqual(pageErrors, [], "no script error on the page");
@@ -82,7 +84,7 @@ test("8 nodes: pings between every pair light the edges; no edge label overlaps 
   }
   assert.match(await page.textContent(`g.node[data-node="${st.nodes[0]!.name}"] > title`) ?? "", /VTEP 0e:/);
   await page.screenshot({ path: join(shots, "8-nodes.png") });
-  await new Promise((r) => pinging.on("close", r));
+  await pinged;
 });
 
 test("30 nodes: every node drawn once, small, with names that overlap no other name or node", { timeout: 120_000 }, async () => {
