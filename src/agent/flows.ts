@@ -805,8 +805,19 @@ export class FlowObserver {
     return all.filter((e) => e.time > since).sort((a, b) => a.time - b.time).slice(-n);
   }
 
+  /**
+   * What the kernel has handed over and the timers have not read yet, read now: a trace asks
+   * right after its probe, and on a loaded node a 50 ms timer may fire long after (a trace once
+   * missed every hop on one node so). The packet ring's open block still waits for its timeout.
+   */
+  private catchUp(): void {
+    if (this.o.bpf) this.tickBpfFlows();
+    else this.tick();
+  }
+
   /** Sightings matching a packet's identity (trace), oldest first. */
   sightingsOf(m: SightingMatch): Sighting[] {
+    this.catchUp();
     const out: Sighting[] = [];
     for (const at of this.slotsNewestFirst()) {
       if (m.since !== undefined && this.sTime[at]! < m.since) continue;
@@ -822,6 +833,7 @@ export class FlowObserver {
    * at one observation point or any: matched as sightingsOf matches.
    */
   packets(m: SightingMatch & { point?: string; last?: number }): (PacketView & { time: number; point: ObservationPoint; interface: string })[] {
+    this.catchUp();
     const out: (PacketView & { time: number; point: ObservationPoint; interface: string })[] = [];
     for (const at of this.slotsNewestFirst()) {
       if (out.length >= (m.last ?? 3)) break;

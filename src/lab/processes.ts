@@ -31,6 +31,22 @@ export function isOurProcess(pid: number | undefined, marker?: string): boolean 
   }
 }
 
+/**
+ * Whether `pid` has ended (gone, or a zombie not yet reaped). Not the same as "not ours": a child
+ * just started runs its parent's command line until it has exec'd, so a marker check made then
+ * says "not ours" of a process that is still starting (a loaded CI host once failed a lab up so).
+ */
+export function processEnded(pid: number | undefined): boolean {
+  if (!pid) return true;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // The state follows the command's name in parentheses, which may itself hold ") ".
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) === "Z";
+  } catch {
+    return true;
+  }
+}
+
 /** SIGTERM, then SIGKILL after `graceMs` if it still runs; true if it was running. */
 export async function stopProcess(pid: number | undefined, graceMs = 1000, signal: NodeJS.Signals = "SIGTERM", marker?: string): Promise<boolean> {
   if (!isOurProcess(pid, marker)) return false;

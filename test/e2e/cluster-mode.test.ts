@@ -122,11 +122,11 @@ test("trace --kubeconfig with the manifest's --trace-probes opt-in: the probe le
     const kc = must([GAUZE, "lab", "kubeconfig", "--name", opt, "--as", "observer"]).trim();
     const icmp = sh([GAUZE, "trace", "--kubeconfig", kc, "default/a", "default/web", "--json"]);
     assert.equal(icmp.status, 0, icmp.stderr + icmp.stdout);
-    const t = JSON.parse(icmp.stdout) as { replied: boolean; probe: { passive?: string; exit?: number }; hops: { node: string; direction: string; ipLen: number; observationPoint: string }[] };
+    const t = JSON.parse(icmp.stdout) as { replied: boolean; unobserved: unknown[]; probe: { passive?: string; exit?: number }; hops: { node: string; direction: string; ipLen: number; observationPoint: string }[] };
     assert.equal(t.probe.passive, undefined, "an active probe, not a passive trace");
     assert.equal(t.probe.exit, 0);
     assert.ok(t.replied);
-    for (const node of [`${opt}-control-plane`, `${opt}-worker`]) for (const dir of ["request", "reply"]) assert.ok(t.hops.some((h) => h.node === node && h.direction === dir), `${node} ${dir}`);
+    for (const node of [`${opt}-control-plane`, `${opt}-worker`]) for (const dir of ["request", "reply"]) assert.ok(t.hops.some((h) => h.node === node && h.direction === dir), `${node} ${dir}: ${icmp.stdout}`);
     assert.ok(t.hops.filter((h) => h.observationPoint === "from-pod").every((h) => h.ipLen === 84), "gauze's own echo: 84 bytes, as ping's");
     const tcp = sh([GAUZE, "trace", "--kubeconfig", kc, "default/a", "default/web", "--protocol", "tcp", "--port", "80"]);
     assert.equal(tcp.status, 0, tcp.stderr + tcp.stdout);

@@ -20,7 +20,7 @@ import { RESOURCES, resourceOfKind } from "./resources.ts";
 import { API_HOST, API_PORT, AGENT_ACCOUNT, ADMIN_USER, LAB_USERS, adminKubeconfig, agentKubeconfig, kubeDir, makeCredentials, userKubeconfig, writeKubeconfig } from "./credentials.ts";
 import { adminSocket, kubeCall } from "./client.ts";
 import { loadLab, type LabState } from "../state.ts";
-import { apiServerRunning, spawnInNetns, stopApiServer } from "../processes.ts";
+import { apiServerRunning, processEnded, spawnInNetns, stopApiServer } from "../processes.ts";
 import { labExecer, startKubelets } from "./kubelet-api.ts";
 
 export { API_HOST, API_PORT, kubeDir, serviceAccountDir, adminKubeconfig, agentKubeconfig } from "./credentials.ts";
@@ -51,11 +51,12 @@ export async function startControlPlane(s: LabState, manifest?: ManifestObject[]
       for (const u of LAB_USERS) writeKubeconfig(userKubeconfig(s.name, u), s.name, { server: h.local, user: u, token: creds.userTokens[u] });
       return;
     } catch (e) {
-      if (Date.now() > until || !apiServerRunning(s.name, s.kube.apiPid)) {
+      // Ended, not "not ours": until it has exec'd, the new process runs this CLI's command line.
+      if (Date.now() > until || processEnded(s.kube.apiPid)) {
         // Its last words, since the lab (and the log with it) may be gone by the time anyone looks.
         let tail = "";
         try { tail = readFileSync(join(dir, "apiserver.log"), "utf8").trim().split("\n").slice(-4).join(" | "); } catch { /* no log */ }
-        const died = apiServerRunning(s.name, s.kube.apiPid) ? "" : ", and its process has exited";
+        const died = processEnded(s.kube.apiPid) ? ", and its process has exited" : "";
         throw new Error(`the lab's API server did not start: ${(e as Error).message}${died} (log: ${join(dir, "apiserver.log")}${tail ? `: ${tail}` : ""})`);
       }
       await new Promise((r) => setTimeout(r, 10));
