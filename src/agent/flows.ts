@@ -16,6 +16,7 @@
 // TCP flag, ends or has gone a second unreported; those events become the same flow events and
 // sightings, and drops come with their device and namespace (bpf-flows.ts), so none is guessed.
 import type { Logger } from "pino";
+import { NewFlowBudget } from "./new-flow-budget.ts";
 import { statSync } from "node:fs";
 import { PACKET_OUTGOING, PacketRing, type RingPacket } from "../kernel/packet-ring.ts";
 import { DropWatch, type DropEvent } from "../kernel/tracefs.ts";
@@ -168,7 +169,7 @@ export class FlowObserver {
   private readonly vxlanPorts: Set<number>;
   readonly stats: ObserverStats = { packets: 0, flows: 0, events: 0, ringDrops: 0, lost: 0, shed: 0, dropsShed: 0, dropsSeen: 0, dropsClaimed: 0, sampling: 1 };
   /** New flows tracked in the current second (the overload cap counts against it). */
-  private newThisSecond = 0;
+  private readonly newFlows: NewFlowBudget;
   private dropEventsThisSecond = 0;
   private ticking?: ReturnType<typeof setImmediate>;
   /** Packets read in the current second: TCP bulk (subject to sampling) and the rest. */
@@ -184,6 +185,7 @@ export class FlowObserver {
   private kernelLost = 0;
 
   constructor(private readonly o: ObserverOptions, private readonly nl: Rtnl) {
+    this.newFlows = new NewFlowBudget(o.maxNewFlowsPerSecond ?? 2000);
     const n = o.sightings ?? 16384;
     this.sTime = new Float64Array(n);
     this.sIf = new Int32Array(n);
@@ -381,14 +383,13 @@ export class FlowObserver {
     }
     // A new flow at this point: its fields in full, and an event at once; past the cap on new
     // flows a second (a pod spraying random ports), counted instead of tracked.
-    if (this.newThisSecond >= (this.o.maxNewFlowsPerSecond ?? 2000)) {
+    const key = flowKey(p.data, this.vxlanPorts);
+    if (!key || isLinkChatter(key)) return;
+    if (!this.newFlows.admit(key.src)) {
       this.stats.shed++;
       this.stats.lost++;
       return;
     }
-    const key = flowKey(p.data, this.vxlanPorts);
-    if (!key || isLinkChatter(key)) return;
-    this.newThisSecond++;
     if (this.flows.size >= (this.o.maxFlows ?? 20000)) this.evictOldest();
     const point = POINTS[egress ? codes[1] : codes[0]]!;
     const event = this.toEvent(key, time, p.ifindex, point, "forwarded");
@@ -458,8 +459,8 @@ export class FlowObserver {
     if (e.frame.length) this.keepSighting(time, e.ifindex, code, tapWireLen(e), e.frame);
     const id = tapFlowId(e);
     let fl = this.tapFlows.get(id);
-    // Past the cap on new flows a second (a pod spraying random ports): counted before any parsing.
-    if (!fl && this.newThisSecond >= (this.o.maxNewFlowsPerSecond ?? 2000)) { this.stats.shed++; this.stats.lost++; return; }
+    // Past the cap on new flows a second (a pod spraying random ports, the source's share of it): counted before any parsing.
+    if (!fl && !this.newFlows.admit(e.src)) { this.stats.shed++; this.stats.lost++; return; }
     const key = tapEventKey(e, this.vxlanPorts);
     if (!key || isLinkChatter(key)) return;
     let packets = e.packets, bytes = e.bytes;
@@ -477,7 +478,6 @@ export class FlowObserver {
       if (packets === 0 && e.reason === "periodic") return;
     } else {
       // A flow the kernel saw first (new), or one a previous agent was told of (adopted flows).
-      this.newThisSecond++;
       if (this.tapFlows.size >= (this.o.maxFlows ?? 20000)) {
         const oldest = this.tapFlows.keys().next();
         if (!oldest.done) this.tapFlows.delete(oldest.value);
@@ -532,7 +532,7 @@ export class FlowObserver {
       if (fl.tailRead || !fl.kernelKey) continue;
       if (++reads > 4000) break; // bounded work a second; the rest next second
       table ??= tap.flows();
-      const st = table.lookup(fl.kernelKey);
+      const st = tap.counted(fl.kernelKey, table);
       if (!st) { fl.tailRead = true; continue; }
       const last = st.lastNs / 1e6 + offsetMs;
       if (now - last > 1000) fl.tailRead = true;
@@ -661,7 +661,7 @@ export class FlowObserver {
   /** Flows with packets since their last event: one event each; flows idle for 30 s are forgotten. */
   private flush(): void {
     const now = Date.now();
-    this.newThisSecond = 0;
+    this.newFlows.reset();
     this.dropEventsThisSecond = 0;
     if (now - this.lastPodsRead > 2000) this.readPods();
     if (this.o.bpf) this.flushTapTails(now);
@@ -683,7 +683,8 @@ export class FlowObserver {
         this.flows.delete(id);
       }
     }
-    this.stats.flows = this.flows.size;
+    // The eBPF path tracks its flows in tapFlows (flushTapTails counted them just now).
+    this.stats.flows = this.o.bpf ? this.tapFlows.size : this.flows.size;
     // What was shed under overload (new flows past the cap, drops past theirs) is told to every
     // live reader too, once a second: a flood is never silent in the stream.
     const shed = this.stats.shed + this.stats.dropsShed;

@@ -121,19 +121,26 @@ export async function nodeAdd(lab: string, progress: Progress, name?: string): P
     if (s.nodes.some((n) => n.name === nodeName)) throw new Error(`node ${nodeName} exists already`);
     const [n] = createNodes(s, [{ name: nodeName, role: "worker", idx }]);
     s.nodes.push(n!);
-    if (s.manifest) await registerKubeNode(s, n!);
-    else await mirrorNode(s, n!);
-    if (s.cniInstalled && s.manifest) {
-      n!.pod = runDaemonPod(s, n!, s.manifest.image);
+    try {
+      if (s.manifest) await registerKubeNode(s, n!);
+      else await mirrorNode(s, n!);
+      if (s.cniInstalled && s.manifest) {
+        n!.pod = runDaemonPod(s, n!, s.manifest.image);
+        saveLab(s);
+        await waitPodReady(s, [n!]);
+      } else if (s.cniInstalled) {
+        installBinary(n!);
+        startAgent(s, n!);
+        saveLab(s);
+        await waitReady([n!]);
+      }
+      if (s.cniInstalled) await mirrorNode(s, n!);
+    } catch (e) {
+      // A node that did not join is not left half made (a namespace no lab state names).
+      await removeNode(s, n!).catch(() => undefined);
       saveLab(s);
-      await waitPodReady(s, [n!]);
-    } else if (s.cniInstalled) {
-      installBinary(n!);
-      startAgent(s, n!);
-      saveLab(s);
-      await waitReady([n!]);
+      throw new Error(`node ${nodeName} did not join: ${(e as Error).message}`);
     }
-    if (s.cniInstalled) await mirrorNode(s, n!);
     progress(`node ${n!.name} joined (${n!.ip}${agentStatus(n!)?.subnet ? `, subnet ${agentStatus(n!)!.subnet}` : ""})`);
     return n!;
   });
@@ -142,17 +149,24 @@ export async function nodeAdd(lab: string, progress: Progress, name?: string): P
 /** Removes a node as `kubectl delete node` would: its pods, its agent, its lease, its namespace. */
 export async function nodeRm(lab: string, name: string): Promise<void> {
   await withLab(lab, async (s) => {
-    const n = findNode(s, name);
-    for (const p of s.pods.filter((x) => x.node === n.name)) await tearDownPod(s, p);
-    s.pods = s.pods.filter((x) => x.node !== n.name);
-    await stopAgentProcess(n);
-    if (s.manifest) stopDaemonPod(s, n);
-    else await releaseNodeLease(s, n.name);
+    await removeNode(s, findNode(s, name));
+  });
+}
+
+async function removeNode(s: LabState, n: LabNode): Promise<void> {
+  for (const p of s.pods.filter((x) => x.node === n.name)) await tearDownPod(s, p);
+  s.pods = s.pods.filter((x) => x.node !== n.name);
+  await stopAgentProcess(n);
+  if (s.manifest) stopDaemonPod(s, n);
+  else await releaseNodeLease(s, n.name);
+  // The namespace and the node's tree go even when the API server cannot be told.
+  try {
     if (hasApi(s)) await deleteNode(s.name, n.name);
+  } finally {
     // Its agent's eBPF observer, pinned to outlive the agent: it goes with the node.
     removeObserverPins(n.name, netnsPath(n.netns));
     delNetns(n.netns);
     rmSync(n.root, { recursive: true, force: true });
     s.nodes = s.nodes.filter((x) => x !== n);
-  });
+  }
 }

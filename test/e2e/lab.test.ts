@@ -117,7 +117,7 @@ test("a node leaves (its routes, neighbours and FDB entries go everywhere), a st
   assert.ok(!left.includes(w2.vtepMac!) && !left.includes(w2.subnet!.split("/")[0]!), `stale entries left: ${left}`);
 
   // A new node joins and is reachable from the others.
-  assert.equal(g("lab", "node", "add", "--name", name, "--node", `${name}-worker3`).status, 0);
+  { const r = g("lab", "node", "add", "--name", name, "--node", `${name}-worker3`); assert.equal(r.status, 0, r.stderr + r.stdout); }
   assert.equal(g("lab", "pod", "run", "newbie", "--node", `${name}-worker3`, "--image", "nginx", "--name", name).status, 0);
   assert.equal(g("lab", "pod", "run", "old", "--node", cp.name, "--name", name).status, 0);
   assert.ok(pingFrom(name, "old", podIp(name, "newbie")));

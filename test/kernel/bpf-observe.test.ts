@@ -104,18 +104,18 @@ test("tcx: in front of what is attached, a ping across seen both ways, counted w
     assert.equal(req.frame.length, 98);
     assert.equal(req.frame[12], 0x08, "the frame from its Ethernet header");
     // The table has every packet, reported or not (the interval is a second; pings come every 0.2 s).
-    const flows = [...tap.flows().entries()].filter(([k]) => k.ifindex === va && k.proto === 1);
+    const flows = [...tap.countedFlows()].filter(([k]) => k.ifindex === va && k.proto === 1);
     assert.deepEqual(flows.map(([k, s]) => [k.egress, s.packets]).sort(), [[false, 3], [true, 3]]);
     // Restart with the pins kept: the links stay (and keep counting), the next tap takes them over.
     const before = tcxAttached(va, "egress", nsA).linkIds;
     tap.close({ keepPins: true });
     tap = undefined;
-    assert.deepEqual(listPins(pinDir), ["config", "events", "flows", `links/tcx-${va}-egress`, `links/tcx-${va}-ingress`]);
+    assert.deepEqual(listPins(pinDir), ["config", "events", "flow_cache", "flows", `links/tcx-${va}-egress`, `links/tcx-${va}-ingress`]);
     ping(1);
     tap = BpfFlowTap.open({ netns: nsA, pinDir, mode: "tcx" });
-    assert.deepEqual([...tap.obj.adopted].sort(), ["config", "events", "flows"]);
+    assert.deepEqual([...tap.obj.adopted].sort(), ["config", "events", "flow_cache", "flows"]);
     // Each ping run is its own flow (its ICMP id): the old one with 3, the one sent meanwhile with 1.
-    const kept = [...tap.flows().entries()].filter(([k]) => k.ifindex === va && k.proto === 1 && k.egress).map(([, s]) => s.packets).sort();
+    const kept = [...tap.countedFlows()].filter(([k]) => k.ifindex === va && k.proto === 1 && k.egress).map(([, s]) => s.packets).sort();
     assert.deepEqual(kept, [1, 3], "counted while no agent ran");
     tap.attach(va);
     assert.deepEqual(tcxAttached(va, "egress", nsA).linkIds, before, "the same link, now running the new program");

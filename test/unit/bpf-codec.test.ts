@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { bytes, decode, encode, parseCpuList, u16, u32, u64, u64n, u8 } from "../../src/kernel/bpf/map.ts";
-import { EVENT_SIZE, configCodec, decodeFlowEvent, flowKeyCodec, flowStateCodec } from "../../src/kernel/bpf/flow-codec.ts";
+import { EVENT_SIZE, cacheSlot, configCodec, decodeFlowEvent, flowCacheCodec, flowKeyCodec, flowStateCodec } from "../../src/kernel/bpf/flow-codec.ts";
 import { DROP_EVENT_SIZE, decodeDropEvent } from "../../src/kernel/bpf/drops.ts";
 
 const DIST = join(import.meta.dirname, "..", "..", "dist", "bpf");
@@ -44,6 +44,7 @@ const drops = dwarf("drops.o");
 test("struct sizes the TypeScript side assumes", () => {
   assert.equal(observe.get("flow_key")!.size, flowKeyCodec.size);
   assert.equal(observe.get("flow_state")!.size, flowStateCodec.size);
+  assert.equal(observe.get("flow_cache")!.size, flowCacheCodec.size);
   assert.equal(observe.get("config")!.size, configCodec.size);
   assert.equal(observe.get("flow_event")!.size, EVENT_SIZE);
   assert.equal(drops.get("drop_event")!.size, DROP_EVENT_SIZE);
@@ -69,6 +70,25 @@ test("flow keys and flow state encode and decode at the C offsets", () => {
   for (const [js, c] of names) assert.equal(Number(sv.getBigUint64(S[c]!, true)), st[js], c);
   assert.equal(sv.getUint8(S.flags_seen!), 0x12);
   assert.deepEqual(decode(flowStateCodec, sb), st);
+});
+
+test("a flow's per-CPU slot encodes at the C offsets; the slot of a key spreads keys and is the reply's only by chance", () => {
+  const C = observe.get("flow_cache")!.at;
+  const key = { ifindex: 7, egress: false, family: 4, proto: 6, tunnel: false, src: Uint8Array.from([10, 0, 0, 1, ...new Array(12).fill(0)]), dst: Uint8Array.from([10, 0, 0, 2, ...new Array(12).fill(0)]), sport: 40000, dport: 80 };
+  const slot = { key, valid: true, packets: 11, bytes: 22, lastNs: 33, reportNs: 44, flagsSeen: 0x18 };
+  const b = encode(flowCacheCodec, slot);
+  const v = new DataView(b.buffer);
+  assert.equal(C.key, 0);
+  assert.equal(v.getUint32(C.valid!, true), 1);
+  for (const [js, c] of [["packets", "packets"], ["bytes", "bytes"], ["lastNs", "last_ns"], ["reportNs", "report_ns"]] as const) assert.equal(Number(v.getBigUint64(C[c]!, true)), slot[js], c);
+  assert.equal(v.getUint8(C.flags_seen!), 0x18);
+  assert.deepEqual(decode(flowCacheCodec, b), slot);
+  // 4096 flows of one host pair by source port fill most of the 1024 slots; none falls outside.
+  const used = new Set<number>();
+  for (let p = 0; p < 4096; p++) used.add(cacheSlot({ ...key, sport: 30000 + p }));
+  assert.ok([...used].every((x) => Number.isInteger(x) && x >= 0 && x < 1024));
+  assert.ok(used.size > 900, `${used.size} slots used`);
+  assert.notEqual(cacheSlot(key), cacheSlot({ ...key, src: key.dst, dst: key.src, sport: 80, dport: 40000 }), "this reply lands elsewhere");
 });
 
 test("config encodes VXLAN ports, interval and the trace match at the C offsets", () => {

@@ -103,7 +103,7 @@ test("BTF types and sizes are what bpftool reads; .BTF.ext has func, line and CO
 test("maps decode from their BTF definitions as the C declares them", () => {
   const observe = objectSpec(read("observe"));
   const byName = Object.fromEntries(observe.maps.map((m) => [m.name, m]));
-  assert.deepEqual(Object.keys(byName).sort(), ["config", "events", "flows", "lost", "scratch"]);
+  assert.deepEqual(Object.keys(byName).sort(), ["config", "events", "flow_cache", "flows", "lost", "scratch"]);
   assert.deepEqual({ ...byName.flows, btfKeyTypeId: 0, btfValueTypeId: 0 }, { name: "flows", type: MAP_TYPE.LRU_HASH, keySize: 44, valueSize: 64, maxEntries: 65536, flags: 0, pinByName: true, btfKeyTypeId: 0, btfValueTypeId: 0 });
   assert.equal(byName.config!.type, MAP_TYPE.ARRAY);
   assert.equal(byName.config!.pinByName, true);
@@ -125,7 +125,7 @@ test("programs by section name after libbpf's conventions, with their map refere
   const observe = objectSpec(read("observe"));
   assert.deepEqual(observe.programs.map((p) => [p.name, p.section, p.type]), [["observe_ingress", "tc", PROG_TYPE.SCHED_CLS], ["observe_egress", "tc", PROG_TYPE.SCHED_CLS]]);
   for (const p of observe.programs) {
-    assert.deepEqual([...new Set(p.mapRelocs.map((r) => r.map))].sort(), ["config", "events", "flows", "lost", "scratch"]);
+    assert.deepEqual([...new Set(p.mapRelocs.map((r) => r.map))].sort(), ["config", "events", "flow_cache", "flows", "lost", "scratch"]);
     for (const r of p.mapRelocs) assert.equal(p.insns[r.insn * 8], 0x18, "on an ld_imm64");
   }
   const drops = objectSpec(read("drops"));

@@ -114,6 +114,55 @@ export const flowStateCodec: Codec<FlowState> = {
   },
 };
 
+/** A flow's packets counted in one CPU's slot of flow_cache and not yet in `flows`. */
+export interface FlowCacheSlot {
+  key: FlowKey;
+  valid: boolean;
+  packets: number;
+  bytes: number;
+  /** bpf_ktime_get_coarse_ns: CLOCK_MONOTONIC at a tick's precision. */
+  lastNs: number;
+  reportNs: number;
+  flagsSeen: number;
+}
+
+/** struct flow_cache: 88 bytes, the key first. */
+export const flowCacheCodec: Codec<FlowCacheSlot> = {
+  size: 88,
+  encode: (c, v, o) => {
+    flowKeyCodec.encode(c.key, v, o);
+    v.setUint32(o + 44, c.valid ? 1 : 0, true);
+    [c.packets, c.bytes, c.lastNs, c.reportNs].forEach((x, i) => v.setBigUint64(o + 48 + 8 * i, BigInt(x), true));
+    v.setUint8(o + 80, c.flagsSeen);
+  },
+  decode: (v, o) => {
+    const g = (i: number) => Number(v.getBigUint64(o + 48 + 8 * i, true));
+    return { key: flowKeyCodec.decode(v, o), valid: v.getUint32(o + 44, true) !== 0, packets: g(0), bytes: g(1), lastNs: g(2), reportNs: g(3), flagsSeen: v.getUint8(o + 80) };
+  },
+};
+
+/** flow_cache's slots, as observe.c sizes it. */
+export const CACHE_SLOTS = 1024;
+
+/** Where observe.c's cache_slot() puts a key: the same folds and multiplications, in 32 bits. */
+export function cacheSlot(k: FlowKey): number {
+  const b = new Uint8Array(flowKeyCodec.size);
+  const v = new DataView(b.buffer);
+  flowKeyCodec.encode(k, v, 0);
+  const w = (i: number) => v.getUint32(4 * i, true);
+  const a = w(0) ^ w(1) ^ w(2) ^ w(3) ^ w(4) ^ w(5);
+  const c = w(6) ^ w(7) ^ w(8) ^ w(9) ^ w(10);
+  let h = (Math.imul(a, 0x9e3779b1) ^ Math.imul(c, 0x85ebca77)) >>> 0;
+  h = (h ^ (h >>> 15)) >>> 0;
+  return h & (CACHE_SLOTS - 1);
+}
+
+/** Whether two flow keys are one. */
+export function sameFlowKey(a: FlowKey, b: FlowKey): boolean {
+  return a.ifindex === b.ifindex && a.egress === b.egress && a.family === b.family && a.proto === b.proto && a.tunnel === b.tunnel
+    && a.sport === b.sport && a.dport === b.dport && a.src.every((x, i) => x === b.src[i]) && a.dst.every((x, i) => x === b.dst[i]);
+}
+
 function addr16(text: string | undefined, what: string): { family: number; bytes: Uint8Array } | undefined {
   if (text === undefined) return undefined;
   const a = ipBytes(text);

@@ -11,7 +11,7 @@ import { monotonicToRealtime } from "./clock.ts";
 import { Rtnl } from "../netlink/index.ts";
 import { tcx } from "./features.ts";
 import { type ClsactAttachment, type Direction, BpfLink, attachClsact, attachTcx, clsactAttached, detachClsact, removeClsactIfEmpty } from "./link.ts";
-import { type FlowKey, type FlowState, type FlowTapConfig, type FlowTapEvent, configCodec, decodeFlowEvent, flowKeyCodec, flowStateCodec } from "./flow-codec.ts";
+import { type FlowKey, type FlowState, type FlowTapConfig, type FlowTapEvent, cacheSlot, configCodec, decodeFlowEvent, flowCacheCodec, flowKeyCodec, flowStateCodec, sameFlowKey } from "./flow-codec.ts";
 import { type TypedMap, u32, u64 } from "./map.ts";
 import { type BpfObject, loadObject } from "./object.ts";
 import { embeddedObject } from "./objects.ts";
@@ -173,9 +173,36 @@ export class BpfFlowTap {
     return (this.obj.map("lost").perCpu(u32, u64).lookup(0) ?? []).reduce((a, b) => a + b, 0);
   }
 
-  /** The flow table as the kernel holds it. */
+  /** The flow table as the kernel holds it (without what waits in the per-CPU slots: counted() adds that). */
   flows(): TypedMap<FlowKey, FlowState> {
     return this.obj.map("flows").typed(flowKeyCodec, flowStateCodec);
+  }
+
+  /**
+   * A flow's state with every packet counted: its entry in `flows` plus what each CPU's slot of
+   * flow_cache holds for it. Read in that order: the program empties a slot before it adds the
+   * slot's count to `flows`, so a packet moving meanwhile is missed here (and shows a read
+   * later), never counted twice.
+   */
+  counted(key: FlowKey, table = this.flows()): FlowState | undefined {
+    const st = table.lookup(key);
+    if (!st) return undefined;
+    for (const c of this.obj.map("flow_cache").perCpu(u32, flowCacheCodec).lookup(cacheSlot(key)) ?? []) {
+      if (!c.valid || !c.packets || !sameFlowKey(c.key, key)) continue;
+      st.packets += c.packets;
+      st.bytes += c.bytes;
+      st.lastNs = Math.max(st.lastNs, c.lastNs);
+    }
+    return st;
+  }
+
+  /** Every flow with every packet counted (counted() for each). */
+  *countedFlows(): Generator<[FlowKey, FlowState]> {
+    const table = this.flows();
+    for (const k of table.keys()) {
+      const st = this.counted(k, table);
+      if (st) yield [k, st];
+    }
   }
 
   /**
