@@ -11,6 +11,7 @@ import { dirname, join } from "node:path";
 import { lockDir, writeAtomic } from "../kernel/files.ts";
 import { NETNS_DIR, unmountNetnsDir } from "../kernel/netns.ts";
 import { PSEUDO_FILESYSTEMS, type PseudoFs, ensureMounted, missingLine, mountTable, unmount } from "../kernel/pseudofs.ts";
+import { PIN_ROOT } from "../kernel/bpf/pin.ts";
 import { LAB_HOME, type Progress, listLabs } from "./state.ts";
 
 interface HostState {
@@ -84,6 +85,8 @@ export function cleanHost(progress: Progress = () => undefined): void {
       else if (mountTable().get(fs.path) === fs.fstype) progress(`host: could not unmount ${fs.kind} from ${fs.path} (still in use); umount ${fs.path} once nothing uses it`);
     }
     rmSync(HOST_STATE, { force: true });
+    // On a bpffs that was there before (so not unmounted above): the labs' agents' pin root, empty now.
+    try { rmdirSync(PIN_ROOT); } catch { /* not there, or not empty: someone else's */ }
     if (host.createdLabHome !== false) {
       try { rmdirSync(LAB_HOME); } catch { /* not empty: someone else's files */ }
     }

@@ -12,6 +12,7 @@ import { addAddr, addBridge, addRoute, addVeth, setLink, withRtnl } from "../ker
 import { formatIP, formatPrefix, parseIP } from "../net/cidr.ts";
 import { resolveNetwork } from "../store/registry.ts";
 import { removeObserverPins } from "../agent/observing.ts";
+import { removeDatapathPins } from "../agent/datapath.ts";
 import { agentStatus, startAgent, waitReady } from "./agents.ts";
 import { installBinary } from "./install.ts";
 import { tearDownPod } from "./pods.ts";
@@ -163,7 +164,9 @@ async function removeNode(s: LabState, n: LabNode): Promise<void> {
   try {
     if (hasApi(s)) await deleteNode(s.name, n.name);
   } finally {
-    // Its agent's eBPF observer, pinned to outlive the agent: it goes with the node.
+    // Its agent's eBPF datapath and observer, pinned to outlive the agent: they go with the node
+    // (the datapath's pins once stayed, holding its programs after the node was gone).
+    removeDatapathPins(n.name, netnsPath(n.netns));
     removeObserverPins(n.name, netnsPath(n.netns));
     delNetns(n.netns);
     rmSync(n.root, { recursive: true, force: true });

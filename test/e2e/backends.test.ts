@@ -5,7 +5,7 @@
 // wire. Switching a lab's backend moves every node over and leaves nothing of the old one.
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import { statSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import { GAUZE, captureOne, lossDuring, must, sh } from "./helpers.ts";
 
 const base = `t${process.pid % 1000}`;
@@ -53,6 +53,8 @@ for (const [backend, subnets, datapath] of CASES) {
     const lateSubnet = status(lab).nodes.find((n) => n.name === `${lab}-late`)!.subnet;
     assert.ok(ping(lab, first.name, late.ip), "a joining node's pod is reachable");
     must([GAUZE, "lab", "node", "rm", `${lab}-late`, "--name", lab]);
+    // Its eBPF objects go with it: pins (the datapath's once stayed, holding programs and links) and programs.
+    assert.ok(!existsSync(`/sys/fs/bpf/gauze/${lab}-late`), `${lab}-late's pins are gone`);
     for (let i = 0; i < 30 && nodes.some((n) => routes(n).some((r) => r.dst === lateSubnet)); i++) await new Promise((r) => setTimeout(r, 100));
     for (const n of nodes) assert.ok(!routes(n).some((r) => r.dst === lateSubnet), `${n}: the departed node's route is gone`);
     if (datapath === "ebpf") {
