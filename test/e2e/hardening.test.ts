@@ -27,8 +27,9 @@ before(() => {
 });
 after(() => {
   for (const k of kids) if (k.pid) try { process.kill(k.pid, "SIGKILL"); } catch { /* gone */ }
-  sh([GAUZE, "lab", "down", "--name", lab]);
+  // The test's own namespace first: the last lab down unmounts /run/netns only when it is empty.
   sh(["ip", "netns", "del", `gz-${lab}-evil`]);
+  sh([GAUZE, "lab", "down", "--name", lab]);
 });
 
 const status = () => JSON.parse(must([GAUZE, "lab", "status", "--name", lab, "--json"])) as { nodes: { name: string; subnet: string; agent?: { pid?: number } }[]; pods: { name: string; ip: string }[] };
