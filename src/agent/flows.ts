@@ -296,7 +296,7 @@ export class FlowObserver {
     // A reader (the relay, the ui) asking right after a pod's ADD gets it: the records' directory
     // is looked at, not only the 2 s timer.
     if (Date.now() - this.lastPodsRead > 2000) this.readPods();
-    else this.recordsChanged();
+    else this.recordsChanged(true); // asked (the lab right after an ADD): not the packets' 50 ms throttle
     return Object.fromEntries(this.pods);
   }
 
@@ -635,9 +635,9 @@ export class FlowObserver {
   }
 
   /** Reads the pods again when their records' directory changed (a stat, at most every 50 ms). */
-  private recordsChanged(): void {
+  private recordsChanged(force = false): void {
     const now = Date.now();
-    if (now - this.lastDirCheck < 50) return;
+    if (!force && now - this.lastDirCheck < 50) return;
     this.lastDirCheck = now;
     let stamp = 0;
     try { stamp = statSync(this.o.podRecords).mtimeMs; } catch { /* no records yet */ }

@@ -4,15 +4,17 @@
 // Pod deleted through the API (kubectl delete) is torn down at the next refresh, as kubelet would.
 // The lab's "images": nginx runs gauze's HTTP server on :80, agnhost serves every declared port on
 // TCP and UDP (as the upstream NetworkPolicy suite's pods do), netshoot is a namespace to exec into.
+import { get } from "node:http";
 import { join } from "node:path";
 import { randomBytes, randomUUID } from "node:crypto";
 import { gauzeExecutable, runSync } from "../kernel/spawn.ts";
 import { addNetns, delNetns, netnsPath } from "../kernel/netns.ts";
 import { isNamespaceName } from "../util/text.ts";
+import { nodePaths } from "../node/paths.ts";
 import { RuntimeError, addPod, delPod, loadNetwork, runtimeFor } from "./runtime.ts";
 import { spawnInNetns, stopPodServer } from "./processes.ts";
 import { mirrorPodCreate, mirrorPodDelete, mirrorPodStatus, podsInApi } from "./kube/mirror.ts";
-import { type LabImage, type LabPod, type LabState, type PodPort, findNode, findPod, labDir, podLabel, podNamespace, podNetnsName, podServerName, withLab } from "./state.ts";
+import { type LabImage, type LabNode, type LabPod, type LabState, type PodPort, findNode, findPod, labDir, podLabel, podNamespace, podNetnsName, podServerName, withLab } from "./state.ts";
 
 function podRef(p: LabPod) {
   return { name: p.name, namespace: podNamespace(p), uid: p.uid, containerId: p.containerId, netns: p.netns };
@@ -123,6 +125,7 @@ export async function podRun(lab: string, name: string, node: string, image: Lab
     if (s.pods.some((x) => x.netns === p.netns)) throw new Error(`pod ${label}: its namespace name ${p.netns} is taken (a hash collision): pick another name`);
     addNetns(p.netns);
     trySetUp(s, p);
+    if (p.phase === "Running") await agentSeesPod(n);
     try {
       await mirrorPodCreate(s, p);
     } catch (e) {
@@ -132,6 +135,21 @@ export async function podRun(lab: string, name: string, node: string, image: Lab
     }
     s.pods.push(p);
     return p;
+  });
+}
+
+/**
+ * As a kubelet's pod is running once its sandbox is, the node's agent may not yet have heard of
+ * the pod's veth (a link event it reads when it next gets the CPU), and the pod's first packets
+ * would go unobserved. Asking the agent for its pods makes it read the pod records and attach
+ * to the new links first (a ping right after `lab pod run` once showed no hop past the far
+ * node's bridge). An agent that does not answer is not waited for.
+ */
+function agentSeesPod(n: LabNode): Promise<void> {
+  return new Promise((resolve) => {
+    const req = get({ socketPath: nodePaths(n.root).apiSocket, path: "/v1/pods", timeout: 1000 }, (res) => { res.resume(); res.on("end", () => resolve()); res.on("error", () => resolve()); });
+    req.on("error", () => resolve());
+    req.on("timeout", () => { req.destroy(); resolve(); });
   });
 }
 

@@ -145,7 +145,12 @@ async function probeAll(pods: Map<string, LabPod>, family: 4 | 6, port: number, 
   const targets = refs.map((r) => (family === 6 ? pods.get(r)!.ip6! : pods.get(r)!.ip!));
   const rows = await Promise.all(refs.map(async (from) => {
     const argv = [gauzeExecutable(), "lab", "probe-many", "--to", targets.join(","), "--port", String(port), "--protocol", protocol.toLowerCase(), "--timeout", String(timeoutMs)];
-    const r = await runAsync(argv, { netns: netnsPath(pods.get(from)!.netns), timeoutMs: timeoutMs + 10_000 });
+    const run = () => runAsync(argv, { netns: netnsPath(pods.get(from)!.netns), timeoutMs: timeoutMs + 10_000 });
+    let r = await run();
+    // Killed at its deadline (124): the prober itself never answered, which says nothing of the
+    // policy (each probe has its own timeout). On a loaded machine that happened about once in
+    // a few hundred matrices; asked once more, a second silence is an error.
+    if (r.status === 124) r = await run();
     if (r.status !== 0) throw new Error(`probing from ${from}: ${r.stderr.trim() || `exit ${r.status}`}`);
     const results = JSON.parse(r.stdout) as { result: string }[];
     return results.map((x) => x.result === "connected");
