@@ -16,7 +16,6 @@
 // TCP flag, ends or has gone a second unreported; those events become the same flow events and
 // sightings, and drops come with their device and namespace (bpf-flows.ts), so none is guessed.
 import type { Logger } from "pino";
-import { NewFlowBudget } from "./new-flow-budget.ts";
 import { statSync } from "node:fs";
 import { PACKET_OUTGOING, PacketRing, type RingPacket } from "../kernel/packet-ring.ts";
 import { DropWatch, type DropEvent } from "../kernel/tracefs.ts";
@@ -34,6 +33,7 @@ import { isEndpointReason } from "../kernel/tracefs.ts";
 import { monotonicToRealtime } from "../kernel/bpf/clock.ts";
 import type { PodRecord } from "../node/pod-record.ts";
 import { dropFrame, netnsInode, tapEventKey, tapFlowId, tapKernelKey, tapWireLen, transmitDrop } from "./bpf-flows.ts";
+import { NewFlowBudget } from "./new-flow-budget.ts";
 
 /** The eBPF path's flow state: the event it was first shown with, and what userspace reported that the kernel has not. */
 interface TapFlow {
@@ -168,7 +168,7 @@ export class FlowObserver {
   private lastPodsRead = 0;
   private readonly vxlanPorts: Set<number>;
   readonly stats: ObserverStats = { packets: 0, flows: 0, events: 0, ringDrops: 0, lost: 0, shed: 0, dropsShed: 0, dropsSeen: 0, dropsClaimed: 0, sampling: 1 };
-  /** New flows tracked in the current second (the overload cap counts against it). */
+  /** New flows taken on in the current second, in all and by source (the overload cap). */
   private readonly newFlows: NewFlowBudget;
   private dropEventsThisSecond = 0;
   private ticking?: ReturnType<typeof setImmediate>;

@@ -4,13 +4,13 @@
 // Pod deleted through the API (kubectl delete) is torn down at the next refresh, as kubelet would.
 // The lab's "images": nginx runs gauze's HTTP server on :80, agnhost serves every declared port on
 // TCP and UDP (as the upstream NetworkPolicy suite's pods do), netshoot is a namespace to exec into.
-import { get } from "node:http";
 import { join } from "node:path";
 import { randomBytes, randomUUID } from "node:crypto";
 import { gauzeExecutable, runSync } from "../kernel/spawn.ts";
 import { addNetns, delNetns, netnsPath } from "../kernel/netns.ts";
 import { isNamespaceName } from "../util/text.ts";
 import { nodePaths } from "../node/paths.ts";
+import { get } from "../observe/client.ts";
 import { RuntimeError, addPod, delPod, loadNetwork, runtimeFor } from "./runtime.ts";
 import { spawnInNetns, stopPodServer } from "./processes.ts";
 import { mirrorPodCreate, mirrorPodDelete, mirrorPodStatus, podsInApi } from "./kube/mirror.ts";
@@ -145,12 +145,8 @@ export async function podRun(lab: string, name: string, node: string, image: Lab
  * to the new links first (a ping right after `lab pod run` once showed no hop past the far
  * node's bridge). An agent that does not answer is not waited for.
  */
-function agentSeesPod(n: LabNode): Promise<void> {
-  return new Promise((resolve) => {
-    const req = get({ socketPath: nodePaths(n.root).apiSocket, path: "/v1/pods", timeout: 1000 }, (res) => { res.resume(); res.on("end", () => resolve()); res.on("error", () => resolve()); });
-    req.on("error", () => resolve());
-    req.on("timeout", () => { req.destroy(); resolve(); });
-  });
+async function agentSeesPod(n: LabNode): Promise<void> {
+  await get({ node: n.name, socket: nodePaths(n.root).apiSocket }, "/v1/pods", 1000).catch(() => undefined);
 }
 
 export async function waitServing(p: LabPod, timeoutMs = 3000): Promise<void> {

@@ -11,8 +11,8 @@ import { monotonicToRealtime } from "./clock.ts";
 import { Rtnl } from "../netlink/index.ts";
 import { tcx } from "./features.ts";
 import { type ClsactAttachment, type Direction, BpfLink, attachClsact, attachTcx, clsactAttached, detachClsact, removeClsactIfEmpty } from "./link.ts";
-import { type FlowKey, type FlowState, type FlowTapConfig, type FlowTapEvent, cacheSlot, configCodec, decodeFlowEvent, flowCacheCodec, flowKeyCodec, flowStateCodec, sameFlowKey } from "./flow-codec.ts";
-import { type TypedMap, u32, u64 } from "./map.ts";
+import { type FlowCacheSlot, type FlowKey, type FlowState, type FlowTapConfig, type FlowTapEvent, cacheSlot, configCodec, decodeFlowEvent, flowCacheCodec, flowKeyCodec, flowStateCodec, sameFlowKey } from "./flow-codec.ts";
+import { type PerCpuMap, type TypedMap, u32, u64 } from "./map.ts";
 import { type BpfObject, loadObject } from "./object.ts";
 import { embeddedObject } from "./objects.ts";
 import { listPins, makePinDir, removePins, unpin } from "./pin.ts";
@@ -49,11 +49,13 @@ export class BpfFlowTap {
   private readonly filters = new Map<string, ClsactAttachment>();
   private readonly ring: RingBuffer;
   private readonly configMap: TypedMap<number, FlowTapConfig>;
+  private readonly slots: PerCpuMap<number, FlowCacheSlot>;
   private closed = false;
 
   private constructor(readonly obj: BpfObject, readonly mode: "tcx" | "clsact", private readonly o: FlowTapOptions) {
     this.ring = RingBuffer.open(obj.map("events"));
     this.configMap = obj.map("config").typed(u32, configCodec);
+    this.slots = obj.map("flow_cache").perCpu(u32, flowCacheCodec);
   }
 
   static open(o: FlowTapOptions = {}): BpfFlowTap {
@@ -187,7 +189,7 @@ export class BpfFlowTap {
   counted(key: FlowKey, table = this.flows()): FlowState | undefined {
     const st = table.lookup(key);
     if (!st) return undefined;
-    for (const c of this.obj.map("flow_cache").perCpu(u32, flowCacheCodec).lookup(cacheSlot(key)) ?? []) {
+    for (const c of this.slots.lookup(cacheSlot(key)) ?? []) {
       if (!c.valid || !c.packets || !sameFlowKey(c.key, key)) continue;
       st.packets += c.packets;
       st.bytes += c.bytes;
