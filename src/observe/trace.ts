@@ -67,6 +67,8 @@ export interface TraceReport {
   unobserved: { node: string; why: string }[];
   /** Why the kernel's drops could not be watched (tracefs not usable), when they could not. */
   dropsUnknown?: string;
+  /** The destination node's times were moved by this much to keep each packet after its sender (clocks disagree). */
+  clockShift?: { node: string; us: number };
   /** Failing and warning doctor checks on the nodes the probe crossed. */
   doctor: DoctorFinding[];
   /** The doctor command for the node it stopped on. */
@@ -156,7 +158,8 @@ export async function runTrace(source: ClusterSource, o: TraceOptions): Promise<
   const first = all.find((x) => x.s.key.src === srcIp && (x.s.key.icmpType === 8 || x.s.key.icmpType === 128));
   const icmpId = first?.s.key.icmpId;
   const mine = (xs: typeof all) => (o.protocol === "icmp" ? xs.filter((x) => x.s.key.icmpId === icmpId) : xs);
-  all = mine(all);
+  let aligned = pathOrder(mine(all), srcIp, from.node, toPod?.node);
+  all = aligned.path;
   let replied = all.some((x) => x.s.key.src === dst && x.s.key.dst === srcIp && (x.s.point === "to-pod"));
   const rst = all.find((x) => x.s.key.src === dst && x.s.key.dst === srcIp && x.s.key.tcpFlags !== undefined && (x.s.key.tcpFlags & 0x04) !== 0);
   let drops: DropEvent[] = watch?.read() ?? [];
@@ -164,7 +167,8 @@ export async function runTrace(source: ClusterSource, o: TraceOptions): Promise<
     o.progress?.("no reply: waiting 3.5 s for late drops (a neighbour that never answers frees its queue after about 3 s)");
     await new Promise((r) => setTimeout(r, 3500));
     drops = [...drops, ...(watch?.read() ?? [])];
-    all = mine(await seen());
+    aligned = pathOrder(mine(await seen()), srcIp, from.node, toPod?.node);
+    all = aligned.path;
   }
   watch?.close();
 
@@ -176,7 +180,7 @@ export async function runTrace(source: ClusterSource, o: TraceOptions): Promise<
     from: { pod: podRef(from), ip: srcIp, node: from.node }, to: { ...(toPod ? { pod: podRef(toPod), node: toPod.node } : {}), ip: dst },
     protocol: o.protocol, probe: { ...(icmpId !== undefined ? { icmpId } : {}), ...(sport ? { sourcePort: sport } : {}), ...(o.port ? { port: o.port } : {}), size: o.size, exit }, hops, reachedDestination, replied,
     ...(rst && replied ? { refused: { by: toPod ? podRef(toPod) : dst } } : {}), destination: kind.kind, doctor: [],
-    unobserved: [...unobserved].map(([node, why]) => ({ node, why })), ...(dropsUnknown ? { dropsUnknown } : {}),
+    unobserved: [...unobserved].map(([node, why]) => ({ node, why })), ...(dropsUnknown ? { dropsUnknown } : {}), ...clockShiftOf(aligned.shiftMs, toPod),
   };
   if (!replied) {
     const last = all[all.length - 1];
@@ -253,6 +257,7 @@ async function passiveTrace(source: ClusterSource, o: TraceOptions, t: { from: S
       return [];
     }
   }))).flat().filter((x) => o.protocol === "icmp" || (x.s.key.src === srcIp ? x.s.key.dstPort === o.port : x.s.key.srcPort === o.port)).sort((a, b) => a.s.time - b.s.time);
+  // (Time order finds the first packet; the path's order is made once it is chosen.)
   const isFirst = (x: { node: string; s: Sighting }) => x.node === from.node && x.s.point === "from-pod" && x.s.key.src === srcIp
     && (o.protocol !== "icmp" || x.s.key.icmpType === 8 || x.s.key.icmpType === 128);
   let all: { node: string; s: Sighting }[] = [];
@@ -268,7 +273,9 @@ async function passiveTrace(source: ClusterSource, o: TraceOptions, t: { from: S
   all = await seen();
   const same = (x: { s: Sighting }) => (o.protocol === "icmp" ? x.s.key.icmpId === first!.s.key.icmpId : x.s.key.src === srcIp ? x.s.key.srcPort === first!.s.key.srcPort : x.s.key.dstPort === first!.s.key.srcPort);
   const once = new Set<string>();
-  const path = all.filter((x) => x.s.time >= first!.s.time && same(x)).filter((x) => {
+  // Another node's clock may be behind this one's: only the source node's sightings are compared with the first's time.
+  const aligned = pathOrder(all.filter((x) => (x.node !== first!.node || x.s.time >= first!.s.time) && same(x)), srcIp, from.node, toPod?.node);
+  const path = aligned.path.filter((x) => {
     const k = `${x.node} ${x.s.point} ${x.s.ifindex} ${x.s.key.src === srcIp ? "request" : "reply"}`;
     if (once.has(k)) return false;
     once.add(k);
@@ -284,7 +291,7 @@ async function passiveTrace(source: ClusterSource, o: TraceOptions, t: { from: S
     from: { pod: podRef(from), ip: srcIp, node: from.node }, to: { ...(toPod ? { pod: podRef(toPod), node: toPod.node } : {}), ip: dst }, protocol: o.protocol,
     probe: { ...(first.s.key.icmpId !== undefined && o.protocol === "icmp" ? { icmpId: first.s.key.icmpId } : {}), ...(o.protocol !== "icmp" ? { sourcePort: first.s.key.srcPort } : {}), ...(o.port ? { port: o.port } : {}), size: Math.max(0, first.s.key.ipLen - (dst.includes(":") ? 48 : 28)), passive: t.why },
     hops, reachedDestination, replied, ...(rst && replied ? { refused: { by: toPod ? podRef(toPod) : dst } } : {}), destination: kind.kind, doctor: [],
-    unobserved: [...unobserved].map(([node, why]) => ({ node, why })), dropsUnknown: "a passive trace does not watch the kernel's drops (nothing was sent from here)",
+    unobserved: [...unobserved].map(([node, why]) => ({ node, why })), dropsUnknown: "a passive trace does not watch the kernel's drops (nothing was sent from here)", ...clockShiftOf(aligned.shiftMs, toPod),
     ...(!replied ? { stopped: { node: last.node, after: last.point, interface: last.interface, why: kind.why ?? "no node saw it after this (a passive trace does not watch drops: gauze observe --kubeconfig <file> --verdict dropped shows them)" } } : {}),
   };
   const crossed = [...new Set([from.node, ...(report.stopped ? [report.stopped.node] : []), ...(toPod ? [toPod.node] : [])])];
@@ -308,6 +315,51 @@ function classify(source: ClusterSource, ip: string, isPod: boolean): { kind: Tr
 }
 
 /** The sightings as hops (times from `start`), their interfaces named and the eBPF datapath's redirects on them. */
+function clockShiftOf(ms: number, toPod: SourcePod | undefined): Pick<TraceReport, "clockShift"> {
+  return ms && toPod ? { clockShift: { node: toPod.node, us: Math.round(ms * 1000) } } : {};
+}
+
+/**
+ * Sightings on one time line, in the order the packets met them. Each node stamps what it saw
+ * with its own wall clock, and clocks disagree (by milliseconds between machines; an agent
+ * preempted while converting its kernel's clock is late by as much): sorted as stamped, the far
+ * node's hops once came before the source node's and the stop was put on the wrong node. So the
+ * destination node's clock is moved, as little as it takes, until each packet (direction, TCP
+ * flags, echo sequence) first arrives on a node after it first left the other (the request wins
+ * where both directions cannot hold); clocks that already agree are left as they are.
+ */
+export function pathOrder<T extends { node: string; s: Sighting }>(list: T[], srcIp: string, fromNode: string, toNode: string | undefined): { path: T[]; shiftMs: number } {
+  const isRequest = (x: T) => x.s.key.src === srcIp;
+  let shift = 0;
+  if (toNode && toNode !== fromNode) {
+    // Per packet and node: when it first left (to-network; the node's first sighting without one) and first arrived.
+    const seen = new Map<string, { left: number; first: number }>();
+    for (const x of list) {
+      if (x.node !== fromNode && x.node !== toNode) continue;
+      const k = `${isRequest(x) ? "request" : "reply"} ${x.s.key.tcpFlags ?? ""} ${x.s.key.icmpSeq ?? ""} ${x.node === fromNode ? "from" : "to"}`;
+      const e = seen.get(k) ?? { left: Infinity, first: Infinity };
+      e.first = Math.min(e.first, x.s.time);
+      if (x.s.point === "to-network") e.left = Math.min(e.left, x.s.time);
+      seen.set(k, e);
+    }
+    const departure = (e: { left: number; first: number }) => (Number.isFinite(e.left) ? e.left : e.first);
+    let lower = -Infinity, upper = Infinity;
+    for (const [k, e] of seen) {
+      if (!k.endsWith(" from")) continue;
+      const other = seen.get(k.replace(/ from$/, " to"));
+      if (!other) continue;
+      if (k.startsWith("request")) lower = Math.max(lower, departure(e) - other.first);
+      else upper = Math.min(upper, e.first - departure(other));
+    }
+    shift = lower > 0 ? lower : upper < 0 ? Math.max(upper, lower) : 0;
+  }
+  const aligned = shift ? list.map((x) => (x.node === toNode ? { ...x, s: { ...x.s, time: x.s.time + shift } } : x)) : list;
+  // Equal times (one skb keeps its stamp across a node's hooks) keep the order each node saw,
+  // the sender's node first.
+  const rank = (x: T) => (x.node === (isRequest(x) ? fromNode : toNode) ? 0 : 1);
+  return { path: aligned.map((x, i) => ({ x, i })).sort((a, b) => a.x.s.time - b.x.s.time || rank(a.x) - rank(b.x) || a.i - b.i).map((e) => e.x), shiftMs: shift };
+}
+
 async function hopsOf(list: { node: string; s: Sighting }[], start: number, source: ClusterSource, agents: ReturnType<ClusterSource["agents"]>, srcIp: string, dst: string): Promise<Hop[]> {
   const hops: Hop[] = list.map((x, i) => ({
     n: i + 1, us: Math.round((x.s.time - start) * 1000), node: x.node, point: x.s.point, interface: String(x.s.ifindex), ifindex: x.s.ifindex,
@@ -405,6 +457,7 @@ export function formatTrace(r: TraceReport): string {
   }
   for (const u of r.unobserved) out.push(`  (${u.node}: ${u.why}; its hops are not shown)`);
   if (r.dropsUnknown) out.push(`  (the kernel's drops are not known: ${r.dropsUnknown})`);
+  if (r.clockShift) out.push(`  (${r.clockShift.node}'s times are moved by ${r.clockShift.us > 0 ? "+" : ""}${r.clockShift.us} us: the nodes' clocks disagree, and no packet can arrive before it left)`);
   const findings = r.doctor.filter((d) => d.status === "fail");
   if (findings.length) {
     out.push("", "doctor on the nodes crossed:");

@@ -95,9 +95,14 @@ test("tcx: in front of what is attached, a ping across seen both ways, counted w
     assert.deepEqual(q.progIds, [ours, other.info().id], "the observer runs first");
     assert.equal(tcxAttached(va, "egress", nsA).progIds.length, 1, "attached once, however often asked");
     assert.ok(q.linkIds.every((id) => linkIds().has(id)), "bpftool lists the links");
+    const sent = Date.now();
     ping(3);
     const ev = await pollFor(tap, (all) => all.some(echo(8)) && all.some(echo(0)));
     const req = ev.find(echo(8))!, rep = ev.find(echo(0))!;
+    // The kernel's monotonic stamp comes out as wall-clock time: after the ping began, before now.
+    const at = Number(req.timeNs / 1_000_000n);
+    assert.ok(at >= sent - 1 && at <= Date.now() + 1, `event at ${at}, ping from ${sent} to ${Date.now()}`);
+    assert.ok(rep.timeNs >= req.timeNs, "the reply after the request");
     assert.deepEqual([req.egress, req.src, req.dst, req.reason, req.icmp!.seq], [true, IP_A, IP_B, "new", 1]);
     assert.deepEqual([rep.egress, rep.src, rep.dst, rep.reason], [false, IP_B, IP_A, "new"]);
     assert.equal(req.len, 98, "a 64-byte ping is 98 bytes on the wire");
