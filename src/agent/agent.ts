@@ -31,7 +31,7 @@ import { LeaseKeeper } from "./lease.ts";
 import { readNodeLink, readNodeLink6 } from "./node-link.ts";
 import { describeEvent, removeOtherDevices } from "./kernel-events.ts";
 import { type AgentStatus, type Feature, degradedLine, writeStatusFile } from "./status.ts";
-import { type ObserverMode, startObserving } from "./observing.ts";
+import { type ObserverMode, removeObserverPins, startObserving } from "./observing.ts";
 import { PolicyEnforcer } from "./policy.ts";
 import { DatapathKeeper, removeDatapathPins } from "./datapath.ts";
 import { PIN_ROOT, pinDir } from "../kernel/bpf/pin.ts";
@@ -140,7 +140,15 @@ export class Agent {
 
   async start(): Promise<void> {
     this.server = await serveHealth(this.o.healthAddr, this.metrics, () => this.readiness());
-    if (this.o.observe === false) this.observeProblem = "the agent runs with --no-observe";
+    if (this.o.observe === false) {
+      this.observeProblem = "the agent runs with --no-observe";
+      // An earlier agent's pinned programs would go on observing (and costing) with nobody reading them: off is off.
+      try {
+        for (const r of removeObserverPins(this.o.node)) this.o.log.info({ removed: r }, "--no-observe: removed an earlier agent's eBPF observer");
+      } catch (e) {
+        this.o.log.warn({ err: (e as Error).message }, "--no-observe: an earlier agent's eBPF observer could not be removed");
+      }
+    }
     try {
       this.api = await serveApi(this.paths.apiSocket, {
         observer: () => this.observer, unavailable: () => this.observeProblem ?? "the agent is starting", features: () => this.features, policy: () => this.policy?.status,

@@ -254,8 +254,10 @@ export function registerLab(program: Command, set: SetStatus): void {
   etcd.command("start").description("start the lab's etcd again (agents reconcile and report ready)").option("--name <lab>", LAB_HELP)
     .action((o: { name?: string }) => guard(set, async () => { const { etcdStart } = await import("../lab/registry.ts"); const l = pickLab(o.name); await etcdStart(l); console.log(`etcd of lab ${l} started`); }));
   node.command("start-agent").description("start the node's agent again (it adopts its lease and dataplane)").argument("<node>").option("--name <lab>", LAB_HELP)
-    .action((n: string, o: { name?: string }) => guard(set, async () => {
-      await agentStart(pickLab(o.name), n);
+    .option("--observe <on|off>", "off: this node's agent runs without observing from now on (an earlier agent's eBPF programs are removed); on: as the lab says")
+    .action((n: string, o: { name?: string; observe?: string }) => guard(set, async () => {
+      if (o.observe !== undefined && o.observe !== "on" && o.observe !== "off") throw new Error(`--observe ${o.observe}: use on or off`);
+      await agentStart(pickLab(o.name), n, o.observe as "on" | "off" | undefined);
       console.log(`agent on ${findNode(loadLab(pickLab(o.name)), n).name} started`);
     }));
 

@@ -26,7 +26,7 @@ export function agentLog(n: LabNode): string {
 // --store file or etcd it reads the API only for NetworkPolicy.
 export function startAgent(s: LabState, n: LabNode): void {
   const argv = [gauzeExecutable(), "agent", "--node", n.name, "--iface", "eth0", ...storeArgs(storeFlags(s)),
-    "--root", n.root, "--health-addr", `127.0.0.1:${AGENT_PORT}`, "--resync", "5m", ...(s.noObserve ? ["--no-observe"] : []), ...(s.policyEstablished ? ["--policy-established", s.policyEstablished] : []), ...(s.observer ? ["--observer", s.observer] : []), ...(s.datapath ? ["--datapath", s.datapath] : []),
+    "--root", n.root, "--health-addr", `127.0.0.1:${AGENT_PORT}`, "--resync", "5m", ...(s.noObserve || n.noObserve ? ["--no-observe"] : []), ...(s.policyEstablished ? ["--policy-established", s.policyEstablished] : []), ...(s.observer ? ["--observer", s.observer] : []), ...(s.datapath ? ["--datapath", s.datapath] : []),
     ...(s.kube && existsSync(agentKubeconfig(s.name)) ? ["--kubeconfig", agentKubeconfig(s.name)] : [])];
   n.agentPid = spawnInNetns(netnsPath(n.netns), argv, agentLog(n));
 }
@@ -70,9 +70,16 @@ export async function agentStop(lab: string, name: string, signal: NodeJS.Signal
   });
 }
 
-export async function agentStart(lab: string, name: string): Promise<void> {
+/** `observe`: "off" starts this node's agent without observing from now on (its earlier programs are removed), "on" undoes that. */
+export async function agentStart(lab: string, name: string, observe?: "on" | "off"): Promise<void> {
   await withLab(lab, async (s) => {
     const n = findNode(s, name);
+    if (observe) {
+      if (s.manifest) throw new Error("--observe: a manifest lab's agents run as its DaemonSet says (its args), not per node");
+      if (agentRunning(n) && (observe === "off") !== !!n.noObserve) throw new Error(`--observe ${observe}: the agent on ${n.name} is running; stop it first (gauze lab node stop-agent ${n.name} --name ${lab})`);
+      if (observe === "off") n.noObserve = true;
+      else delete n.noObserve;
+    }
     if (s.manifest) {
       if (!n.pod) n.pod = runDaemonPod(s, n, s.manifest.image);
       saveLab(s);

@@ -22,6 +22,8 @@ export interface LabNode {
   idx: number;
   root: string;
   agentPid?: number;
+  /** This node's agent runs without observing (`lab node start-agent --observe off`), whatever the lab's choice. */
+  noObserve?: boolean;
   /** Manifest mode: host paths (a config's subnet file, IPAM dir) are read under the node's tree. */
   hostPaths?: boolean;
   /** Manifest mode: the DaemonSet's pod on this node, run by podman as a kubelet would. */

@@ -260,6 +260,36 @@ test("eBPF: an agent killed with -9 leaves its programs observing; the next one 
   assert.deepEqual(linkIds(), before, "the same tcx links, adopted (bpftool)");
 });
 
+test("eBPF: an agent started with --observe off takes its predecessor's programs away (off costs nothing); on again, it observes", { skip: OBSERVER === "ring" }, async () => {
+  const pinned = () => must(["sh", "-c", `for p in /sys/fs/bpf/gauze/${wk}/observe/links/*; do [ -e "$p" ] && bpftool link show pinned "$p" | head -1; done; true`]).split("\n").filter(Boolean).map((l) => l.split(":")[0]!);
+  // Link IDs are not handed out again soon: these are the worker's, whatever other labs do meanwhile.
+  const alive = (ids: string[]) => { const all = new Set((JSON.parse(must(["bpftool", "-j", "link", "list"])) as { id: number }[]).map((l) => String(l.id))); return ids.filter((id) => all.has(id)); };
+  const before = pinned();
+  assert.ok(before.length >= 8, `the worker's links are pinned: ${before.join(" ")}`);
+  must([GAUZE, "lab", "node", "stop-agent", wk, "--name", lab]);
+  assert.equal(alive(before).length, before.length, "a stopped agent leaves its programs observing (the next one adopts them)");
+  assert.match(sh([GAUZE, "lab", "node", "start-agent", wk, "--name", lab, "--observe", "maybe"]).stderr, /--observe maybe: use on or off/);
+  try {
+    must([GAUZE, "lab", "node", "start-agent", wk, "--name", lab, "--observe", "off"]);
+    assert.deepEqual(pinned(), [], "no pinned link left");
+    assert.deepEqual(alive(before), [], "bpftool: the worker's tcx links are gone");
+    const r = sh([GAUZE, "observe", "--name", lab, "--node", wk, "--last", "1"]);
+    assert.match(r.stdout + r.stderr, /--no-observe/);
+  } finally {
+    sh([GAUZE, "lab", "node", "stop-agent", wk, "--name", lab]);
+    must([GAUZE, "lab", "node", "start-agent", wk, "--name", lab, "--observe", "on"]);
+  }
+  assert.ok(pinned().length >= 8, "observing again");
+  const t0 = Date.now();
+  assert.ok(ping("a", ip("b")));
+  let seen = false;
+  for (let i = 0; i < 40 && !seen; i++) {
+    await wait(100);
+    seen = flows("--node", wk, "--to-pod", "b").some((f) => msOf(f.time) >= t0 - 5 && f.observationPoint === "to-pod");
+  }
+  assert.ok(seen, "a ping after is seen on the worker");
+});
+
 test("trace: bad input is named with what exists", () => {
   const r = sh([GAUZE, "trace", "a", "zz", "--name", lab]);
   assert.equal(r.status, 2);
