@@ -273,6 +273,16 @@ export class Agent {
     this.features.datapath = k.feature;
     this.metrics.feature.set({ feature: "datapath" }, on ? 1 : 0);
     if (on) this.datapath = k;
+    else if (existsSync(k.pinDir)) {
+      // A predecessor's programs would go on redirecting with maps nobody keeps (a pod made now
+      // is not in them, an address handed out again points at the old veth): all of the node
+      // goes the classic way, as its conflist now says.
+      try {
+        for (const r of removeDatapathPins(this.o.node)) this.o.log.warn({ removed: r }, "eBPF datapath unavailable: removed an earlier agent's datapath, which nobody could keep up to date");
+      } catch (e) {
+        this.o.log.error({ err: (e as Error).message }, "eBPF datapath unavailable, and an earlier agent's programs could not be removed: gauze agent --uninstall on this node, then start the agent again");
+      }
+    }
   }
 
   /**

@@ -18,7 +18,7 @@
 // through nftables both ways and the program never bypasses a policy.
 import type { Logger } from "pino";
 import { Gauge, type Registry } from "prom-client";
-import { existsSync, rmdirSync } from "node:fs";
+import { existsSync, rmSync, rmdirSync } from "node:fs";
 import { join } from "node:path";
 import type { Rtnl } from "../kernel/netlink/index.ts";
 import { BpfDatapath, DNAT_MARK_NFT, DNAT_MARK_TABLE, EP_CLASSIC, type Endpoint } from "../kernel/bpf/datapath.ts";
@@ -285,7 +285,14 @@ export function removeDatapathPins(node: string, netns?: string): string[] {
   try {
     out.push(...BpfDatapath.remove(dir, netns));
   } catch {
-    out.push(...BpfDatapath.remove(dir)); // the namespace is gone: no clsact filters left to find in it
+    try {
+      out.push(...BpfDatapath.remove(dir)); // the namespace is gone: no clsact filters left to find in it
+    } catch (e) {
+      // bpf() refused (an agent without CAP_BPF): the pins are files all the same. A tcx link
+      // whose last pin goes and that no process holds is released, and detached with it.
+      rmSync(dir, { recursive: true, force: true });
+      out.push(`pins under ${dir}, unlinked (bpf() refused: ${(e as Error).message})`);
+    }
   }
   try { rmdirSync(nodeDir); } catch { /* not empty (the observer's), or not there */ }
   return out;

@@ -3,11 +3,12 @@
 // reached by pods/exec into their containers (no TCP port of theirs); flows come from both nodes
 // named by pod; a node whose agent container is stopped is named while the other answers; doctor
 // reports the cluster's checks and both nodes; a user without pods/exec is told which permission
-// is missing and which ClusterRole grants it; a bad context or namespace is one clear error.
+// is missing and which ClusterRole grants it; a bad context or namespace, a token the API does
+// not know and a server that does not answer are one clear error each.
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { GAUZE, ROOT, must, sh } from "./helpers.ts";
 
@@ -97,7 +98,7 @@ test("observe --kubeconfig --follow: an agent container restarting mid-stream is
   }
 });
 
-test("RBAC and bad input: a user without pods/exec is told the missing permission; a missing context or DaemonSet is one clear error", { timeout: 60_000 }, () => {
+test("RBAC and bad input: a user without pods/exec is told the missing permission; a missing context or DaemonSet, a stale token, a server that does not answer: one clear error each", { timeout: 60_000 }, () => {
   const viewer = kubeconfig("viewer");
   const r = sh([GAUZE, "observe", "--kubeconfig", viewer, "--last", "5"]);
   assert.match(r.stderr, /User "viewer" cannot create resource "pods\/exec" in API group "" in the namespace "kube-gauze": pods\/exec \(create\) is the permission missing; bind the gauze-observer ClusterRole/, r.stderr);
@@ -107,6 +108,26 @@ test("RBAC and bad input: a user without pods/exec is told the missing permissio
   const ns = sh([GAUZE, "doctor", "--kubeconfig", kubeconfig(), "--gauze-namespace", "default"]);
   assert.equal(ns.status, 2);
   assert.match(ns.stderr, /namespace default has no DaemonSet kube-gauze-ds: is gauze installed on this cluster/);
+  // A token the API does not know (expired, revoked, mistyped): 401, and what to do.
+  const dir = join("/tmp", `gauze-${lab}-kubeconfigs`);
+  mkdirSync(dir, { recursive: true });
+  try {
+    const admin = readFileSync(kubeconfig(), "utf8");
+    assert.match(admin, /token: \S+/);
+    const stale = join(dir, "stale-token");
+    writeFileSync(stale, admin.replace(/token: \S+/, "token: 0123456789abcdef0123456789abcdef"), { mode: 0o600 });
+    const r401 = sh([GAUZE, "observe", "--kubeconfig", stale, "--last", "5"]);
+    assert.notEqual(r401.status, 0);
+    assert.match(r401.stderr, /refused the credentials \(401 Unauthorized\) .*the token is wrong or expired; get a fresh kubeconfig/, r401.stderr);
+    // A server that does not answer: run from a network namespace of the test's own, where nothing listens.
+    const gone = join(dir, "no-server");
+    writeFileSync(gone, admin.replace(/server: \S+/, "server: https://127.0.0.1:9"), { mode: 0o600 });
+    const rNet = sh(["unshare", "--net", "sh", "-c", `ip link set lo up && exec ${GAUZE} doctor --kubeconfig ${gone}`]);
+    assert.notEqual(rNet.status, 0);
+    assert.match(rNet.stderr, /the API server at https:\/\/127\.0\.0\.1:9 does not answer \(ECONNREFUSED\).*check the kubeconfig's server and that the cluster runs/, rNet.stderr);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test("trace --kubeconfig with the manifest's --trace-probes opt-in: the probe leaves the pod (ICMP and TCP), hop by hop on both nodes", { timeout: 180_000 }, async () => {
