@@ -90,7 +90,7 @@ export function registerLab(program: Command, set: SetStatus): void {
 
   lab.command("bench")
     .description("the overlay tax per backend: pod-to-pod TCP throughput, CPU per Gbit/s, RTT, and the bytes each path adds on the wire, measured on fresh labs in one run")
-    .option("--backends <list>", "none (the underlay itself), host-gw, vxlan, vxlan-direct (DirectRouting, one subnet), macvlan, wireguard, flannel-style (the anchor: flannel's VXLAN made by hand); none-v6 and vxlan-v6: the same over IPv6 (dual-stack lab), what IPv6 adds", "none,host-gw,vxlan,vxlan-direct,macvlan,wireguard,flannel-style,none-v6,vxlan-v6")
+    .option("--backends <list>", "none (the underlay itself), host-gw, vxlan, vxlan-direct (DirectRouting, one subnet), macvlan, wireguard, flannel-style (the anchor: flannel's VXLAN made by hand); none-v6 and vxlan-v6: the same over IPv6 (dual-stack lab), what IPv6 adds; host-gw-ebpf, vxlan-ebpf: with --datapath ebpf; same-node, same-node-ebpf: two pods on one node; none-aa: the underlay again, an A/A twin (the run's noise band)", "none,host-gw,vxlan,vxlan-direct,macvlan,wireguard,flannel-style,none-v6,vxlan-v6")
     .option("--streams <list>", "iperf3 parallel streams", "1,4")
     .option("--seconds <n>", "length of each iperf3 run", "3")
     .option("--rounds <n>", "rounds, interleaved across backends (medians reported)", "3")

@@ -40,3 +40,22 @@ test("lab bench: every backend measured; wire overhead from the capture: 0 bare 
   const chart = readFileSync(svg, "utf8");
   assert.ok(existsSync(svg) && chart.startsWith("<svg") && ["none", "host-gw", "vxlan", "flannel-style", "+50 B/packet"].every((s) => chart.includes(s)));
 });
+
+test("lab bench across the datapath: host-gw and vxlan with --datapath ebpf, pods on one node over the bridge and redirected, the underlay's A/A twin; wire overhead unchanged by the datapath", { timeout: 240_000 }, () => {
+  const r = JSON.parse(must([GAUZE, "lab", "bench", "--backends", "none,none-aa,host-gw,host-gw-ebpf,vxlan-ebpf,same-node,same-node-ebpf", "--rounds", "1", "--seconds", "1", "--streams", "1", "--json", "--name", "gzbd"])) as {
+    results: { backend: string; ok: boolean; error?: string; tcp: { streams: number; gbps: number }[]; rr?: { p50Us: number }; ping?: { overhead: number } }[];
+    targets: { what: string; value: string; ok: boolean }[];
+  };
+  assert.deepEqual(r.results.map((x) => `${x.backend} ${x.ok}`), ["none true", "none-aa true", "host-gw true", "host-gw-ebpf true", "vxlan-ebpf true", "same-node true", "same-node-ebpf true"], JSON.stringify(r.results.map((x) => x.error)));
+  for (const x of r.results) {
+    assert.ok(x.tcp[0]!.gbps > 0.1, `${x.backend}: traffic flowed (${x.tcp[0]!.gbps} Gbit/s)`);
+    assert.ok(x.rr && x.rr.p50Us > 0, `${x.backend}: request-response measured`);
+  }
+  const target = (re: RegExp) => r.targets.find((t) => re.test(t.what));
+  assert.ok(target(/^host-gw-ebpf: wire overhead 0 bytes/)?.ok, "the eBPF datapath adds nothing on the wire over host-gw");
+  assert.ok(target(/^vxlan-ebpf: wire overhead 50 bytes/)?.ok, "and the same 50 bytes over VXLAN (the kernel still encapsulates)");
+  assert.match(target(/^none-aa, 1 stream\(s\).*A\/A/)?.value ?? "", /^\d+(\.\d)? %$/, "the A/A twin's ratio is reported");
+  assert.ok(target(/^host-gw-ebpf, 1 stream\(s\): at least 95 % of none/), "the issue's target is judged");
+  assert.ok(target(/^same-node-ebpf, 1 stream\(s\): faster than same-node/), "and same-node against the bridge");
+  assert.ok(!must(["ip", "netns", "list"]).includes("gz-gzbd-"), "every bench lab is gone");
+});

@@ -24,7 +24,7 @@ import { type Progress, labDir, labExists, loadLab } from "../state.ts";
 import { captureDuring, sizes } from "../wire.ts";
 import { percentile } from "../../util/stats.ts";
 
-export const BENCH_BACKENDS = ["none", "host-gw", "vxlan", "vxlan-direct", "macvlan", "wireguard", "flannel-style", "none-v6", "vxlan-v6", "host-gw-ebpf", "vxlan-ebpf", "same-node", "same-node-ebpf"] as const;
+export const BENCH_BACKENDS = ["none", "host-gw", "vxlan", "vxlan-direct", "macvlan", "wireguard", "flannel-style", "none-v6", "vxlan-v6", "host-gw-ebpf", "vxlan-ebpf", "same-node", "same-node-ebpf", "none-aa"] as const;
 export type BenchBackend = (typeof BENCH_BACKENDS)[number];
 
 export interface Endpoint { netns: string; ip: string; dev: string }
@@ -112,7 +112,7 @@ function buildFlannelStyle(lab: string): { pods: Endpoint[]; netns: string[] } {
   return { pods: nodes.map((x) => ({ netns: x.podNs, ip: x.pod, dev: "eth0" })), netns: nodes.map((x) => x.podNs) };
 }
 
-const labName = (backend: BenchBackend, prefix: string) => `${prefix}-${({ "flannel-style": "fl", "host-gw": "hg", none: "no", vxlan: "vx", "vxlan-direct": "vd", macvlan: "mv", wireguard: "wg", "none-v6": "n6", "vxlan-v6": "v6", "host-gw-ebpf": "he", "vxlan-ebpf": "ve", "same-node": "sn", "same-node-ebpf": "se" } as const)[backend]}`;
+const labName = (backend: BenchBackend, prefix: string) => `${prefix}-${({ "flannel-style": "fl", "host-gw": "hg", none: "no", vxlan: "vx", "vxlan-direct": "vd", macvlan: "mv", wireguard: "wg", "none-v6": "n6", "vxlan-v6": "v6", "host-gw-ebpf": "he", "vxlan-ebpf": "ve", "same-node": "sn", "same-node-ebpf": "se", "none-aa": "na" } as const)[backend]}`;
 
 async function setUp(backend: BenchBackend, prefix: string, progress: Progress): Promise<Setup> {
   const lab = labName(backend, prefix);
@@ -120,10 +120,11 @@ async function setUp(backend: BenchBackend, prefix: string, progress: Progress):
   const quiet = () => undefined;
   const cp = `${lab}-control-plane`;
   const wk = `${lab}-worker`;
-  if (backend === "none" || backend === "flannel-style") {
+  // none-aa: the underlay again, on a lab of its own: an A/A twin whose ratio to none is the run's noise band.
+  if (backend === "none" || backend === "none-aa" || backend === "flannel-style") {
     const s = await labUp({ name: lab, nodes: 2, podCidr: "10.244.0.0/16", backend: "vxlan", cni: false, progress: quiet });
     const [a, b] = s.nodes;
-    if (backend === "none") {
+    if (backend !== "flannel-style") {
       progress(`${backend}: node ${a!.ip} to node ${b!.ip} on the underlay`);
       return { backend, lab, client: { netns: a!.netns, ip: a!.ip, dev: "eth0" }, server: { netns: b!.netns, ip: b!.ip, dev: "eth0" }, clientNode: a!.netns, extraNetns: [] };
     }
@@ -303,6 +304,11 @@ function targets(rs: BackendResult[]): BenchReport["targets"] {
   const out: BenchReport["targets"] = [];
   const g = (r: BackendResult | undefined, n: number) => r?.tcp.find((t) => t.streams === n)?.gbps;
   const none = by("none");
+  const twin = by("none-aa");
+  for (const n of twin?.tcp.map((t) => t.streams) ?? []) {
+    const v = g(twin, n), base = g(none, n);
+    if (v !== undefined && base !== undefined) out.push({ what: `none-aa, ${n} stream(s): the underlay again on a lab of its own, against none (A/A: the run's noise band)`, value: `${((v / base) * 100).toFixed(1)} %`, ok: true });
+  }
   const v6 = by("vxlan-v6");
   const none6 = by("none-v6");
   for (const n of v6?.tcp.map((t) => t.streams) ?? []) {
@@ -341,7 +347,7 @@ function targets(rs: BackendResult[]): BenchReport["targets"] {
     if (vx !== undefined) out.push({ what: `vxlan, ${n} stream(s): within 5 % of flannel-style`, value: `${((vx / g(fl, n)!) * 100).toFixed(1)} %`, ok: vx >= 0.95 * g(fl, n)! });
   }
   // What IPv6 adds: VXLAN over an IPv6 underlay carries a 40-byte outer header instead of 20.
-  const want: Partial<Record<BenchBackend, number>> = { vxlan: 50, "flannel-style": 50, "host-gw": 0, "vxlan-direct": 0, macvlan: 0, wireguard: 60, none: 0, "none-v6": 0, "vxlan-v6": 70, "host-gw-ebpf": 0, "vxlan-ebpf": 50 };
+  const want: Partial<Record<BenchBackend, number>> = { vxlan: 50, "flannel-style": 50, "host-gw": 0, "vxlan-direct": 0, macvlan: 0, wireguard: 60, none: 0, "none-aa": 0, "none-v6": 0, "vxlan-v6": 70, "host-gw-ebpf": 0, "vxlan-ebpf": 50 };
   for (const r of rs.filter((x) => x.ok && x.ping)) {
     const w = want[r.backend];
     if (w !== undefined) out.push({ what: `${r.backend}: wire overhead ${w} bytes per packet (from the capture)`, value: `${r.ping!.overhead} per ping, ${r.segment?.overhead ?? "?"} per segment`, ok: r.ping!.overhead === w && r.segment?.overhead === w });
