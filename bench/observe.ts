@@ -138,11 +138,15 @@ try {
     }
   }
   const med = (xs: number[]) => percentile(xs, 50);
+  // Before the same-lab rounds restart the eBPF lab's agents: a new flow's delay is an agent's steady state, not its first seconds.
+  const latency = { ebpf: await packetToLine(labs.ebpf), ring: await packetToLine(labs.ring) };
+  const floods = { ebpf: await flood(labs.ebpf), ring: await flood(labs.ring) };
   // The same lab with its agents observing and then not (`lab node start-agent --observe off`
   // takes the programs away): no difference between two labs' namespaces, addresses or places in
   // the machine's memory can pass for the hooks' cost (the twin labs' A/A read up to 1.05). Each
   // round measures on, off and off again (the A/A), in an order that rotates.
   const same = { on: [] as number[], off: [] as number[], off2: [] as number[] };
+  const sameSirq = { on: [] as number[], off: [] as number[], off2: [] as number[] };
   let observing = true;
   const switchTo = (on: boolean) => {
     if (observing === on) return;
@@ -158,7 +162,10 @@ try {
     for (const k of order) {
       switchTo(k === "on");
       await new Promise((r) => setTimeout(r, 500));
-      same[k].push(iperf(labs.ebpf, bIp));
+      const sirq0 = softirq(), t0 = performance.now();
+      const g = iperf(labs.ebpf, bIp);
+      same[k].push(g);
+      sameSirq[k].push((softirq() - sirq0) / ((performance.now() - t0) / 1000) / g);
       say(`same lab, round ${i}/${sameLabRounds} ${k.padEnd(4)}: ${same[k].at(-1)!.toFixed(2)} Gbit/s`);
     }
   }
@@ -169,9 +176,9 @@ try {
     ratioToOff: +(med(same.on) / med(same.off)).toFixed(3),
     pairedRatioToOff: +med(same.on.map((g, i) => g / same.off[i]!)).toFixed(3),
     aa: +med(same.off2.map((g, i) => g / same.off[i]!)).toFixed(3),
+    runs: { on: same.on.map((x) => +x.toFixed(2)), off: same.off.map((x) => +x.toFixed(2)), off2: same.off2.map((x) => +x.toFixed(2)) },
+    softirqCoresPerGbps: { on: +med(sameSirq.on).toFixed(3), off: +med(sameSirq.off).toFixed(3), off2: +med(sameSirq.off2).toFixed(3) },
   } : undefined;
-  const latency = { ebpf: await packetToLine(labs.ebpf), ring: await packetToLine(labs.ring) };
-  const floods = { ebpf: await flood(labs.ebpf), ring: await flood(labs.ring) };
   const ratio = (k: Kind) => +(med(gbps[k]) / med(gbps.off)).toFixed(3);
   // Round by round (the same minute of the machine's life): the median of each round's ratio.
   const paired = (k: Kind) => +med(gbps[k].map((g, i) => g / gbps.off[i]!)).toFixed(3);
@@ -195,7 +202,7 @@ try {
     console.log(`bench/observe: ${rounds} rounds of ${seconds} s, iperf3 pod to pod across two nodes (VXLAN), medians`);
     for (const k of KINDS) console.log(`  ${({ ebpf: "eBPF (--observer ebpf)", ring: "packet ring (--observer ring)", off: "--no-observe (anchor)", off2: "--no-observe again (A/A)" } as const)[k].padEnd(32)} ${report.throughputGbps[k]!.median.toFixed(2)} Gbit/s  ratio ${ratio(k === "off" ? "off" : k)}  agents ${report.agentCpuCores[k]} cores  softirq ${report.softirqCoresPerGbps[k]} cores/Gbit/s`);
     console.log(`  round by round (median of each round's ratio): eBPF ${report.pairedRatioToOff.ebpf}, ring ${report.pairedRatioToOff.ring}, A/A ${report.pairedRatioToOff.aa}`);
-    if (sameLab) console.log(`  the eBPF lab itself, observing and not (${sameLab.rounds} rounds): ${sameLab.throughputGbps.on} against ${sameLab.throughputGbps.off} Gbit/s, ratio ${sameLab.ratioToOff}, round by round ${sameLab.pairedRatioToOff} (A/A ${sameLab.aa})`);
+    if (sameLab) console.log(`  the eBPF lab itself, observing and not (${sameLab.rounds} rounds): ${sameLab.throughputGbps.on} against ${sameLab.throughputGbps.off} Gbit/s, ratio ${sameLab.ratioToOff}, round by round ${sameLab.pairedRatioToOff} (A/A ${sameLab.aa}); softirq ${sameLab.softirqCoresPerGbps.on} against ${sameLab.softirqCoresPerGbps.off} cores/Gbit/s (A/A ${sameLab.softirqCoresPerGbps.off2})`);
     console.log(`  target eBPF >= 0.98 of off: ${report.targets.throughput.ok ? "met" : "NOT met"} (A/A ${sameLab ? sameLab.aa : report.ratioToOff.aa})`);
     for (const k of ["ebpf", "ring"] as const) console.log(`  packet to flow line, ${k.padEnd(4)}  p50 ${latency[k].p50Ms} ms, p99 ${latency[k].p99Ms} ms (${latency[k].flows} of ${pings} new flows seen)`);
     for (const k of ["ebpf", "ring"] as const) console.log(`  flood ${k.padEnd(4)}: ${floods[k].sent} datagrams to random ports: ${floods[k].lostMetric} events counted lost by the agents, ${floods[k].lostInStream} told to the live reader ({"lost": n}), ${floods[k].streamLines} lines read`);
