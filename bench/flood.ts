@@ -5,7 +5,7 @@
 // agent has put it back, and afterwards each agent's CPU seconds and RSS are read from /proc.
 // `--gauze` runs the lab of another build (the anchor: the build before the fix); the flood and
 // the probes always come from this build.
-//   bun bench/flood.ts [--gauze /tmp/gz-old/dist/bin/gauze] [--rate 10000] [--seconds 10] [--json]
+//   bun bench/flood.ts [--gauze /tmp/gz-old/dist/bin/gauze] [--observer ebpf|ring] [--rate 10000] [--seconds 10] [--json]
 import { spawn, spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -20,6 +20,9 @@ const tool = join(import.meta.dirname, "..", "dist", "bin", "gauze");
 const rate = Number(opt("--rate", "10000"));
 const seconds = Number(opt("--seconds", "10"));
 const asJson = args.includes("--json");
+/** The agents' observer (the lab's default is auto: eBPF where it loads). */
+const observer = opt("--observer", "");
+if (observer && !["auto", "ebpf", "ring"].includes(observer)) throw new Error(`--observer ${observer}: use auto, ebpf or ring`);
 const name = "gzflood";
 const cp = `${name}-control-plane`, wk = `${name}-worker`;
 
@@ -49,7 +52,7 @@ function probe(node: string): Promise<{ n: number; failed: number; p50: number; 
 
 spawnSync(labGauze, ["lab", "down", "--name", name]);
 try {
-  cli(labGauze, "lab", "up", "--name", name, "--nodes", "2");
+  cli(labGauze, "lab", "up", "--name", name, "--nodes", "2", ...(observer ? ["--observer", observer] : []));
   cli(labGauze, "lab", "pod", "run", "a", "--node", cp, "--name", name);
   cli(labGauze, "lab", "pod", "run", "b", "--node", wk, "--name", name);
   const st = JSON.parse(cli(labGauze, "lab", "status", "--name", name, "--json")) as { nodes: { name: string; subnet: string; agent?: { pid?: number } }[]; pods: { name: string; ip: string }[] };

@@ -70,7 +70,8 @@ test("a pod sending 10 000 datagrams a second to random ports: healthz answers, 
   // Before the fix: p99 2 s with probes failing, the route back after 5-7 s, the agent using a whole core.
   assert.ok(repairMs < 1000, `the route came back after ${repairMs} ms`);
   assert.equal(h.failed, 0, `healthz failed ${h.failed} of ${h.n} times (p99 ${h.p99} ms)`);
-  assert.ok(h.p99 < 500, `healthz p99 ${h.p99} ms (max ${h.max})`);
+  // The issue's bound (this file runs alone: no other test's load in the figure).
+  assert.ok(h.p99 < 100, `healthz p99 ${h.p99} ms (max ${h.max})`);
   assert.ok(after.cpu - before.cpu < 0.85 * 8, `the agent used ${(after.cpu - before.cpu).toFixed(1)} s of CPU in 8 s`);
   const metrics = must(["nsenter", `--net=/run/netns/gz-${wk}`, GAUZE, "lab", "http-get", "http://127.0.0.1:9317/metrics"]);
   assert.match(metrics, /gauze_observer_lost_events_total\{[^}]*\} [1-9]/, "what it shed is counted as lost");
