@@ -5,7 +5,8 @@
 // between pods on one node and across nodes, over host-gw and VXLAN, IPv4 and IPv6, with the
 // nodes' IP forwarding OFF (the kernel's router could not have carried them) and the bridge port
 // of the receiving pod sending nothing (the bridge did not either). The classic flag sends a pod
-// back through the node. bpftool (map dump, link list) and tc are the oracles. Everything is in
+// back through the node. The same programs through clsact filters, as on a kernel without tcx.
+// bpftool (map dump, link list) and tc are the oracles. Everything is in
 // gz-hB* namespaces and one private bpffs, removed even when a test fails.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -38,6 +39,9 @@ const NODE: Record<string, { ip: string; ip6: string; subnet: string; subnet6: s
 let mounted = false;
 const dps = new Map<string, BpfDatapath>();
 const pinOf = (n: string) => join(FS, n, "datapath");
+/** How each node's programs are attached: tcx, or clsact as on a kernel before 6.6 (the last test). */
+const modes = new Map<string, "tcx" | "clsact">();
+const modeOf = (n: string) => modes.get(n) ?? "tcx";
 
 function sh(args: string[], ns?: string): string {
   const cmd = ns ? ["nsenter", `--net=${netnsPath(ns)}`, ...args] : args;
@@ -116,7 +120,7 @@ function program(backend: "host-gw" | "vxlan", classic: ReadonlySet<string> = ne
       for (const [k, v] of plan.put) typed.update(k, v);
       for (const k of plan.del) typed.delete(k);
     }
-    for (const p of PODS.filter((x) => x.node === n)) inNetns(netnsPath(n), () => BpfDatapath.attachPod({ pinDir: pinOf(n), netns: netnsPath(n), mode: "tcx" }, p.host, link(n, p.host).ifindex));
+    for (const p of PODS.filter((x) => x.node === n)) inNetns(netnsPath(n), () => BpfDatapath.attachPod({ pinDir: pinOf(n), netns: netnsPath(n), mode: modeOf(n) }, p.host, link(n, p.host).ifindex));
     dp.attachNet("eth0", link(n, "eth0").ifindex);
     dp.attachNet("gauze.1", link(n, "gauze.1").ifindex);
   }
@@ -361,4 +365,28 @@ test("detach and remove: nothing attached, nothing pinned", () => {
   assert.ok(removed.some((x) => x.endsWith("links/net-eth0")), removed.join("\n"));
   assert.deepEqual(tcxAttached(link(N2, "eth0").ifindex, "ingress", netnsPath(N2)).progIds, []);
   assert.deepEqual(listPins(pinOf(N2)), []);
+});
+
+test("clsact (a kernel before 6.6, without tcx): the same programs as named tc filters, tc lists them, packets redirected both ways; removed to nothing", () => {
+  // N2 again (the test before removed its tcx datapath), attached through clsact; N1 stays on tcx.
+  const o = { pinDir: pinOf(N2), netns: netnsPath(N2), mode: "clsact" as const };
+  modes.set(N2, "clsact");
+  dps.set(N2, inNetns(netnsPath(N2), () => BpfDatapath.open(o)));
+  program("host-gw");
+  noForwarding(false);
+  const filters = (dev: string) => sh(["tc", "filter", "show", "dev", dev, "ingress"], N2);
+  for (const dev of ["eth0", "gauze.1", PODS[2].host]) assert.match(filters(dev), /gauze-datapath-/, `tc: a named bpf filter at ${dev}'s ingress`);
+  assert.deepEqual(tcxAttached(link(N2, "eth0").ifindex, "ingress", netnsPath(N2)).progIds, [], "and no tcx link");
+  assert.ok(BpfDatapath.podAttached(o, link(N2, PODS[2].host).ifindex), "CHECK finds the pod's filter");
+  const s2 = dps.get(N2)!.stats();
+  ping(PODS[0], PODS[2].ip, 10);
+  const t2 = dps.get(N2)!.stats();
+  assert.ok(t2.inbound - s2.inbound >= 10, `into the pod through the filter: ${t2.inbound - s2.inbound}`);
+  assert.ok(t2.direct - s2.direct >= 10, `the replies out of the underlay through the pod's filter: ${t2.direct - s2.direct}`);
+  dps.get(N2)!.close();
+  dps.delete(N2);
+  BpfDatapath.remove(pinOf(N2), netnsPath(N2));
+  for (const dev of ["eth0", "gauze.1", PODS[2].host]) assert.doesNotMatch(filters(dev), /gauze-datapath-/, `tc: nothing left at ${dev}`);
+  assert.deepEqual(listPins(pinOf(N2)), []);
+  noForwarding(true);
 });
