@@ -4,7 +4,8 @@
 // named by pod; a node whose agent container is stopped is named while the other answers; doctor
 // reports the cluster's checks and both nodes; a user without pods/exec is told which permission
 // is missing and which ClusterRole grants it; a bad context or namespace, a token the API does
-// not know and a server that does not answer are one clear error each.
+// not know and a server that does not answer are one clear error each; `gauze ui --kubeconfig`
+// draws the cluster from the API in a real browser, with a ping's flow on its edge.
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -158,5 +159,43 @@ test("trace --kubeconfig with the manifest's --trace-probes opt-in: the probe le
   } finally {
     sh([GAUZE, "lab", "down", "--name", opt]);
     rmSync(file, { force: true });
+  }
+});
+
+test("ui --kubeconfig: the same page for the cluster, from the API only: both nodes Ready, pods by namespace, a ping's flow on the edge between the nodes", { timeout: 120_000 }, async () => {
+  const { chromium } = await import("playwright-core");
+  const port = 12700 + (process.pid % 200);
+  const ui = spawn(GAUZE, ["ui", "--kubeconfig", kubeconfig("observer"), "--port", String(port)], { stdio: ["ignore", "pipe", "pipe"] });
+  let url = "", uiErr = "";
+  ui.stderr!.on("data", (d: Buffer) => { uiErr += d.toString(); });
+  const browser = await (async () => {
+    await new Promise<void>((resolve, reject) => {
+      ui.stdout!.on("data", (d: Buffer) => { const m = /http:\/\/\S+/.exec(d.toString()); if (m) { url = m[0]; resolve(); } });
+      ui.on("exit", (c) => reject(new Error(`gauze ui exited ${c}: ${uiErr}`)));
+    });
+    return chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--no-sandbox"] });
+  })();
+  const errors: string[] = [];
+  try {
+    const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+    page.on("pageerror", (e) => { errors.push(e.message); });
+    await page.goto(url);
+    const cp = `${lab}-control-plane`, wk = `${lab}-worker`;
+    await page.waitForSelector(`g.node[data-node="${wk}"]`, { timeout: 10_000 });
+    assert.deepEqual(await page.$$eval("g.node", (els) => els.map((e) => `${e.getAttribute("data-node")} ${e.getAttribute("data-ready")}`).sort()), [`${cp} true`, `${wk} true`]);
+    const pods = await page.$$eval("g.pod", (els) => els.map((e) => `${e.getAttribute("data-pod")} ${e.getAttribute("data-node")}`).sort());
+    for (const want of [`a ${cp}`, `b ${wk}`]) assert.ok(pods.some((p) => p.endsWith(want)), `${want} in ${pods.join(", ")}`);
+    const key = [cp, wk].sort().join("|");
+    const row = `tr.flow.forwarded[data-src-pod="default/a"][data-dst-pod="default/b"][data-point="to-network"]`;
+    for (let i = 0; i < 20 && !(await page.$(row)); i++) {
+      must([GAUZE, "lab", "exec", "a", "--name", lab, "--", "ping", "-c", "1", "-W", "1", podIp("b")]);
+      await page.waitForTimeout(300);
+    }
+    await page.waitForSelector(row, { timeout: 5000, state: "attached" });
+    await page.waitForSelector(`line.edge[data-edge="${key}"]`, { timeout: 5000, state: "attached" });
+    assert.deepEqual(errors, [], "no script error on the page");
+  } finally {
+    await browser.close();
+    ui.kill("SIGINT");
   }
 });
