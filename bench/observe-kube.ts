@@ -4,8 +4,10 @@
 // the API server, podman exec of `gauze agent-api` in the agent container) and through the socket,
 // interleaved; then the delay of a flow line on a follow stream: a ping from a pod, and the time
 // from sending it to its flow line arriving, through each path at once (both streams open).
-//   node --import tsx bench/observe-kube.ts --name <lab> [--gets 20] [--pings 10] [--json]
-import { spawnSync } from "node:child_process";
+// Then the API server's requests a minute from clients, without and with observe --follow.
+//   node --import tsx bench/observe-kube.ts --name <lab> [--gets 20] [--pings 10] [--api-seconds 30] [--json]
+import { spawn, spawnSync } from "node:child_process";
+import { request as httpRequest } from "node:http";
 import { join } from "node:path";
 import { percentile } from "./lib.ts";
 import { clusterSource } from "../src/observe/cluster-source.ts";
@@ -56,10 +58,35 @@ if (a && b) {
   for (const s of streams) s.stop();
 }
 src.close();
+
+// The API server's load: client requests (tokens; not the lab's own kubelets and controllers on
+// its admin socket) over `--api-seconds` with nothing of gauze's observing, then as long with
+// `gauze observe --kubeconfig --follow` running, counted by the lab's API itself.
+const apiSeconds = Number(opt("--api-seconds", "30"));
+const counts = () => new Promise<Record<string, number>>((resolve, reject) => {
+  const r = httpRequest({ socketPath: `/var/lib/gauze/lab/${lab}/kube/admin.sock`, path: "/admin/requests" }, (res) => {
+    let t = "";
+    res.on("data", (d: Buffer) => { t += d.toString(); });
+    res.on("end", () => resolve(JSON.parse(t) as Record<string, number>));
+  });
+  r.on("error", reject);
+  r.end();
+});
+const clientDelta = (a: Record<string, number>, b: Record<string, number>) => Object.fromEntries(Object.entries(b).filter(([k]) => k.startsWith("client ")).map(([k, v]) => [k.slice(7), v - (a[k] ?? 0)]).filter(([, v]) => (v as number) > 0));
+const perMinute = (d: Record<string, number>) => +((Object.values(d).reduce((x, y) => x + y, 0) * 60) / apiSeconds).toFixed(1);
+const c0 = await counts();
+await new Promise((r) => setTimeout(r, apiSeconds * 1000));
+const c1 = await counts();
+const watcher = spawn(gauze, ["observe", "--kubeconfig", kubeconfig, "--follow", "--last", "0"], { stdio: "ignore" });
+await new Promise((r) => setTimeout(r, apiSeconds * 1000));
+const c2 = await counts();
+watcher.kill("SIGINT");
+const idle = clientDelta(c0, c1), observing = clientDelta(c1, c2);
 const fmt = (xs: number[]) => xs.length ? `p50 ${percentile(xs, 50).toFixed(1)} ms, p90 ${percentile(xs, 90).toFixed(1)} ms (n=${xs.length})` : "none seen";
 const report = {
   get: { api: { p50: percentile(api, 50), p90: percentile(api, 90) }, socket: { p50: percentile(sock, 50), p90: percentile(sock, 90) } },
   flowDelay: { api: delays.api.length ? percentile(delays.api, 50) : null, socket: delays.socket.length ? percentile(delays.socket, 50) : null, n: delays.api.length },
+  apiRequestsPerMinute: { seconds: apiSeconds, nodes: status.nodes.length, idle: perMinute(idle), observing: perMinute(observing), idleByKind: idle, observingByKind: observing },
 };
 if (args.includes("--json")) console.log(JSON.stringify(report, null, 2));
 else {
@@ -67,5 +94,7 @@ else {
   console.log(`GET /v1/observer on the socket:      ${fmt(sock)}`);
   console.log(`ping to flow line, pods/exec:    ${fmt(delays.api)}`);
   console.log(`ping to flow line, socket:       ${fmt(delays.socket)}`);
+  const kinds = (d: Record<string, number>) => Object.entries(d).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v}`).join(", ");
+  console.log(`API requests a minute from clients (${status.nodes.length} nodes, ${apiSeconds} s each): ${report.apiRequestsPerMinute.idle} without observing (${kinds(idle)}), ${report.apiRequestsPerMinute.observing} with observe --kubeconfig --follow (${kinds(observing)})`);
 }
 process.exit(0);

@@ -289,3 +289,22 @@ test("RBAC from ClusterRole rules ('*' too), checked from the headers: 401 witho
     api.close();
   }
 });
+
+test("request counts: by client and lab, method and resource (subresources apart); paths that name nothing are one 'other' row, however many", async () => {
+  const { api, call } = await serve([{ token: "admin", user: "kubernetes-admin", rules: [{ apiGroups: ["*"], resources: ["*"], verbs: ["*"] }] }]);
+  try {
+    await call("GET", "/api/v1/namespaces/default/pods", { token: "admin" });
+    await call("GET", "/api/v1/namespaces/default/pods", { token: "admin" });
+    await call("GET", "/api/v1/namespaces/default/pods/a/exec?command=true", { token: "admin" });
+    await call("GET", "/api", { token: "admin" });
+    for (let i = 0; i < 50; i++) await call("GET", `/nothing/${i}`, { token: "admin" });
+    const counts = Object.fromEntries(api.requestCounts);
+    assert.equal(counts["client GET pods"], 2);
+    assert.equal(counts["client GET pods/exec"], 1);
+    assert.equal(counts["client GET /api"], 1);
+    assert.equal(counts["client GET other"], 50);
+    assert.ok(Object.keys(counts).length <= 5, Object.keys(counts).join(", "));
+  } finally {
+    api.close();
+  }
+});

@@ -108,6 +108,12 @@ export class KubeApi {
   /** "METHOD /path?query" of the last LOG_KEEP requests, in order (tests compare them with RBAC). */
   readonly requests: string[] = [];
   readonly patches: { name: string; contentType: string; body: Record<string, unknown> }[] = [];
+  /**
+   * Requests so far by who ("lab": its own over the admin socket; "client": with a token), method
+   * and resource (what the load of a client costs the API, e.g. observe --kubeconfig). Paths that
+   * name no resource or discovery document count as "other": a client cannot grow the table.
+   */
+  readonly requestCounts = new Map<string, number>();
   /** Bearer tokens and what each may do; undefined: every request is allowed (tests). */
   grants?: Grant[];
   /** Refuse every patch with 403, as a missing RBAC rule would (tests). */
@@ -212,10 +218,18 @@ export class KubeApi {
   /** The admin socket's handler: the lab itself, cluster-admin without a token. */
   readonly handleTrusted = (req: IncomingMessage, res: ServerResponse): void => this.serve(req, res, true);
 
+  private count(trusted: boolean, method: string, path: string): void {
+    const t = parsePath(path);
+    const what = t ? `${t.rt.resource}${t.subresource ? `/${t.subresource}` : ""}` : PUBLIC.has(path) || this.discovery(path) ? path : "other";
+    const key = `${trusted ? "lab" : "client"} ${method} ${what}`;
+    this.requestCounts.set(key, (this.requestCounts.get(key) ?? 0) + 1);
+  }
+
   private serve(req: IncomingMessage, res: ServerResponse, trusted: boolean): void {
     const url = new URL(req.url ?? "/", "http://x");
     KubeApi.keep(this.requests, `${req.method} ${url.pathname}${url.search}`);
     const path = url.pathname.length > 1 ? url.pathname.replace(/\/+$/, "") : url.pathname;
+    this.count(trusted, req.method ?? "GET", path);
     const method = req.method ?? "GET";
     const send = (code: number, body: unknown) => { res.writeHead(code, { "content-type": "application/json" }); res.end(JSON.stringify(body)); };
     const reply = (code: number, body: unknown) => { req.resume(); send(code, body); };
@@ -310,6 +324,7 @@ export class KubeApi {
   readonly upgrade = (req: IncomingMessage, socket: Duplex, _head: Buffer): void => {
     const url = new URL(req.url ?? "/", "http://x");
     KubeApi.keep(this.requests, `${req.method} ${url.pathname}${url.search}`);
+    this.count(false, req.method ?? "GET", url.pathname);
     const answer = (s: StatusObject) => {
       const body = JSON.stringify(s);
       socket.end(`HTTP/1.1 ${s.code} ${s.reason}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);

@@ -141,6 +141,7 @@ export async function runApiServer(lab: string): Promise<void> {
       try {
         if (path === "/admin/healthz") return send(200, { ok: true, url, local });
         if (path === "/admin/nodes" && req.method === "GET") return send(200, [...api.nodes.values()]);
+        if (path === "/admin/requests" && req.method === "GET") return send(200, Object.fromEntries(api.requestCounts));
         if (m && req.method === "PUT") {
           const b = JSON.parse(Buffer.concat(chunks).toString("utf8")) as Parameters<KubeApi["putNode"]>[1];
           return send(200, api.putNode(decodeURIComponent(m[1]!), { ...b, ...(b.podCIDR ? {} : { podCIDR: undefined }) }));
