@@ -14,6 +14,8 @@ export interface ObserveOptions extends FlowFilter {
   output: "compact" | "json";
   /** Hubble's filters (filters.ts): addresses, ports, namespaces, labels, a time window. */
   filters?: Filters;
+  /** Ends --follow (besides SIGINT and SIGTERM): for a caller that runs observe in its own process. */
+  signal?: AbortSignal;
 }
 
 export class ObserveError extends Error {
@@ -113,7 +115,13 @@ export async function runObserve(source: ClusterSource, o: ObserveOptions, write
   const stop = () => { stopping = true; for (const s of streams) s.stop(); };
   process.once("SIGINT", stop);
   process.once("SIGTERM", stop);
-  await Promise.all(srcs.map(followNode));
+  o.signal?.addEventListener("abort", stop, { once: true });
+  try {
+    await Promise.all(srcs.map(followNode));
+  } finally {
+    process.off("SIGINT", stop);
+    process.off("SIGTERM", stop);
+  }
   return 0;
 }
 
