@@ -109,16 +109,40 @@ export async function runObserve(source: ClusterSource, o: ObserveOptions, write
     return f.done.then(async () => {
       if (stopping) return;
       await new Promise((r) => setTimeout(r, 1000));
-      if (!stopping) await followNode(src);
+      if (stopping) return;
+      // A node the source no longer has (removed from the lab or the cluster) is said once and let go.
+      if (!member(src.node)) {
+        following.delete(src.node);
+        warn(`node ${src.node}: no longer in the ${source.label}; not followed`);
+        return;
+      }
+      await followNode(src);
     });
   };
-  const stop = () => { stopping = true; for (const s of streams) s.stop(); };
+  const member = (node: string) => { try { return source.agents(o.node).some((a) => a.node === node); } catch { return true; } };
+  // Nodes that join while following are followed too (the source's list, every 2 s).
+  const following = new Set(srcs.map((s) => s.node));
+  const joined: Promise<void>[] = [];
+  const membership = setInterval(() => {
+    let now: AgentEndpoint[];
+    try { now = source.agents(o.node); } catch { return; }
+    for (const s of now) {
+      if (following.has(s.node) || stopping) continue;
+      following.add(s.node);
+      warn(`node ${s.node}: joined; following it`);
+      void podNames(now).then((p) => { names = p; });
+      joined.push(followNode(s));
+    }
+  }, 2000);
+  const stop = () => { stopping = true; clearInterval(membership); for (const s of streams) s.stop(); };
   process.once("SIGINT", stop);
   process.once("SIGTERM", stop);
   o.signal?.addEventListener("abort", stop, { once: true });
   try {
     await Promise.all(srcs.map(followNode));
+    await Promise.all(joined);
   } finally {
+    clearInterval(membership);
     process.off("SIGINT", stop);
     process.off("SIGTERM", stop);
   }

@@ -1,5 +1,6 @@
 // The lab and the agent end to end on the real kernel: the demo, a full mesh of pods across four
-// nodes, nodes leaving and coming back, an agent killed under traffic, two labs side by side,
+// nodes, nodes leaving and coming back (observe --follow letting the one go and following the
+// other), an agent killed under traffic, two labs side by side,
 // the runtime's NotReady/ContainerCreating signatures, the agent's HTTP endpoints and
 // masquerading, and `lab down` leaving the host as it found it.
 import { test, after } from "node:test";
@@ -91,36 +92,55 @@ test("full mesh: 4 nodes x 3 pods, every pod reaches every other pod", { timeout
   assert.deepEqual(failures, [], "all 132 pairs reachable");
 });
 
-test("a node leaves (its routes, neighbours and FDB entries go everywhere), a stopped agent comes back to its old subnet, a new node joins", { timeout: 60_000 }, () => {
+test("a node leaves (its routes, neighbours and FDB entries go everywhere), a stopped agent comes back to its old subnet, a new node joins; observe --follow lets the one go and follows the other", { timeout: 60_000 }, async () => {
   const name = lab("j");
   { const r = g("lab", "up", "--name", name, "--nodes", "3"); assert.equal(r.status, 0, r.stderr); }
-  const s0 = status(name);
-  const w2 = s0.nodes.find((n) => n.name.endsWith("worker2"))!;
-  const cp = s0.nodes[0]!;
-  const routesOn = (node: string) => must(["ip", "-n", `gz-${node}`, "route", "show", "dev", "gauze.1"]);
-  assert.match(routesOn(cp.name), new RegExp(w2.subnet!.replace(".", "\\.")));
+  const obs = spawn(GAUZE, ["observe", "--name", name, "--follow", "--last", "0", "--protocol", "icmp"], { stdio: ["ignore", "pipe", "pipe"] });
+  let obsOut = "", obsErr = "";
+  obs.stdout.on("data", (d: Buffer) => { obsOut += d.toString(); });
+  obs.stderr.on("data", (d: Buffer) => { obsErr += d.toString(); });
+  const until = async (what: () => boolean, ms: number, why: string) => {
+    const end = Date.now() + ms;
+    while (!what()) { if (Date.now() > end) throw new Error(`${why}\nstdout:\n${obsOut}\nstderr:\n${obsErr}`); await new Promise((r) => setTimeout(r, 100)); }
+  };
+  try {
+    const s0 = status(name);
+    const w2 = s0.nodes.find((n) => n.name.endsWith("worker2"))!;
+    const cp = s0.nodes[0]!;
+    const routesOn = (node: string) => must(["ip", "-n", `gz-${node}`, "route", "show", "dev", "gauze.1"]);
+    assert.match(routesOn(cp.name), new RegExp(w2.subnet!.replace(".", "\\.")));
 
-  // Agent stop and start: the lease is still live, so the same subnet comes back.
-  const w1 = s0.nodes.find((n) => n.name.endsWith("worker"))!;
-  assert.equal(g("lab", "node", "stop-agent", w1.name, "--name", name).status, 0);
-  assert.equal(g("lab", "node", "start-agent", w1.name, "--name", name).status, 0);
-  assert.equal(status(name).nodes.find((n) => n.name === w1.name)!.subnet, w1.subnet);
+    // Agent stop and start: the lease is still live, so the same subnet comes back.
+    const w1 = s0.nodes.find((n) => n.name.endsWith("worker"))!;
+    assert.equal(g("lab", "node", "stop-agent", w1.name, "--name", name).status, 0);
+    assert.equal(g("lab", "node", "start-agent", w1.name, "--name", name).status, 0);
+    assert.equal(status(name).nodes.find((n) => n.name === w1.name)!.subnet, w1.subnet);
 
-  // Node removal: every other node drops its route, neighbour and FDB entry.
-  assert.equal(g("lab", "node", "rm", w2.name, "--name", name).status, 0);
-  const deadline = Date.now() + 3000;
-  let left = "";
-  while (Date.now() < deadline) {
-    left = [cp.name, w1.name].map((n) => routesOn(n) + must(["ip", "-n", `gz-${n}`, "neigh", "show", "dev", "gauze.1"]) + must(["ip", "netns", "exec", `gz-${n}`, "bridge", "fdb", "show", "dev", "gauze.1"])).join("");
-    if (!left.includes(w2.subnet!.split("/")[0]!) && !left.includes(w2.vtepMac!)) break;
+    // Node removal: every other node drops its route, neighbour and FDB entry.
+    assert.equal(g("lab", "node", "rm", w2.name, "--name", name).status, 0);
+    const deadline = Date.now() + 3000;
+    let left = "";
+    while (Date.now() < deadline) {
+      left = [cp.name, w1.name].map((n) => routesOn(n) + must(["ip", "-n", `gz-${n}`, "neigh", "show", "dev", "gauze.1"]) + must(["ip", "netns", "exec", `gz-${n}`, "bridge", "fdb", "show", "dev", "gauze.1"])).join("");
+      if (!left.includes(w2.subnet!.split("/")[0]!) && !left.includes(w2.vtepMac!)) break;
+    }
+    assert.ok(!left.includes(w2.vtepMac!) && !left.includes(w2.subnet!.split("/")[0]!), `stale entries left: ${left}`);
+    // The live stream says the node went, once, and stops asking for it.
+    await until(() => obsErr.includes(`node ${w2.name}: no longer in the lab ${name}; not followed`), 5000, "observe lets the removed node go");
+    const said = obsErr.length;
+    await new Promise((r) => setTimeout(r, 2500));
+    assert.ok(!obsErr.slice(said).includes(w2.name), `nothing more about ${w2.name}: ${obsErr.slice(said)}`);
+
+    // A new node joins and is reachable from the others; the live stream follows it.
+    { const r = g("lab", "node", "add", "--name", name, "--node", `${name}-worker3`); assert.equal(r.status, 0, r.stderr + r.stdout); }
+    assert.equal(g("lab", "pod", "run", "newbie", "--node", `${name}-worker3`, "--image", "nginx", "--name", name).status, 0);
+    assert.equal(g("lab", "pod", "run", "old", "--node", cp.name, "--name", name).status, 0);
+    assert.ok(pingFrom(name, "old", podIp(name, "newbie")));
+    await until(() => obsErr.includes(`node ${name}-worker3: joined; following it`), 5000, "observe follows the new node");
+    await until(() => { pingFrom(name, "old", podIp(name, "newbie")); return new RegExp(`\\[${name}-worker3\\] default/old -> default/newbie icmp echo-request`).test(obsOut); }, 10_000, "the new node's flows on the live stream");
+  } finally {
+    obs.kill("SIGINT");
   }
-  assert.ok(!left.includes(w2.vtepMac!) && !left.includes(w2.subnet!.split("/")[0]!), `stale entries left: ${left}`);
-
-  // A new node joins and is reachable from the others.
-  { const r = g("lab", "node", "add", "--name", name, "--node", `${name}-worker3`); assert.equal(r.status, 0, r.stderr + r.stdout); }
-  assert.equal(g("lab", "pod", "run", "newbie", "--node", `${name}-worker3`, "--image", "nginx", "--name", name).status, 0);
-  assert.equal(g("lab", "pod", "run", "old", "--node", cp.name, "--name", name).status, 0);
-  assert.ok(pingFrom(name, "old", podIp(name, "newbie")));
 });
 
 test("agent killed with -9 and restarted while a ping runs across nodes: no loss beyond a second", { timeout: 60_000 }, async () => {
