@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { GAUZE, ROOT, must, sh } from "./helpers.ts";
+import { GAUZE, ROOT, must, observing, sh } from "./helpers.ts";
 
 const lab = `hd${process.pid % 1000}cm`;
 const MANIFEST = join(ROOT, "deploy", "kube-gauze.yml");
@@ -79,23 +79,17 @@ test("observe and doctor --kubeconfig: flows by pod from both nodes through pods
 
 test("observe --kubeconfig --follow: an agent container restarting mid-stream is followed again, through the API", { timeout: 90_000 }, async () => {
   const kc = kubeconfig("observer");
-  const obs = spawn(GAUZE, ["observe", "--kubeconfig", kc, "--last", "0", "--follow", "--protocol", "icmp"], { stdio: ["ignore", "pipe", "pipe"] });
-  let out = "", err = "";
-  obs.stdout.on("data", (d: Buffer) => { out += d.toString(); });
-  obs.stderr.on("data", (d: Buffer) => { err += d.toString(); });
-  const until = async (what: () => boolean, ms: number, why: string) => {
-    const end = Date.now() + ms;
-    while (!what()) { if (Date.now() > end) throw new Error(`${why}\nstdout:\n${out}\nstderr:\n${err}`); await new Promise((r) => setTimeout(r, 100)); }
-  };
+  const obs = observing(["--kubeconfig", kc, "--last", "0", "--follow", "--protocol", "icmp"]);
+  const { until } = obs;
   try {
     const worker = new RegExp(`\\[${lab}-worker\\] default/a -> default/b icmp echo-request`);
-    await until(() => { must([GAUZE, "lab", "exec", "a", "--name", lab, "--", "ping", "-c", "1", "-W", "1", podIp("b")]); return worker.test(out); }, 20_000, "the worker's flows on the live stream");
+    await until(() => { must([GAUZE, "lab", "exec", "a", "--name", lab, "--", "ping", "-c", "1", "-W", "1", podIp("b")]); return worker.test(obs.out()); }, 20_000, "the worker's flows on the live stream");
     must([GAUZE, "lab", "podman", "--name", lab, "--", "restart", "-t", "1", `gz-${lab}-${lab}-worker-gauze`]);
-    await until(() => /node .*-worker: following again/.test(err), 30_000, "the stream followed again after the restart");
-    const before = out.length;
-    await until(() => { must([GAUZE, "lab", "exec", "a", "--name", lab, "--", "ping", "-c", "1", "-W", "1", podIp("b")]); return worker.test(out.slice(before)); }, 20_000, "the worker's flows after its agent restarted");
+    await until(() => /node .*-worker: following again/.test(obs.err()), 30_000, "the stream followed again after the restart");
+    const before = obs.out().length;
+    await until(() => { must([GAUZE, "lab", "exec", "a", "--name", lab, "--", "ping", "-c", "1", "-W", "1", podIp("b")]); return worker.test(obs.out().slice(before)); }, 20_000, "the worker's flows after its agent restarted");
   } finally {
-    obs.kill("SIGINT");
+    obs.stop();
   }
 });
 

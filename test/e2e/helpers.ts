@@ -195,3 +195,22 @@ export function captureOne(lab: string, node: string, filter: string, fromPod: s
     c.on("close", () => resolve(JSON.parse(out.trim().split("\n")[0]!) as CapturedPacket));
   });
 }
+
+/**
+ * `gauze observe <args>` running (a live stream): what it printed so far, a wait for a condition
+ * on it (the error names why and shows both streams), and its stop.
+ */
+export function observing(args: string[]): { out: () => string; err: () => string; until: (what: () => boolean, ms: number, why: string) => Promise<void>; stop: () => void } {
+  const p = spawn(GAUZE, ["observe", ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "", err = "";
+  p.stdout!.on("data", (d: Buffer) => { out += d.toString(); });
+  p.stderr!.on("data", (d: Buffer) => { err += d.toString(); });
+  const until = async (what: () => boolean, ms: number, why: string) => {
+    const end = Date.now() + ms;
+    while (!what()) {
+      if (Date.now() > end) throw new Error(`${why}\nstdout:\n${out}\nstderr:\n${err}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
+  return { out: () => out, err: () => err, until, stop: () => { p.kill("SIGINT"); } };
+}

@@ -7,7 +7,7 @@ import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { existsSync, readFileSync, rmSync } from "node:fs";
-import { GAUZE, sh, must } from "./helpers.ts";
+import { GAUZE, sh, must, observing } from "./helpers.ts";
 
 const id = String(process.pid % 1000);
 const labs: string[] = [];
@@ -95,14 +95,8 @@ test("full mesh: 4 nodes x 3 pods, every pod reaches every other pod", { timeout
 test("a node leaves (its routes, neighbours and FDB entries go everywhere), a stopped agent comes back to its old subnet, a new node joins; observe --follow lets the one go and follows the other", { timeout: 60_000 }, async () => {
   const name = lab("j");
   { const r = g("lab", "up", "--name", name, "--nodes", "3"); assert.equal(r.status, 0, r.stderr); }
-  const obs = spawn(GAUZE, ["observe", "--name", name, "--follow", "--last", "0", "--protocol", "icmp"], { stdio: ["ignore", "pipe", "pipe"] });
-  let obsOut = "", obsErr = "";
-  obs.stdout.on("data", (d: Buffer) => { obsOut += d.toString(); });
-  obs.stderr.on("data", (d: Buffer) => { obsErr += d.toString(); });
-  const until = async (what: () => boolean, ms: number, why: string) => {
-    const end = Date.now() + ms;
-    while (!what()) { if (Date.now() > end) throw new Error(`${why}\nstdout:\n${obsOut}\nstderr:\n${obsErr}`); await new Promise((r) => setTimeout(r, 100)); }
-  };
+  const obs = observing(["--name", name, "--follow", "--last", "0", "--protocol", "icmp"]);
+  const until = obs.until;
   try {
     const s0 = status(name);
     const w2 = s0.nodes.find((n) => n.name.endsWith("worker2"))!;
@@ -126,20 +120,20 @@ test("a node leaves (its routes, neighbours and FDB entries go everywhere), a st
     }
     assert.ok(!left.includes(w2.vtepMac!) && !left.includes(w2.subnet!.split("/")[0]!), `stale entries left: ${left}`);
     // The live stream says the node went, once, and stops asking for it.
-    await until(() => obsErr.includes(`node ${w2.name}: no longer in the lab ${name}; not followed`), 5000, "observe lets the removed node go");
-    const said = obsErr.length;
+    await until(() => obs.err().includes(`node ${w2.name}: no longer in the lab ${name}; not followed`), 5000, "observe lets the removed node go");
+    const said = obs.err().length;
     await new Promise((r) => setTimeout(r, 2500));
-    assert.ok(!obsErr.slice(said).includes(w2.name), `nothing more about ${w2.name}: ${obsErr.slice(said)}`);
+    assert.ok(!obs.err().slice(said).includes(w2.name), `nothing more about ${w2.name}: ${obs.err().slice(said)}`);
 
     // A new node joins and is reachable from the others; the live stream follows it.
     { const r = g("lab", "node", "add", "--name", name, "--node", `${name}-worker3`); assert.equal(r.status, 0, r.stderr + r.stdout); }
     assert.equal(g("lab", "pod", "run", "newbie", "--node", `${name}-worker3`, "--image", "nginx", "--name", name).status, 0);
     assert.equal(g("lab", "pod", "run", "old", "--node", cp.name, "--name", name).status, 0);
     assert.ok(pingFrom(name, "old", podIp(name, "newbie")));
-    await until(() => obsErr.includes(`node ${name}-worker3: joined; following it`), 5000, "observe follows the new node");
-    await until(() => { pingFrom(name, "old", podIp(name, "newbie")); return new RegExp(`\\[${name}-worker3\\] default/old -> default/newbie icmp echo-request`).test(obsOut); }, 10_000, "the new node's flows on the live stream");
+    await until(() => obs.err().includes(`node ${name}-worker3: joined; following it`), 5000, "observe follows the new node");
+    await until(() => { pingFrom(name, "old", podIp(name, "newbie")); return new RegExp(`\\[${name}-worker3\\] default/old -> default/newbie icmp echo-request`).test(obs.out()); }, 10_000, "the new node's flows on the live stream");
   } finally {
-    obs.kill("SIGINT");
+    obs.stop();
   }
 });
 
